@@ -1,0 +1,216 @@
+//! The validated config with every default filled in: what the daemon builds
+//! from and what `niswitch check` prints.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::{IpNet, Ipv4Net};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::addr::Mac;
+pub use super::schema::{AclAction, NiType};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub version: u32,
+    pub ports: Vec<Port>,
+    pub network_instances: Vec<Ni>,
+    pub apps: Vec<App>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Port {
+    pub name: String,
+    /// The kernel interface as the config names it.
+    pub device: String,
+    pub management: bool,
+    pub host_interface: Option<String>,
+    /// Set when the NIC is renamed (host_interface == device): its new name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renamed_to: Option<String>,
+    pub cost: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+}
+
+impl Port {
+    /// The name the NIC has while niswitch runs.
+    pub fn nic_name(&self) -> &str {
+        self.renamed_to.as_deref().unwrap_or(&self.device)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Ni {
+    pub name: String,
+    pub uuid: Uuid,
+    #[serde(rename = "type")]
+    pub kind: NiType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalNi>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LocalNi {
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub dhcp_range: DhcpRange,
+    pub lease_time: u32,
+    pub dns: Dns,
+    pub uplinks: Vec<String>,
+    pub uplink_address: UplinkAddress,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uplink_gateway: Option<Ipv4Addr>,
+    pub probe: Probe,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DhcpRange {
+    pub start: Ipv4Addr,
+    pub end: Ipv4Addr,
+}
+
+impl DhcpRange {
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        self.start <= ip && ip <= self.end
+    }
+}
+
+impl Serialize for DhcpRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}-{}", self.start, self.end))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dns {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    pub upstream: Vec<IpAddr>,
+    pub records: Vec<Record>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    pub name: String,
+    pub ip: IpAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UplinkAddress {
+    Dhcp,
+    Static(Ipv4Net),
+}
+
+impl Serialize for UplinkAddress {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            UplinkAddress::Dhcp => s.serialize_str("dhcp"),
+            UplinkAddress::Static(n) => s.collect_str(n),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Probe {
+    pub target: ProbeTarget,
+    pub interval: u32,
+    pub failures: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ProbeTarget {
+    Gateway,
+    Icmp(IpAddr),
+    Tcp(IpAddr, u16),
+}
+
+impl Serialize for ProbeTarget {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ProbeTarget::Gateway => s.serialize_str("gateway"),
+            ProbeTarget::Icmp(ip) => s.collect_str(ip),
+            ProbeTarget::Tcp(ip, p) => s.collect_str(&std::net::SocketAddr::new(*ip, *p)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct App {
+    pub name: String,
+    pub uuid: Uuid,
+    pub app_num: u8,
+    pub interfaces: Vec<Vif>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Vif {
+    pub ni: String,
+    pub ifnum: u8,
+    pub tap: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    pub mac: Mac,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acls: Option<Vec<Acl>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub port_maps: Vec<PortMap>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Acl {
+    #[serde(rename = "match")]
+    pub matches: AclMatch,
+    pub action: AclAction,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Limit>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct AclMatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpNet>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lport: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fport: Option<u16>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Limit {
+    /// Packets per `per_secs` seconds.
+    pub rate: u32,
+    pub burst: u32,
+    pub per_secs: u32,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum L4Proto {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PortMap {
+    pub protocol: L4Proto,
+    pub uplink_port: u16,
+    pub app_port: u16,
+}
+
+impl Config {
+    pub fn ni(&self, name: &str) -> Option<&Ni> {
+        self.network_instances.iter().find(|n| n.name == name)
+    }
+    pub fn port(&self, name: &str) -> Option<&Port> {
+        self.ports.iter().find(|p| p.name == name)
+    }
+}

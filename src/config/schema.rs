@@ -1,0 +1,169 @@
+//! The config file as written by the user (SPEC §2): serde types that refuse
+//! unknown fields. Validation and defaults live in `validate`.
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::addr::{IpText, Mac, NetText};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub version: u32,
+    #[serde(default)]
+    pub ports: Vec<RawPort>,
+    #[serde(default)]
+    pub network_instances: Vec<RawNi>,
+    #[serde(default)]
+    pub apps: Vec<RawApp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPort {
+    pub name: Option<String>,
+    pub device: String,
+    #[serde(default)]
+    pub management: bool,
+    pub host_interface: Option<String>,
+    #[serde(default)]
+    pub cost: u8,
+    pub mtu: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NiType {
+    Switch,
+    Local,
+}
+
+/// `port:` takes one name; a list is accepted only to refuse it clearly.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNi {
+    pub name: String,
+    pub uuid: Option<Uuid>,
+    #[serde(rename = "type")]
+    pub kind: NiType,
+    pub port: Option<OneOrMany>,
+    pub subnet: Option<NetText>,
+    pub gateway: Option<IpText>,
+    pub dhcp_range: Option<String>,
+    pub lease_time: Option<u32>,
+    pub dns: Option<RawDns>,
+    pub uplinks: Option<Vec<String>>,
+    pub uplink_address: Option<String>,
+    pub uplink_gateway: Option<IpText>,
+    pub probe: Option<RawProbe>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    pub domain: Option<String>,
+    pub upstream: Option<Vec<IpText>>,
+    #[serde(default)]
+    pub records: Vec<RawRecord>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecord {
+    pub name: String,
+    pub ip: IpText,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    pub target: Option<String>,
+    pub interval: Option<u32>,
+    pub failures: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    pub name: String,
+    pub uuid: Uuid,
+    pub app_num: Option<u8>,
+    #[serde(default)]
+    pub interfaces: Vec<RawVif>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVif {
+    pub ni: String,
+    pub tap: Option<String>,
+    pub netns: Option<String>,
+    pub mac: Option<Mac>,
+    pub ip: Option<IpText>,
+    pub acls: Option<Vec<RawAcl>>,
+    #[serde(default)]
+    pub port_maps: Vec<RawPortMap>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcl {
+    #[serde(rename = "match")]
+    pub matches: RawMatch,
+    pub action: AclAction,
+    pub limit: Option<RawLimit>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AclAction {
+    Allow,
+    Drop,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    pub ip: Option<NetText>,
+    pub host: Option<String>,
+    pub protocol: Option<ProtoText>,
+    pub lport: Option<u16>,
+    pub fport: Option<u16>,
+}
+
+/// `tcp`, `udp`, `icmp` or an IP protocol number.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ProtoText {
+    Number(u8),
+    Name(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimit {
+    pub rate: u32,
+    #[serde(default)]
+    pub burst: u32,
+    #[serde(default = "default_unit")]
+    pub unit: String,
+}
+
+fn default_unit() -> String {
+    "s".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPortMap {
+    pub protocol: String,
+    pub uplink_port: u16,
+    pub app_port: u16,
+}

@@ -1,0 +1,601 @@
+//! Turns a `RawConfig` into a `Config`: every rule of SPEC §2, each problem
+//! reported with the path of the field, what is wrong and what is allowed.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::{IpNet, Ipv4Net};
+
+use super::derive;
+use super::model::*;
+use super::schema::*;
+use super::{ConfigError, addr};
+
+const IFNAMSIZ: usize = 15;
+
+struct Ctx {
+    errors: Vec<ConfigError>,
+}
+
+impl Ctx {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Records the first place a key appears; reports later duplicates.
+    fn unique<'a>(
+        &mut self,
+        seen: &mut HashMap<String, String>,
+        key: &str,
+        path: String,
+        what: &'a str,
+    ) {
+        if let Some(first) = seen.get(key) {
+            self.err(path, format!("duplicate {what} `{key}` (already used at {first}); every {what} must be unique"));
+        } else {
+            seen.insert(key.to_string(), path);
+        }
+    }
+
+    fn ifname(&mut self, path: &str, name: &str, what: &str) {
+        if name.is_empty() {
+            self.err(path, format!("the {what} is empty"));
+        } else if name.len() > IFNAMSIZ {
+            self.err(
+                path,
+                format!("{what} `{name}` is {} bytes long; Linux interface names have at most 15 bytes", name.len()),
+            );
+        } else if name.contains(['/', ':']) || name.chars().any(|c| c.is_whitespace() || c.is_control()) || name == "." || name == ".." {
+            self.err(path, format!("{what} `{name}` is not a valid interface name (no '/', ':' or spaces)"));
+        }
+    }
+}
+
+fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
+    let mut cx = Ctx { errors: Vec::new() };
+    if raw.version != 1 {
+        cx.err("version", format!("unsupported version {}; this niswitch reads version 1", raw.version));
+    }
+    let ports = ports(&mut cx, &raw.ports);
+    let nis = nis(&mut cx, &raw.network_instances, &ports);
+    let apps = apps(&mut cx, &raw.apps, &nis, &ports);
+    if cx.errors.is_empty() {
+        Ok(Config { version: raw.version, ports, network_instances: nis, apps })
+    } else {
+        Err(cx.errors)
+    }
+}
+
+fn ports(cx: &mut Ctx, raw: &[RawPort]) -> Vec<Port> {
+    let mut names = HashMap::new();
+    let mut devices = HashMap::new();
+    let mut out = Vec::new();
+    for (i, p) in raw.iter().enumerate() {
+        let base = format!("ports[{i}]");
+        cx.ifname(&format!("{base}.device"), &p.device, "device name");
+        let name = p.name.clone().unwrap_or_else(|| p.device.clone());
+        if name.is_empty() {
+            cx.err(format!("{base}.name"), "the port name is empty");
+        }
+        cx.unique(&mut names, &name, format!("{base}.name"), "port name");
+        cx.unique(&mut devices, &p.device, format!("{base}.device"), "port device");
+        if let Some(mtu) = p.mtu
+            && !(68..=65535).contains(&mtu)
+        {
+            cx.err(format!("{base}.mtu"), format!("mtu {mtu} is out of range; allowed 68..65535"));
+        }
+        let host_interface = match (&p.host_interface, p.management) {
+            (Some(h), true) => {
+                cx.ifname(&format!("{base}.host_interface"), h, "host interface name");
+                Some(h.clone())
+            }
+            (Some(_), false) => {
+                cx.err(format!("{base}.host_interface"), "a host interface is only made for a port with `management: true`");
+                None
+            }
+            (None, true) => Some(p.device.clone()),
+            (None, false) => None,
+        };
+        let renamed_to = match &host_interface {
+            Some(h) if *h == p.device => {
+                let k = derive::kernel_name(&p.device);
+                if k.len() > IFNAMSIZ {
+                    cx.err(
+                        format!("{base}.host_interface"),
+                        format!("the NIC would be renamed to `{k}`, longer than 15 bytes; choose a host_interface name other than `{}`", p.device),
+                    );
+                }
+                Some(k)
+            }
+            _ => None,
+        };
+        out.push(Port {
+            name,
+            device: p.device.clone(),
+            management: p.management,
+            host_interface,
+            renamed_to,
+            cost: p.cost,
+            mtu: p.mtu,
+        });
+    }
+    // A renamed NIC's new name must not be another port's device.
+    for (i, p) in out.iter().enumerate() {
+        if let Some(k) = &p.renamed_to
+            && out.iter().any(|o| o.device == *k)
+        {
+            cx.err(format!("ports[{i}].host_interface"), format!("renaming `{}` to `{k}` would clash with the port whose device is `{k}`", p.device));
+        }
+    }
+    out
+}
+
+fn local_only(cx: &mut Ctx, base: &str, n: &RawNi) {
+    let set = [
+        ("subnet", n.subnet.is_some()),
+        ("gateway", n.gateway.is_some()),
+        ("dhcp_range", n.dhcp_range.is_some()),
+        ("lease_time", n.lease_time.is_some()),
+        ("dns", n.dns.is_some()),
+        ("uplinks", n.uplinks.is_some()),
+        ("uplink_address", n.uplink_address.is_some()),
+        ("uplink_gateway", n.uplink_gateway.is_some()),
+        ("probe", n.probe.is_some()),
+    ];
+    for (field, present) in set {
+        if present {
+            cx.err(format!("{base}.{field}"), format!("`{field}` only applies to `type: local`; a switch network instance is L2 only"));
+        }
+    }
+}
+
+fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
+    let mut names = HashMap::new();
+    let mut uuids = HashMap::new();
+    let mut out = Vec::new();
+    let known_port = |n: &str| ports.iter().any(|p| p.name == n);
+    let port_list = || ports.iter().map(|p| format!("`{}`", p.name)).collect::<Vec<_>>().join(", ");
+    for (i, n) in raw.iter().enumerate() {
+        let base = format!("network_instances[{i}]");
+        if n.name.is_empty() {
+            cx.err(format!("{base}.name"), "the network instance name is empty");
+        }
+        cx.unique(&mut names, &n.name, format!("{base}.name"), "network instance name");
+        let uuid = n.uuid.unwrap_or_else(|| derive::ni_uuid(&n.name));
+        cx.unique(&mut uuids, &uuid.to_string(), format!("{base}.uuid"), "network instance UUID");
+        let check_port = |cx: &mut Ctx, path: String, p: &str| {
+            if !known_port(p) {
+                cx.err(path, format!("unknown port `{p}`; known ports: [{}]", port_list()));
+            }
+        };
+        let ni = match n.kind {
+            NiType::Switch => {
+                local_only(cx, &base, n);
+                let port = match &n.port {
+                    None => None,
+                    Some(OneOrMany::One(p)) => Some(p.clone()),
+                    Some(OneOrMany::Many(v)) if v.len() <= 1 => v.first().cloned(),
+                    Some(OneOrMany::Many(v)) => {
+                        cx.err(format!("{base}.port"), format!("a switch network instance takes at most one port; got {} ({})", v.len(), v.join(", ")));
+                        None
+                    }
+                };
+                if let Some(p) = &port {
+                    check_port(cx, format!("{base}.port"), p);
+                }
+                Ni { name: n.name.clone(), uuid, kind: n.kind, port, local: None }
+            }
+            NiType::Local => {
+                if n.port.is_some() {
+                    cx.err(format!("{base}.port"), "a local network instance reaches ports through `uplinks`, not `port`");
+                }
+                let uplinks = n.uplinks.clone().unwrap_or_default();
+                let mut seen = HashMap::new();
+                for (j, u) in uplinks.iter().enumerate() {
+                    check_port(cx, format!("{base}.uplinks[{j}]"), u);
+                    cx.unique(&mut seen, u, format!("{base}.uplinks[{j}]"), "uplink");
+                }
+                let local = local_ni(cx, &base, n, uplinks);
+                Ni { name: n.name.clone(), uuid, kind: n.kind, port: None, local }
+            }
+        };
+        out.push(ni);
+    }
+    // Overlapping subnets of two local NIs.
+    for (j, b) in out.iter().enumerate() {
+        for a in &out[..j] {
+            if let (Some(la), Some(lb)) = (&a.local, &b.local)
+                && (la.subnet.contains(&lb.subnet.network()) || lb.subnet.contains(&la.subnet.network()))
+            {
+                cx.err(
+                    format!("network_instances[{j}].subnet"),
+                    format!("{} overlaps {} of network instance `{}`; local subnets must be disjoint", lb.subnet, la.subnet, a.name),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn v4(cx: &mut Ctx, path: &str, ip: IpAddr, what: &str) -> Option<Ipv4Addr> {
+    match ip {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => {
+            cx.err(path, format!("{what} `{ip}` is IPv6; local network instances are IPv4 (give an IPv4 address)"));
+            None
+        }
+    }
+}
+
+fn local_ni(cx: &mut Ctx, base: &str, n: &RawNi, uplinks: Vec<String>) -> Option<LocalNi> {
+    let Some(subnet) = n.subnet else {
+        cx.err(format!("{base}.subnet"), "a local network instance needs a `subnet` (an IPv4 CIDR such as 10.50.0.0/24)");
+        return None;
+    };
+    let subnet = match subnet.0 {
+        IpNet::V4(s) if s.prefix_len() <= 30 => s,
+        IpNet::V4(s) => {
+            cx.err(format!("{base}.subnet"), format!("{s} is too small; a local subnet needs a prefix of /30 or shorter"));
+            return None;
+        }
+        IpNet::V6(s) => {
+            cx.err(format!("{base}.subnet"), format!("{s} is IPv6; local network instances take an IPv4 subnet"));
+            return None;
+        }
+    };
+    let is_host = |ip: Ipv4Addr| subnet.contains(&ip) && ip != subnet.network() && ip != subnet.broadcast();
+    let gateway = match n.gateway {
+        None => Ipv4Addr::from(u32::from(subnet.network()) + 1),
+        Some(g) => {
+            let g = v4(cx, &format!("{base}.gateway"), g.0, "gateway")?;
+            if !is_host(g) {
+                cx.err(format!("{base}.gateway"), format!("gateway {g} is outside the subnet {subnet} (or is its network/broadcast address); use a host address of {subnet}"));
+            }
+            g
+        }
+    };
+    let dhcp_range = match &n.dhcp_range {
+        None => {
+            let size = 1u32 << (32 - subnet.prefix_len());
+            let net = u32::from(subnet.network());
+            DhcpRange { start: Ipv4Addr::from(net + size / 2), end: Ipv4Addr::from(net + size - 2) }
+        }
+        Some(text) => {
+            let path = format!("{base}.dhcp_range");
+            let parsed = text.split_once('-').and_then(|(a, b)| {
+                Some((a.trim().parse::<Ipv4Addr>().ok()?, b.trim().parse::<Ipv4Addr>().ok()?))
+            });
+            match parsed {
+                None => {
+                    cx.err(path, format!("`{text}` is not a range; write FIRST-LAST, such as 10.50.0.100-10.50.0.199"));
+                    DhcpRange { start: gateway, end: gateway }
+                }
+                Some((s, e)) => {
+                    if !is_host(s) || !is_host(e) {
+                        cx.err(path.clone(), format!("range {s}-{e} must lie inside the subnet {subnet} (host addresses only)"));
+                    } else if s > e {
+                        cx.err(path.clone(), format!("range {s}-{e} starts after it ends"));
+                    } else if s <= gateway && gateway <= e {
+                        cx.err(path, format!("range {s}-{e} contains the gateway {gateway}; leave the gateway out of the range"));
+                    }
+                    DhcpRange { start: s, end: e }
+                }
+            }
+        }
+    };
+    let lease_time = n.lease_time.unwrap_or(3600);
+    if lease_time < 60 {
+        cx.err(format!("{base}.lease_time"), format!("lease_time {lease_time} is too short; at least 60 seconds"));
+    }
+    let dns = match &n.dns {
+        None => Dns { domain: None, upstream: vec![], records: vec![] },
+        Some(d) => {
+            if let Some(dom) = &d.domain
+                && !is_dns_name(dom)
+            {
+                cx.err(format!("{base}.dns.domain"), format!("`{dom}` is not a DNS domain name"));
+            }
+            let mut records = Vec::new();
+            for (k, r) in d.records.iter().enumerate() {
+                let bare = r.name.strip_prefix("*.").unwrap_or(&r.name);
+                if !is_dns_name(bare) {
+                    cx.err(format!("{base}.dns.records[{k}].name"), format!("`{}` is not a DNS name (a leading `*.` makes a wildcard)", r.name));
+                }
+                records.push(Record { name: r.name.to_ascii_lowercase(), ip: r.ip.0 });
+            }
+            Dns {
+                domain: d.domain.as_ref().map(|s| s.to_ascii_lowercase()),
+                upstream: d.upstream.iter().flatten().map(|i| i.0).collect(),
+                records,
+            }
+        }
+    };
+    let uplink_address = match n.uplink_address.as_deref() {
+        None | Some("dhcp") => UplinkAddress::Dhcp,
+        Some(text) => {
+            let path = format!("{base}.uplink_address");
+            match text.split_once('/').and_then(|(a, p)| Some((addr::parse_ip_text(a).ok()?, p.parse::<u8>().ok()?))) {
+                Some((IpAddr::V4(a), p)) if p <= 32 => match Ipv4Net::new(a, p) {
+                    Ok(net) => UplinkAddress::Static(net),
+                    Err(_) => {
+                        cx.err(path, format!("`{text}` has an invalid prefix"));
+                        UplinkAddress::Dhcp
+                    }
+                },
+                _ => {
+                    cx.err(path, format!("`{text}` is neither `dhcp` nor an IPv4 address with prefix such as 192.0.2.50/24"));
+                    UplinkAddress::Dhcp
+                }
+            }
+        }
+    };
+    let uplink_gateway = match (n.uplink_gateway, uplink_address) {
+        (None, _) => None,
+        (Some(g), UplinkAddress::Dhcp) => {
+            cx.err(format!("{base}.uplink_gateway"), format!("uplink_gateway {} is only used with a static uplink_address (the gateway comes from DHCP otherwise)", g.0));
+            None
+        }
+        (Some(g), UplinkAddress::Static(net)) => {
+            let g = v4(cx, &format!("{base}.uplink_gateway"), g.0, "uplink gateway");
+            if let Some(g) = g
+                && !net.contains(&g)
+            {
+                cx.err(format!("{base}.uplink_gateway"), format!("uplink gateway {g} is not inside the uplink network {}", net.trunc()));
+            }
+            g
+        }
+    };
+    if let UplinkAddress::Static(_) = uplink_address
+        && uplink_gateway.is_none()
+        && n.uplink_gateway.is_none()
+    {
+        cx.err(format!("{base}.uplink_gateway"), "a static uplink_address needs an uplink_gateway");
+    }
+    let probe = probe(cx, base, n.probe.as_ref());
+    Some(LocalNi { subnet, gateway, dhcp_range, lease_time, dns, uplinks, uplink_address, uplink_gateway, probe })
+}
+
+fn probe(cx: &mut Ctx, base: &str, raw: Option<&RawProbe>) -> Probe {
+    let mut p = Probe { target: ProbeTarget::Gateway, interval: 2, failures: 3 };
+    let Some(r) = raw else { return p };
+    if let Some(t) = &r.target {
+        let t = t.trim();
+        p.target = if t == "gateway" {
+            ProbeTarget::Gateway
+        } else if let Ok(sa) = t.parse::<std::net::SocketAddr>() {
+            match addr::normalize_ip(sa.ip()) {
+                Ok(ip) => ProbeTarget::Tcp(ip, sa.port()),
+                Err(e) => {
+                    cx.err(format!("{base}.probe.target"), e);
+                    ProbeTarget::Gateway
+                }
+            }
+        } else {
+            match addr::parse_ip_text(t) {
+                Ok(ip) => ProbeTarget::Icmp(ip),
+                Err(_) => {
+                    cx.err(format!("{base}.probe.target"), format!("`{t}` is not a probe target; allowed: `gateway`, an IP (ICMP echo) or IP:PORT (TCP connect)"));
+                    ProbeTarget::Gateway
+                }
+            }
+        };
+    }
+    for (field, val, slot) in [("interval", r.interval, &mut p.interval), ("failures", r.failures, &mut p.failures)] {
+        if let Some(v) = val {
+            if !(1..=3600).contains(&v) {
+                cx.err(format!("{base}.probe.{field}"), format!("{field} {v} is out of range; allowed 1..3600"));
+            }
+            *slot = v;
+        }
+    }
+    p
+}
+
+fn apps(cx: &mut Ctx, raw: &[RawApp], nis: &[Ni], ports: &[Port]) -> Vec<App> {
+    let mut names = HashMap::new();
+    let mut uuids = HashMap::new();
+    let mut taps: HashMap<String, String> = HashMap::new();
+    let mut macs = HashMap::new();
+    let mut fixed_ips = HashMap::new();
+    // (uplink, protocol, port) -> path of the first port map using it
+    let mut maps: HashMap<(String, L4Proto, u16), String> = HashMap::new();
+    for (i, p) in ports.iter().enumerate() {
+        if let Some(h) = &p.host_interface {
+            taps.insert(h.clone(), format!("ports[{i}].host_interface"));
+        }
+    }
+    let ni_list = || nis.iter().map(|n| format!("`{}`", n.name)).collect::<Vec<_>>().join(", ");
+    let mut out = Vec::new();
+    for (i, a) in raw.iter().enumerate() {
+        let base = format!("apps[{i}]");
+        if a.name.is_empty() {
+            cx.err(format!("{base}.name"), "the app name is empty");
+        }
+        cx.unique(&mut names, &a.name, format!("{base}.name"), "app name");
+        cx.unique(&mut uuids, &a.uuid.to_string(), format!("{base}.uuid"), "app UUID");
+        if a.interfaces.len() > 256 {
+            cx.err(format!("{base}.interfaces"), "an app has at most 256 interfaces");
+        }
+        let app_num = a.app_num.unwrap_or(0);
+        let mut vifs = Vec::new();
+        for (j, v) in a.interfaces.iter().enumerate().take(256) {
+            let vb = format!("{base}.interfaces[{j}]");
+            let ifnum = j as u8;
+            let Some(ni) = nis.iter().find(|n| n.name == v.ni) else {
+                cx.err(format!("{vb}.ni"), format!("unknown network instance `{}`; known: [{}]", v.ni, ni_list()));
+                continue;
+            };
+            let tap = v.tap.clone().unwrap_or_else(|| derive::tap_name(&a.uuid, ifnum));
+            cx.ifname(&format!("{vb}.tap"), &tap, "TAP name");
+            if let Some(first) = taps.get(&tap) {
+                cx.err(format!("{vb}.tap"), format!("duplicate TAP name `{tap}` (already used at {first}); every TAP name must be unique"));
+            } else {
+                taps.insert(tap.clone(), format!("{vb}.tap"));
+            }
+            if let Some(ns) = &v.netns
+                && (ns.is_empty() || ns.contains('/') || ns == "." || ns == "..")
+            {
+                cx.err(format!("{vb}.netns"), format!("`{ns}` is not a network namespace name (as `ip netns` lists them)"));
+            }
+            let mac = match v.mac {
+                Some(m) if m.is_multicast() => {
+                    cx.err(format!("{vb}.mac"), format!("{m} is a multicast MAC; a VIF needs a unicast MAC (first byte even)"));
+                    m
+                }
+                Some(m) if m.is_zero() => {
+                    cx.err(format!("{vb}.mac"), "00:00:00:00:00:00 is not a usable MAC; give a unicast MAC such as 02:00:00:00:00:01");
+                    m
+                }
+                Some(m) => m,
+                None => derive::vif_mac(&a.uuid, &ni.uuid, ifnum, app_num),
+            };
+            cx.unique(&mut macs, &mac.to_string(), format!("{vb}.mac"), "VIF MAC");
+            let ip = vif_ip(cx, &vb, v, ni, &mut fixed_ips);
+            if a.name.is_empty() || (ni.local.is_some() && !is_dns_name(&a.name)) {
+                cx.err(format!("{base}.name"), format!("app name `{}` is used as a DNS name in local network instance `{}`; use letters, digits and '-'", a.name, ni.name));
+            }
+            let acls = v.acls.as_ref().map(|list| acls(cx, &vb, list, ni));
+            let port_maps = port_maps(cx, &vb, &v.port_maps, ni, &mut maps);
+            vifs.push(Vif { ni: v.ni.clone(), ifnum, tap, netns: v.netns.clone(), mac, ip, acls, port_maps });
+        }
+        out.push(App { name: a.name.clone(), uuid: a.uuid, app_num, interfaces: vifs });
+    }
+    out
+}
+
+fn vif_ip(cx: &mut Ctx, vb: &str, v: &RawVif, ni: &Ni, fixed: &mut HashMap<String, String>) -> Option<Ipv4Addr> {
+    let ip = v.ip?;
+    let path = format!("{vb}.ip");
+    let Some(l) = &ni.local else {
+        cx.err(path, format!("a fixed `ip` needs a local network instance; `{}` is a switch (addresses there come from the LAN)", ni.name));
+        return None;
+    };
+    let ip = v4(cx, &path, ip.0, "fixed IP")?;
+    if !l.subnet.contains(&ip) || ip == l.subnet.network() || ip == l.subnet.broadcast() {
+        cx.err(path, format!("fixed IP {ip} is outside the subnet {} of `{}`; use a host address inside it and outside the DHCP range {}-{}", l.subnet, ni.name, l.dhcp_range.start, l.dhcp_range.end));
+    } else if l.dhcp_range.contains(ip) {
+        cx.err(path, format!("fixed IP {ip} is inside the DHCP range {}-{} of `{}`; pick an address of the subnet outside the range", l.dhcp_range.start, l.dhcp_range.end, ni.name));
+    } else if ip == l.gateway {
+        cx.err(path, format!("fixed IP {ip} is the gateway of `{}`", ni.name));
+    } else {
+        cx.unique(fixed, &format!("{}/{ip}", ni.name), path, "fixed IP in one network instance");
+    }
+    Some(ip)
+}
+
+fn acls(cx: &mut Ctx, vb: &str, list: &[RawAcl], ni: &Ni) -> Vec<Acl> {
+    let mut out = Vec::new();
+    for (k, r) in list.iter().enumerate() {
+        let ab = format!("{vb}.acls[{k}]");
+        let m = &r.matches;
+        let protocol = match &m.protocol {
+            None => None,
+            Some(ProtoText::Number(n)) => Some(*n),
+            Some(ProtoText::Name(s)) => match s.to_ascii_lowercase().as_str() {
+                "tcp" => Some(6),
+                "udp" => Some(17),
+                "icmp" => Some(1),
+                other => match other.parse::<u8>() {
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        cx.err(format!("{ab}.match.protocol"), format!("unknown protocol `{s}`; allowed: tcp, udp, icmp or a number 0..255"));
+                        None
+                    }
+                },
+            },
+        };
+        for (field, val) in [("lport", m.lport), ("fport", m.fport)] {
+            if val.is_some() {
+                match protocol {
+                    None if m.protocol.is_none() => cx.err(format!("{ab}.match.{field}"), format!("`{field}` needs `protocol` (tcp or udp) in the same match")),
+                    Some(6) | Some(17) | None => {}
+                    Some(p) => cx.err(format!("{ab}.match.{field}"), format!("`{field}` needs protocol tcp or udp, not {p}")),
+                }
+            }
+        }
+        if let Some(h) = &m.host {
+            if ni.local.is_none() {
+                cx.err(format!("{ab}.match.host"), format!("`host` rules need a local network instance (its DNS server learns the addresses); `{}` is a switch", ni.name));
+            } else if !is_dns_name(h) {
+                cx.err(format!("{ab}.match.host"), format!("`{h}` is not a DNS name"));
+            }
+        }
+        let limit = r.limit.as_ref().and_then(|l| {
+            let per_secs = match l.unit.as_str() {
+                "s" | "second" => 1,
+                "m" | "minute" => 60,
+                "h" | "hour" => 3600,
+                other => {
+                    cx.err(format!("{ab}.limit.unit"), format!("unknown unit `{other}`; allowed: s, m, h"));
+                    return None;
+                }
+            };
+            if l.rate == 0 {
+                cx.err(format!("{ab}.limit.rate"), "rate must be at least 1");
+            }
+            Some(Limit { rate: l.rate, burst: l.burst, per_secs })
+        });
+        out.push(Acl {
+            matches: AclMatch { ip: m.ip.map(|n| n.0), host: m.host.as_ref().map(|h| h.to_ascii_lowercase()), protocol, lport: m.lport, fport: m.fport },
+            action: r.action,
+            limit,
+        });
+    }
+    out
+}
+
+fn port_maps(
+    cx: &mut Ctx,
+    vb: &str,
+    raw: &[RawPortMap],
+    ni: &Ni,
+    seen: &mut HashMap<(String, L4Proto, u16), String>,
+) -> Vec<PortMap> {
+    let mut out = Vec::new();
+    for (k, m) in raw.iter().enumerate() {
+        let pb = format!("{vb}.port_maps[{k}]");
+        let protocol = match m.protocol.to_ascii_lowercase().as_str() {
+            "tcp" => L4Proto::Tcp,
+            "udp" => L4Proto::Udp,
+            other => {
+                cx.err(format!("{pb}.protocol"), format!("unknown protocol `{other}`; port maps take tcp or udp"));
+                continue;
+            }
+        };
+        let Some(l) = &ni.local else {
+            cx.err(pb, format!("port maps need a local network instance; `{}` is a switch", ni.name));
+            continue;
+        };
+        if l.uplinks.is_empty() {
+            cx.err(pb.clone(), format!("network instance `{}` has no uplink to map a port from", ni.name));
+        }
+        for u in &l.uplinks {
+            let key = (u.clone(), protocol, m.uplink_port);
+            if let Some(first) = seen.get(&key) {
+                cx.err(
+                    format!("{pb}.uplink_port"),
+                    format!("{}/{} on uplink `{u}` is already mapped at {first}; each uplink port maps to one app", m.protocol.to_ascii_lowercase(), m.uplink_port),
+                );
+            } else {
+                seen.insert(key, pb.clone());
+            }
+        }
+        out.push(PortMap { protocol, uplink_port: m.uplink_port, app_port: m.app_port });
+    }
+    out
+}

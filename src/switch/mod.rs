@@ -1,0 +1,293 @@
+//! The switch core: L2 domains with lock-free MAC tables, ports attached to
+//! them, and the forwarding decision made by the thread that received the
+//! frame (learn the source, look up the destination, write to its port or
+//! flood the domain). No channel hop, no lock and no allocation per frame.
+
+pub mod frame;
+pub mod iplearn;
+pub mod mactable;
+pub mod stats;
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+use crate::config::Mac;
+use crate::ports::PortIo;
+use frame::{FrameError, MAX_PACKET, Packet, VNET_HDR_LEN};
+pub use mactable::{Learn, MacTable, PortId};
+pub use stats::{DropReason, PortStats};
+
+/// Most ports one switch holds (port ids are u16, the MAC table keeps +1).
+pub const MAX_PORTS: usize = 4096;
+/// MAC table slots per domain.
+pub const TABLE_SLOTS: usize = 16384;
+/// MACs a NIC port may hold in its domain; other ports hold `OTHER_QUOTA`.
+pub const NIC_QUOTA: u32 = 8192;
+pub const OTHER_QUOTA: u32 = 256;
+pub const DEFAULT_AGING_SECS: u32 = 300;
+/// Frames handled per wake-up of a port's thread before polling again.
+const BATCH: usize = 64;
+
+/// Seconds on a coarse monotonic clock: cheap enough to read once per batch.
+pub fn now_secs() -> u32 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u32
+}
+
+/// What a port is, for status and policy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PortRole {
+    /// A NIC opened with AF_PACKET.
+    Nic { port: String },
+    /// The host's TAP on a management port.
+    Host { port: String },
+    /// An app interface.
+    Vif { app: String, ni: String, ifnum: u8 },
+    /// Anything else attached to a domain (tests, router interfaces).
+    Other,
+}
+
+/// One L2 broadcast domain: a MAC table and its member ports.
+pub struct Domain {
+    pub name: String,
+    pub table: MacTable,
+    members: ArcSwap<Vec<Arc<PortEntry>>>,
+}
+
+impl Domain {
+    pub fn new(name: impl Into<String>) -> Arc<Self> {
+        Arc::new(Domain {
+            name: name.into(),
+            table: MacTable::new(TABLE_SLOTS, DEFAULT_AGING_SECS, MAX_PORTS),
+            members: ArcSwap::from_pointee(Vec::new()),
+        })
+    }
+
+    pub fn members(&self) -> Arc<Vec<Arc<PortEntry>>> {
+        self.members.load_full()
+    }
+}
+
+/// How to attach a port.
+pub struct PortSpec {
+    pub name: String,
+    pub role: PortRole,
+    pub io: Box<dyn PortIo>,
+    pub mtu: u32,
+    /// For VIFs: the only source MAC accepted from the port.
+    pub own_mac: Option<Mac>,
+    pub link_up: bool,
+}
+
+/// A port attached to the switch.
+pub struct PortEntry {
+    pub id: PortId,
+    pub name: String,
+    pub role: PortRole,
+    pub io: Box<dyn PortIo>,
+    pub stats: PortStats,
+    pub mtu: AtomicU32,
+    pub link_up: AtomicBool,
+    pub own_mac: Option<Mac>,
+    pub quota: u32,
+    pub domain: Arc<Domain>,
+    /// IPv4 addresses seen for this port's station (ARP, DHCP ACK).
+    pub learned_ips: Mutex<Vec<Ipv4Addr>>,
+    closing: AtomicBool,
+}
+
+impl PortEntry {
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Relaxed)
+    }
+
+    fn note_ip(&self, ip: Ipv4Addr) {
+        if let Ok(mut ips) = self.learned_ips.lock()
+            && !ips.contains(&ip)
+        {
+            if ips.len() >= 8 {
+                ips.remove(0);
+            }
+            ips.push(ip);
+        }
+    }
+}
+
+/// All ports, indexed by id, and the forwarding logic.
+pub struct Switch {
+    ports: Box<[ArcSwapOption<PortEntry>]>,
+    alloc: Mutex<()>,
+}
+
+impl Default for Switch {
+    fn default() -> Self {
+        Switch {
+            ports: (0..MAX_PORTS).map(|_| ArcSwapOption::empty()).collect(),
+            alloc: Mutex::new(()),
+        }
+    }
+}
+
+impl Switch {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Attaches a port to a domain and returns it.
+    pub fn add_port(&self, domain: &Arc<Domain>, spec: PortSpec) -> io::Result<Arc<PortEntry>> {
+        let _g = self.alloc.lock().map_err(|_| io::Error::other("port table poisoned"))?;
+        let id = self
+            .ports
+            .iter()
+            .position(|p| p.load().is_none())
+            .ok_or_else(|| io::Error::other(format!("more than {MAX_PORTS} ports")))?;
+        let quota = if matches!(spec.role, PortRole::Nic { .. }) { NIC_QUOTA } else { OTHER_QUOTA };
+        let entry = Arc::new(PortEntry {
+            id: id as PortId,
+            name: spec.name,
+            role: spec.role,
+            io: spec.io,
+            stats: PortStats::default(),
+            mtu: AtomicU32::new(spec.mtu),
+            link_up: AtomicBool::new(spec.link_up),
+            own_mac: spec.own_mac,
+            quota,
+            domain: domain.clone(),
+            learned_ips: Mutex::new(Vec::new()),
+            closing: AtomicBool::new(false),
+        });
+        self.ports[id].store(Some(entry.clone()));
+        domain.members.rcu(|m| {
+            let mut v = Vec::clone(m);
+            v.push(entry.clone());
+            v
+        });
+        Ok(entry)
+    }
+
+    /// Detaches a port: it leaves its domain, its MACs are forgotten and its
+    /// receive loop ends.
+    pub fn remove_port(&self, port: &PortEntry) {
+        port.closing.store(true, Relaxed);
+        port.domain.members.rcu(|m| m.iter().filter(|p| p.id != port.id).cloned().collect::<Vec<_>>());
+        port.domain.table.sweep(now_secs(), Some(port.id));
+        if let Some(slot) = self.ports.get(port.id as usize) {
+            slot.store(None);
+        }
+    }
+
+    pub fn port(&self, id: PortId) -> Option<Arc<PortEntry>> {
+        self.ports.get(id as usize).and_then(|p| p.load_full())
+    }
+
+    /// Switches one packet (virtio-net header + frame) received on `from`.
+    #[inline]
+    pub fn process(&self, from: &PortEntry, buf: &[u8], now: u32) {
+        from.stats.rx(buf.len().saturating_sub(VNET_HDR_LEN));
+        let pkt = match Packet::new_checked(buf) {
+            Ok(p) => p,
+            Err(FrameError::Runt) => return from.stats.drop(DropReason::Runt),
+            Err(FrameError::BadVnetHeader) => return from.stats.drop(DropReason::BadVnetHeader),
+        };
+        let src = pkt.src();
+        if src.is_multicast() || src.is_zero() {
+            return from.stats.drop(DropReason::InvalidSrcMac);
+        }
+        if let Some(own) = from.own_mac
+            && own != src
+        {
+            return from.stats.drop(DropReason::SpoofedSrcMac);
+        }
+        let domain = &from.domain;
+        domain.table.learn(src, from.id, from.quota, now);
+        if let Some(s) = iplearn::sighting(&pkt) {
+            self.note_sighting(from, s);
+        }
+        let dst = pkt.dst();
+        if !dst.is_multicast()
+            && let Some(to) = domain.table.lookup(dst, now)
+        {
+            if to == from.id {
+                return from.stats.drop(DropReason::Hairpin);
+            }
+            if let Some(out) = self.ports[to as usize].load().as_ref() {
+                deliver(out, &pkt);
+                return;
+            }
+        }
+        for out in domain.members.load().iter() {
+            if out.id != from.id {
+                deliver(out, &pkt);
+            }
+        }
+    }
+
+    fn note_sighting(&self, from: &PortEntry, s: iplearn::Sighting) {
+        if from.own_mac == Some(s.mac) {
+            from.note_ip(s.ip);
+            return;
+        }
+        for p in from.domain.members.load().iter() {
+            if p.own_mac == Some(s.mac) {
+                p.note_ip(s.ip);
+            }
+        }
+    }
+
+    /// The receive loop of one port: poll, read a batch, switch each frame.
+    /// Returns when the port is removed or `stop` is set.
+    pub fn serve(&self, port: &PortEntry, stop: &AtomicBool) {
+        let Some(fd) = port.io.fd() else { return };
+        let mut buf = vec![0u8; MAX_PACKET];
+        while !stop.load(Relaxed) && !port.is_closing() {
+            let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd.
+            let r = unsafe { libc::poll(&mut pfd, 1, 200) };
+            if r <= 0 {
+                continue;
+            }
+            let now = now_secs();
+            for _ in 0..BATCH {
+                match port.io.recv(&mut buf) {
+                    Ok(n) => self.process(port, &buf[..n], now),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        tracing::debug!(port = %port.name, error = %e, "receive failed");
+                        std::thread::sleep(Duration::from_millis(50));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes a packet to one port, counting what happens to it.
+#[inline]
+fn deliver(out: &PortEntry, pkt: &Packet) {
+    if !out.link_up.load(Relaxed) {
+        return out.stats.drop(DropReason::LinkDown);
+    }
+    if pkt.wire_l3_len() > out.mtu.load(Relaxed) as usize {
+        return out.stats.drop(DropReason::TooBig);
+    }
+    match out.io.send(pkt.bytes()) {
+        Ok(()) => out.stats.tx(pkt.frame().len()),
+        Err(e) => match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::ENOBUFS) => out.stats.drop(DropReason::TxFull),
+            Some(libc::ENETDOWN) | Some(libc::ENXIO) | Some(libc::EIO) => out.stats.drop(DropReason::LinkDown),
+            _ => out.stats.drop(DropReason::TxError),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,161 @@
+//! Switch-core tests on in-memory ports.
+
+use super::frame::VNET_HDR_LEN;
+use super::*;
+use crate::ports::memory::{MemoryPort, Shared};
+
+fn mac(last: u8) -> Mac {
+    Mac([2, 0, 0, 0, 0, last])
+}
+
+fn frame(dst: Mac, src: Mac, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; VNET_HDR_LEN];
+    v.extend(dst.0);
+    v.extend(src.0);
+    v.extend([0x08, 0x00]);
+    v.resize(VNET_HDR_LEN + len, 0xab);
+    v
+}
+
+struct Bench {
+    sw: Arc<Switch>,
+    ports: Vec<(Arc<PortEntry>, Arc<MemoryPort>)>,
+}
+
+fn setup(n: usize, vif: bool) -> Bench {
+    let sw = Switch::new();
+    let d = Domain::new("d");
+    let ports = (0..n)
+        .map(|i| {
+            let m = MemoryPort::capturing();
+            let e = sw
+                .add_port(
+                    &d,
+                    PortSpec {
+                        name: format!("p{i}"),
+                        role: PortRole::Other,
+                        io: Box::new(Shared(m.clone())),
+                        mtu: 1500,
+                        own_mac: vif.then(|| mac(i as u8 + 1)),
+                        link_up: true,
+                    },
+                )
+                .unwrap();
+            (e, m)
+        })
+        .collect();
+    Bench { sw, ports }
+}
+
+#[test]
+fn floods_unknown_then_learns() {
+    let b = setup(3, false);
+    let (p0, p1, p2) = (&b.ports[0], &b.ports[1], &b.ports[2]);
+    b.sw.process(&p0.0, &frame(mac(2), mac(1), 60), 1);
+    assert_eq!(p1.1.take().len(), 1);
+    assert_eq!(p2.1.take().len(), 1);
+    assert!(p0.1.take().is_empty(), "never back out of the ingress port");
+    // p1 answers: unicast to a known MAC goes only to p0.
+    b.sw.process(&p1.0, &frame(mac(1), mac(2), 60), 1);
+    assert_eq!(p0.1.take().len(), 1);
+    assert!(p2.1.take().is_empty());
+    // And now p0 -> mac(2) is unicast too.
+    b.sw.process(&p0.0, &frame(mac(2), mac(1), 60), 1);
+    assert_eq!(p1.1.take().len(), 1);
+    assert!(p2.1.take().is_empty());
+    // Broadcast floods.
+    b.sw.process(&p0.0, &frame(Mac::BROADCAST, mac(1), 60), 1);
+    assert_eq!((p1.1.take().len(), p2.1.take().len()), (1, 1));
+    assert_eq!(p0.0.stats.rx_packets.load(Relaxed), 3);
+    assert_eq!(p1.0.stats.tx_packets.load(Relaxed), 3);
+}
+
+#[test]
+fn malformed_frames_are_counted_and_dropped() {
+    let b = setup(2, false);
+    let p0 = &b.ports[0].0;
+    b.sw.process(p0, &[0u8; 5], 1);
+    b.sw.process(p0, &[0u8; VNET_HDR_LEN + 13], 1);
+    let mut bad = frame(mac(2), mac(1), 60);
+    bad[1] = 7;
+    b.sw.process(p0, &bad, 1);
+    b.sw.process(p0, &frame(mac(2), Mac([1, 0, 0, 0, 0, 1]), 60), 1);
+    b.sw.process(p0, &frame(mac(2), Mac([0; 6]), 60), 1);
+    assert_eq!(p0.stats.drops(DropReason::Runt), 2);
+    assert_eq!(p0.stats.drops(DropReason::BadVnetHeader), 1);
+    assert_eq!(p0.stats.drops(DropReason::InvalidSrcMac), 2);
+    assert!(b.ports[1].1.take().is_empty());
+    b.sw.process(p0, &frame(mac(2), mac(1), 60), 1);
+    assert_eq!(b.ports[1].1.take().len(), 1, "still forwarding");
+}
+
+#[test]
+fn spoofed_source_is_dropped() {
+    let b = setup(2, true);
+    let p0 = &b.ports[0].0;
+    b.sw.process(p0, &frame(Mac::BROADCAST, mac(9), 60), 1);
+    assert_eq!(p0.stats.drops(DropReason::SpoofedSrcMac), 1);
+    assert!(b.ports[1].1.take().is_empty());
+    assert_eq!(p0.domain.table.lookup(mac(9), 1), None, "spoofed MAC not learned");
+    b.sw.process(p0, &frame(Mac::BROADCAST, mac(1), 60), 1);
+    assert_eq!(b.ports[1].1.take().len(), 1);
+}
+
+#[test]
+fn too_big_is_dropped_never_truncated() {
+    let b = setup(2, false);
+    let p0 = &b.ports[0].0;
+    b.sw.process(p0, &frame(Mac::BROADCAST, mac(1), 14 + 1501), 1);
+    assert_eq!(b.ports[1].0.stats.drops(DropReason::TooBig), 1);
+    b.sw.process(p0, &frame(Mac::BROADCAST, mac(1), 14 + 1500), 1);
+    let got = b.ports[1].1.take();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].len(), VNET_HDR_LEN + 14 + 1500);
+    // A 64 KiB GSO frame whose segments fit passes whole.
+    let mut gso = frame(Mac::BROADCAST, mac(1), 65000);
+    gso[..VNET_HDR_LEN].copy_from_slice(&[1, 1, 66, 0, 0xa8, 0x05, 34, 0, 16, 0]);
+    b.sw.process(p0, &gso, 1);
+    assert_eq!(b.ports[1].1.take()[0].len(), gso.len());
+}
+
+#[test]
+fn link_down_port_is_skipped_others_keep_working() {
+    let b = setup(3, false);
+    b.ports[2].0.link_up.store(false, Relaxed);
+    b.sw.process(&b.ports[0].0, &frame(Mac::BROADCAST, mac(1), 60), 1);
+    assert_eq!(b.ports[1].1.take().len(), 1);
+    assert!(b.ports[2].1.take().is_empty());
+    assert_eq!(b.ports[2].0.stats.drops(DropReason::LinkDown), 1);
+}
+
+#[test]
+fn removed_port_leaves_domain_and_table() {
+    let b = setup(3, false);
+    b.sw.process(&b.ports[2].0, &frame(Mac::BROADCAST, mac(3), 60), now_secs());
+    b.sw.remove_port(&b.ports[2].0);
+    b.ports[0].1.take();
+    b.ports[1].1.take();
+    b.sw.process(&b.ports[0].0, &frame(mac(3), mac(1), 60), now_secs());
+    assert_eq!(b.ports[1].1.take().len(), 1, "unknown again: flooded to the rest");
+    assert!(b.ports[2].1.take().is_empty());
+    assert_eq!(b.ports[2].0.domain.members().len(), 2);
+}
+
+#[test]
+fn separate_domains_do_not_leak() {
+    let sw = Switch::new();
+    let (d1, d2) = (Domain::new("a"), Domain::new("b"));
+    let mk = |d: &Arc<Domain>, n: &str| {
+        let m = MemoryPort::capturing();
+        let e = sw
+            .add_port(d, PortSpec { name: n.into(), role: PortRole::Other, io: Box::new(Shared(m.clone())), mtu: 1500, own_mac: None, link_up: true })
+            .unwrap();
+        (e, m)
+    };
+    let a1 = mk(&d1, "a1");
+    let a2 = mk(&d1, "a2");
+    let b1 = mk(&d2, "b1");
+    sw.process(&a1.0, &frame(Mac::BROADCAST, mac(1), 60), 1);
+    assert_eq!(a2.1.take().len(), 1);
+    assert!(b1.1.take().is_empty());
+}
