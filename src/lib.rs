@@ -2,5 +2,10 @@
 //! edge OS. See docs/ARCHITECTURE.md for how the modules fit together.
 
 pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod demo;
 pub mod ports;
+pub mod privileges;
+pub mod sandbox;
 pub mod switch;

@@ -32,3 +32,15 @@ pub(crate) fn last_err() -> io::Error {
 pub(crate) fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r < 0 { Err(last_err()) } else { Ok(r) }
 }
+
+impl<T: PortIo + ?Sized> PortIo for std::sync::Arc<T> {
+    fn fd(&self) -> Option<RawFd> {
+        (**self).fd()
+    }
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (**self).recv(buf)
+    }
+    fn send(&self, pkt: &[u8]) -> io::Result<()> {
+        (**self).send(pkt)
+    }
+}

@@ -1,1 +1,122 @@
-//! todo
+//! TAP devices opened with a virtio-net header and TSO/checksum offloads, so
+//! the kernel hands over (and accepts) whole 64 KiB GSO frames.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::{PortIo, cvt, ifctl, last_err};
+use crate::config::Mac;
+use crate::switch::frame::VNET_HDR_LEN;
+
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
+const TUN_F_TSO_ECN: libc::c_uint = 0x08;
+const TUN_F_USO4: libc::c_uint = 0x20;
+const TUN_F_USO6: libc::c_uint = 0x40;
+
+/// How to make a TAP.
+#[derive(Debug, Clone, Default)]
+pub struct TapOptions {
+    pub name: String,
+    pub mac: Option<Mac>,
+    pub mtu: Option<u32>,
+    /// Keep the device when the descriptor closes (host TAPs that must
+    /// survive a restart of niswitch).
+    pub persist: bool,
+}
+
+pub struct Tap {
+    fd: OwnedFd,
+    name: String,
+}
+
+impl Tap {
+    /// Creates (or attaches to an existing persistent) TAP in the calling
+    /// thread's namespace, sets its MAC and MTU and brings it up.
+    pub fn open(opts: &TapOptions) -> io::Result<Tap> {
+        let path = c"/dev/net/tun";
+        // SAFETY: open(2) with a constant path.
+        let fd = cvt(unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) })
+            .map_err(|e| io::Error::new(e.kind(), format!("/dev/net/tun: {e}")))?;
+        // SAFETY: fd was just opened.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: ifreq is plain old data.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        if opts.name.is_empty() || opts.name.len() >= libc::IFNAMSIZ {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad TAP name `{}`", opts.name)));
+        }
+        for (d, s) in req.ifr_name.iter_mut().zip(opts.name.bytes()) {
+            *d = s as libc::c_char;
+        }
+        req.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+        // SAFETY: TUNSETIFF takes a pointer to an ifreq.
+        cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut libc::ifreq) })
+            .map_err(|e| io::Error::new(e.kind(), format!("create TAP `{}`: {e}", opts.name)))?;
+        let hdr: libc::c_int = VNET_HDR_LEN as libc::c_int;
+        // SAFETY: TUNSETVNETHDRSZ takes a pointer to an int.
+        cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETVNETHDRSZ as _, &hdr as *const libc::c_int) })?;
+        let base = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+        // SAFETY: TUNSETOFFLOAD takes the flags by value. USO needs Linux 6.2;
+        // fall back to TSO only when the kernel refuses it.
+        let r = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, (base | TUN_F_USO4 | TUN_F_USO6) as libc::c_ulong) };
+        if r < 0 {
+            // SAFETY: as above.
+            cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, base as libc::c_ulong) })?;
+        }
+        // SAFETY: TUNSETPERSIST takes an int by value.
+        cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETPERSIST as _, opts.persist as libc::c_ulong) })?;
+        if let Some(mac) = opts.mac
+            && ifctl::mac(&opts.name).ok() != Some(mac)
+        {
+            ifctl::set_mac(&opts.name, mac)?;
+        }
+        if let Some(mtu) = opts.mtu {
+            ifctl::set_mtu(&opts.name, mtu)?;
+        }
+        ifctl::set_up(&opts.name, true)?;
+        Ok(Tap { fd, name: opts.name.clone() })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Clears the persist flag, so the device goes away with the descriptor.
+    pub fn unpersist(&self) -> io::Result<()> {
+        // SAFETY: TUNSETPERSIST takes an int by value.
+        cvt(unsafe { libc::ioctl(self.fd.as_raw_fd(), TUNSETPERSIST as _, 0 as libc::c_ulong) })?;
+        Ok(())
+    }
+}
+
+impl PortIo for Tap {
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
+
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: reading into a buffer we own, bounded by its length.
+        let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 { Err(last_err()) } else { Ok(n as usize) }
+    }
+
+    fn send(&self, pkt: &[u8]) -> io::Result<()> {
+        // SAFETY: writing from a buffer we borrow, bounded by its length.
+        let n = unsafe { libc::write(self.fd.as_raw_fd(), pkt.as_ptr().cast(), pkt.len()) };
+        if n < 0 {
+            Err(last_err())
+        } else if n as usize != pkt.len() {
+            Err(io::Error::other("short write to TAP"))
+        } else {
+            Ok(())
+        }
+    }
+}

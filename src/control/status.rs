@@ -1,0 +1,163 @@
+//! The `status` answer (SPEC §1.1) and its human rendering.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Status {
+    pub ports: Vec<PortStatus>,
+    pub network_instances: Vec<NiStatus>,
+    pub apps: Vec<AppStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Counters {
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub drops: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PortStatus {
+    pub name: String,
+    /// The NIC's kernel name while niswitch runs (e.g. keth0).
+    pub device: String,
+    pub link_up: bool,
+    pub mtu: u32,
+    #[serde(flatten)]
+    pub counters: Counters,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_interface: Option<TapStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TapStatus {
+    pub tap: String,
+    pub mac: String,
+    #[serde(flatten)]
+    pub counters: Counters,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NiStatus {
+    pub name: String,
+    pub uuid: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    pub mac_table: Vec<MacEntry>,
+    pub leases: Vec<Lease>,
+    pub uplinks: Vec<Uplink>,
+    pub nat_sessions: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MacEntry {
+    pub mac: String,
+    pub port: String,
+    pub age_s: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lease {
+    pub mac: String,
+    pub ip: String,
+    pub app: String,
+    pub expires: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Uplink {
+    pub port: String,
+    pub address: Option<String>,
+    pub gateway: Option<String>,
+    pub healthy: bool,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppStatus {
+    pub name: String,
+    pub uuid: String,
+    pub interfaces: Vec<VifStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VifStatus {
+    pub ni: String,
+    pub tap: String,
+    pub mac: String,
+    pub ips: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    #[serde(flatten)]
+    pub counters: Counters,
+}
+
+fn drops_text(c: &Counters) -> String {
+    let nz: Vec<String> = c.drops.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect();
+    if nz.is_empty() { "-".into() } else { nz.join(" ") }
+}
+
+/// A compact table for people.
+pub fn render(s: &Status) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "PORTS");
+    if s.ports.is_empty() {
+        let _ = writeln!(o, "  (none)");
+    }
+    for p in &s.ports {
+        let _ = writeln!(
+            o,
+            "  {:<10} {:<10} link {:<4} rx {} pkts/{} B  tx {} pkts/{} B  drops {}",
+            p.name,
+            p.device,
+            if p.link_up { "up" } else { "DOWN" },
+            p.counters.rx_packets,
+            p.counters.rx_bytes,
+            p.counters.tx_packets,
+            p.counters.tx_bytes,
+            drops_text(&p.counters)
+        );
+        if let Some(h) = &p.host_interface {
+            let _ = writeln!(o, "  {:<10} host TAP {} ({})  rx {}  tx {}  drops {}", "", h.tap, h.mac, h.counters.rx_packets, h.counters.tx_packets, drops_text(&h.counters));
+        }
+    }
+    let _ = writeln!(o, "NETWORK INSTANCES");
+    for n in &s.network_instances {
+        let port = n.port.as_deref().map(|p| format!(" on {p}")).unwrap_or_default();
+        let _ = writeln!(o, "  {} ({}{port}) {}", n.name, n.kind, n.uuid);
+        for m in &n.mac_table {
+            let _ = writeln!(o, "    mac {}  port {:<12} age {}s", m.mac, m.port, m.age_s);
+        }
+        for l in &n.leases {
+            let _ = writeln!(o, "    lease {} {} {} until {}", l.ip, l.mac, l.app, l.expires);
+        }
+        for u in &n.uplinks {
+            let _ = writeln!(o, "    uplink {} {} healthy={} active={}", u.port, u.address.as_deref().unwrap_or("-"), u.healthy, u.active);
+        }
+    }
+    let _ = writeln!(o, "APPS");
+    for a in &s.apps {
+        let _ = writeln!(o, "  {} {}", a.name, a.uuid);
+        for v in &a.interfaces {
+            let ips = if v.ips.is_empty() { "-".to_string() } else { v.ips.join(",") };
+            let _ = writeln!(
+                o,
+                "    {:<8} tap {:<15} mac {}  ips {ips}  rx {} tx {}  drops {}",
+                v.ni,
+                v.tap,
+                v.mac,
+                v.counters.rx_packets,
+                v.counters.tx_packets,
+                drops_text(&v.counters)
+            );
+        }
+    }
+    o
+}

@@ -1,0 +1,107 @@
+//! Opening a configured port: the NIC (renamed to `k<device>` when its host
+//! TAP takes its name, or adopted as found after a crash) and, for a
+//! management port, the host TAP carrying the NIC's own MAC. `restore` puts
+//! the names back on a clean exit.
+
+use std::io;
+use std::sync::Arc;
+
+use crate::config::{Mac, Port};
+use crate::ports::afpacket::AfPacket;
+use crate::ports::ifctl;
+use crate::ports::tap::{Tap, TapOptions};
+
+pub struct OpenedNic {
+    pub cfg: Port,
+    /// The NIC's name while we run.
+    pub nic_name: String,
+    pub sock: Arc<AfPacket>,
+    pub mac: Mac,
+    pub mtu: u32,
+    pub host: Option<Arc<Tap>>,
+    renamed: bool,
+    ipv6_was: Option<String>,
+}
+
+fn is_tap(name: &str) -> bool {
+    std::path::Path::new(&format!("/sys/class/net/{name}/tun_flags")).exists()
+}
+
+fn ipv6_sysctl(name: &str) -> String {
+    format!("net/ipv6/conf/{name}/disable_ipv6")
+}
+
+pub fn open(cfg: &Port) -> io::Result<OpenedNic> {
+    let mut renamed = false;
+    let nic_name = match &cfg.renamed_to {
+        None => cfg.device.clone(),
+        Some(k) => {
+            if ifctl::exists(k) {
+                tracing::info!(nic = %k, "adopting NIC renamed by an earlier run");
+            } else if ifctl::exists(&cfg.device) && !is_tap(&cfg.device) {
+                ifctl::set_up(&cfg.device, false)?;
+                ifctl::rename(&cfg.device, k).map_err(|e| io::Error::new(e.kind(), format!("rename {} to {k}: {e}", cfg.device)))?;
+                tracing::info!(from = %cfg.device, to = %k, "renamed NIC");
+            } else {
+                return Err(io::Error::new(io::ErrorKind::NotFound, format!("NIC `{}` not found (nor `{k}`)", cfg.device)));
+            }
+            renamed = true;
+            k.clone()
+        }
+    };
+    let rollback = |e: io::Error| {
+        if renamed {
+            let _ = ifctl::set_up(&nic_name, false);
+            let _ = ifctl::rename(&nic_name, &cfg.device);
+            let _ = ifctl::set_up(&cfg.device, true);
+        }
+        e
+    };
+    let mac = ifctl::mac(&nic_name).map_err(rollback)?;
+    if let Some(m) = cfg.mtu {
+        ifctl::set_mtu(&nic_name, m).map_err(rollback)?;
+    }
+    let mtu = ifctl::mtu(&nic_name).map_err(rollback)?;
+    let mut ipv6_was = None;
+    if cfg.management {
+        let path = ipv6_sysctl(&nic_name);
+        if let Ok(v) = std::fs::read_to_string(format!("/proc/sys/{path}")) {
+            let _ = ifctl::write_sysctl(&path, "1");
+            ipv6_was = Some(v.trim().to_string());
+        }
+    }
+    let sock = Arc::new(AfPacket::open(&nic_name).map_err(rollback)?);
+    let host = match &cfg.host_interface {
+        None => None,
+        Some(h) => {
+            let tap = Tap::open(&TapOptions { name: h.clone(), mac: Some(mac), mtu: Some(mtu), persist: true }).map_err(rollback)?;
+            Some(Arc::new(tap))
+        }
+    };
+    Ok(OpenedNic { cfg: cfg.clone(), nic_name, sock, mac, mtu, host, renamed, ipv6_was })
+}
+
+impl OpenedNic {
+    /// Removes the host TAP and gives the NIC back its name and settings.
+    /// The caller has already dropped every other handle to the host TAP.
+    pub fn restore(self) {
+        if let Some(h) = self.host {
+            let _ = h.unpersist();
+            drop(h);
+        }
+        drop(self.sock);
+        if let Some(v) = &self.ipv6_was {
+            let _ = ifctl::write_sysctl(&ipv6_sysctl(&self.nic_name), v);
+        }
+        if self.renamed {
+            let ok = ifctl::set_up(&self.nic_name, false).and_then(|_| ifctl::rename(&self.nic_name, &self.cfg.device));
+            match ok {
+                Ok(()) => {
+                    let _ = ifctl::set_up(&self.cfg.device, true);
+                    tracing::info!(nic = %self.cfg.device, "restored NIC name");
+                }
+                Err(e) => tracing::error!(nic = %self.nic_name, error = %e, "could not restore the NIC's name"),
+            }
+        }
+    }
+}
