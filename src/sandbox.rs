@@ -51,7 +51,10 @@ fn delete_namespace(ns: &str) {
         }
     }
     let _ = ip(&["netns", "delete", ns]);
+    let _ = std::fs::remove_dir_all(Path::new(ETC_NETNS).join(ns));
 }
+
+const ETC_NETNS: &str = "/etc/netns";
 
 impl Sandbox {
     /// A fresh sandbox; `prefix` must be unique per concurrent user.
@@ -79,6 +82,11 @@ impl Sandbox {
         let ns = format!("{}-{name}", self.prefix);
         check(ip(&["netns", "add", &ns]), &format!("ip netns add {ns}"))?;
         self.namespaces.push(ns.clone());
+        // `ip netns exec` bind-mounts /etc/netns/NS/* over /etc: DHCP clients
+        // inside then write this resolv.conf, never the machine's own.
+        let etc = Path::new(ETC_NETNS).join(&ns);
+        std::fs::create_dir_all(&etc)?;
+        std::fs::write(etc.join("resolv.conf"), "")?;
         check(ip(&["-n", &ns, "link", "set", "lo", "up"]), "lo up")?;
         Ok(ns)
     }

@@ -36,6 +36,11 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
     let raw: schema::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
+        // The YAML parser repeats the location in front; keep one.
+        let inner = match inner.split_once(": ") {
+            Some((head, rest)) if !head.contains(' ') => rest.to_string(),
+            _ => inner,
+        };
         vec![ConfigError { path: if path == "." { String::new() } else { path }, message: inner }]
     })?;
     validate::validate(raw)

@@ -1,0 +1,90 @@
+//! Shared helpers of the integration tests: root check, starting niswitch in
+//! a sandbox namespace, asking it for status.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use niswitch::sandbox::{Sandbox, wait_until};
+use niswitch::control::{self, Request};
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_niswitch");
+
+/// True when the test can run; prints why it is skipped otherwise.
+pub fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED {test}: needs root to create network namespaces");
+        return false;
+    }
+    true
+}
+
+/// Fails (does not skip) when a required tool is missing: scripts/install-deps installs them all.
+pub fn need(tools: &[&str]) {
+    for t in tools {
+        let ok = std::process::Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success());
+        assert!(ok, "`{t}` is missing: run scripts/install-deps");
+    }
+}
+
+/// A niswitch process running inside a namespace of a sandbox.
+pub struct Daemon {
+    pub ns: String,
+    pub ctl: PathBuf,
+    pub pid: u32,
+    pub log: String,
+    pub config: PathBuf,
+}
+
+impl Daemon {
+    pub fn status(&self) -> Value {
+        control::call(&self.ctl, &Request::Status).unwrap_or(Value::Null)
+    }
+    /// A drop counter of a VIF (by TAP name) or port (by name).
+    pub fn drops(&self, port: &str, reason: &str) -> u64 {
+        let s = self.status();
+        let mut all: Vec<&Value> = Vec::new();
+        if let Some(ps) = s["ports"].as_array() {
+            all.extend(ps.iter().filter(|p| p["name"] == port));
+        }
+        if let Some(apps) = s["apps"].as_array() {
+            for a in apps {
+                if let Some(ifs) = a["interfaces"].as_array() {
+                    all.extend(ifs.iter().filter(|v| v["tap"] == port));
+                }
+            }
+        }
+        all.first().and_then(|v| v["drops"][reason].as_u64()).unwrap_or(0)
+    }
+}
+
+/// Writes `config` and starts niswitch with it in `ns`; waits until it answers.
+pub fn start(sb: &mut Sandbox, ns: &str, config: &str, name: &str) -> Daemon {
+    let cfg = sb.path(&format!("{name}.yaml"));
+    std::fs::write(&cfg, config).expect("write config");
+    let ctl = sb.path(&format!("{name}.sock"));
+    let state = sb.path(&format!("{name}-state"));
+    let log = format!("{name}.log");
+    let pid = sb
+        .spawn(
+            ns,
+            std::path::Path::new(BIN),
+            &["run", "--config", &cfg.to_string_lossy(), "--control", &ctl.to_string_lossy(), "--state-dir", &state.to_string_lossy()],
+            &log,
+        )
+        .expect("spawn niswitch");
+    let up = wait_until(Duration::from_secs(15), || control::call(&ctl, &Request::Status).is_ok());
+    assert!(up, "niswitch did not come up:\n{}", sb.log(&log));
+    Daemon { ns: ns.to_string(), ctl, pid, log, config: cfg }
+}
+
+/// The first IPv4 address on an interface in a namespace.
+pub fn ipv4_of(sb: &Sandbox, ns: &str, ifname: &str) -> String {
+    sb.out(ns, &format!("ip -4 -o addr show dev {ifname} | awk '{{print $4}}' | cut -d/ -f1 | head -1"))
+}
+
+pub fn ping(sb: &Sandbox, ns: &str, ip: &str) -> bool {
+    sb.ok(ns, &format!("ping -c 2 -i 0.2 -W 1 {ip}"))
+}
