@@ -1,1 +1,112 @@
-fn main(){}
+//! Frames per second of the switch core on in-memory ports (64 B and 1500 B
+//! frames, unicast to a learned MAC and flooded), and the MAC table under
+//! learning churn.
+
+use std::sync::Arc;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use niswitch::config::Mac;
+use niswitch::ports::memory::{MemoryPort, Shared};
+use niswitch::switch::frame::VNET_HDR_LEN;
+use niswitch::switch::{Domain, MacTable, PortEntry, PortRole, PortSpec, Switch};
+
+fn mac(n: u32) -> Mac {
+    let b = n.to_be_bytes();
+    Mac([2, 0, b[0], b[1], b[2], b[3]])
+}
+
+fn frame(dst: Mac, src: Mac, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; VNET_HDR_LEN];
+    v.extend(dst.0);
+    v.extend(src.0);
+    v.extend([0x08, 0x00]);
+    v.resize(VNET_HDR_LEN + len, 0);
+    v
+}
+
+fn setup(n: usize) -> (Arc<Switch>, Vec<Arc<PortEntry>>) {
+    let sw = Switch::new();
+    let d = Domain::new("bench");
+    let ports = (0..n)
+        .map(|i| {
+            sw.add_port(
+                &d,
+                PortSpec {
+                    name: format!("p{i}"),
+                    role: PortRole::Other,
+                    io: Box::new(Shared(MemoryPort::sink())),
+                    mtu: 1500,
+                    own_mac: Some(mac(i as u32 + 1)),
+                    link_up: true,
+                },
+            )
+            .expect("port")
+        })
+        .collect();
+    (sw, ports)
+}
+
+fn forwarding(c: &mut Criterion) {
+    let mut g = c.benchmark_group("forward");
+    for len in [64usize, 1500] {
+        for batch in [1usize, 32] {
+            let (sw, ports) = setup(4);
+            // Teach the table where mac(2) lives.
+            sw.process(&ports[1], &frame(Mac::BROADCAST, mac(2), 64), 1);
+            let f = frame(mac(2), mac(1), len);
+            g.throughput(Throughput::Elements(batch as u64));
+            g.bench_with_input(
+                BenchmarkId::new(format!("unicast_{len}B"), batch),
+                &batch,
+                |b, &batch| {
+                    b.iter(|| {
+                        for _ in 0..batch {
+                            sw.process(&ports[0], &f, 1);
+                        }
+                    })
+                },
+            );
+        }
+        let (sw, ports) = setup(4);
+        let f = frame(Mac::BROADCAST, mac(1), len);
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(format!("flood_{len}B_to_3"), |b| {
+            b.iter(|| sw.process(&ports[0], &f, 1))
+        });
+    }
+    g.finish();
+}
+
+fn table(c: &mut Criterion) {
+    let t = MacTable::new(16384, 300, 16);
+    for i in 0..1000 {
+        t.learn(mac(i), (i % 4) as u16, 8192, 0);
+    }
+    let mut g = c.benchmark_group("mactable");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("lookup_hit", |b| {
+        let mut i = 0u32;
+        b.iter(|| {
+            i = (i + 1) % 1000;
+            t.lookup(mac(i), 1)
+        })
+    });
+    g.bench_function("refresh", |b| {
+        let mut i = 0u32;
+        b.iter(|| {
+            i = (i + 1) % 1000;
+            t.learn(mac(i), (i % 4) as u16, 8192, 1)
+        })
+    });
+    g.bench_function("churn_random_sources", |b| {
+        let mut i = 0u32;
+        b.iter(|| {
+            i = i.wrapping_add(7919);
+            t.learn(mac(1_000_000 + i), 5, 256, 2)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, forwarding, table);
+criterion_main!(benches);

@@ -38,13 +38,20 @@ impl Steps {
         } else {
             self.failed += 1;
             println!("  [FAIL] {what}");
-            if self.keep_going { Ok(()) } else { anyhow::bail!("step failed: {what}") }
+            if self.keep_going {
+                Ok(())
+            } else {
+                anyhow::bail!("step failed: {what}")
+            }
         }
     }
 }
 
 fn have(cmd: &str) -> bool {
-    std::process::Command::new("sh").args(["-c", &format!("command -v {cmd}")]).output().is_ok_and(|o| o.status.success())
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn demo_config() -> String {
@@ -65,7 +72,11 @@ fn ping(sb: &Sandbox, ns: &str, ip: &str) -> bool {
 /// Runs the demo; Ok(true) when every step passed.
 pub fn run(keep_going: bool) -> Result<bool> {
     let exe = std::env::current_exe().context("locating the niswitch binary")?;
-    let mut st = Steps { passed: 0, failed: 0, keep_going };
+    let mut st = Steps {
+        passed: 0,
+        failed: 0,
+        keep_going,
+    };
     let result = steps(&exe, &mut st);
     if let Err(e) = &result {
         println!("  stopped: {e:#}");
@@ -83,24 +94,60 @@ fn steps(exe: &Path, st: &mut Steps) -> Result<()> {
     for (name, _, _) in APPS {
         app_ns.push(sb.ns(name)?);
     }
-    sb.veth(&dev, &format!("{PREFIX}-nic"), &up, &format!("{PREFIX}-lan"))?;
-    sb.sh(&up, &format!("ip addr add {UPSTREAM_IP}/24 dev {PREFIX}-lan"));
-    st.check("sandbox: an upstream LAN host, a device whose NIC is a veth to it, three app namespaces", true)?;
+    sb.veth(
+        &dev,
+        &format!("{PREFIX}-nic"),
+        &up,
+        &format!("{PREFIX}-lan"),
+    )?;
+    sb.sh(
+        &up,
+        &format!("ip addr add {UPSTREAM_IP}/24 dev {PREFIX}-lan"),
+    );
+    st.check(
+        "sandbox: an upstream LAN host, a device whose NIC is a veth to it, three app namespaces",
+        true,
+    )?;
 
     let cfg_path = sb.path("demo.yaml");
     std::fs::write(&cfg_path, demo_config())?;
     let cfg = config::load(&cfg_path).map_err(|e| anyhow::anyhow!("bundled config: {}", e[0]))?;
     let ctl = sb.path("ctl.sock");
     let state = sb.path("state");
-    let (cfg_s, ctl_s, state_s) = (cfg_path.to_string_lossy().to_string(), ctl.to_string_lossy().to_string(), state.to_string_lossy().to_string());
-    let pid = sb.spawn(&dev, exe, &["run", "--config", &cfg_s, "--control", &ctl_s, "--state-dir", &state_s], "niswitch.log")?;
-    let up_ok = wait_until(Duration::from_secs(10), || control::call(&ctl, &Request::Status).is_ok());
-    st.check("niswitch runs on the device (switch NI `flat` on the NIC, host TAP, three app TAPs)", up_ok)?;
+    let (cfg_s, ctl_s, state_s) = (
+        cfg_path.to_string_lossy().to_string(),
+        ctl.to_string_lossy().to_string(),
+        state.to_string_lossy().to_string(),
+    );
+    let pid = sb.spawn(
+        &dev,
+        exe,
+        &[
+            "run",
+            "--config",
+            &cfg_s,
+            "--control",
+            &ctl_s,
+            "--state-dir",
+            &state_s,
+        ],
+        "niswitch.log",
+    )?;
+    let up_ok = wait_until(Duration::from_secs(10), || {
+        control::call(&ctl, &Request::Status).is_ok()
+    });
+    st.check(
+        "niswitch runs on the device (switch NI `flat` on the NIC, host TAP, three app TAPs)",
+        up_ok,
+    )?;
     let macs_ok = cfg.apps.iter().zip(&app_ns).all(|(a, ns)| {
         let v = &a.interfaces[0];
         sb.out(ns, &format!("cat /sys/class/net/{}/address", v.tap)) == v.mac.to_string()
     });
-    st.check("each app sees its TAP with the MAC derived from app and NI UUIDs", macs_ok)?;
+    st.check(
+        "each app sees its TAP with the MAC derived from app and NI UUIDs",
+        macs_ok,
+    )?;
 
     sb.sh(&dev, &format!("ip addr add {HOST_IP}/24 dev {PREFIX}-host"));
     let dhcp = have("dnsmasq") && have("udhcpc");
@@ -113,28 +160,56 @@ fn steps(exe: &Path, st: &mut Steps) -> Result<()> {
         ));
         let mut all = true;
         for ((name, _, _), ns) in APPS.iter().zip(&app_ns) {
-            all &= sb.ok(ns, &format!("udhcpc -i {PREFIX}-{name} -n -q -t 6 -T 1 >/dev/null 2>&1"));
+            all &= sb.ok(
+                ns,
+                &format!("udhcpc -i {PREFIX}-{name} -n -q -t 6 -T 1 >/dev/null 2>&1"),
+            );
         }
-        st.check("apps got leases from the LAN's DHCP server (dnsmasq upstream, udhcpc in the apps)", all)?;
+        st.check(
+            "apps got leases from the LAN's DHCP server (dnsmasq upstream, udhcpc in the apps)",
+            all,
+        )?;
     } else {
         for ((name, _, ip), ns) in APPS.iter().zip(&app_ns) {
             sb.sh(ns, &format!("ip addr add {ip}/24 dev {PREFIX}-{name}"));
         }
-        st.check("apps have static addresses (install dnsmasq-base and udhcpc to see DHCP)", true)?;
+        st.check(
+            "apps have static addresses (install dnsmasq-base and udhcpc to see DHCP)",
+            true,
+        )?;
     }
     let ips: Vec<String> = APPS
         .iter()
         .zip(&app_ns)
-        .map(|((name, _, _), ns)| sb.out(ns, &format!("ip -4 -o addr show dev {PREFIX}-{name} | awk '{{print $4}}' | cut -d/ -f1")))
+        .map(|((name, _, _), ns)| {
+            sb.out(
+                ns,
+                &format!(
+                    "ip -4 -o addr show dev {PREFIX}-{name} | awk '{{print $4}}' | cut -d/ -f1"
+                ),
+            )
+        })
         .collect();
     for i in 0..3 {
         let j = (i + 1) % 3;
-        st.check(&format!("{} ({}) pings {} ({})", APPS[i].0, ips[i], APPS[j].0, ips[j]), ping(&sb, &app_ns[i], &ips[j]))?;
+        st.check(
+            &format!(
+                "{} ({}) pings {} ({})",
+                APPS[i].0, ips[i], APPS[j].0, ips[j]
+            ),
+            ping(&sb, &app_ns[i], &ips[j]),
+        )?;
     }
     for i in 0..3 {
-        st.check(&format!("{} pings the upstream host {UPSTREAM_IP}", APPS[i].0), ping(&sb, &app_ns[i], UPSTREAM_IP))?;
+        st.check(
+            &format!("{} pings the upstream host {UPSTREAM_IP}", APPS[i].0),
+            ping(&sb, &app_ns[i], UPSTREAM_IP),
+        )?;
     }
-    st.check("the device's host interface pings app1", ping(&sb, &dev, &ips[0]))?;
+    st.check(
+        "the device's host interface pings app1",
+        ping(&sb, &dev, &ips[0]),
+    )?;
 
     println!("\n  live status (niswitch status):");
     if let Ok(v) = control::call(&ctl, &Request::Status)
@@ -147,13 +222,30 @@ fn steps(exe: &Path, st: &mut Steps) -> Result<()> {
     println!();
 
     sb.sh(&up, &format!("ip link set {PREFIX}-lan down"));
-    st.check("the NIC's link is down (upstream side of the cable unplugged)", true)?;
-    st.check("app1 still pings app2 with the link down", ping(&sb, &app_ns[0], &ips[1]))?;
-    st.check("the host still pings app3 with the link down", ping(&sb, &dev, &ips[2]))?;
-    st.check("the upstream host is unreachable while the link is down", !sb.ok(&app_ns[0], &format!("ping -c 1 -W 1 {UPSTREAM_IP}")))?;
+    st.check(
+        "the NIC's link is down (upstream side of the cable unplugged)",
+        true,
+    )?;
+    st.check(
+        "app1 still pings app2 with the link down",
+        ping(&sb, &app_ns[0], &ips[1]),
+    )?;
+    st.check(
+        "the host still pings app3 with the link down",
+        ping(&sb, &dev, &ips[2]),
+    )?;
+    st.check(
+        "the upstream host is unreachable while the link is down",
+        !sb.ok(&app_ns[0], &format!("ping -c 1 -W 1 {UPSTREAM_IP}")),
+    )?;
     sb.sh(&up, &format!("ip link set {PREFIX}-lan up"));
-    let back = wait_until(Duration::from_secs(10), || sb.ok(&app_ns[0], &format!("ping -c 1 -W 1 {UPSTREAM_IP}")));
-    st.check("link up again: app1 reaches the upstream host without a restart", back)?;
+    let back = wait_until(Duration::from_secs(10), || {
+        sb.ok(&app_ns[0], &format!("ping -c 1 -W 1 {UPSTREAM_IP}"))
+    });
+    st.check(
+        "link up again: app1 reaches the upstream host without a restart",
+        back,
+    )?;
 
     sb.signal(pid, libc::SIGTERM);
     let code = sb.wait(pid, Duration::from_secs(10));

@@ -11,7 +11,11 @@ use niswitch::control::{self, Request, status};
 use niswitch::{daemon, demo, privileges};
 
 #[derive(Parser)]
-#[command(name = "niswitch", version, about = "A pure-userspace software switch for edge network instances")]
+#[command(
+    name = "niswitch",
+    version,
+    about = "A pure-userspace software switch for edge network instances"
+)]
 struct Cli {
     /// Control socket of the daemon.
     #[arg(long, global = true, default_value = control::DEFAULT_SOCKET)]
@@ -67,8 +71,13 @@ enum Cmd {
 }
 
 fn init_logs(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -93,24 +102,44 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Cmd::Mac { app, ni, ifnum, appnum } => {
+        Cmd::Mac {
+            app,
+            ni,
+            ifnum,
+            appnum,
+        } => {
             println!("{}", derive::vif_mac(&app, &ni, ifnum, appnum));
             ExitCode::SUCCESS
         }
-        Cmd::Run { config, metrics, state_dir } => {
+        Cmd::Run {
+            config,
+            metrics,
+            state_dir,
+        } => {
             let cfg = match config::load(&config) {
                 Ok(c) => c,
                 Err(errs) => {
                     for e in &errs {
                         eprintln!("{}: {e}", config.display());
                     }
-                    return fail(format!("refusing to run: {} problem(s) in {}", errs.len(), config.display()));
+                    return fail(format!(
+                        "refusing to run: {} problem(s) in {}",
+                        errs.len(),
+                        config.display()
+                    ));
                 }
             };
             if let Err(m) = privileges::require_net_admin("run") {
                 return fail(m);
             }
-            match daemon::run(cfg, daemon::RunOptions { control: cli.control, state_dir, metrics }) {
+            match daemon::run(
+                cfg,
+                daemon::RunOptions {
+                    control: cli.control,
+                    state_dir,
+                    metrics,
+                },
+            ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(format!("{e:#}")),
             }

@@ -18,14 +18,20 @@ fn effective_caps() -> u64 {
 /// Err with a one-line message naming what is missing.
 pub fn require_net_admin(command: &str) -> Result<(), String> {
     let caps = effective_caps();
-    let missing: Vec<&str> = [(CAP_NET_ADMIN, "CAP_NET_ADMIN"), (CAP_NET_RAW, "CAP_NET_RAW")]
-        .iter()
-        .filter(|(bit, _)| caps & (1 << bit) == 0)
-        .map(|(_, n)| *n)
-        .collect();
+    let missing: Vec<&str> = [
+        (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
+        (CAP_NET_RAW, "CAP_NET_RAW"),
+    ]
+    .iter()
+    .filter(|(bit, _)| caps & (1 << bit) == 0)
+    .map(|(_, n)| *n)
+    .collect();
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!("niswitch {command} needs {} (run it as root)", missing.join(" and ")))
+        Err(format!(
+            "niswitch {command} needs {} (run it as root)",
+            missing.join(" and ")
+        ))
     }
 }

@@ -25,13 +25,18 @@ fn check(out: io::Result<Output>, what: &str) -> io::Result<Output> {
     if out.status.success() {
         Ok(out)
     } else {
-        Err(io::Error::other(format!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim())))
+        Err(io::Error::other(format!(
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
     }
 }
 
 /// Namespaces (as `ip netns` lists them) whose names start with `prefix-`.
 fn leftover_namespaces(prefix: &str) -> Vec<String> {
-    let Ok(out) = ip(&["netns", "list"]) else { return vec![] };
+    let Ok(out) = ip(&["netns", "list"]) else {
+        return vec![];
+    };
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next())
@@ -65,7 +70,12 @@ impl Sandbox {
         let dir = std::env::temp_dir().join(format!("niswitch-{prefix}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        Ok(Sandbox { prefix: prefix.to_string(), namespaces: Vec::new(), children: Vec::new(), dir })
+        Ok(Sandbox {
+            prefix: prefix.to_string(),
+            namespaces: Vec::new(),
+            children: Vec::new(),
+            dir,
+        })
     }
 
     pub fn prefix(&self) -> &str {
@@ -93,7 +103,12 @@ impl Sandbox {
 
     /// A veth pair from `a_if` in `a` to `b_if` in `b`, both up.
     pub fn veth(&self, a: &str, a_if: &str, b: &str, b_if: &str) -> io::Result<()> {
-        check(ip(&["-n", a, "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b]), "veth")?;
+        check(
+            ip(&[
+                "-n", a, "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b,
+            ]),
+            "veth",
+        )?;
         check(ip(&["-n", a, "link", "set", a_if, "up"]), "veth up")?;
         check(ip(&["-n", b, "link", "set", b_if, "up"]), "veth up")?;
         Ok(())
@@ -101,11 +116,15 @@ impl Sandbox {
 
     /// Runs a shell command inside a namespace and waits for it.
     pub fn sh(&self, ns: &str, cmd: &str) -> Output {
-        Command::new("ip").args(["netns", "exec", ns, "sh", "-c", cmd]).stdin(Stdio::null()).output().unwrap_or_else(|e| Output {
-            status: std::os::unix::process::ExitStatusExt::from_raw(127 << 8),
-            stdout: Vec::new(),
-            stderr: e.to_string().into_bytes(),
-        })
+        Command::new("ip")
+            .args(["netns", "exec", ns, "sh", "-c", cmd])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| Output {
+                status: std::os::unix::process::ExitStatusExt::from_raw(127 << 8),
+                stdout: Vec::new(),
+                stderr: e.to_string().into_bytes(),
+            })
     }
 
     /// Like `sh`, true when the command exits 0.
@@ -115,7 +134,9 @@ impl Sandbox {
 
     /// stdout of a command, trimmed.
     pub fn out(&self, ns: &str, cmd: &str) -> String {
-        String::from_utf8_lossy(&self.sh(ns, cmd).stdout).trim().to_string()
+        String::from_utf8_lossy(&self.sh(ns, cmd).stdout)
+            .trim()
+            .to_string()
     }
 
     /// Starts a program in a namespace in the background; its output goes to
@@ -150,7 +171,8 @@ impl Sandbox {
         let i = self.children.iter().position(|c| c.id() == pid)?;
         while Instant::now() < deadline {
             if let Ok(Some(st)) = self.children[i].try_wait() {
-                self.children.remove(i);
+                let mut done = self.children.remove(i);
+                let _ = done.wait();
                 return st.code();
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -8,16 +8,30 @@ const BIN: &str = env!("CARGO_BIN_EXE_niswitch");
 #[test]
 fn mac_prints_spec_vector() {
     let out = Command::new(BIN)
-        .args(["mac", "--app", "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "--ni", "2d7b0f4e-5a3c-4b8e-9f61-0c1d2e3f4a5b", "--ifnum", "0"])
+        .args([
+            "mac",
+            "--app",
+            "6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+            "--ni",
+            "2d7b0f4e-5a3c-4b8e-9f61-0c1d2e3f4a5b",
+            "--ifnum",
+            "0",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "02:16:3e:87:5f:dc");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "02:16:3e:87:5f:dc"
+    );
 }
 
 #[test]
 fn status_without_daemon_says_so_in_one_line() {
-    let out = Command::new(BIN).args(["status", "--control", "/nonexistent/niswitch.sock"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["status", "--control", "/nonexistent/niswitch.sock"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -30,7 +44,18 @@ fn unprivileged(args: &[&str]) -> Option<std::process::Output> {
     if unsafe { libc::geteuid() } != 0 {
         return Some(Command::new(BIN).args(args).output().unwrap());
     }
-    let o = Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--"]).arg(BIN).args(args).output().ok()?;
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--",
+        ])
+        .arg(BIN)
+        .args(args)
+        .output()
+        .ok()?;
     Some(o)
 }
 
@@ -38,7 +63,11 @@ fn unprivileged(args: &[&str]) -> Option<std::process::Output> {
 fn commands_needing_privileges_say_so() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.yaml");
-    std::fs::write(&cfg, "version: 1\nnetwork_instances: [{name: a, type: switch}]\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "version: 1\nnetwork_instances: [{name: a, type: switch}]\n",
+    )
+    .unwrap();
     let mut perms = std::fs::metadata(dir.path()).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
     std::fs::set_permissions(dir.path(), perms).unwrap();
@@ -55,5 +84,9 @@ fn commands_needing_privileges_say_so() {
     }
     // check and mac need nothing.
     let out = unprivileged(&["check", "--config", cfg.to_str().unwrap()]).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

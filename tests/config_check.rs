@@ -9,8 +9,16 @@ fn check(yaml: &str) -> (bool, String, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path().join("c.yaml");
     std::fs::write(&p, yaml).expect("write");
-    let out = Command::new(BIN).args(["check", "--config"]).arg(&p).output().expect("run");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&p)
+        .output()
+        .expect("run");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 const APP: &str = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
@@ -19,7 +27,10 @@ const NI: &str = "2d7b0f4e-5a3c-4b8e-9f61-0c1d2e3f4a5b";
 fn refused(yaml: &str, path: &str, words: &str) {
     let (ok, _, err) = check(yaml);
     assert!(!ok, "accepted:\n{yaml}");
-    assert!(err.contains(path) && err.contains(words), "expected `{path}` and `{words}` in:\n{err}");
+    assert!(
+        err.contains(path) && err.contains(words),
+        "expected `{path}` and `{words}` in:\n{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -40,33 +51,61 @@ fn good_config_prints_derived_values() {
 #[test]
 fn unknown_fields_and_bad_types() {
     refused("version: 1\nbogus: 1\n", "", "unknown field `bogus`");
-    refused("version: 1\nports: [{device: eth0, colour: red}]\n", "ports[0]", "unknown field `colour`");
-    refused("version: 1\nports: [{device: eth0, cost: 300}]\n", "ports[0].cost", "");
+    refused(
+        "version: 1\nports: [{device: eth0, colour: red}]\n",
+        "ports[0]",
+        "unknown field `colour`",
+    );
+    refused(
+        "version: 1\nports: [{device: eth0, cost: 300}]\n",
+        "ports[0].cost",
+        "",
+    );
     refused("version: 2\n", "version", "unsupported version");
-    refused("version: 1\nnetwork_instances: [{name: l, type: local, subnet: '10.0.0.0/24', gateway: '::10.0.0.1'}]\n", "network_instances[0].gateway", "IPv4-compatible");
+    refused(
+        "version: 1\nnetwork_instances: [{name: l, type: local, subnet: '10.0.0.0/24', gateway: '::10.0.0.1'}]\n",
+        "network_instances[0].gateway",
+        "IPv4-compatible",
+    );
 }
 
 #[test]
 fn duplicates() {
-    refused("version: 1\nports: [{device: eth0}, {device: eth1, name: eth0}]\n", "ports[1].name", "duplicate port name");
     refused(
-        &format!("version: 1\nnetwork_instances: [{{name: a, type: switch, uuid: {NI}}}, {{name: b, type: switch, uuid: {NI}}}]\n"),
+        "version: 1\nports: [{device: eth0}, {device: eth1, name: eth0}]\n",
+        "ports[1].name",
+        "duplicate port name",
+    );
+    refused(
+        &format!(
+            "version: 1\nnetwork_instances: [{{name: a, type: switch, uuid: {NI}}}, {{name: b, type: switch, uuid: {NI}}}]\n"
+        ),
         "network_instances[1].uuid",
         "duplicate network instance UUID",
     );
-    refused("version: 1\nnetwork_instances: [{name: a, type: switch}, {name: a, type: switch}]\n", "network_instances[1].name", "duplicate network instance name");
     refused(
-        &format!("version: 1\nnetwork_instances: [{{name: a, type: switch}}]\napps: [{{name: x, uuid: {APP}, interfaces: [{{ni: a}}]}}, {{name: x, uuid: {NI}, interfaces: []}}]\n"),
+        "version: 1\nnetwork_instances: [{name: a, type: switch}, {name: a, type: switch}]\n",
+        "network_instances[1].name",
+        "duplicate network instance name",
+    );
+    refused(
+        &format!(
+            "version: 1\nnetwork_instances: [{{name: a, type: switch}}]\napps: [{{name: x, uuid: {APP}, interfaces: [{{ni: a}}]}}, {{name: x, uuid: {NI}, interfaces: []}}]\n"
+        ),
         "apps[1].name",
         "duplicate app name",
     );
     refused(
-        &format!("version: 1\nnetwork_instances: [{{name: a, type: switch}}]\napps: [{{name: x, uuid: {APP}}}, {{name: y, uuid: {APP}}}]\n"),
+        &format!(
+            "version: 1\nnetwork_instances: [{{name: a, type: switch}}]\napps: [{{name: x, uuid: {APP}}}, {{name: y, uuid: {APP}}}]\n"
+        ),
         "apps[1].uuid",
         "duplicate app UUID",
     );
     refused(
-        &format!("version: 1\nnetwork_instances: [{{name: a, type: switch}}]\napps: [{{name: x, uuid: {APP}, interfaces: [{{ni: a, tap: t1}}, {{ni: a, tap: t1}}]}}]\n"),
+        &format!(
+            "version: 1\nnetwork_instances: [{{name: a, type: switch}}]\napps: [{{name: x, uuid: {APP}, interfaces: [{{ni: a, tap: t1}}, {{ni: a, tap: t1}}]}}]\n"
+        ),
         "apps[0].interfaces[1].tap",
         "duplicate TAP name",
     );
@@ -74,33 +113,89 @@ fn duplicates() {
 
 #[test]
 fn references_and_switch_ports() {
-    refused("version: 1\nnetwork_instances: [{name: a, type: switch, port: eth9}]\n", "network_instances[0].port", "unknown port `eth9`");
-    refused("version: 1\nports: [{device: e1}, {device: e2}]\nnetwork_instances: [{name: a, type: switch, port: [e1, e2]}]\n", "network_instances[0].port", "at most one port");
-    refused(&format!("version: 1\napps: [{{name: x, uuid: {APP}, interfaces: [{{ni: nope}}]}}]\n"), "apps[0].interfaces[0].ni", "unknown network instance `nope`");
-    refused("version: 1\nnetwork_instances: [{name: l, type: local, subnet: 10.0.0.0/24, uplinks: [eth7]}]\n", "network_instances[0].uplinks[0]", "unknown port `eth7`");
+    refused(
+        "version: 1\nnetwork_instances: [{name: a, type: switch, port: eth9}]\n",
+        "network_instances[0].port",
+        "unknown port `eth9`",
+    );
+    refused(
+        "version: 1\nports: [{device: e1}, {device: e2}]\nnetwork_instances: [{name: a, type: switch, port: [e1, e2]}]\n",
+        "network_instances[0].port",
+        "at most one port",
+    );
+    refused(
+        &format!("version: 1\napps: [{{name: x, uuid: {APP}, interfaces: [{{ni: nope}}]}}]\n"),
+        "apps[0].interfaces[0].ni",
+        "unknown network instance `nope`",
+    );
+    refused(
+        "version: 1\nnetwork_instances: [{name: l, type: local, subnet: 10.0.0.0/24, uplinks: [eth7]}]\n",
+        "network_instances[0].uplinks[0]",
+        "unknown port `eth7`",
+    );
 }
 
 #[test]
 fn addresses_and_ranges() {
-    refused("version: 1\nnetwork_instances: [{name: l, type: local, subnet: 10.0.0.0/24, gateway: 10.1.0.1}]\n", "network_instances[0].gateway", "outside the subnet");
+    refused(
+        "version: 1\nnetwork_instances: [{name: l, type: local, subnet: 10.0.0.0/24, gateway: 10.1.0.1}]\n",
+        "network_instances[0].gateway",
+        "outside the subnet",
+    );
     let lan = "version: 1\nnetwork_instances: [{name: l, type: local, subnet: 10.0.0.0/24, dhcp_range: 10.0.0.100-10.0.0.199}]\n";
-    refused(&format!("{lan}apps: [{{name: x, uuid: {APP}, interfaces: [{{ni: l, ip: 10.9.0.5}}]}}]\n"), "apps[0].interfaces[0].ip", "outside the subnet");
-    refused(&format!("{lan}apps: [{{name: x, uuid: {APP}, interfaces: [{{ni: l, ip: 10.0.0.150}}]}}]\n"), "apps[0].interfaces[0].ip", "inside the DHCP range");
+    refused(
+        &format!("{lan}apps: [{{name: x, uuid: {APP}, interfaces: [{{ni: l, ip: 10.9.0.5}}]}}]\n"),
+        "apps[0].interfaces[0].ip",
+        "outside the subnet",
+    );
+    refused(
+        &format!(
+            "{lan}apps: [{{name: x, uuid: {APP}, interfaces: [{{ni: l, ip: 10.0.0.150}}]}}]\n"
+        ),
+        "apps[0].interfaces[0].ip",
+        "inside the DHCP range",
+    );
     refused(
         "version: 1\nnetwork_instances: [{name: a, type: local, subnet: 10.0.0.0/16}, {name: b, type: local, subnet: 10.0.5.0/24}]\n",
         "network_instances[1].subnet",
         "overlaps 10.0.0.0/16",
     );
-    refused("version: 1\nnetwork_instances: [{name: a, type: local, subnet: 10.0.0.1/24}]\n", "network_instances[0].subnet", "host bits set");
+    refused(
+        "version: 1\nnetwork_instances: [{name: a, type: local, subnet: 10.0.0.1/24}]\n",
+        "network_instances[0].subnet",
+        "host bits set",
+    );
 }
 
 #[test]
 fn taps_and_macs() {
     let ni = "version: 1\nnetwork_instances: [{name: a, type: switch}]\n";
-    refused(&format!("{ni}apps: [{{name: x, uuid: {APP}, interfaces: [{{ni: a, tap: averyveryverylongname}}]}}]\n"), "apps[0].interfaces[0].tap", "at most 15 bytes");
-    refused(&format!("{ni}apps: [{{name: x, uuid: {APP}, interfaces: [{{ni: a, mac: '01:00:5e:00:00:01'}}]}}]\n"), "apps[0].interfaces[0].mac", "multicast");
-    refused(&format!("{ni}apps: [{{name: x, uuid: {APP}, interfaces: [{{ni: a, mac: '00:00:00:00:00:00'}}]}}]\n"), "apps[0].interfaces[0].mac", "not a usable MAC");
-    refused("version: 1\nports: [{device: averyveryverylongname}]\n", "ports[0].device", "at most 15 bytes");
+    refused(
+        &format!(
+            "{ni}apps: [{{name: x, uuid: {APP}, interfaces: [{{ni: a, tap: averyveryverylongname}}]}}]\n"
+        ),
+        "apps[0].interfaces[0].tap",
+        "at most 15 bytes",
+    );
+    refused(
+        &format!(
+            "{ni}apps: [{{name: x, uuid: {APP}, interfaces: [{{ni: a, mac: '01:00:5e:00:00:01'}}]}}]\n"
+        ),
+        "apps[0].interfaces[0].mac",
+        "multicast",
+    );
+    refused(
+        &format!(
+            "{ni}apps: [{{name: x, uuid: {APP}, interfaces: [{{ni: a, mac: '00:00:00:00:00:00'}}]}}]\n"
+        ),
+        "apps[0].interfaces[0].mac",
+        "not a usable MAC",
+    );
+    refused(
+        "version: 1\nports: [{device: averyveryverylongname}]\n",
+        "ports[0].device",
+        "at most 15 bytes",
+    );
 }
 
 #[test]
@@ -114,12 +209,16 @@ fn port_maps_and_acls() {
         "already mapped",
     );
     refused(
-        &format!("{lan}apps: [{{name: x, uuid: {APP}, interfaces: [{{ni: l, acls: [{{match: {{fport: 443}}, action: allow}}]}}]}}]\n"),
+        &format!(
+            "{lan}apps: [{{name: x, uuid: {APP}, interfaces: [{{ni: l, acls: [{{match: {{fport: 443}}, action: allow}}]}}]}}]\n"
+        ),
         "apps[0].interfaces[0].acls[0].match.fport",
         "needs `protocol`",
     );
     refused(
-        &format!("{lan}apps: [{{name: x, uuid: {APP}, interfaces: [{{ni: l, acls: [{{match: {{lport: 22}}, action: drop}}]}}]}}]\n"),
+        &format!(
+            "{lan}apps: [{{name: x, uuid: {APP}, interfaces: [{{ni: l, acls: [{{match: {{lport: 22}}, action: drop}}]}}]}}]\n"
+        ),
         "apps[0].interfaces[0].acls[0].match.lport",
         "needs `protocol`",
     );
@@ -127,8 +226,13 @@ fn port_maps_and_acls() {
 
 #[test]
 fn every_problem_is_reported_at_once() {
-    let (ok, _, err) = check("version: 1\nports: [{device: averyveryverylongname}]\nnetwork_instances: [{name: a, type: switch, port: nope}]\n");
+    let (ok, _, err) = check(
+        "version: 1\nports: [{device: averyveryverylongname}]\nnetwork_instances: [{name: a, type: switch, port: nope}]\n",
+    );
     assert!(!ok);
-    assert!(err.contains("ports[0].device") && err.contains("network_instances[0].port"), "{err}");
+    assert!(
+        err.contains("ports[0].device") && err.contains("network_instances[0].port"),
+        "{err}"
+    );
     assert!(err.contains("2 problem(s)"), "{err}");
 }

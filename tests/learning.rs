@@ -10,7 +10,11 @@ use std::time::Duration;
 const P: &str = "nswlrn";
 
 fn config() -> String {
-    let app = |n: &str, u: u8, ni: &str| format!("  - {{ name: {n}, uuid: 6ba7b810-9dad-11d1-80b4-00c04fd430{u:02x}, interfaces: [{{ ni: {ni}, tap: {P}-{n}, netns: {P}-{n} }}] }}\n");
+    let app = |n: &str, u: u8, ni: &str| {
+        format!(
+            "  - {{ name: {n}, uuid: 6ba7b810-9dad-11d1-80b4-00c04fd430{u:02x}, interfaces: [{{ ni: {ni}, tap: {P}-{n}, netns: {P}-{n} }}] }}\n"
+        )
+    };
     format!(
         "version: 1\nports:\n  - {{ name: lan, device: {P}-nic }}\nnetwork_instances:\n  - {{ name: iso, type: switch }}\n  - {{ name: onlan, type: switch, port: lan }}\napps:\n{}{}{}{}",
         app("a", 1, "iso"),
@@ -33,12 +37,19 @@ fn lab(prefix_suffix: &str) -> Lab {
     let dev = sb.ns("dev").unwrap();
     let up = sb.ns("up").unwrap();
     // The config names namespaces with P; keep a per-test prefix by rewriting.
-    let ns: Vec<String> = ["a", "b", "c", "d"].iter().map(|n| sb.ns(n).unwrap()).collect();
-    sb.veth(&dev, &format!("{p}-nic"), &up, &format!("{p}-lan")).unwrap();
+    let ns: Vec<String> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| sb.ns(n).unwrap())
+        .collect();
+    sb.veth(&dev, &format!("{p}-nic"), &up, &format!("{p}-lan"))
+        .unwrap();
     assert!(sb.ok(&up, &format!("ip addr add 10.9.0.254/24 dev {p}-lan")));
     let d = start(&mut sb, &dev, &config().replace(P, &p), "nsw");
     for (i, n) in ["a", "b", "c", "d"].iter().enumerate() {
-        assert!(sb.ok(&ns[i], &format!("ip addr add 10.9.0.{}/24 dev {p}-{n}", i + 1)));
+        assert!(sb.ok(
+            &ns[i],
+            &format!("ip addr add 10.9.0.{}/24 dev {p}-{n}", i + 1)
+        ));
     }
     Lab { sb, d, ns, up }
 }
@@ -46,8 +57,15 @@ fn lab(prefix_suffix: &str) -> Lab {
 /// Starts tcpdump on `ifname` in `ns`, writing text to `file`; waits until it listens.
 fn capture(sb: &mut Sandbox, ns: &str, ifname: &str, filter: &str, file: &str) -> u32 {
     let args = ["-n", "-l", "-i", ifname, filter];
-    let pid = sb.spawn(ns, Path::new("/usr/bin/tcpdump"), &args, file).unwrap();
-    assert!(wait_until(Duration::from_secs(5), || sb.log(file).contains("listening on")), "tcpdump did not start");
+    let pid = sb
+        .spawn(ns, Path::new("/usr/bin/tcpdump"), &args, file)
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || sb
+            .log(file)
+            .contains("listening on")),
+        "tcpdump did not start"
+    );
     pid
 }
 
@@ -61,7 +79,13 @@ fn learned_unicast_is_not_flooded_but_broadcast_is() {
     let p = l.sb.prefix().to_string();
     // a and b talk: both MACs are learned.
     assert!(ping(&l.sb, &l.ns[0], "10.9.0.2"));
-    let cap = capture(&mut l.sb, &l.ns[2].clone(), &format!("{p}-c"), "icmp or arp", "c.pcap.txt");
+    let cap = capture(
+        &mut l.sb,
+        &l.ns[2].clone(),
+        &format!("{p}-c"),
+        "icmp or arp",
+        "c.pcap.txt",
+    );
     // Forget the neighbour so a broadcasts an ARP request again, then unicast pings.
     l.sb.sh(&l.ns[0], &format!("ip neigh flush dev {p}-a"));
     assert!(l.sb.ok(&l.ns[0], "ping -c 5 -i 0.1 -W 1 10.9.0.2"));
@@ -69,11 +93,20 @@ fn learned_unicast_is_not_flooded_but_broadcast_is() {
     l.sb.signal(cap, libc::SIGTERM);
     l.sb.wait(cap, Duration::from_secs(3));
     let seen = l.sb.log("c.pcap.txt");
-    assert!(seen.contains("Request who-has 10.9.0.2"), "c sees a's broadcast:\n{seen}");
-    assert!(!seen.contains("ICMP echo"), "c must not see a<->b unicast:\n{seen}");
+    assert!(
+        seen.contains("Request who-has 10.9.0.2"),
+        "c sees a's broadcast:\n{seen}"
+    );
+    assert!(
+        !seen.contains("ICMP echo"),
+        "c must not see a<->b unicast:\n{seen}"
+    );
     let st = l.d.status();
     let table = st["network_instances"][0]["mac_table"].to_string();
-    assert!(table.contains(&format!("{p}-a")) && table.contains(&format!("{p}-b")), "{table}");
+    assert!(
+        table.contains(&format!("{p}-a")) && table.contains(&format!("{p}-b")),
+        "{table}"
+    );
 }
 
 #[test]
@@ -84,22 +117,39 @@ fn spoofed_source_mac_is_dropped_and_counted() {
     need(&["tcpdump"]);
     let mut l = lab("s");
     let p = l.sb.prefix().to_string();
-    let cap = capture(&mut l.sb, &l.ns[1].clone(), &format!("{p}-b"), "udp port 9999", "b.txt");
+    let cap = capture(
+        &mut l.sb,
+        &l.ns[1].clone(),
+        &format!("{p}-b"),
+        "udp port 9999",
+        "b.txt",
+    );
     let send = |src: &str, payload: &str| {
         format!(
             "/usr/bin/python3 -c \"from scapy.all import *; sendp(Ether(src='{src}',dst='ff:ff:ff:ff:ff:ff')/IP(src='10.9.0.1',dst='10.9.0.255')/UDP(sport=9999,dport=9999)/'{payload}', iface='{p}-a', count=5, verbose=0)\""
         )
     };
     assert!(l.sb.ok(&l.ns[0], &send("02:66:66:66:66:66", "spoofed")));
-    let own = l.sb.out(&l.ns[0], &format!("cat /sys/class/net/{p}-a/address"));
+    let own =
+        l.sb.out(&l.ns[0], &format!("cat /sys/class/net/{p}-a/address"));
     assert!(l.sb.ok(&l.ns[0], &send(&own, "genuine")));
     std::thread::sleep(Duration::from_millis(500));
     l.sb.signal(cap, libc::SIGTERM);
     l.sb.wait(cap, Duration::from_secs(3));
     let seen = l.sb.log("b.txt");
-    assert!(seen.matches("UDP").count() >= 5, "genuine frames arrive:\n{seen}");
-    assert!(!seen.contains("02:66:66:66:66:66") && seen.matches("UDP").count() < 10, "spoofed frames must not arrive:\n{seen}");
-    assert!(l.d.drops(&format!("{p}-a"), "spoofed_src_mac") >= 5, "{}", l.d.status());
+    assert!(
+        seen.matches("UDP").count() >= 5,
+        "genuine frames arrive:\n{seen}"
+    );
+    assert!(
+        !seen.contains("02:66:66:66:66:66") && seen.matches("UDP").count() < 10,
+        "spoofed frames must not arrive:\n{seen}"
+    );
+    assert!(
+        l.d.drops(&format!("{p}-a"), "spoofed_src_mac") >= 5,
+        "{}",
+        l.d.status()
+    );
 }
 
 #[test]
@@ -109,10 +159,22 @@ fn portless_switch_ni_reaches_only_its_own_apps() {
     }
     let l = lab("i");
     assert!(ping(&l.sb, &l.ns[0], "10.9.0.3"), "a -> c inside the NI");
-    assert!(!l.sb.ok(&l.ns[0], "ping -c 2 -i 0.2 -W 1 10.9.0.4"), "a must not reach d on another NI");
-    assert!(!l.sb.ok(&l.ns[0], "ping -c 2 -i 0.2 -W 1 10.9.0.254"), "a must not reach the LAN");
-    assert!(ping(&l.sb, &l.ns[3], "10.9.0.254"), "d on the port's NI reaches the LAN");
-    assert!(!l.sb.ok(&l.up, "ping -c 2 -i 0.2 -W 1 10.9.0.1"), "the LAN must not reach a");
+    assert!(
+        !l.sb.ok(&l.ns[0], "ping -c 2 -i 0.2 -W 1 10.9.0.4"),
+        "a must not reach d on another NI"
+    );
+    assert!(
+        !l.sb.ok(&l.ns[0], "ping -c 2 -i 0.2 -W 1 10.9.0.254"),
+        "a must not reach the LAN"
+    );
+    assert!(
+        ping(&l.sb, &l.ns[3], "10.9.0.254"),
+        "d on the port's NI reaches the LAN"
+    );
+    assert!(
+        !l.sb.ok(&l.up, "ping -c 2 -i 0.2 -W 1 10.9.0.1"),
+        "the LAN must not reach a"
+    );
 }
 
 #[test]
@@ -122,7 +184,8 @@ fn malformed_frames_are_counted_and_forwarding_goes_on() {
     }
     let l = lab("m");
     let p = l.sb.prefix().to_string();
-    let own = l.sb.out(&l.ns[0], &format!("cat /sys/class/net/{p}-a/address"));
+    let own =
+        l.sb.out(&l.ns[0], &format!("cat /sys/class/net/{p}-a/address"));
     // Garbage of every length, a truncated IPv4 header, a bogus ethertype,
     // a multicast source, all from app a.
     let script = format!(
@@ -133,9 +196,20 @@ fn malformed_frames_are_counted_and_forwarding_goes_on() {
     );
     let file = l.sb.path("garbage.py");
     std::fs::write(&file, script).unwrap();
-    assert!(l.sb.ok(&l.ns[0], &format!("/usr/bin/python3 {}", file.display())), "scapy ran");
+    assert!(
+        l.sb.ok(&l.ns[0], &format!("/usr/bin/python3 {}", file.display())),
+        "scapy ran"
+    );
     let tap = format!("{p}-a");
-    let dropped: u64 = ["runt", "invalid_src_mac", "spoofed_src_mac", "bad_vnet_header"].iter().map(|r| l.d.drops(&tap, r)).sum();
+    let dropped: u64 = [
+        "runt",
+        "invalid_src_mac",
+        "spoofed_src_mac",
+        "bad_vnet_header",
+    ]
+    .iter()
+    .map(|r| l.d.drops(&tap, r))
+    .sum();
     assert!(dropped >= 60, "garbage counted as drops: {}", l.d.status());
     assert!(l.d.drops(&tap, "invalid_src_mac") >= 5);
     assert!(ping(&l.sb, &l.ns[0], "10.9.0.2"), "still forwarding");

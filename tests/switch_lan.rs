@@ -34,7 +34,8 @@ fn dhcp_clients_get_leases_and_traffic_flows() {
     let dev = sb.ns("dev").unwrap();
     let up = sb.ns("up").unwrap();
     let apps: Vec<String> = ["a", "b", "c"].iter().map(|n| sb.ns(n).unwrap()).collect();
-    sb.veth(&dev, &format!("{P}-nic"), &up, &format!("{P}-lan")).unwrap();
+    sb.veth(&dev, &format!("{P}-nic"), &up, &format!("{P}-lan"))
+        .unwrap();
     assert!(sb.ok(&up, &format!("ip addr add 192.0.2.1/24 dev {P}-lan")));
     let leases = sb.path("leases");
     let dnsmasq_pid = sb
@@ -60,30 +61,63 @@ fn dhcp_clients_get_leases_and_traffic_flows() {
     // TAPs appear in the app namespaces with the derived MACs.
     for (app, ns) in cfg.apps.iter().zip(&apps) {
         let vif = &app.interfaces[0];
-        assert_eq!(sb.out(ns, &format!("cat /sys/class/net/{}/address", vif.tap)), vif.mac.to_string());
+        assert_eq!(
+            sb.out(ns, &format!("cat /sys/class/net/{}/address", vif.tap)),
+            vif.mac.to_string()
+        );
     }
 
     // Three DHCP clients.
     let a_if = format!("{P}-a");
     let b_if = format!("{P}-b");
     let c_if = format!("{P}-c");
-    let ok = sb.ok(&apps[0], &format!("dhcpcd -1 -4 -C resolv.conf -C mtu -t 20 {a_if} >/dev/null 2>&1"));
-    assert!(ok, "dhcpcd got no lease; dnsmasq log:\n{}", sb.log("dnsmasq.log"));
-    assert!(sb.ok(&apps[1], &format!("udhcpc -i {b_if} -n -q -t 10 -T 1 >/dev/null 2>&1")), "udhcpc got no lease");
+    let ok = sb.ok(
+        &apps[0],
+        &format!("dhcpcd -1 -4 -C resolv.conf -C mtu -t 20 {a_if} >/dev/null 2>&1"),
+    );
+    assert!(
+        ok,
+        "dhcpcd got no lease; dnsmasq log:\n{}",
+        sb.log("dnsmasq.log")
+    );
+    assert!(
+        sb.ok(
+            &apps[1],
+            &format!("udhcpc -i {b_if} -n -q -t 10 -T 1 >/dev/null 2>&1")
+        ),
+        "udhcpc got no lease"
+    );
     let pf = sb.path("dhclient.pid");
     let lf = sb.path("dhclient.leases");
-    let ok = sb.ok(&apps[2], &format!("timeout 30 dhclient -1 -4 -pf {} -lf {} {c_if} >/dev/null 2>&1", pf.display(), lf.display()));
+    let ok = sb.ok(
+        &apps[2],
+        &format!(
+            "timeout 30 dhclient -1 -4 -pf {} -lf {} {c_if} >/dev/null 2>&1",
+            pf.display(),
+            lf.display()
+        ),
+    );
     assert!(ok, "dhclient got no lease");
-    let ips: Vec<String> = [(&apps[0], &a_if), (&apps[1], &b_if), (&apps[2], &c_if)].iter().map(|(ns, i)| ipv4_of(&sb, ns, i)).collect();
+    let ips: Vec<String> = [(&apps[0], &a_if), (&apps[1], &b_if), (&apps[2], &c_if)]
+        .iter()
+        .map(|(ns, i)| ipv4_of(&sb, ns, i))
+        .collect();
     for ip in &ips {
         assert!(ip.starts_with("192.0.2.1"), "lease in range: {ips:?}");
     }
     // dhcpcd stays around as a daemon only with -1 absent; stop dhclient's.
-    sb.sh(&apps[2], &format!("dhclient -x -pf {} {c_if} >/dev/null 2>&1", pf.display()));
+    sb.sh(
+        &apps[2],
+        &format!("dhclient -x -pf {} {c_if} >/dev/null 2>&1", pf.display()),
+    );
     sb.sh(&apps[0], &format!("dhcpcd -x {a_if} >/dev/null 2>&1"));
 
     for i in 0..3 {
-        assert!(ping(&sb, &apps[i], &ips[(i + 1) % 3]), "app {i} -> app {}", (i + 1) % 3);
+        assert!(
+            ping(&sb, &apps[i], &ips[(i + 1) % 3]),
+            "app {i} -> app {}",
+            (i + 1) % 3
+        );
         assert!(ping(&sb, &apps[i], "192.0.2.1"), "app {i} -> upstream");
     }
 
@@ -91,18 +125,45 @@ fn dhcp_clients_get_leases_and_traffic_flows() {
     let st = d.status();
     for (k, ip) in ips.iter().enumerate() {
         let got = &st["apps"][k]["interfaces"][0]["ips"];
-        assert!(got.as_array().is_some_and(|v| v.iter().any(|x| x == ip.as_str())), "status ips of app {k}: {got} want {ip}");
+        assert!(
+            got.as_array()
+                .is_some_and(|v| v.iter().any(|x| x == ip.as_str())),
+            "status ips of app {k}: {got} want {ip}"
+        );
     }
-    assert!(st["network_instances"][0]["mac_table"].as_array().is_some_and(|t| t.len() >= 4), "{st}");
+    assert!(
+        st["network_instances"][0]["mac_table"]
+            .as_array()
+            .is_some_and(|t| t.len() >= 4),
+        "{st}"
+    );
 
     // TCP through the NIC both ways: GRO'd, partially checksummed frames pass whole.
-    let srv = sb.spawn(&up, std::path::Path::new("/usr/bin/iperf3"), &["-s", "-1", "-B", "192.0.2.1"], "iperf-up.log").unwrap();
+    let srv = sb
+        .spawn(
+            &up,
+            std::path::Path::new("/usr/bin/iperf3"),
+            &["-s", "-1", "-B", "192.0.2.1"],
+            "iperf-up.log",
+        )
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
     let out = sb.out(&apps[0], "iperf3 -c 192.0.2.1 -t 2 -J | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"end\"][\"sum_received\"][\"bits_per_second\"])'");
     let bps: f64 = out.parse().unwrap_or(0.0);
-    assert!(bps > 50e6, "TCP app->upstream {out}; niswitch log:\n{}", sb.log(&d.log));
+    assert!(
+        bps > 50e6,
+        "TCP app->upstream {out}; niswitch log:\n{}",
+        sb.log(&d.log)
+    );
     sb.wait(srv, std::time::Duration::from_secs(5));
-    let srv = sb.spawn(&apps[1], std::path::Path::new("/usr/bin/iperf3"), &["-s", "-1", "-B", &ips[1]], "iperf-b.log").unwrap();
+    let srv = sb
+        .spawn(
+            &apps[1],
+            std::path::Path::new("/usr/bin/iperf3"),
+            &["-s", "-1", "-B", &ips[1]],
+            "iperf-b.log",
+        )
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
     let out = sb.out(&up, &format!("iperf3 -c {} -t 2 -R -J | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"end\"][\"sum_received\"][\"bits_per_second\"])'", ips[1]));
     let bps: f64 = out.parse().unwrap_or(0.0);

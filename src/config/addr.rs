@@ -58,7 +58,9 @@ pub fn parse_net_text(text: &str) -> Result<IpNet, String> {
         None => (t, None),
     };
     let orig = IpAddr::from_str(addr).map_err(|_| {
-        format!("`{text}` is not an IP network (expected CIDR such as 10.50.0.0/24 or 2001:db8::/64)")
+        format!(
+            "`{text}` is not an IP network (expected CIDR such as 10.50.0.0/24 or 2001:db8::/64)"
+        )
     })?;
     let ip = normalize_ip(orig)?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
@@ -90,7 +92,9 @@ pub struct IpText(pub IpAddr);
 impl<'de> Deserialize<'de> for IpText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_ip_text(&s).map(IpText).map_err(serde::de::Error::custom)
+        parse_ip_text(&s)
+            .map(IpText)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -101,7 +105,9 @@ pub struct NetText(pub IpNet);
 impl<'de> Deserialize<'de> for NetText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_net_text(&s).map(NetText).map_err(serde::de::Error::custom)
+        parse_net_text(&s)
+            .map(NetText)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -144,7 +150,9 @@ impl fmt::Debug for Mac {
 impl FromStr for Mac {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let err = || format!("`{s}` is not a MAC address (expected six hex bytes such as 02:00:00:00:00:01)");
+        let err = || {
+            format!("`{s}` is not a MAC address (expected six hex bytes such as 02:00:00:00:00:01)")
+        };
         let parts: Vec<&str> = s.split([':', '-']).collect();
         if parts.len() != 6 {
             return Err(err());
@@ -196,13 +204,23 @@ mod tests {
 
     #[test]
     fn nets() {
-        assert_eq!(parse_net_text("10.50.0.0/24").unwrap().to_string(), "10.50.0.0/24");
-        assert_eq!(parse_net_text("192.0.2.7").unwrap().to_string(), "192.0.2.7/32");
+        assert_eq!(
+            parse_net_text("10.50.0.0/24").unwrap().to_string(),
+            "10.50.0.0/24"
+        );
+        assert_eq!(
+            parse_net_text("192.0.2.7").unwrap().to_string(),
+            "192.0.2.7/32"
+        );
         assert_eq!(
             parse_net_text("::ffff:10.50.0.0/120").unwrap().to_string(),
             "10.50.0.0/24"
         );
-        assert!(parse_net_text("10.50.0.1/24").unwrap_err().contains("10.50.0.0/24"));
+        assert!(
+            parse_net_text("10.50.0.1/24")
+                .unwrap_err()
+                .contains("10.50.0.0/24")
+        );
         assert!(parse_net_text("10.50.0.0/33").is_err());
     }
 

@@ -41,7 +41,10 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
             Some((head, rest)) if !head.contains(' ') => rest.to_string(),
             _ => inner,
         };
-        vec![ConfigError { path: if path == "." { String::new() } else { path }, message: inner }]
+        vec![ConfigError {
+            path: if path == "." { String::new() } else { path },
+            message: inner,
+        }]
     })?;
     validate::validate(raw)
 }
@@ -49,7 +52,10 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![ConfigError { path: String::new(), message: format!("cannot read {}: {e}", path.display()) }]
+        vec![ConfigError {
+            path: String::new(),
+            message: format!("cannot read {}: {e}", path.display()),
+        }]
     })?;
     parse(&text)
 }

@@ -26,13 +26,7 @@ impl Ctx {
     }
 
     /// Records the first place a key appears; reports later duplicates.
-    fn unique<'a>(
-        &mut self,
-        seen: &mut HashMap<String, String>,
-        key: &str,
-        path: String,
-        what: &'a str,
-    ) {
+    fn unique(&mut self, seen: &mut HashMap<String, String>, key: &str, path: String, what: &str) {
         if let Some(first) = seen.get(key) {
             self.err(path, format!("duplicate {what} `{key}` (already used at {first}); every {what} must be unique"));
         } else {
@@ -46,10 +40,20 @@ impl Ctx {
         } else if name.len() > IFNAMSIZ {
             self.err(
                 path,
-                format!("{what} `{name}` is {} bytes long; Linux interface names have at most 15 bytes", name.len()),
+                format!(
+                    "{what} `{name}` is {} bytes long; Linux interface names have at most 15 bytes",
+                    name.len()
+                ),
             );
-        } else if name.contains(['/', ':']) || name.chars().any(|c| c.is_whitespace() || c.is_control()) || name == "." || name == ".." {
-            self.err(path, format!("{what} `{name}` is not a valid interface name (no '/', ':' or spaces)"));
+        } else if name.contains(['/', ':'])
+            || name.chars().any(|c| c.is_whitespace() || c.is_control())
+            || name == "."
+            || name == ".."
+        {
+            self.err(
+                path,
+                format!("{what} `{name}` is not a valid interface name (no '/', ':' or spaces)"),
+            );
         }
     }
 }
@@ -62,20 +66,32 @@ fn is_dns_name(s: &str) -> bool {
                 && l.len() <= 63
                 && !l.starts_with('-')
                 && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
 }
 
 pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
     let mut cx = Ctx { errors: Vec::new() };
     if raw.version != 1 {
-        cx.err("version", format!("unsupported version {}; this niswitch reads version 1", raw.version));
+        cx.err(
+            "version",
+            format!(
+                "unsupported version {}; this niswitch reads version 1",
+                raw.version
+            ),
+        );
     }
     let ports = ports(&mut cx, &raw.ports);
     let nis = nis(&mut cx, &raw.network_instances, &ports);
     let apps = apps(&mut cx, &raw.apps, &nis, &ports);
     if cx.errors.is_empty() {
-        Ok(Config { version: raw.version, ports, network_instances: nis, apps })
+        Ok(Config {
+            version: raw.version,
+            ports,
+            network_instances: nis,
+            apps,
+        })
     } else {
         Err(cx.errors)
     }
@@ -93,11 +109,19 @@ fn ports(cx: &mut Ctx, raw: &[RawPort]) -> Vec<Port> {
             cx.err(format!("{base}.name"), "the port name is empty");
         }
         cx.unique(&mut names, &name, format!("{base}.name"), "port name");
-        cx.unique(&mut devices, &p.device, format!("{base}.device"), "port device");
+        cx.unique(
+            &mut devices,
+            &p.device,
+            format!("{base}.device"),
+            "port device",
+        );
         if let Some(mtu) = p.mtu
             && !(68..=65535).contains(&mtu)
         {
-            cx.err(format!("{base}.mtu"), format!("mtu {mtu} is out of range; allowed 68..65535"));
+            cx.err(
+                format!("{base}.mtu"),
+                format!("mtu {mtu} is out of range; allowed 68..65535"),
+            );
         }
         let host_interface = match (&p.host_interface, p.management) {
             (Some(h), true) => {
@@ -105,7 +129,10 @@ fn ports(cx: &mut Ctx, raw: &[RawPort]) -> Vec<Port> {
                 Some(h.clone())
             }
             (Some(_), false) => {
-                cx.err(format!("{base}.host_interface"), "a host interface is only made for a port with `management: true`");
+                cx.err(
+                    format!("{base}.host_interface"),
+                    "a host interface is only made for a port with `management: true`",
+                );
                 None
             }
             (None, true) => Some(p.device.clone()),
@@ -139,7 +166,13 @@ fn ports(cx: &mut Ctx, raw: &[RawPort]) -> Vec<Port> {
         if let Some(k) = &p.renamed_to
             && out.iter().any(|o| o.device == *k)
         {
-            cx.err(format!("ports[{i}].host_interface"), format!("renaming `{}` to `{k}` would clash with the port whose device is `{k}`", p.device));
+            cx.err(
+                format!("ports[{i}].host_interface"),
+                format!(
+                    "renaming `{}` to `{k}` would clash with the port whose device is `{k}`",
+                    p.device
+                ),
+            );
         }
     }
     out
@@ -159,7 +192,12 @@ fn local_only(cx: &mut Ctx, base: &str, n: &RawNi) {
     ];
     for (field, present) in set {
         if present {
-            cx.err(format!("{base}.{field}"), format!("`{field}` only applies to `type: local`; a switch network instance is L2 only"));
+            cx.err(
+                format!("{base}.{field}"),
+                format!(
+                    "`{field}` only applies to `type: local`; a switch network instance is L2 only"
+                ),
+            );
         }
     }
 }
@@ -169,18 +207,37 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
     let mut uuids = HashMap::new();
     let mut out = Vec::new();
     let known_port = |n: &str| ports.iter().any(|p| p.name == n);
-    let port_list = || ports.iter().map(|p| format!("`{}`", p.name)).collect::<Vec<_>>().join(", ");
+    let port_list = || {
+        ports
+            .iter()
+            .map(|p| format!("`{}`", p.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     for (i, n) in raw.iter().enumerate() {
         let base = format!("network_instances[{i}]");
         if n.name.is_empty() {
             cx.err(format!("{base}.name"), "the network instance name is empty");
         }
-        cx.unique(&mut names, &n.name, format!("{base}.name"), "network instance name");
+        cx.unique(
+            &mut names,
+            &n.name,
+            format!("{base}.name"),
+            "network instance name",
+        );
         let uuid = n.uuid.unwrap_or_else(|| derive::ni_uuid(&n.name));
-        cx.unique(&mut uuids, &uuid.to_string(), format!("{base}.uuid"), "network instance UUID");
+        cx.unique(
+            &mut uuids,
+            &uuid.to_string(),
+            format!("{base}.uuid"),
+            "network instance UUID",
+        );
         let check_port = |cx: &mut Ctx, path: String, p: &str| {
             if !known_port(p) {
-                cx.err(path, format!("unknown port `{p}`; known ports: [{}]", port_list()));
+                cx.err(
+                    path,
+                    format!("unknown port `{p}`; known ports: [{}]", port_list()),
+                );
             }
         };
         let ni = match n.kind {
@@ -191,18 +248,34 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
                     Some(OneOrMany::One(p)) => Some(p.clone()),
                     Some(OneOrMany::Many(v)) if v.len() <= 1 => v.first().cloned(),
                     Some(OneOrMany::Many(v)) => {
-                        cx.err(format!("{base}.port"), format!("a switch network instance takes at most one port; got {} ({})", v.len(), v.join(", ")));
+                        cx.err(
+                            format!("{base}.port"),
+                            format!(
+                                "a switch network instance takes at most one port; got {} ({})",
+                                v.len(),
+                                v.join(", ")
+                            ),
+                        );
                         None
                     }
                 };
                 if let Some(p) = &port {
                     check_port(cx, format!("{base}.port"), p);
                 }
-                Ni { name: n.name.clone(), uuid, kind: n.kind, port, local: None }
+                Ni {
+                    name: n.name.clone(),
+                    uuid,
+                    kind: n.kind,
+                    port,
+                    local: None,
+                }
             }
             NiType::Local => {
                 if n.port.is_some() {
-                    cx.err(format!("{base}.port"), "a local network instance reaches ports through `uplinks`, not `port`");
+                    cx.err(
+                        format!("{base}.port"),
+                        "a local network instance reaches ports through `uplinks`, not `port`",
+                    );
                 }
                 let uplinks = n.uplinks.clone().unwrap_or_default();
                 let mut seen = HashMap::new();
@@ -211,7 +284,13 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
                     cx.unique(&mut seen, u, format!("{base}.uplinks[{j}]"), "uplink");
                 }
                 let local = local_ni(cx, &base, n, uplinks);
-                Ni { name: n.name.clone(), uuid, kind: n.kind, port: None, local }
+                Ni {
+                    name: n.name.clone(),
+                    uuid,
+                    kind: n.kind,
+                    port: None,
+                    local,
+                }
             }
         };
         out.push(ni);
@@ -220,11 +299,15 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
     for (j, b) in out.iter().enumerate() {
         for a in &out[..j] {
             if let (Some(la), Some(lb)) = (&a.local, &b.local)
-                && (la.subnet.contains(&lb.subnet.network()) || lb.subnet.contains(&la.subnet.network()))
+                && (la.subnet.contains(&lb.subnet.network())
+                    || lb.subnet.contains(&la.subnet.network()))
             {
                 cx.err(
                     format!("network_instances[{j}].subnet"),
-                    format!("{} overlaps {} of network instance `{}`; local subnets must be disjoint", lb.subnet, la.subnet, a.name),
+                    format!(
+                        "{} overlaps {} of network instance `{}`; local subnets must be disjoint",
+                        lb.subnet, la.subnet, a.name
+                    ),
                 );
             }
         }
@@ -236,7 +319,12 @@ fn v4(cx: &mut Ctx, path: &str, ip: IpAddr, what: &str) -> Option<Ipv4Addr> {
     match ip {
         IpAddr::V4(a) => Some(a),
         IpAddr::V6(_) => {
-            cx.err(path, format!("{what} `{ip}` is IPv6; local network instances are IPv4 (give an IPv4 address)"));
+            cx.err(
+                path,
+                format!(
+                    "{what} `{ip}` is IPv6; local network instances are IPv4 (give an IPv4 address)"
+                ),
+            );
             None
         }
     }
@@ -244,21 +332,31 @@ fn v4(cx: &mut Ctx, path: &str, ip: IpAddr, what: &str) -> Option<Ipv4Addr> {
 
 fn local_ni(cx: &mut Ctx, base: &str, n: &RawNi, uplinks: Vec<String>) -> Option<LocalNi> {
     let Some(subnet) = n.subnet else {
-        cx.err(format!("{base}.subnet"), "a local network instance needs a `subnet` (an IPv4 CIDR such as 10.50.0.0/24)");
+        cx.err(
+            format!("{base}.subnet"),
+            "a local network instance needs a `subnet` (an IPv4 CIDR such as 10.50.0.0/24)",
+        );
         return None;
     };
     let subnet = match subnet.0 {
         IpNet::V4(s) if s.prefix_len() <= 30 => s,
         IpNet::V4(s) => {
-            cx.err(format!("{base}.subnet"), format!("{s} is too small; a local subnet needs a prefix of /30 or shorter"));
+            cx.err(
+                format!("{base}.subnet"),
+                format!("{s} is too small; a local subnet needs a prefix of /30 or shorter"),
+            );
             return None;
         }
         IpNet::V6(s) => {
-            cx.err(format!("{base}.subnet"), format!("{s} is IPv6; local network instances take an IPv4 subnet"));
+            cx.err(
+                format!("{base}.subnet"),
+                format!("{s} is IPv6; local network instances take an IPv4 subnet"),
+            );
             return None;
         }
     };
-    let is_host = |ip: Ipv4Addr| subnet.contains(&ip) && ip != subnet.network() && ip != subnet.broadcast();
+    let is_host =
+        |ip: Ipv4Addr| subnet.contains(&ip) && ip != subnet.network() && ip != subnet.broadcast();
     let gateway = match n.gateway {
         None => Ipv4Addr::from(u32::from(subnet.network()) + 1),
         Some(g) => {
@@ -273,17 +371,26 @@ fn local_ni(cx: &mut Ctx, base: &str, n: &RawNi, uplinks: Vec<String>) -> Option
         None => {
             let size = 1u32 << (32 - subnet.prefix_len());
             let net = u32::from(subnet.network());
-            DhcpRange { start: Ipv4Addr::from(net + size / 2), end: Ipv4Addr::from(net + size - 2) }
+            DhcpRange {
+                start: Ipv4Addr::from(net + size / 2),
+                end: Ipv4Addr::from(net + size - 2),
+            }
         }
         Some(text) => {
             let path = format!("{base}.dhcp_range");
             let parsed = text.split_once('-').and_then(|(a, b)| {
-                Some((a.trim().parse::<Ipv4Addr>().ok()?, b.trim().parse::<Ipv4Addr>().ok()?))
+                Some((
+                    a.trim().parse::<Ipv4Addr>().ok()?,
+                    b.trim().parse::<Ipv4Addr>().ok()?,
+                ))
             });
             match parsed {
                 None => {
                     cx.err(path, format!("`{text}` is not a range; write FIRST-LAST, such as 10.50.0.100-10.50.0.199"));
-                    DhcpRange { start: gateway, end: gateway }
+                    DhcpRange {
+                        start: gateway,
+                        end: gateway,
+                    }
                 }
                 Some((s, e)) => {
                     if !is_host(s) || !is_host(e) {
@@ -300,23 +407,42 @@ fn local_ni(cx: &mut Ctx, base: &str, n: &RawNi, uplinks: Vec<String>) -> Option
     };
     let lease_time = n.lease_time.unwrap_or(3600);
     if lease_time < 60 {
-        cx.err(format!("{base}.lease_time"), format!("lease_time {lease_time} is too short; at least 60 seconds"));
+        cx.err(
+            format!("{base}.lease_time"),
+            format!("lease_time {lease_time} is too short; at least 60 seconds"),
+        );
     }
     let dns = match &n.dns {
-        None => Dns { domain: None, upstream: vec![], records: vec![] },
+        None => Dns {
+            domain: None,
+            upstream: vec![],
+            records: vec![],
+        },
         Some(d) => {
             if let Some(dom) = &d.domain
                 && !is_dns_name(dom)
             {
-                cx.err(format!("{base}.dns.domain"), format!("`{dom}` is not a DNS domain name"));
+                cx.err(
+                    format!("{base}.dns.domain"),
+                    format!("`{dom}` is not a DNS domain name"),
+                );
             }
             let mut records = Vec::new();
             for (k, r) in d.records.iter().enumerate() {
                 let bare = r.name.strip_prefix("*.").unwrap_or(&r.name);
                 if !is_dns_name(bare) {
-                    cx.err(format!("{base}.dns.records[{k}].name"), format!("`{}` is not a DNS name (a leading `*.` makes a wildcard)", r.name));
+                    cx.err(
+                        format!("{base}.dns.records[{k}].name"),
+                        format!(
+                            "`{}` is not a DNS name (a leading `*.` makes a wildcard)",
+                            r.name
+                        ),
+                    );
                 }
-                records.push(Record { name: r.name.to_ascii_lowercase(), ip: r.ip.0 });
+                records.push(Record {
+                    name: r.name.to_ascii_lowercase(),
+                    ip: r.ip.0,
+                });
             }
             Dns {
                 domain: d.domain.as_ref().map(|s| s.to_ascii_lowercase()),
@@ -329,7 +455,10 @@ fn local_ni(cx: &mut Ctx, base: &str, n: &RawNi, uplinks: Vec<String>) -> Option
         None | Some("dhcp") => UplinkAddress::Dhcp,
         Some(text) => {
             let path = format!("{base}.uplink_address");
-            match text.split_once('/').and_then(|(a, p)| Some((addr::parse_ip_text(a).ok()?, p.parse::<u8>().ok()?))) {
+            match text
+                .split_once('/')
+                .and_then(|(a, p)| Some((addr::parse_ip_text(a).ok()?, p.parse::<u8>().ok()?)))
+            {
                 Some((IpAddr::V4(a), p)) if p <= 32 => match Ipv4Net::new(a, p) {
                     Ok(net) => UplinkAddress::Static(net),
                     Err(_) => {
@@ -355,7 +484,13 @@ fn local_ni(cx: &mut Ctx, base: &str, n: &RawNi, uplinks: Vec<String>) -> Option
             if let Some(g) = g
                 && !net.contains(&g)
             {
-                cx.err(format!("{base}.uplink_gateway"), format!("uplink gateway {g} is not inside the uplink network {}", net.trunc()));
+                cx.err(
+                    format!("{base}.uplink_gateway"),
+                    format!(
+                        "uplink gateway {g} is not inside the uplink network {}",
+                        net.trunc()
+                    ),
+                );
             }
             g
         }
@@ -364,14 +499,31 @@ fn local_ni(cx: &mut Ctx, base: &str, n: &RawNi, uplinks: Vec<String>) -> Option
         && uplink_gateway.is_none()
         && n.uplink_gateway.is_none()
     {
-        cx.err(format!("{base}.uplink_gateway"), "a static uplink_address needs an uplink_gateway");
+        cx.err(
+            format!("{base}.uplink_gateway"),
+            "a static uplink_address needs an uplink_gateway",
+        );
     }
     let probe = probe(cx, base, n.probe.as_ref());
-    Some(LocalNi { subnet, gateway, dhcp_range, lease_time, dns, uplinks, uplink_address, uplink_gateway, probe })
+    Some(LocalNi {
+        subnet,
+        gateway,
+        dhcp_range,
+        lease_time,
+        dns,
+        uplinks,
+        uplink_address,
+        uplink_gateway,
+        probe,
+    })
 }
 
 fn probe(cx: &mut Ctx, base: &str, raw: Option<&RawProbe>) -> Probe {
-    let mut p = Probe { target: ProbeTarget::Gateway, interval: 2, failures: 3 };
+    let mut p = Probe {
+        target: ProbeTarget::Gateway,
+        interval: 2,
+        failures: 3,
+    };
     let Some(r) = raw else { return p };
     if let Some(t) = &r.target {
         let t = t.trim();
@@ -395,10 +547,16 @@ fn probe(cx: &mut Ctx, base: &str, raw: Option<&RawProbe>) -> Probe {
             }
         };
     }
-    for (field, val, slot) in [("interval", r.interval, &mut p.interval), ("failures", r.failures, &mut p.failures)] {
+    for (field, val, slot) in [
+        ("interval", r.interval, &mut p.interval),
+        ("failures", r.failures, &mut p.failures),
+    ] {
         if let Some(v) = val {
             if !(1..=3600).contains(&v) {
-                cx.err(format!("{base}.probe.{field}"), format!("{field} {v} is out of range; allowed 1..3600"));
+                cx.err(
+                    format!("{base}.probe.{field}"),
+                    format!("{field} {v} is out of range; allowed 1..3600"),
+                );
             }
             *slot = v;
         }
@@ -419,7 +577,12 @@ fn apps(cx: &mut Ctx, raw: &[RawApp], nis: &[Ni], ports: &[Port]) -> Vec<App> {
             taps.insert(h.clone(), format!("ports[{i}].host_interface"));
         }
     }
-    let ni_list = || nis.iter().map(|n| format!("`{}`", n.name)).collect::<Vec<_>>().join(", ");
+    let ni_list = || {
+        nis.iter()
+            .map(|n| format!("`{}`", n.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut out = Vec::new();
     for (i, a) in raw.iter().enumerate() {
         let base = format!("apps[{i}]");
@@ -427,9 +590,17 @@ fn apps(cx: &mut Ctx, raw: &[RawApp], nis: &[Ni], ports: &[Port]) -> Vec<App> {
             cx.err(format!("{base}.name"), "the app name is empty");
         }
         cx.unique(&mut names, &a.name, format!("{base}.name"), "app name");
-        cx.unique(&mut uuids, &a.uuid.to_string(), format!("{base}.uuid"), "app UUID");
+        cx.unique(
+            &mut uuids,
+            &a.uuid.to_string(),
+            format!("{base}.uuid"),
+            "app UUID",
+        );
         if a.interfaces.len() > 256 {
-            cx.err(format!("{base}.interfaces"), "an app has at most 256 interfaces");
+            cx.err(
+                format!("{base}.interfaces"),
+                "an app has at most 256 interfaces",
+            );
         }
         let app_num = a.app_num.unwrap_or(0);
         let mut vifs = Vec::new();
@@ -437,10 +608,20 @@ fn apps(cx: &mut Ctx, raw: &[RawApp], nis: &[Ni], ports: &[Port]) -> Vec<App> {
             let vb = format!("{base}.interfaces[{j}]");
             let ifnum = j as u8;
             let Some(ni) = nis.iter().find(|n| n.name == v.ni) else {
-                cx.err(format!("{vb}.ni"), format!("unknown network instance `{}`; known: [{}]", v.ni, ni_list()));
+                cx.err(
+                    format!("{vb}.ni"),
+                    format!(
+                        "unknown network instance `{}`; known: [{}]",
+                        v.ni,
+                        ni_list()
+                    ),
+                );
                 continue;
             };
-            let tap = v.tap.clone().unwrap_or_else(|| derive::tap_name(&a.uuid, ifnum));
+            let tap = v
+                .tap
+                .clone()
+                .unwrap_or_else(|| derive::tap_name(&a.uuid, ifnum));
             cx.ifname(&format!("{vb}.tap"), &tap, "TAP name");
             if let Some(first) = taps.get(&tap) {
                 cx.err(format!("{vb}.tap"), format!("duplicate TAP name `{tap}` (already used at {first}); every TAP name must be unique"));
@@ -450,11 +631,19 @@ fn apps(cx: &mut Ctx, raw: &[RawApp], nis: &[Ni], ports: &[Port]) -> Vec<App> {
             if let Some(ns) = &v.netns
                 && (ns.is_empty() || ns.contains('/') || ns == "." || ns == "..")
             {
-                cx.err(format!("{vb}.netns"), format!("`{ns}` is not a network namespace name (as `ip netns` lists them)"));
+                cx.err(
+                    format!("{vb}.netns"),
+                    format!("`{ns}` is not a network namespace name (as `ip netns` lists them)"),
+                );
             }
             let mac = match v.mac {
                 Some(m) if m.is_multicast() => {
-                    cx.err(format!("{vb}.mac"), format!("{m} is a multicast MAC; a VIF needs a unicast MAC (first byte even)"));
+                    cx.err(
+                        format!("{vb}.mac"),
+                        format!(
+                            "{m} is a multicast MAC; a VIF needs a unicast MAC (first byte even)"
+                        ),
+                    );
                     m
                 }
                 Some(m) if m.is_zero() => {
@@ -471,14 +660,34 @@ fn apps(cx: &mut Ctx, raw: &[RawApp], nis: &[Ni], ports: &[Port]) -> Vec<App> {
             }
             let acls = v.acls.as_ref().map(|list| acls(cx, &vb, list, ni));
             let port_maps = port_maps(cx, &vb, &v.port_maps, ni, &mut maps);
-            vifs.push(Vif { ni: v.ni.clone(), ifnum, tap, netns: v.netns.clone(), mac, ip, acls, port_maps });
+            vifs.push(Vif {
+                ni: v.ni.clone(),
+                ifnum,
+                tap,
+                netns: v.netns.clone(),
+                mac,
+                ip,
+                acls,
+                port_maps,
+            });
         }
-        out.push(App { name: a.name.clone(), uuid: a.uuid, app_num, interfaces: vifs });
+        out.push(App {
+            name: a.name.clone(),
+            uuid: a.uuid,
+            app_num,
+            interfaces: vifs,
+        });
     }
     out
 }
 
-fn vif_ip(cx: &mut Ctx, vb: &str, v: &RawVif, ni: &Ni, fixed: &mut HashMap<String, String>) -> Option<Ipv4Addr> {
+fn vif_ip(
+    cx: &mut Ctx,
+    vb: &str,
+    v: &RawVif,
+    ni: &Ni,
+    fixed: &mut HashMap<String, String>,
+) -> Option<Ipv4Addr> {
     let ip = v.ip?;
     let path = format!("{vb}.ip");
     let Some(l) = &ni.local else {
@@ -491,9 +700,17 @@ fn vif_ip(cx: &mut Ctx, vb: &str, v: &RawVif, ni: &Ni, fixed: &mut HashMap<Strin
     } else if l.dhcp_range.contains(ip) {
         cx.err(path, format!("fixed IP {ip} is inside the DHCP range {}-{} of `{}`; pick an address of the subnet outside the range", l.dhcp_range.start, l.dhcp_range.end, ni.name));
     } else if ip == l.gateway {
-        cx.err(path, format!("fixed IP {ip} is the gateway of `{}`", ni.name));
+        cx.err(
+            path,
+            format!("fixed IP {ip} is the gateway of `{}`", ni.name),
+        );
     } else {
-        cx.unique(fixed, &format!("{}/{ip}", ni.name), path, "fixed IP in one network instance");
+        cx.unique(
+            fixed,
+            &format!("{}/{ip}", ni.name),
+            path,
+            "fixed IP in one network instance",
+        );
     }
     Some(ip)
 }
@@ -506,25 +723,33 @@ fn acls(cx: &mut Ctx, vb: &str, list: &[RawAcl], ni: &Ni) -> Vec<Acl> {
         let protocol = match &m.protocol {
             None => None,
             Some(ProtoText::Number(n)) => Some(*n),
-            Some(ProtoText::Name(s)) => match s.to_ascii_lowercase().as_str() {
-                "tcp" => Some(6),
-                "udp" => Some(17),
-                "icmp" => Some(1),
-                other => match other.parse::<u8>() {
-                    Ok(n) => Some(n),
-                    Err(_) => {
-                        cx.err(format!("{ab}.match.protocol"), format!("unknown protocol `{s}`; allowed: tcp, udp, icmp or a number 0..255"));
-                        None
-                    }
-                },
-            },
+            Some(ProtoText::Name(s)) => {
+                match s.to_ascii_lowercase().as_str() {
+                    "tcp" => Some(6),
+                    "udp" => Some(17),
+                    "icmp" => Some(1),
+                    other => match other.parse::<u8>() {
+                        Ok(n) => Some(n),
+                        Err(_) => {
+                            cx.err(format!("{ab}.match.protocol"), format!("unknown protocol `{s}`; allowed: tcp, udp, icmp or a number 0..255"));
+                            None
+                        }
+                    },
+                }
+            }
         };
         for (field, val) in [("lport", m.lport), ("fport", m.fport)] {
             if val.is_some() {
                 match protocol {
-                    None if m.protocol.is_none() => cx.err(format!("{ab}.match.{field}"), format!("`{field}` needs `protocol` (tcp or udp) in the same match")),
+                    None if m.protocol.is_none() => cx.err(
+                        format!("{ab}.match.{field}"),
+                        format!("`{field}` needs `protocol` (tcp or udp) in the same match"),
+                    ),
                     Some(6) | Some(17) | None => {}
-                    Some(p) => cx.err(format!("{ab}.match.{field}"), format!("`{field}` needs protocol tcp or udp, not {p}")),
+                    Some(p) => cx.err(
+                        format!("{ab}.match.{field}"),
+                        format!("`{field}` needs protocol tcp or udp, not {p}"),
+                    ),
                 }
             }
         }
@@ -532,7 +757,10 @@ fn acls(cx: &mut Ctx, vb: &str, list: &[RawAcl], ni: &Ni) -> Vec<Acl> {
             if ni.local.is_none() {
                 cx.err(format!("{ab}.match.host"), format!("`host` rules need a local network instance (its DNS server learns the addresses); `{}` is a switch", ni.name));
             } else if !is_dns_name(h) {
-                cx.err(format!("{ab}.match.host"), format!("`{h}` is not a DNS name"));
+                cx.err(
+                    format!("{ab}.match.host"),
+                    format!("`{h}` is not a DNS name"),
+                );
             }
         }
         let limit = r.limit.as_ref().and_then(|l| {
@@ -541,17 +769,30 @@ fn acls(cx: &mut Ctx, vb: &str, list: &[RawAcl], ni: &Ni) -> Vec<Acl> {
                 "m" | "minute" => 60,
                 "h" | "hour" => 3600,
                 other => {
-                    cx.err(format!("{ab}.limit.unit"), format!("unknown unit `{other}`; allowed: s, m, h"));
+                    cx.err(
+                        format!("{ab}.limit.unit"),
+                        format!("unknown unit `{other}`; allowed: s, m, h"),
+                    );
                     return None;
                 }
             };
             if l.rate == 0 {
                 cx.err(format!("{ab}.limit.rate"), "rate must be at least 1");
             }
-            Some(Limit { rate: l.rate, burst: l.burst, per_secs })
+            Some(Limit {
+                rate: l.rate,
+                burst: l.burst,
+                per_secs,
+            })
         });
         out.push(Acl {
-            matches: AclMatch { ip: m.ip.map(|n| n.0), host: m.host.as_ref().map(|h| h.to_ascii_lowercase()), protocol, lport: m.lport, fport: m.fport },
+            matches: AclMatch {
+                ip: m.ip.map(|n| n.0),
+                host: m.host.as_ref().map(|h| h.to_ascii_lowercase()),
+                protocol,
+                lport: m.lport,
+                fport: m.fport,
+            },
             action: r.action,
             limit,
         });
@@ -573,16 +814,31 @@ fn port_maps(
             "tcp" => L4Proto::Tcp,
             "udp" => L4Proto::Udp,
             other => {
-                cx.err(format!("{pb}.protocol"), format!("unknown protocol `{other}`; port maps take tcp or udp"));
+                cx.err(
+                    format!("{pb}.protocol"),
+                    format!("unknown protocol `{other}`; port maps take tcp or udp"),
+                );
                 continue;
             }
         };
         let Some(l) = &ni.local else {
-            cx.err(pb, format!("port maps need a local network instance; `{}` is a switch", ni.name));
+            cx.err(
+                pb,
+                format!(
+                    "port maps need a local network instance; `{}` is a switch",
+                    ni.name
+                ),
+            );
             continue;
         };
         if l.uplinks.is_empty() {
-            cx.err(pb.clone(), format!("network instance `{}` has no uplink to map a port from", ni.name));
+            cx.err(
+                pb.clone(),
+                format!(
+                    "network instance `{}` has no uplink to map a port from",
+                    ni.name
+                ),
+            );
         }
         for u in &l.uplinks {
             let key = (u.clone(), protocol, m.uplink_port);
@@ -595,7 +851,11 @@ fn port_maps(
                 seen.insert(key, pb.clone());
             }
         }
-        out.push(PortMap { protocol, uplink_port: m.uplink_port, app_port: m.app_port });
+        out.push(PortMap {
+            protocol,
+            uplink_port: m.uplink_port,
+            app_port: m.app_port,
+        });
     }
     out
 }

@@ -25,32 +25,66 @@ pub fn render(s: &Status) -> String {
     }
     let mut o = String::new();
     for (metric, help, get) in [
-        ("niswitch_port_rx_packets_total", "Frames received on a port.", (|c: &Counters| c.rx_packets) as fn(&Counters) -> u64),
-        ("niswitch_port_tx_packets_total", "Frames sent on a port.", |c| c.tx_packets),
-        ("niswitch_port_rx_bytes_total", "Bytes received on a port.", |c| c.rx_bytes),
-        ("niswitch_port_tx_bytes_total", "Bytes sent on a port.", |c| c.tx_bytes),
+        (
+            "niswitch_port_rx_packets_total",
+            "Frames received on a port.",
+            (|c: &Counters| c.rx_packets) as fn(&Counters) -> u64,
+        ),
+        (
+            "niswitch_port_tx_packets_total",
+            "Frames sent on a port.",
+            |c| c.tx_packets,
+        ),
+        (
+            "niswitch_port_rx_bytes_total",
+            "Bytes received on a port.",
+            |c| c.rx_bytes,
+        ),
+        (
+            "niswitch_port_tx_bytes_total",
+            "Bytes sent on a port.",
+            |c| c.tx_bytes,
+        ),
     ] {
         let _ = writeln!(o, "# HELP {metric} {help}\n# TYPE {metric} counter");
         for (name, kind, c) in &rows {
             let _ = writeln!(o, "{metric}{{port=\"{name}\",kind=\"{kind}\"}} {}", get(c));
         }
     }
-    let _ = writeln!(o, "# HELP niswitch_port_drops_total Frames dropped, by port and reason.\n# TYPE niswitch_port_drops_total counter");
+    let _ = writeln!(
+        o,
+        "# HELP niswitch_port_drops_total Frames dropped, by port and reason.\n# TYPE niswitch_port_drops_total counter"
+    );
     for (name, kind, c) in &rows {
         for (reason, v) in &c.drops {
-            let _ = writeln!(o, "niswitch_port_drops_total{{port=\"{name}\",kind=\"{kind}\",reason=\"{reason}\"}} {v}");
+            let _ = writeln!(
+                o,
+                "niswitch_port_drops_total{{port=\"{name}\",kind=\"{kind}\",reason=\"{reason}\"}} {v}"
+            );
         }
     }
-    let _ = writeln!(o, "# HELP niswitch_port_link_up Whether a NIC's link is up.\n# TYPE niswitch_port_link_up gauge");
+    let _ = writeln!(
+        o,
+        "# HELP niswitch_port_link_up Whether a NIC's link is up.\n# TYPE niswitch_port_link_up gauge"
+    );
     for p in &s.ports {
-        let _ = writeln!(o, "niswitch_port_link_up{{port=\"{}\"}} {}", p.name, p.link_up as u8);
+        let _ = writeln!(
+            o,
+            "niswitch_port_link_up{{port=\"{}\"}} {}",
+            p.name, p.link_up as u8
+        );
     }
     o
 }
 
 /// Serves `/metrics` until `stop` is set; `snapshot` gives the current status.
-pub fn serve(addr: SocketAddr, snapshot: Arc<dyn Fn() -> Option<Status> + Send + Sync>, stop: Arc<AtomicBool>) -> io::Result<std::thread::JoinHandle<()>> {
-    let l = TcpListener::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("metrics on {addr}: {e}")))?;
+pub fn serve(
+    addr: SocketAddr,
+    snapshot: Arc<dyn Fn() -> Option<Status> + Send + Sync>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    let l = TcpListener::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("metrics on {addr}: {e}")))?;
     l.set_nonblocking(true)?;
     std::thread::Builder::new().name("metrics".into()).spawn(move || {
         while !stop.load(Relaxed) {

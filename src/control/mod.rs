@@ -39,35 +39,49 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// Binds the socket (replacing a stale one) and serves until `stop` is set.
-pub fn serve(path: PathBuf, handler: Arc<dyn Handler>, stop: Arc<AtomicBool>) -> io::Result<std::thread::JoinHandle<()>> {
+pub fn serve(
+    path: PathBuf,
+    handler: Arc<dyn Handler>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<std::thread::JoinHandle<()>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     if path.exists() {
         if UnixStream::connect(&path).is_ok() {
-            return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("another niswitch answers on {}", path.display())));
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("another niswitch answers on {}", path.display()),
+            ));
         }
         std::fs::remove_file(&path)?;
     }
-    let listener = UnixListener::bind(&path).map_err(|e| io::Error::new(e.kind(), format!("bind {}: {e}", path.display())))?;
+    let listener = UnixListener::bind(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("bind {}: {e}", path.display())))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
     listener.set_nonblocking(true)?;
-    Ok(std::thread::Builder::new().name("control".into()).spawn(move || {
-        while !stop.load(Relaxed) {
-            match listener.accept() {
-                Ok((s, _)) => {
-                    let h = handler.clone();
-                    let _ = std::thread::Builder::new().name("control-conn".into()).spawn(move || connection(s, h));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "control accept failed");
-                    std::thread::sleep(Duration::from_millis(200));
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            while !stop.load(Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        let h = handler.clone();
+                        let _ = std::thread::Builder::new()
+                            .name("control-conn".into())
+                            .spawn(move || connection(s, h));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control accept failed");
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
                 }
             }
-        }
-        let _ = std::fs::remove_file(&path);
-    })?)
+            let _ = std::fs::remove_file(&path);
+        })
 }
 
 fn connection(s: UnixStream, h: Arc<dyn Handler>) {
@@ -81,12 +95,26 @@ fn connection(s: UnixStream, h: Arc<dyn Handler>) {
         }
         let reply = match serde_json::from_str::<Request>(&line) {
             Ok(req) => match h.handle(req) {
-                Ok(v) => Reply { ok: true, result: Some(v), error: None },
-                Err(e) => Reply { ok: false, result: None, error: Some(e) },
+                Ok(v) => Reply {
+                    ok: true,
+                    result: Some(v),
+                    error: None,
+                },
+                Err(e) => Reply {
+                    ok: false,
+                    result: None,
+                    error: Some(e),
+                },
             },
-            Err(e) => Reply { ok: false, result: None, error: Some(format!("bad request: {e}")) },
+            Err(e) => Reply {
+                ok: false,
+                result: None,
+                error: Some(format!("bad request: {e}")),
+            },
         };
-        let Ok(mut text) = serde_json::to_string(&reply) else { return };
+        let Ok(mut text) = serde_json::to_string(&reply) else {
+            return;
+        };
         text.push('\n');
         if w.write_all(text.as_bytes()).is_err() {
             return;
@@ -110,13 +138,19 @@ pub fn call(path: &Path, req: &Request) -> Result<Value, String> {
     let mut w = s.try_clone().map_err(|e| e.to_string())?;
     let mut text = serde_json::to_string(req).map_err(|e| e.to_string())?;
     text.push('\n');
-    w.write_all(text.as_bytes()).map_err(|e| format!("sending to the daemon: {e}"))?;
+    w.write_all(text.as_bytes())
+        .map_err(|e| format!("sending to the daemon: {e}"))?;
     let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).map_err(|e| format!("reading the daemon's reply: {e}"))?;
-    let reply: Reply = serde_json::from_str(&line).map_err(|e| format!("the daemon's reply is not understood: {e}"))?;
+    BufReader::new(s)
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the daemon's reply: {e}"))?;
+    let reply: Reply = serde_json::from_str(&line)
+        .map_err(|e| format!("the daemon's reply is not understood: {e}"))?;
     if reply.ok {
         Ok(reply.result.unwrap_or(Value::Null))
     } else {
-        Err(reply.error.unwrap_or_else(|| "the daemon reported an error".into()))
+        Err(reply
+            .error
+            .unwrap_or_else(|| "the daemon reported an error".into()))
     }
 }

@@ -100,8 +100,17 @@ pub struct VifStatus {
 }
 
 fn drops_text(c: &Counters) -> String {
-    let nz: Vec<String> = c.drops.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect();
-    if nz.is_empty() { "-".into() } else { nz.join(" ") }
+    let nz: Vec<String> = c
+        .drops
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if nz.is_empty() {
+        "-".into()
+    } else {
+        nz.join(" ")
+    }
 }
 
 /// A compact table for people.
@@ -125,28 +134,56 @@ pub fn render(s: &Status) -> String {
             drops_text(&p.counters)
         );
         if let Some(h) = &p.host_interface {
-            let _ = writeln!(o, "  {:<10} host TAP {} ({})  rx {}  tx {}  drops {}", "", h.tap, h.mac, h.counters.rx_packets, h.counters.tx_packets, drops_text(&h.counters));
+            let _ = writeln!(
+                o,
+                "  {:<10} host TAP {} ({})  rx {}  tx {}  drops {}",
+                "",
+                h.tap,
+                h.mac,
+                h.counters.rx_packets,
+                h.counters.tx_packets,
+                drops_text(&h.counters)
+            );
         }
     }
     let _ = writeln!(o, "NETWORK INSTANCES");
     for n in &s.network_instances {
-        let port = n.port.as_deref().map(|p| format!(" on {p}")).unwrap_or_default();
+        let port = n
+            .port
+            .as_deref()
+            .map(|p| format!(" on {p}"))
+            .unwrap_or_default();
         let _ = writeln!(o, "  {} ({}{port}) {}", n.name, n.kind, n.uuid);
         for m in &n.mac_table {
             let _ = writeln!(o, "    mac {}  port {:<12} age {}s", m.mac, m.port, m.age_s);
         }
         for l in &n.leases {
-            let _ = writeln!(o, "    lease {} {} {} until {}", l.ip, l.mac, l.app, l.expires);
+            let _ = writeln!(
+                o,
+                "    lease {} {} {} until {}",
+                l.ip, l.mac, l.app, l.expires
+            );
         }
         for u in &n.uplinks {
-            let _ = writeln!(o, "    uplink {} {} healthy={} active={}", u.port, u.address.as_deref().unwrap_or("-"), u.healthy, u.active);
+            let _ = writeln!(
+                o,
+                "    uplink {} {} healthy={} active={}",
+                u.port,
+                u.address.as_deref().unwrap_or("-"),
+                u.healthy,
+                u.active
+            );
         }
     }
     let _ = writeln!(o, "APPS");
     for a in &s.apps {
         let _ = writeln!(o, "  {} {}", a.name, a.uuid);
         for v in &a.interfaces {
-            let ips = if v.ips.is_empty() { "-".to_string() } else { v.ips.join(",") };
+            let ips = if v.ips.is_empty() {
+                "-".to_string()
+            } else {
+                v.ips.join(",")
+            };
             let _ = writeln!(
                 o,
                 "    {:<8} tap {:<15} mac {}  ips {ips}  rx {} tx {}  drops {}",

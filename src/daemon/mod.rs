@@ -45,9 +45,16 @@ struct Running {
 /// Runs the data plane until SIGINT or SIGTERM.
 pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     signals::block().context("blocking signals")?;
-    std::fs::create_dir_all(&opts.state_dir).with_context(|| format!("creating state directory {}", opts.state_dir.display()))?;
+    std::fs::create_dir_all(&opts.state_dir)
+        .with_context(|| format!("creating state directory {}", opts.state_dir.display()))?;
     let stop = Arc::new(AtomicBool::new(false));
-    let mut run = Running { state: Arc::new(State::empty(cfg.clone())), nics: Vec::new(), vif_taps: Vec::new(), threads: Vec::new(), stop: stop.clone() };
+    let mut run = Running {
+        state: Arc::new(State::empty(cfg.clone())),
+        nics: Vec::new(),
+        vif_taps: Vec::new(),
+        threads: Vec::new(),
+        stop: stop.clone(),
+    };
     let built = build(&cfg, &opts, &mut run);
     if let Err(e) = built {
         teardown(run, &opts);
@@ -74,13 +81,16 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
     for p in &cfg.ports {
         let d = Domain::new(format!("port:{}", p.name));
         port_domains.insert(p.name.clone(), d.clone());
-        let opened = nic::open(p).with_context(|| format!("opening port `{}` (device {})", p.name, p.device))?;
+        let opened = nic::open(p)
+            .with_context(|| format!("opening port `{}` (device {})", p.name, p.device))?;
         let sock = opened.sock.clone();
         let nic_entry = switch.add_port(
             &d,
             PortSpec {
                 name: opened.nic_name.clone(),
-                role: PortRole::Nic { port: p.name.clone() },
+                role: PortRole::Nic {
+                    port: p.name.clone(),
+                },
                 io: Box::new(sock),
                 mtu: opened.mtu,
                 own_mac: None,
@@ -93,7 +103,9 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
                 &d,
                 PortSpec {
                     name: tap.name().to_string(),
-                    role: PortRole::Host { port: p.name.clone() },
+                    role: PortRole::Host {
+                        port: p.name.clone(),
+                    },
                     io: Box::new(tap.clone()),
                     mtu: opened.mtu,
                     own_mac: None,
@@ -101,46 +113,93 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
                 },
             )?),
         };
-        state.ports.push(state::PortState { name: p.name.clone(), nic: nic_entry, host: host_entry, host_mac: opened.mac, ifindex: opened.sock.ifindex });
+        state.ports.push(state::PortState {
+            name: p.name.clone(),
+            nic: nic_entry,
+            host: host_entry,
+            host_mac: opened.mac,
+            ifindex: opened.sock.ifindex,
+        });
         run.nics.push(opened);
     }
     for ni in &cfg.network_instances {
         let domain = match (&ni.kind, &ni.port) {
-            (NiType::Switch, Some(p)) => port_domains.get(p).cloned().with_context(|| format!("NI `{}`: port `{p}` missing", ni.name))?,
+            (NiType::Switch, Some(p)) => port_domains
+                .get(p)
+                .cloned()
+                .with_context(|| format!("NI `{}`: port `{p}` missing", ni.name))?,
             _ => Domain::new(format!("ni:{}", ni.name)),
         };
         if ni.kind == NiType::Local {
             tracing::warn!(ni = %ni.name, "local network instance: L2 among its apps only for now (router services are not built yet)");
         }
-        state.nis.push(state::NiState { cfg: ni.clone(), domain });
+        state.nis.push(state::NiState {
+            cfg: ni.clone(),
+            domain,
+        });
     }
     let mut created = Vec::new();
     for app in &cfg.apps {
         for vif in &app.interfaces {
-            let ni = state.nis.iter().find(|n| n.cfg.name == vif.ni).context("unknown NI")?;
+            let ni = state
+                .nis
+                .iter()
+                .find(|n| n.cfg.name == vif.ni)
+                .context("unknown NI")?;
             let mtu = match &ni.cfg.port {
-                Some(p) => state.ports.iter().find(|s| s.name == *p).map_or(1500, |s| s.nic.mtu.load(Relaxed)),
+                Some(p) => state
+                    .ports
+                    .iter()
+                    .find(|s| s.name == *p)
+                    .map_or(1500, |s| s.nic.mtu.load(Relaxed)),
                 None => 1500,
             };
-            let topts = TapOptions { name: vif.tap.clone(), mac: Some(vif.mac), mtu: Some(mtu), persist: true };
-            let tap = netns::run_in(vif.netns.as_deref(), || Tap::open(&topts))
-                .with_context(|| format!("creating TAP `{}` for app `{}`{}", vif.tap, app.name, vif.netns.as_ref().map(|n| format!(" in namespace `{n}`")).unwrap_or_default()))?;
+            let topts = TapOptions {
+                name: vif.tap.clone(),
+                mac: Some(vif.mac),
+                mtu: Some(mtu),
+                persist: true,
+            };
+            let tap =
+                netns::run_in(vif.netns.as_deref(), || Tap::open(&topts)).with_context(|| {
+                    format!(
+                        "creating TAP `{}` for app `{}`{}",
+                        vif.tap,
+                        app.name,
+                        vif.netns
+                            .as_ref()
+                            .map(|n| format!(" in namespace `{n}`"))
+                            .unwrap_or_default()
+                    )
+                })?;
             let tap = Arc::new(tap);
-            created.push(taps::Recorded { name: vif.tap.clone(), netns: vif.netns.clone() });
+            created.push(taps::Recorded {
+                name: vif.tap.clone(),
+                netns: vif.netns.clone(),
+            });
             taps::record(&opts.state_dir, &created);
             run.vif_taps.push(tap.clone());
             let entry = switch.add_port(
                 &ni.domain,
                 PortSpec {
                     name: vif.tap.clone(),
-                    role: PortRole::Vif { app: app.name.clone(), ni: vif.ni.clone(), ifnum: vif.ifnum },
+                    role: PortRole::Vif {
+                        app: app.name.clone(),
+                        ni: vif.ni.clone(),
+                        ifnum: vif.ifnum,
+                    },
                     io: Box::new(tap),
                     mtu,
                     own_mac: Some(vif.mac),
                     link_up: true,
                 },
             )?;
-            state.vifs.push(state::VifState { app: app.name.clone(), app_uuid: app.uuid, cfg: vif.clone(), entry });
+            state.vifs.push(state::VifState {
+                app: app.name.clone(),
+                app_uuid: app.uuid,
+                cfg: vif.clone(),
+                entry,
+            });
         }
     }
     let state = Arc::new(state);
@@ -149,46 +208,71 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
     for e in state.all_ports() {
         let sw = switch.clone();
         let stop = run.stop.clone();
-        let h = std::thread::Builder::new().name(format!("rx-{}", e.name)).spawn(move || sw.serve(&e, &stop))?;
+        let h = std::thread::Builder::new()
+            .name(format!("rx-{}", e.name))
+            .spawn(move || sw.serve(&e, &stop))?;
         run.threads.push(h);
     }
     // Link state.
     let watch = LinkWatch::open().context("opening the netlink link watch")?;
     let (st, stop) = (state.clone(), run.stop.clone());
-    run.threads.push(std::thread::Builder::new().name("linkwatch".into()).spawn(move || {
-        watch.run(&stop, |ev| {
-            for p in st.ports.iter().filter(|p| p.ifindex == ev.ifindex) {
-                if p.nic.link_up.swap(ev.running, Relaxed) != ev.running {
-                    tracing::info!(port = %p.name, up = ev.running, "link state changed");
-                }
-            }
-        })
-    })?);
+    run.threads.push(
+        std::thread::Builder::new()
+            .name("linkwatch".into())
+            .spawn(move || {
+                watch.run(&stop, |ev| {
+                    for p in st.ports.iter().filter(|p| p.ifindex == ev.ifindex) {
+                        if p.nic.link_up.swap(ev.running, Relaxed) != ev.running {
+                            tracing::info!(port = %p.name, up = ev.running, "link state changed");
+                        }
+                    }
+                })
+            })?,
+    );
     // MAC table aging.
     let (st, stop) = (state.clone(), run.stop.clone());
-    run.threads.push(std::thread::Builder::new().name("housekeeping".into()).spawn(move || {
-        let mut tick = 0u32;
-        while !stop.load(Relaxed) {
-            std::thread::sleep(Duration::from_millis(250));
-            tick += 1;
-            if tick % 20 == 0 {
-                for d in st.domains() {
-                    d.table.sweep(now_secs(), None);
+    run.threads.push(
+        std::thread::Builder::new()
+            .name("housekeeping".into())
+            .spawn(move || {
+                let mut tick = 0u32;
+                while !stop.load(Relaxed) {
+                    std::thread::sleep(Duration::from_millis(250));
+                    tick += 1;
+                    if tick % 20 == 0 {
+                        for d in st.domains() {
+                            d.table.sweep(now_secs(), None);
+                        }
+                    }
                 }
-            }
-        }
-    })?);
+            })?,
+    );
     if let Some(addr) = opts.metrics {
         let weak = Arc::downgrade(&state);
-        let snap: Arc<dyn Fn() -> Option<control::status::Status> + Send + Sync> = Arc::new(move || weak.upgrade().map(|s| s.status()));
-        run.threads.push(control::metrics::serve(addr, snap, run.stop.clone())?);
+        let snap: Arc<dyn Fn() -> Option<control::status::Status> + Send + Sync> =
+            Arc::new(move || weak.upgrade().map(|s| s.status()));
+        run.threads
+            .push(control::metrics::serve(addr, snap, run.stop.clone())?);
     }
-    run.threads.push(control::serve(opts.control.clone(), Arc::new(state::WeakState(Arc::downgrade(&state))), run.stop.clone()).context("starting the control socket")?);
+    run.threads.push(
+        control::serve(
+            opts.control.clone(),
+            Arc::new(state::WeakState(Arc::downgrade(&state))),
+            run.stop.clone(),
+        )
+        .context("starting the control socket")?,
+    );
     Ok(())
 }
 
 fn teardown(run: Running, opts: &RunOptions) {
-    let Running { state, nics, vif_taps, threads, stop } = run;
+    let Running {
+        state,
+        nics,
+        vif_taps,
+        threads,
+        stop,
+    } = run;
     stop.store(true, Relaxed);
     for t in threads {
         let _ = t.join();

@@ -40,10 +40,15 @@ pub fn open(cfg: &Port) -> io::Result<OpenedNic> {
                 tracing::info!(nic = %k, "adopting NIC renamed by an earlier run");
             } else if ifctl::exists(&cfg.device) && !is_tap(&cfg.device) {
                 ifctl::set_up(&cfg.device, false)?;
-                ifctl::rename(&cfg.device, k).map_err(|e| io::Error::new(e.kind(), format!("rename {} to {k}: {e}", cfg.device)))?;
+                ifctl::rename(&cfg.device, k).map_err(|e| {
+                    io::Error::new(e.kind(), format!("rename {} to {k}: {e}", cfg.device))
+                })?;
                 tracing::info!(from = %cfg.device, to = %k, "renamed NIC");
             } else {
-                return Err(io::Error::new(io::ErrorKind::NotFound, format!("NIC `{}` not found (nor `{k}`)", cfg.device)));
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("NIC `{}` not found (nor `{k}`)", cfg.device),
+                ));
             }
             renamed = true;
             k.clone()
@@ -74,11 +79,26 @@ pub fn open(cfg: &Port) -> io::Result<OpenedNic> {
     let host = match &cfg.host_interface {
         None => None,
         Some(h) => {
-            let tap = Tap::open(&TapOptions { name: h.clone(), mac: Some(mac), mtu: Some(mtu), persist: true }).map_err(rollback)?;
+            let tap = Tap::open(&TapOptions {
+                name: h.clone(),
+                mac: Some(mac),
+                mtu: Some(mtu),
+                persist: true,
+            })
+            .map_err(rollback)?;
             Some(Arc::new(tap))
         }
     };
-    Ok(OpenedNic { cfg: cfg.clone(), nic_name, sock, mac, mtu, host, renamed, ipv6_was })
+    Ok(OpenedNic {
+        cfg: cfg.clone(),
+        nic_name,
+        sock,
+        mac,
+        mtu,
+        host,
+        renamed,
+        ipv6_was,
+    })
 }
 
 impl OpenedNic {
@@ -94,13 +114,16 @@ impl OpenedNic {
             let _ = ifctl::write_sysctl(&ipv6_sysctl(&self.nic_name), v);
         }
         if self.renamed {
-            let ok = ifctl::set_up(&self.nic_name, false).and_then(|_| ifctl::rename(&self.nic_name, &self.cfg.device));
+            let ok = ifctl::set_up(&self.nic_name, false)
+                .and_then(|_| ifctl::rename(&self.nic_name, &self.cfg.device));
             match ok {
                 Ok(()) => {
                     let _ = ifctl::set_up(&self.cfg.device, true);
                     tracing::info!(nic = %self.cfg.device, "restored NIC name");
                 }
-                Err(e) => tracing::error!(nic = %self.nic_name, error = %e, "could not restore the NIC's name"),
+                Err(e) => {
+                    tracing::error!(nic = %self.nic_name, error = %e, "could not restore the NIC's name")
+                }
             }
         }
     }

@@ -18,13 +18,20 @@ pub fn block() -> io::Result<()> {
     let s = set();
     // SAFETY: pthread_sigmask with a valid set.
     let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &s, std::ptr::null_mut()) };
-    if r != 0 { Err(io::Error::from_raw_os_error(r)) } else { Ok(()) }
+    if r != 0 {
+        Err(io::Error::from_raw_os_error(r))
+    } else {
+        Ok(())
+    }
 }
 
 /// Waits up to `ms` milliseconds for SIGINT or SIGTERM; returns it if one came.
 pub fn wait(ms: u64) -> Option<i32> {
     let s = set();
-    let ts = libc::timespec { tv_sec: (ms / 1000) as libc::time_t, tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long };
+    let ts = libc::timespec {
+        tv_sec: (ms / 1000) as libc::time_t,
+        tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
+    };
     // SAFETY: sigtimedwait with a valid set and timeout.
     let r = unsafe { libc::sigtimedwait(&s, std::ptr::null_mut(), &ts) };
     (r > 0).then_some(r)

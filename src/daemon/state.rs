@@ -48,13 +48,23 @@ fn counters(e: &PortEntry) -> Counters {
         tx_packets: s.tx_packets.load(Relaxed),
         rx_bytes: s.rx_bytes.load(Relaxed),
         tx_bytes: s.tx_bytes.load(Relaxed),
-        drops: s.drop_counts().into_iter().map(|(k, v)| (k.to_string(), v)).collect::<BTreeMap<_, _>>(),
+        drops: s
+            .drop_counts()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<BTreeMap<_, _>>(),
     }
 }
 
 impl State {
     pub fn empty(cfg: Config) -> Self {
-        State { cfg, switch: Switch::new(), ports: Vec::new(), nis: Vec::new(), vifs: Vec::new() }
+        State {
+            cfg,
+            switch: Switch::new(),
+            ports: Vec::new(),
+            nis: Vec::new(),
+            vifs: Vec::new(),
+        }
     }
 
     /// Every port entry the daemon attached.
@@ -90,7 +100,11 @@ impl State {
                 link_up: p.nic.link_up.load(Relaxed),
                 mtu: p.nic.mtu.load(Relaxed),
                 counters: counters(&p.nic),
-                host_interface: p.host.as_ref().map(|h| TapStatus { tap: h.name.clone(), mac: p.host_mac.to_string(), counters: counters(h) }),
+                host_interface: p.host.as_ref().map(|h| TapStatus {
+                    tap: h.name.clone(),
+                    mac: p.host_mac.to_string(),
+                    counters: counters(h),
+                }),
             })
             .collect();
         let network_instances = self
@@ -104,7 +118,10 @@ impl State {
                     .into_iter()
                     .map(|(mac, port, age)| MacEntry {
                         mac: mac.to_string(),
-                        port: self.switch.port(port).map_or_else(|| format!("#{port}"), |e| e.name.clone()),
+                        port: self
+                            .switch
+                            .port(port)
+                            .map_or_else(|| format!("#{port}"), |e| e.name.clone()),
                         age_s: age,
                     })
                     .collect();
@@ -136,14 +153,23 @@ impl State {
                         ni: v.cfg.ni.clone(),
                         tap: v.cfg.tap.clone(),
                         mac: v.cfg.mac.to_string(),
-                        ips: v.entry.learned_ips.lock().map(|ips| ips.iter().map(|i| i.to_string()).collect()).unwrap_or_default(),
+                        ips: v
+                            .entry
+                            .learned_ips
+                            .lock()
+                            .map(|ips| ips.iter().map(|i| i.to_string()).collect())
+                            .unwrap_or_default(),
                         netns: v.cfg.netns.clone(),
                         counters: counters(&v.entry),
                     })
                     .collect(),
             })
             .collect();
-        Status { ports, network_instances, apps }
+        Status {
+            ports,
+            network_instances,
+            apps,
+        }
     }
 }
 

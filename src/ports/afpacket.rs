@@ -20,7 +20,13 @@ pub struct AfPacket {
 fn setopt(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
     // SAFETY: setsockopt with a pointer to an int we own.
     cvt(unsafe {
-        libc::setsockopt(fd, level, opt, (&val as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (&val as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
     })?;
     Ok(())
 }
@@ -29,11 +35,19 @@ impl AfPacket {
     /// Opens `ifname` (in the calling thread's namespace), brings it up and
     /// joins it promiscuously.
     pub fn open(ifname: &str) -> io::Result<AfPacket> {
-        let ifindex = ifctl::index(ifname).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface `{ifname}`")))?;
+        let ifindex = ifctl::index(ifname).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("no interface `{ifname}`"))
+        })?;
         // Protocol 0: receive nothing until bound to the one interface.
         // SAFETY: plain socket(2) call.
-        let fd = cvt(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })
-            .map_err(|e| io::Error::new(e.kind(), format!("AF_PACKET socket: {e}")))?;
+        let fd = cvt(unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        })
+        .map_err(|e| io::Error::new(e.kind(), format!("AF_PACKET socket: {e}")))?;
         // SAFETY: fd was just returned by socket(2).
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let raw = fd.as_raw_fd();
@@ -55,7 +69,11 @@ impl AfPacket {
         sll.sll_ifindex = ifindex as i32;
         // SAFETY: bind with a sockaddr_ll of the right size.
         cvt(unsafe {
-            libc::bind(raw, (&sll as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t)
+            libc::bind(
+                raw,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
         })
         .map_err(|e| io::Error::new(e.kind(), format!("bind AF_PACKET to `{ifname}`: {e}")))?;
         // SAFETY: packet_mreq is plain old data.
@@ -84,21 +102,38 @@ impl PortIo for AfPacket {
 
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: receiving into a buffer we own, bounded by its length.
-        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT | libc::MSG_TRUNC) };
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            )
+        };
         if n < 0 {
             return Err(last_err());
         }
         if n as usize > buf.len() {
             // Larger than any buffer we could have offered: never pass on a
             // truncated frame.
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "oversized frame from NIC"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "oversized frame from NIC",
+            ));
         }
         Ok(n as usize)
     }
 
     fn send(&self, pkt: &[u8]) -> io::Result<()> {
         // SAFETY: sending from a buffer we borrow, bounded by its length.
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), pkt.as_ptr().cast(), pkt.len(), libc::MSG_DONTWAIT) };
+        let n = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                pkt.as_ptr().cast(),
+                pkt.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
         if n < 0 { Err(last_err()) } else { Ok(()) }
     }
 }

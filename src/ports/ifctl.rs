@@ -10,7 +10,10 @@ use crate::config::Mac;
 
 fn ifreq(name: &str) -> io::Result<libc::ifreq> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad interface name `{name}`")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad interface name `{name}`"),
+        ));
     }
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut r: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -56,7 +59,11 @@ pub fn flags(name: &str) -> io::Result<i32> {
 /// Sets IFF_UP (or clears it).
 pub fn set_up(name: &str, up: bool) -> io::Result<()> {
     let f = flags(name)?;
-    let nf = if up { f | libc::IFF_UP } else { f & !libc::IFF_UP };
+    let nf = if up {
+        f | libc::IFF_UP
+    } else {
+        f & !libc::IFF_UP
+    };
     if nf == f {
         return Ok(());
     }
@@ -75,7 +82,9 @@ pub fn mac(name: &str) -> io::Result<Mac> {
     ioctl(libc::SIOCGIFHWADDR, &mut r)?;
     // SAFETY: SIOCGIFHWADDR filled the hwaddr member.
     let d = unsafe { r.ifr_ifru.ifru_hwaddr.sa_data };
-    Ok(Mac([d[0] as u8, d[1] as u8, d[2] as u8, d[3] as u8, d[4] as u8, d[5] as u8]))
+    Ok(Mac([
+        d[0] as u8, d[1] as u8, d[2] as u8, d[3] as u8, d[4] as u8, d[5] as u8,
+    ]))
 }
 
 pub fn set_mac(name: &str, mac: Mac) -> io::Result<()> {

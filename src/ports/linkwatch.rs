@@ -29,7 +29,13 @@ pub struct LinkWatch {
 impl LinkWatch {
     pub fn open() -> io::Result<LinkWatch> {
         // SAFETY: plain socket(2) call.
-        let fd = cvt(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) })?;
+        let fd = cvt(unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        })?;
         // SAFETY: fd was just returned by socket(2).
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: sockaddr_nl is plain old data.
@@ -37,11 +43,26 @@ impl LinkWatch {
         sa.nl_family = libc::AF_NETLINK as u16;
         sa.nl_groups = RTMGRP_LINK;
         // SAFETY: bind with a sockaddr_nl of the right size.
-        cvt(unsafe { libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_nl).cast(), std::mem::size_of::<libc::sockaddr_nl>() as u32) })?;
-        let tv = libc::timeval { tv_sec: 0, tv_usec: 200_000 };
+        cvt(unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            )
+        })?;
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
         // SAFETY: setsockopt with a timeval we own.
         cvt(unsafe {
-            libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, (&tv as *const libc::timeval).cast(), std::mem::size_of::<libc::timeval>() as u32)
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
         })?;
         Ok(LinkWatch { fd })
     }
@@ -51,7 +72,8 @@ impl LinkWatch {
         let mut buf = vec![0u8; 32 * 1024];
         while !stop.load(Relaxed) {
             // SAFETY: receiving into a buffer we own.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n <= 0 {
                 continue;
             }
@@ -75,7 +97,10 @@ pub fn parse(mut b: &[u8]) -> Vec<LinkEvent> {
             let m = &b[NLMSG_HDR..];
             let ifindex = i32::from_ne_bytes([m[4], m[5], m[6], m[7]]) as u32;
             let flags = u32::from_ne_bytes([m[8], m[9], m[10], m[11]]) as i32;
-            out.push(LinkEvent { ifindex, running: flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0 });
+            out.push(LinkEvent {
+                ifindex,
+                running: flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0,
+            });
         }
         let step = (len + 3) & !3;
         b = b.get(step..).unwrap_or(&[]);
@@ -98,7 +123,19 @@ mod tests {
         two.extend(&m);
         two[36 + 8..36 + 12].copy_from_slice(&(libc::IFF_UP as u32).to_ne_bytes());
         let ev = parse(&two);
-        assert_eq!(ev, vec![LinkEvent { ifindex: 7, running: true }, LinkEvent { ifindex: 7, running: true }]);
+        assert_eq!(
+            ev,
+            vec![
+                LinkEvent {
+                    ifindex: 7,
+                    running: true
+                },
+                LinkEvent {
+                    ifindex: 7,
+                    running: true
+                }
+            ]
+        );
         two[32 + 24..32 + 28].copy_from_slice(&(libc::IFF_UP as u32).to_ne_bytes());
         assert!(!parse(&two)[1].running);
         assert!(parse(&[1, 2, 3]).is_empty());

@@ -18,7 +18,10 @@ pub struct MemoryPort {
 impl MemoryPort {
     /// A port that keeps every frame sent to it.
     pub fn capturing() -> Arc<Self> {
-        Arc::new(MemoryPort { capture: true, ..Default::default() })
+        Arc::new(MemoryPort {
+            capture: true,
+            ..Default::default()
+        })
     }
     /// A port that only counts (no allocation per frame).
     pub fn sink() -> Arc<Self> {
@@ -26,7 +29,10 @@ impl MemoryPort {
     }
     /// Frames sent so far, emptied.
     pub fn take(&self) -> Vec<Vec<u8>> {
-        self.sent.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+        self.sent
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
     }
     pub fn count(&self) -> u64 {
         self.count.load(Relaxed)

@@ -12,13 +12,24 @@ pub const NETNS_DIR: &str = "/run/netns";
 
 /// Runs `f` with the calling thread moved into namespace `name`, or in the
 /// current namespace when `name` is None.
-pub fn run_in<T: Send>(name: Option<&str>, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+pub fn run_in<T: Send>(
+    name: Option<&str>,
+    f: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
     let Some(name) = name else { return f() };
     if name.is_empty() || name.contains('/') {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad namespace name `{name}`")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad namespace name `{name}`"),
+        ));
     }
     let path = format!("{NETNS_DIR}/{name}");
-    let ns = File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("network namespace `{name}` ({path}): {e}")))?;
+    let ns = File::open(&path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("network namespace `{name}` ({path}): {e}"),
+        )
+    })?;
     std::thread::scope(|s| {
         s.spawn(move || {
             // SAFETY: setns on a namespace fd we hold; affects this thread only.

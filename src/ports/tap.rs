@@ -44,14 +44,22 @@ impl Tap {
     pub fn open(opts: &TapOptions) -> io::Result<Tap> {
         let path = c"/dev/net/tun";
         // SAFETY: open(2) with a constant path.
-        let fd = cvt(unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) })
-            .map_err(|e| io::Error::new(e.kind(), format!("/dev/net/tun: {e}")))?;
+        let fd = cvt(unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        })
+        .map_err(|e| io::Error::new(e.kind(), format!("/dev/net/tun: {e}")))?;
         // SAFETY: fd was just opened.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: ifreq is plain old data.
         let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
         if opts.name.is_empty() || opts.name.len() >= libc::IFNAMSIZ {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad TAP name `{}`", opts.name)));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad TAP name `{}`", opts.name),
+            ));
         }
         for (d, s) in req.ifr_name.iter_mut().zip(opts.name.bytes()) {
             *d = s as libc::c_char;
@@ -62,17 +70,35 @@ impl Tap {
             .map_err(|e| io::Error::new(e.kind(), format!("create TAP `{}`: {e}", opts.name)))?;
         let hdr: libc::c_int = VNET_HDR_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ takes a pointer to an int.
-        cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETVNETHDRSZ as _, &hdr as *const libc::c_int) })?;
+        cvt(unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                TUNSETVNETHDRSZ as _,
+                &hdr as *const libc::c_int,
+            )
+        })?;
         let base = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
         // SAFETY: TUNSETOFFLOAD takes the flags by value. USO needs Linux 6.2;
         // fall back to TSO only when the kernel refuses it.
-        let r = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, (base | TUN_F_USO4 | TUN_F_USO6) as libc::c_ulong) };
+        let r = unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                TUNSETOFFLOAD as _,
+                (base | TUN_F_USO4 | TUN_F_USO6) as libc::c_ulong,
+            )
+        };
         if r < 0 {
             // SAFETY: as above.
             cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, base as libc::c_ulong) })?;
         }
         // SAFETY: TUNSETPERSIST takes an int by value.
-        cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETPERSIST as _, opts.persist as libc::c_ulong) })?;
+        cvt(unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                TUNSETPERSIST as _,
+                opts.persist as libc::c_ulong,
+            )
+        })?;
         if let Some(mac) = opts.mac
             && ifctl::mac(&opts.name).ok() != Some(mac)
         {
@@ -82,7 +108,10 @@ impl Tap {
             ifctl::set_mtu(&opts.name, mtu)?;
         }
         ifctl::set_up(&opts.name, true)?;
-        Ok(Tap { fd, name: opts.name.clone() })
+        Ok(Tap {
+            fd,
+            name: opts.name.clone(),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -105,7 +134,11 @@ impl PortIo for Tap {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: reading into a buffer we own, bounded by its length.
         let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 { Err(last_err()) } else { Ok(n as usize) }
+        if n < 0 {
+            Err(last_err())
+        } else {
+            Ok(n as usize)
+        }
     }
 
     fn send(&self, pkt: &[u8]) -> io::Result<()> {

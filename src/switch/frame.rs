@@ -111,7 +111,11 @@ impl<'a> Packet<'a> {
     /// frame itself, or one segment of a GSO frame.
     pub fn wire_l3_len(&self) -> usize {
         let frame_len = self.buf.len() - VNET_HDR_LEN;
-        let vlan = if self.ethertype() == ETHERTYPE_VLAN { 4 } else { 0 };
+        let vlan = if self.ethertype() == ETHERTYPE_VLAN {
+            4
+        } else {
+            0
+        };
         if self.is_gso() && self.hdr_len() as usize > ETH_HDR_LEN {
             (self.hdr_len() as usize - ETH_HDR_LEN - vlan) + self.gso_size() as usize
         } else {
@@ -140,11 +144,20 @@ mod tests {
         assert_eq!(Packet::new_checked(&[0; 23]).err(), Some(FrameError::Runt));
         assert!(Packet::new_checked(&pkt([0; 10], 14)).is_ok());
         // unknown GSO type
-        assert_eq!(Packet::new_checked(&pkt([0, 9, 0, 0, 0, 0, 0, 0, 0, 0], 60)).err(), Some(FrameError::BadVnetHeader));
+        assert_eq!(
+            Packet::new_checked(&pkt([0, 9, 0, 0, 0, 0, 0, 0, 0, 0], 60)).err(),
+            Some(FrameError::BadVnetHeader)
+        );
         // TSO with gso_size 0
-        assert_eq!(Packet::new_checked(&pkt([0, 1, 54, 0, 0, 0, 0, 0, 0, 0], 60)).err(), Some(FrameError::BadVnetHeader));
+        assert_eq!(
+            Packet::new_checked(&pkt([0, 1, 54, 0, 0, 0, 0, 0, 0, 0], 60)).err(),
+            Some(FrameError::BadVnetHeader)
+        );
         // checksum offset beyond the frame
-        assert_eq!(Packet::new_checked(&pkt([1, 0, 0, 0, 0, 0, 50, 0, 16, 0], 60)).err(), Some(FrameError::BadVnetHeader));
+        assert_eq!(
+            Packet::new_checked(&pkt([1, 0, 0, 0, 0, 0, 50, 0, 16, 0], 60)).err(),
+            Some(FrameError::BadVnetHeader)
+        );
         assert!(Packet::new_checked(&pkt([1, 0, 0, 0, 0, 0, 34, 0, 16, 0], 60)).is_ok());
     }
 

@@ -58,7 +58,8 @@ fn dhcp_ack(ip: &[u8]) -> Option<Sighting> {
                 let len = *len as usize;
                 let val = data.get(..len)?;
                 if *code == 53 {
-                    return (val == [5] && !yiaddr.is_unspecified()).then_some(Sighting { mac, ip: yiaddr });
+                    return (val == [5] && !yiaddr.is_unspecified())
+                        .then_some(Sighting { mac, ip: yiaddr });
                 }
                 opts = &data[len..];
             }
@@ -93,7 +94,9 @@ mod tests {
 
     #[test]
     fn dhcp_ack_and_garbage() {
-        let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 255, 255, 255, 255];
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 255, 255, 255, 255,
+        ];
         ip.extend([0, 67, 0, 68, 0, 0, 0, 0]);
         let mut bootp = vec![0u8; 240];
         bootp[0] = 2;
@@ -108,9 +111,15 @@ mod tests {
         // An OFFER (2) is not recorded; a truncated option list is ignored.
         let n = ip.len();
         ip[n - 2] = 2;
-        assert_eq!(sighting(&Packet::new_checked(&eth(ETHERTYPE_IPV4, &ip)).unwrap()), None);
+        assert_eq!(
+            sighting(&Packet::new_checked(&eth(ETHERTYPE_IPV4, &ip)).unwrap()),
+            None
+        );
         ip.truncate(n - 3);
         ip.extend([53, 9]);
-        assert_eq!(sighting(&Packet::new_checked(&eth(ETHERTYPE_IPV4, &ip)).unwrap()), None);
+        assert_eq!(
+            sighting(&Packet::new_checked(&eth(ETHERTYPE_IPV4, &ip)).unwrap()),
+            None
+        );
     }
 }

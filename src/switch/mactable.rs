@@ -60,7 +60,12 @@ impl MacTable {
     pub fn new(capacity: usize, aging_secs: u32, max_ports: usize) -> Self {
         let cap = capacity.next_power_of_two().max(PROBE);
         MacTable {
-            slots: (0..cap).map(|_| Slot { key: AtomicU64::new(0), seen: AtomicU32::new(0) }).collect(),
+            slots: (0..cap)
+                .map(|_| Slot {
+                    key: AtomicU64::new(0),
+                    seen: AtomicU32::new(0),
+                })
+                .collect(),
             mask: cap - 1,
             aging: aging_secs,
             per_port: (0..max_ports).map(|_| AtomicU32::new(0)).collect(),
@@ -154,8 +159,11 @@ impl MacTable {
     }
 
     fn reserve(&self, port: PortId, quota: u32) -> bool {
-        let Some(c) = self.port_count(port) else { return false };
-        c.fetch_update(Relaxed, Relaxed, |n| (n < quota).then_some(n + 1)).is_ok()
+        let Some(c) = self.port_count(port) else {
+            return false;
+        };
+        c.fetch_update(Relaxed, Relaxed, |n| (n < quota).then_some(n + 1))
+            .is_ok()
     }
 
     fn release(&self, port: PortId) {
@@ -187,7 +195,11 @@ impl MacTable {
             let seen = s.seen.load(Relaxed);
             if k != 0 && self.live(seen, now) {
                 let b = (k >> 16).to_be_bytes();
-                v.push((Mac([b[2], b[3], b[4], b[5], b[6], b[7]]), unpack_port(k), now.wrapping_sub(seen)));
+                v.push((
+                    Mac([b[2], b[3], b[4], b[5], b[6], b[7]]),
+                    unpack_port(k),
+                    now.wrapping_sub(seen),
+                ));
             }
         }
         v

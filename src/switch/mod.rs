@@ -35,7 +35,10 @@ const BATCH: usize = 64;
 
 /// Seconds on a coarse monotonic clock: cheap enough to read once per batch.
 pub fn now_secs() -> u32 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     ts.tv_sec as u32
@@ -142,13 +145,20 @@ impl Switch {
 
     /// Attaches a port to a domain and returns it.
     pub fn add_port(&self, domain: &Arc<Domain>, spec: PortSpec) -> io::Result<Arc<PortEntry>> {
-        let _g = self.alloc.lock().map_err(|_| io::Error::other("port table poisoned"))?;
+        let _g = self
+            .alloc
+            .lock()
+            .map_err(|_| io::Error::other("port table poisoned"))?;
         let id = self
             .ports
             .iter()
             .position(|p| p.load().is_none())
             .ok_or_else(|| io::Error::other(format!("more than {MAX_PORTS} ports")))?;
-        let quota = if matches!(spec.role, PortRole::Nic { .. }) { NIC_QUOTA } else { OTHER_QUOTA };
+        let quota = if matches!(spec.role, PortRole::Nic { .. }) {
+            NIC_QUOTA
+        } else {
+            OTHER_QUOTA
+        };
         let entry = Arc::new(PortEntry {
             id: id as PortId,
             name: spec.name,
@@ -176,7 +186,12 @@ impl Switch {
     /// receive loop ends.
     pub fn remove_port(&self, port: &PortEntry) {
         port.closing.store(true, Relaxed);
-        port.domain.members.rcu(|m| m.iter().filter(|p| p.id != port.id).cloned().collect::<Vec<_>>());
+        port.domain.members.rcu(|m| {
+            m.iter()
+                .filter(|p| p.id != port.id)
+                .cloned()
+                .collect::<Vec<_>>()
+        });
         port.domain.table.sweep(now_secs(), Some(port.id));
         if let Some(slot) = self.ports.get(port.id as usize) {
             slot.store(None);
@@ -247,7 +262,11 @@ impl Switch {
         let Some(fd) = port.io.fd() else { return };
         let mut buf = vec![0u8; MAX_PACKET];
         while !stop.load(Relaxed) && !port.is_closing() {
-            let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
             // SAFETY: one valid pollfd.
             let r = unsafe { libc::poll(&mut pfd, 1, 200) };
             if r <= 0 {
@@ -283,7 +302,9 @@ fn deliver(out: &PortEntry, pkt: &Packet) {
         Ok(()) => out.stats.tx(pkt.frame().len()),
         Err(e) => match e.raw_os_error() {
             Some(libc::EAGAIN) | Some(libc::ENOBUFS) => out.stats.drop(DropReason::TxFull),
-            Some(libc::ENETDOWN) | Some(libc::ENXIO) | Some(libc::EIO) => out.stats.drop(DropReason::LinkDown),
+            Some(libc::ENETDOWN) | Some(libc::ENXIO) | Some(libc::EIO) => {
+                out.stats.drop(DropReason::LinkDown)
+            }
             _ => out.stats.drop(DropReason::TxError),
         },
     }

@@ -80,6 +80,9 @@ impl PortStats {
     }
     /// All drop counters by name (zeros included, so dashboards see every reason).
     pub fn drop_counts(&self) -> Vec<(&'static str, u64)> {
-        DropReason::ALL.iter().map(|r| (r.name(), self.drops(*r))).collect()
+        DropReason::ALL
+            .iter()
+            .map(|r| (r.name(), self.drops(*r)))
+            .collect()
     }
 }

@@ -96,7 +96,11 @@ fn spoofed_source_is_dropped() {
     b.sw.process(p0, &frame(Mac::BROADCAST, mac(9), 60), 1);
     assert_eq!(p0.stats.drops(DropReason::SpoofedSrcMac), 1);
     assert!(b.ports[1].1.take().is_empty());
-    assert_eq!(p0.domain.table.lookup(mac(9), 1), None, "spoofed MAC not learned");
+    assert_eq!(
+        p0.domain.table.lookup(mac(9), 1),
+        None,
+        "spoofed MAC not learned"
+    );
     b.sw.process(p0, &frame(Mac::BROADCAST, mac(1), 60), 1);
     assert_eq!(b.ports[1].1.take().len(), 1);
 }
@@ -131,12 +135,20 @@ fn link_down_port_is_skipped_others_keep_working() {
 #[test]
 fn removed_port_leaves_domain_and_table() {
     let b = setup(3, false);
-    b.sw.process(&b.ports[2].0, &frame(Mac::BROADCAST, mac(3), 60), now_secs());
+    b.sw.process(
+        &b.ports[2].0,
+        &frame(Mac::BROADCAST, mac(3), 60),
+        now_secs(),
+    );
     b.sw.remove_port(&b.ports[2].0);
     b.ports[0].1.take();
     b.ports[1].1.take();
     b.sw.process(&b.ports[0].0, &frame(mac(3), mac(1), 60), now_secs());
-    assert_eq!(b.ports[1].1.take().len(), 1, "unknown again: flooded to the rest");
+    assert_eq!(
+        b.ports[1].1.take().len(),
+        1,
+        "unknown again: flooded to the rest"
+    );
     assert!(b.ports[2].1.take().is_empty());
     assert_eq!(b.ports[2].0.domain.members().len(), 2);
 }
@@ -148,7 +160,17 @@ fn separate_domains_do_not_leak() {
     let mk = |d: &Arc<Domain>, n: &str| {
         let m = MemoryPort::capturing();
         let e = sw
-            .add_port(d, PortSpec { name: n.into(), role: PortRole::Other, io: Box::new(Shared(m.clone())), mtu: 1500, own_mac: None, link_up: true })
+            .add_port(
+                d,
+                PortSpec {
+                    name: n.into(),
+                    role: PortRole::Other,
+                    io: Box::new(Shared(m.clone())),
+                    mtu: 1500,
+                    own_mac: None,
+                    link_up: true,
+                },
+            )
             .unwrap();
         (e, m)
     };

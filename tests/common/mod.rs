@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use niswitch::sandbox::{Sandbox, wait_until};
 use niswitch::control::{self, Request};
+pub use niswitch::sandbox::{Sandbox, wait_until};
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_niswitch");
@@ -24,7 +24,10 @@ pub fn root_or_skip(test: &str) -> bool {
 /// Fails (does not skip) when a required tool is missing: scripts/install-deps installs them all.
 pub fn need(tools: &[&str]) {
     for t in tools {
-        let ok = std::process::Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success());
+        let ok = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
         assert!(ok, "`{t}` is missing: run scripts/install-deps");
     }
 }
@@ -56,7 +59,9 @@ impl Daemon {
                 }
             }
         }
-        all.first().and_then(|v| v["drops"][reason].as_u64()).unwrap_or(0)
+        all.first()
+            .and_then(|v| v["drops"][reason].as_u64())
+            .unwrap_or(0)
     }
 }
 
@@ -71,18 +76,37 @@ pub fn start(sb: &mut Sandbox, ns: &str, config: &str, name: &str) -> Daemon {
         .spawn(
             ns,
             std::path::Path::new(BIN),
-            &["run", "--config", &cfg.to_string_lossy(), "--control", &ctl.to_string_lossy(), "--state-dir", &state.to_string_lossy()],
+            &[
+                "run",
+                "--config",
+                &cfg.to_string_lossy(),
+                "--control",
+                &ctl.to_string_lossy(),
+                "--state-dir",
+                &state.to_string_lossy(),
+            ],
             &log,
         )
         .expect("spawn niswitch");
-    let up = wait_until(Duration::from_secs(15), || control::call(&ctl, &Request::Status).is_ok());
+    let up = wait_until(Duration::from_secs(15), || {
+        control::call(&ctl, &Request::Status).is_ok()
+    });
     assert!(up, "niswitch did not come up:\n{}", sb.log(&log));
-    Daemon { ns: ns.to_string(), ctl, pid, log, config: cfg }
+    Daemon {
+        ns: ns.to_string(),
+        ctl,
+        pid,
+        log,
+        config: cfg,
+    }
 }
 
 /// The first IPv4 address on an interface in a namespace.
 pub fn ipv4_of(sb: &Sandbox, ns: &str, ifname: &str) -> String {
-    sb.out(ns, &format!("ip -4 -o addr show dev {ifname} | awk '{{print $4}}' | cut -d/ -f1 | head -1"))
+    sb.out(
+        ns,
+        &format!("ip -4 -o addr show dev {ifname} | awk '{{print $4}}' | cut -d/ -f1 | head -1"),
+    )
 }
 
 pub fn ping(sb: &Sandbox, ns: &str, ip: &str) -> bool {
