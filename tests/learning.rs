@@ -56,7 +56,7 @@ fn lab(prefix_suffix: &str) -> Lab {
 
 /// Starts tcpdump on `ifname` in `ns`, writing text to `file`; waits until it listens.
 fn capture(sb: &mut Sandbox, ns: &str, ifname: &str, filter: &str, file: &str) -> u32 {
-    let args = ["-n", "-l", "-i", ifname, filter];
+    let args = ["-n", "-e", "-l", "-i", ifname, filter];
     let pid = sb
         .spawn(ns, Path::new("/usr/bin/tcpdump"), &args, file)
         .unwrap();
@@ -214,4 +214,25 @@ fn malformed_frames_are_counted_and_forwarding_goes_on() {
     assert!(l.d.drops(&tap, "invalid_src_mac") >= 5);
     assert!(ping(&l.sb, &l.ns[0], "10.9.0.2"), "still forwarding");
     assert!(ping(&l.sb, &l.ns[1], "10.9.0.3"), "still forwarding");
+}
+
+#[test]
+fn vlan_tagged_frames_cross_the_nic_with_their_tag() {
+    if !root_or_skip("vlan_tagged_frames_cross_the_nic_with_their_tag") {
+        return;
+    }
+    need(&["tcpdump"]);
+    let mut l = lab("v");
+    let p = l.sb.prefix().to_string();
+    let d_ns = l.ns[3].clone();
+    let cap = capture(&mut l.sb, &d_ns, &format!("{p}-d"), "vlan 100 and udp port 9998", "d.txt");
+    let send = format!(
+        "/usr/bin/python3 -c \"from scapy.all import *; sendp(Ether(src='02:77:00:00:00:01',dst='ff:ff:ff:ff:ff:ff')/Dot1Q(vlan=100)/IP(src='10.100.0.254',dst='10.100.0.255')/UDP(sport=9998,dport=9998)/'tagged', iface='{p}-lan', count=3, verbose=0)\""
+    );
+    assert!(l.sb.ok(&l.up, &send));
+    std::thread::sleep(Duration::from_millis(500));
+    l.sb.signal(cap, libc::SIGTERM);
+    l.sb.wait(cap, Duration::from_secs(3));
+    let seen = l.sb.log("d.txt");
+    assert!(seen.matches("vlan 100").count() >= 3, "tagged frames reach the app with their tag:\n{seen}");
 }

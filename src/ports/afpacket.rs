@@ -6,10 +6,14 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::{PortIo, cvt, ifctl, last_err};
+use crate::switch::frame::{GSO_ECN, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
 
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_AUXDATA: libc::c_int = 8;
+const TP_STATUS_VLAN_VALID: u32 = 0x10;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 0x40;
 const SOCK_BUF: libc::c_int = 8 << 20;
 
 pub struct AfPacket {
@@ -53,6 +57,8 @@ impl AfPacket {
         let raw = fd.as_raw_fd();
         setopt(raw, libc::SOL_PACKET, PACKET_VNET_HDR, 1)?;
         setopt(raw, libc::SOL_PACKET, PACKET_QDISC_BYPASS, 1)?;
+        // The kernel strips VLAN tags on receive; auxdata gives them back.
+        setopt(raw, libc::SOL_PACKET, PACKET_AUXDATA, 1)?;
         // Kernels before 4.20 lack it; then our own frames come back and are
         // dropped as hairpin by the switch.
         let _ = setopt(raw, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
@@ -95,33 +101,84 @@ impl AfPacket {
     }
 }
 
+/// The VLAN tag (TPID, TCI) the kernel stripped, from the auxdata message.
+fn vlan_of(msg: &libc::msghdr) -> Option<(u16, u16)> {
+    // SAFETY: walking the control messages the kernel wrote into our buffer.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    while !c.is_null() {
+        // SAFETY: c points at a complete cmsghdr inside the buffer.
+        let h = unsafe { &*c };
+        if h.cmsg_level == libc::SOL_PACKET && h.cmsg_type == PACKET_AUXDATA {
+            // SAFETY: the payload of PACKET_AUXDATA is a tpacket_auxdata.
+            let aux = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::tpacket_auxdata>()) };
+            if aux.tp_status & TP_STATUS_VLAN_VALID == 0 {
+                return None;
+            }
+            let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 { aux.tp_vlan_tpid } else { 0x8100 };
+            return Some((tpid, aux.tp_vlan_tci));
+        }
+        // SAFETY: advancing within the control buffer.
+        c = unsafe { libc::CMSG_NXTHDR(msg, c) };
+    }
+    None
+}
+
+/// Puts a VLAN tag back after the MAC addresses of the packet in `buf[..n]`
+/// (virtio-net header first) and shifts the header's offsets; returns the new length.
+pub fn insert_vlan(buf: &mut [u8], n: usize, (tpid, tci): (u16, u16)) -> usize {
+    let at = VNET_HDR_LEN + 12;
+    if n < at || n + 4 > buf.len() {
+        return n;
+    }
+    buf.copy_within(at..n, at + 4);
+    buf[at..at + 2].copy_from_slice(&tpid.to_be_bytes());
+    buf[at + 2..at + 4].copy_from_slice(&tci.to_be_bytes());
+    let bump = |b: &mut [u8], i: usize| {
+        let v = u16::from_le_bytes([b[i], b[i + 1]]);
+        if v != 0 {
+            b[i..i + 2].copy_from_slice(&(v + 4).to_le_bytes());
+        }
+    };
+    if buf[0] & VNET_F_NEEDS_CSUM != 0 {
+        bump(buf, 6);
+    }
+    if buf[1] & !GSO_ECN != 0 {
+        bump(buf, 2);
+    }
+    n + 4
+}
+
 impl PortIo for AfPacket {
     fn fd(&self) -> Option<RawFd> {
         Some(self.fd.as_raw_fd())
     }
 
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: receiving into a buffer we own, bounded by its length.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-            )
-        };
+        // Leave room to put a stripped VLAN tag back.
+        let room = buf.len().saturating_sub(4);
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: room };
+        let mut cbuf = [0u64; 8];
+        // SAFETY: msghdr is plain old data; fields are set below.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cbuf);
+        // SAFETY: recvmsg into buffers we own, bounded by their lengths.
+        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC) };
         if n < 0 {
             return Err(last_err());
         }
-        if n as usize > buf.len() {
+        let n = n as usize;
+        if n > room {
             // Larger than any buffer we could have offered: never pass on a
             // truncated frame.
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "oversized frame from NIC",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "oversized frame from NIC"));
         }
-        Ok(n as usize)
+        match vlan_of(&msg) {
+            Some(tag) => Ok(insert_vlan(buf, n, tag)),
+            None => Ok(n),
+        }
     }
 
     fn send(&self, pkt: &[u8]) -> io::Result<()> {
@@ -135,5 +192,26 @@ impl PortIo for AfPacket {
             )
         };
         if n < 0 { Err(last_err()) } else { Ok(()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vlan_tag_is_reinserted_and_offsets_shift() {
+        let mut buf = vec![0u8; 128];
+        buf[..10].copy_from_slice(&[1, 1, 54, 0, 0xa8, 5, 34, 0, 16, 0]);
+        for (i, b) in buf[10..10 + 60].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let n = insert_vlan(&mut buf, 70, (0x8100, 0x0064));
+        assert_eq!(n, 74);
+        assert_eq!(&buf[10..22], &(0u8..12).collect::<Vec<_>>()[..]);
+        assert_eq!(&buf[22..26], &[0x81, 0x00, 0x00, 0x64]);
+        assert_eq!(buf[26], 12, "ethertype follows the tag");
+        assert_eq!(u16::from_le_bytes([buf[2], buf[3]]), 58, "hdr_len");
+        assert_eq!(u16::from_le_bytes([buf[6], buf[7]]), 38, "csum_start");
     }
 }
