@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::config::{Mac, Port};
 use crate::ports::afpacket::AfPacket;
-use crate::ports::ifctl;
+use crate::ports::{ifctl, rtnl};
 use crate::ports::tap::{Tap, TapOptions};
 
 pub struct OpenedNic {
@@ -76,6 +76,15 @@ pub fn open(cfg: &Port) -> io::Result<OpenedNic> {
         }
     }
     let sock = Arc::new(AfPacket::open(&nic_name).map_err(rollback)?);
+    if cfg.management {
+        // The host now lives on its TAP; an address left on the NIC would
+        // shadow it.
+        match rtnl::flush_ipv4(sock.ifindex) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(nic = %nic_name, removed = n, "removed IPv4 addresses from the NIC (the host TAP carries them now)"),
+            Err(e) => tracing::warn!(nic = %nic_name, error = %e, "could not remove IPv4 addresses from the NIC"),
+        }
+    }
     let host = match &cfg.host_interface {
         None => None,
         Some(h) => {

@@ -7,6 +7,7 @@ pub mod ifctl;
 pub mod linkwatch;
 pub mod memory;
 pub mod netns;
+pub mod rtnl;
 pub mod tap;
 
 use std::io;
