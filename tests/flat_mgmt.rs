@@ -44,7 +44,13 @@ fn dnsmasq(sb: &mut Sandbox, ns: &str, ifname: &str) {
 }
 
 fn udhcpc(sb: &Sandbox, ns: &str, ifname: &str) -> String {
-    assert!(sb.ok(ns, &format!("udhcpc -i {ifname} -n -q -t 10 -T 1 >/dev/null 2>&1")), "no lease on {ifname}");
+    assert!(
+        sb.ok(
+            ns,
+            &format!("udhcpc -i {ifname} -n -q -t 10 -T 1 >/dev/null 2>&1")
+        ),
+        "no lease on {ifname}"
+    );
     ipv4_of(sb, ns, ifname)
 }
 
@@ -76,11 +82,20 @@ fn host_lease_link_loss_crash_and_clean_exit() {
 
     let d = start(&mut sb, &dev, &config(p), "nsw");
     // The NIC is renamed and keeps its MAC; the host TAP has the NIC's name and MAC.
-    assert_eq!(sb.out(&dev, &format!("cat /sys/class/net/{knic}/address")), nic_mac);
+    assert_eq!(
+        sb.out(&dev, &format!("cat /sys/class/net/{knic}/address")),
+        nic_mac
+    );
     assert!(is_tap(&sb, &dev, &nic), "{nic} is now the host TAP");
-    assert_eq!(sb.out(&dev, &format!("cat /sys/class/net/{nic}/address")), nic_mac);
+    assert_eq!(
+        sb.out(&dev, &format!("cat /sys/class/net/{nic}/address")),
+        nic_mac
+    );
     let nic_addrs = sb.out(&dev, &format!("ip -o addr show dev {knic}"));
-    assert!(!nic_addrs.contains("inet"), "the NIC carries no address: {nic_addrs}");
+    assert!(
+        !nic_addrs.contains("inet"),
+        "the NIC carries no address: {nic_addrs}"
+    );
     // The host's DHCP client on the TAP gets the very same lease.
     let after = udhcpc(&sb, &dev, &nic);
     assert_eq!(after, before, "same lease through the host TAP");
@@ -93,14 +108,34 @@ fn host_lease_link_loss_crash_and_clean_exit() {
 
     // Link down: host <-> app keeps working without loss; the outside does not.
     sb.sh(&up, &format!("ip link set {p}-lan down"));
-    assert!(wait_until(Duration::from_secs(3), || d.status()["ports"][0]["link_up"] == false), "status shows the link down");
-    let out = sb.out(&dev, &format!("ping -c 30 -i 0.05 -W 1 {app_ip} | grep 'packet loss'"));
-    assert!(out.contains(" 0% packet loss"), "host -> app while down: {out}");
-    let out = sb.out(&app, &format!("ping -c 30 -i 0.05 -W 1 {after} | grep 'packet loss'"));
-    assert!(out.contains(" 0% packet loss"), "app -> host while down: {out}");
+    assert!(
+        wait_until(Duration::from_secs(3), || d.status()["ports"][0]["link_up"]
+            == false),
+        "status shows the link down"
+    );
+    let out = sb.out(
+        &dev,
+        &format!("ping -c 30 -i 0.05 -W 1 {app_ip} | grep 'packet loss'"),
+    );
+    assert!(
+        out.contains(" 0% packet loss"),
+        "host -> app while down: {out}"
+    );
+    let out = sb.out(
+        &app,
+        &format!("ping -c 30 -i 0.05 -W 1 {after} | grep 'packet loss'"),
+    );
+    assert!(
+        out.contains(" 0% packet loss"),
+        "app -> host while down: {out}"
+    );
     assert!(!sb.ok(&app, "ping -c 1 -W 1 192.0.2.1"));
     sb.sh(&up, &format!("ip link set {p}-lan up"));
-    assert!(wait_until(Duration::from_secs(10), || sb.ok(&app, "ping -c 1 -W 1 192.0.2.1")), "outside reachable again, no restart");
+    assert!(
+        wait_until(Duration::from_secs(10), || sb
+            .ok(&app, "ping -c 1 -W 1 192.0.2.1")),
+        "outside reachable again, no restart"
+    );
 
     // Crash: the host TAP keeps its address; a new niswitch adopts what it finds.
     sb.signal(d.pid, libc::SIGKILL);
@@ -110,20 +145,57 @@ fn host_lease_link_loss_crash_and_clean_exit() {
     let t0 = Instant::now();
     let state = sb.path("nsw-state");
     let pid2 = sb
-        .spawn(&dev, Path::new(BIN), &["run", "--config", &d.config.to_string_lossy(), "--control", &d.ctl.to_string_lossy(), "--state-dir", &state.to_string_lossy()], "nsw2.log")
+        .spawn(
+            &dev,
+            Path::new(BIN),
+            &[
+                "run",
+                "--config",
+                &d.config.to_string_lossy(),
+                "--control",
+                &d.ctl.to_string_lossy(),
+                "--state-dir",
+                &state.to_string_lossy(),
+            ],
+            "nsw2.log",
+        )
         .unwrap();
-    let resumed = wait_until(Duration::from_secs(5), || sb.ok(&app, &format!("ping -c 1 -W 0.2 {after}")));
+    let resumed = wait_until(Duration::from_secs(5), || {
+        sb.ok(&app, &format!("ping -c 1 -W 0.2 {after}"))
+    });
     let took = t0.elapsed();
     eprintln!("traffic resumed {took:?} after the new niswitch started");
-    assert!(resumed && took < Duration::from_secs(2), "traffic resumed after {took:?}; log:\n{}", sb.log("nsw2.log"));
-    assert!(sb.log("nsw2.log").contains("adopting NIC"), "{}", sb.log("nsw2.log"));
+    assert!(
+        resumed && took < Duration::from_secs(2),
+        "traffic resumed after {took:?}; log:\n{}",
+        sb.log("nsw2.log")
+    );
+    assert!(
+        sb.log("nsw2.log").contains("adopting NIC"),
+        "{}",
+        sb.log("nsw2.log")
+    );
     assert!(ping(&sb, &app, "192.0.2.1"));
 
     // Clean exit: the NIC gets its name back, the TAPs go.
     sb.signal(pid2, libc::SIGTERM);
-    assert_eq!(sb.wait(pid2, Duration::from_secs(10)), Some(0), "{}", sb.log("nsw2.log"));
+    assert_eq!(
+        sb.wait(pid2, Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        sb.log("nsw2.log")
+    );
     assert!(!is_tap(&sb, &dev, &nic), "{nic} is the NIC again");
-    assert_eq!(sb.out(&dev, &format!("cat /sys/class/net/{nic}/address")), nic_mac);
-    assert!(!sb.ok(&dev, &format!("ip link show {knic}")), "no renamed NIC left behind");
-    assert!(!sb.ok(&app, &format!("ip link show {p}-a")), "app TAP removed");
+    assert_eq!(
+        sb.out(&dev, &format!("cat /sys/class/net/{nic}/address")),
+        nic_mac
+    );
+    assert!(
+        !sb.ok(&dev, &format!("ip link show {knic}")),
+        "no renamed NIC left behind"
+    );
+    assert!(
+        !sb.ok(&app, &format!("ip link show {p}-a")),
+        "app TAP removed"
+    );
 }

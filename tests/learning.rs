@@ -225,7 +225,13 @@ fn vlan_tagged_frames_cross_the_nic_with_their_tag() {
     let mut l = lab("v");
     let p = l.sb.prefix().to_string();
     let d_ns = l.ns[3].clone();
-    let cap = capture(&mut l.sb, &d_ns, &format!("{p}-d"), "vlan 100 and udp port 9998", "d.txt");
+    let cap = capture(
+        &mut l.sb,
+        &d_ns,
+        &format!("{p}-d"),
+        "vlan 100 and udp port 9998",
+        "d.txt",
+    );
     let send = format!(
         "/usr/bin/python3 -c \"from scapy.all import *; sendp(Ether(src='02:77:00:00:00:01',dst='ff:ff:ff:ff:ff:ff')/Dot1Q(vlan=100)/IP(src='10.100.0.254',dst='10.100.0.255')/UDP(sport=9998,dport=9998)/'tagged', iface='{p}-lan', count=3, verbose=0)\""
     );
@@ -234,5 +240,8 @@ fn vlan_tagged_frames_cross_the_nic_with_their_tag() {
     l.sb.signal(cap, libc::SIGTERM);
     l.sb.wait(cap, Duration::from_secs(3));
     let seen = l.sb.log("d.txt");
-    assert!(seen.matches("vlan 100").count() >= 3, "tagged frames reach the app with their tag:\n{seen}");
+    assert!(
+        seen.matches("vlan 100").count() >= 3,
+        "tagged frames reach the app with their tag:\n{seen}"
+    );
 }

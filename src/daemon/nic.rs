@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use crate::config::{Mac, Port};
 use crate::ports::afpacket::AfPacket;
-use crate::ports::{ifctl, rtnl};
 use crate::ports::tap::{Tap, TapOptions};
+use crate::ports::{ifctl, rtnl};
 
 pub struct OpenedNic {
     pub cfg: Port,
@@ -81,8 +81,12 @@ pub fn open(cfg: &Port) -> io::Result<OpenedNic> {
         // shadow it.
         match rtnl::flush_ipv4(sock.ifindex) {
             Ok(0) => {}
-            Ok(n) => tracing::info!(nic = %nic_name, removed = n, "removed IPv4 addresses from the NIC (the host TAP carries them now)"),
-            Err(e) => tracing::warn!(nic = %nic_name, error = %e, "could not remove IPv4 addresses from the NIC"),
+            Ok(n) => {
+                tracing::info!(nic = %nic_name, removed = n, "removed IPv4 addresses from the NIC (the host TAP carries them now)")
+            }
+            Err(e) => {
+                tracing::warn!(nic = %nic_name, error = %e, "could not remove IPv4 addresses from the NIC")
+            }
         }
     }
     let host = match &cfg.host_interface {

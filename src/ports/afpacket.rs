@@ -110,11 +110,17 @@ fn vlan_of(msg: &libc::msghdr) -> Option<(u16, u16)> {
         let h = unsafe { &*c };
         if h.cmsg_level == libc::SOL_PACKET && h.cmsg_type == PACKET_AUXDATA {
             // SAFETY: the payload of PACKET_AUXDATA is a tpacket_auxdata.
-            let aux = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::tpacket_auxdata>()) };
+            let aux = unsafe {
+                std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::tpacket_auxdata>())
+            };
             if aux.tp_status & TP_STATUS_VLAN_VALID == 0 {
                 return None;
             }
-            let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 { aux.tp_vlan_tpid } else { 0x8100 };
+            let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                aux.tp_vlan_tpid
+            } else {
+                0x8100
+            };
             return Some((tpid, aux.tp_vlan_tci));
         }
         // SAFETY: advancing within the control buffer.
@@ -156,7 +162,10 @@ impl PortIo for AfPacket {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         // Leave room to put a stripped VLAN tag back.
         let room = buf.len().saturating_sub(4);
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: room };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: room,
+        };
         let mut cbuf = [0u64; 8];
         // SAFETY: msghdr is plain old data; fields are set below.
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -165,7 +174,13 @@ impl PortIo for AfPacket {
         msg.msg_control = cbuf.as_mut_ptr().cast();
         msg.msg_controllen = std::mem::size_of_val(&cbuf);
         // SAFETY: recvmsg into buffers we own, bounded by their lengths.
-        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC) };
+        let n = unsafe {
+            libc::recvmsg(
+                self.fd.as_raw_fd(),
+                &mut msg,
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            )
+        };
         if n < 0 {
             return Err(last_err());
         }
@@ -173,7 +188,10 @@ impl PortIo for AfPacket {
         if n > room {
             // Larger than any buffer we could have offered: never pass on a
             // truncated frame.
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "oversized frame from NIC"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "oversized frame from NIC",
+            ));
         }
         match vlan_of(&msg) {
             Some(tag) => Ok(insert_vlan(buf, n, tag)),

@@ -24,9 +24,18 @@ struct Rtnl {
 impl Rtnl {
     fn open() -> io::Result<Rtnl> {
         // SAFETY: plain socket(2) call.
-        let fd = cvt(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) })?;
+        let fd = cvt(unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        })?;
         // SAFETY: fd was just returned by socket(2).
-        Ok(Rtnl { fd: unsafe { OwnedFd::from_raw_fd(fd) }, seq: 0 })
+        Ok(Rtnl {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            seq: 0,
+        })
     }
 
     fn send(&mut self, kind: u16, flags: u16, payload: &[u8]) -> io::Result<u32> {
@@ -50,7 +59,8 @@ impl Rtnl {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             // SAFETY: receiving into a buffer we own.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 return Err(last_err());
             }
@@ -66,8 +76,14 @@ impl Rtnl {
                     match t {
                         NLMSG_DONE => return Ok(out),
                         NLMSG_ERROR => {
-                            let code = b.get(HDR..HDR + 4).map_or(0, |e| i32::from_ne_bytes([e[0], e[1], e[2], e[3]]));
-                            return if code == 0 { Ok(out) } else { Err(io::Error::from_raw_os_error(-code)) };
+                            let code = b
+                                .get(HDR..HDR + 4)
+                                .map_or(0, |e| i32::from_ne_bytes([e[0], e[1], e[2], e[3]]));
+                            return if code == 0 {
+                                Ok(out)
+                            } else {
+                                Err(io::Error::from_raw_os_error(-code))
+                            };
                         }
                         t if t == kind => out.push(b[HDR..len].to_vec()),
                         _ => {}
