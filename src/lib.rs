@@ -8,4 +8,5 @@ pub mod demo;
 pub mod ports;
 pub mod privileges;
 pub mod sandbox;
+pub mod services;
 pub mod switch;

@@ -1,0 +1,216 @@
+//! The DNS server of a local network instance: answers `NAME` and
+//! `NAME.DOMAIN` of its apps, `router`, static records and `*.` wildcards,
+//! NXDOMAIN for unknown local names, and hands everything else to the
+//! forwarder, which relays queries to upstream servers under fresh ids.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{RData, Record, RecordType};
+
+/// What the NI knows by name.
+#[derive(Debug, Clone, Default)]
+pub struct Zone {
+    pub domain: Option<String>,
+    pub router: Option<Ipv4Addr>,
+    /// App name (lower case) -> its addresses in this NI.
+    pub hosts: HashMap<String, Vec<Ipv4Addr>>,
+    /// Static records; a name starting with `*.` is a wildcard.
+    pub records: Vec<(String, IpAddr)>,
+    pub ttl: u32,
+}
+
+/// What to do with a query.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    /// Send these bytes back to the client.
+    Reply(Vec<u8>),
+    /// Not ours: relay to an upstream server.
+    Forward,
+    /// Not worth an answer (a response, or too short to carry an id).
+    Drop,
+}
+
+impl Zone {
+    fn strip_domain<'a>(&self, name: &'a str) -> Option<&'a str> {
+        let d = self.domain.as_deref()?;
+        name.strip_suffix(d).and_then(|h| h.strip_suffix('.'))
+    }
+
+    /// Addresses for a name, or None when the zone does not know it.
+    pub fn lookup(&self, name: &str) -> Option<Vec<IpAddr>> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let host = self.strip_domain(&name).unwrap_or(&name);
+        let mut out: Vec<IpAddr> = Vec::new();
+        if !host.contains('.') {
+            if host == "router"
+                && let Some(r) = self.router
+            {
+                out.push(r.into());
+            }
+            if let Some(ips) = self.hosts.get(host) {
+                out.extend(ips.iter().map(|i| IpAddr::V4(*i)));
+            }
+        }
+        for (n, ip) in &self.records {
+            let hit = match n.strip_prefix("*.") {
+                Some(suffix) => name.len() > suffix.len() + 1 && name.ends_with(suffix) && name.as_bytes()[name.len() - suffix.len() - 1] == b'.',
+                None => *n == name,
+            };
+            if hit && !out.contains(ip) {
+                out.push(*ip);
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// A name the NI is authoritative for: one label, or under its domain.
+    fn is_local(&self, name: &str) -> bool {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        !name.contains('.') || self.domain.as_deref().is_some_and(|d| name == d || self.strip_domain(&name).is_some())
+    }
+}
+
+fn error_header(bytes: &[u8], rcode: u8) -> Vec<u8> {
+    let mut h = vec![0u8; 12];
+    h[0] = bytes[0];
+    h[1] = bytes[1];
+    // QR=1, the query's opcode, RD copied; RA=1.
+    h[2] = 0x80 | (bytes[2] & 0x79);
+    h[3] = 0x80 | rcode;
+    h
+}
+
+/// Answers one query (wire format).
+pub fn answer(zone: &Zone, bytes: &[u8]) -> Verdict {
+    if bytes.len() < 12 {
+        return Verdict::Drop;
+    }
+    if bytes[2] & 0x80 != 0 {
+        return Verdict::Drop;
+    }
+    let Ok(q) = Message::from_vec(bytes) else {
+        return Verdict::Reply(error_header(bytes, u8::from(ResponseCode::FormErr.low())));
+    };
+    if q.metadata.op_code != OpCode::Query {
+        return Verdict::Reply(error_header(bytes, ResponseCode::NotImp.low()));
+    }
+    if q.queries.len() != 1 {
+        return Verdict::Reply(error_header(bytes, ResponseCode::FormErr.low()));
+    }
+    let query = &q.queries[0];
+    let name = query.name().to_ascii();
+    let found = zone.lookup(&name);
+    if found.is_none() && !zone.is_local(&name) {
+        return Verdict::Forward;
+    }
+    let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+    r.metadata.recursion_desired = q.metadata.recursion_desired;
+    r.metadata.recursion_available = true;
+    r.metadata.authoritative = true;
+    r.add_query(query.clone());
+    if q.edns.is_some() {
+        r.set_edns(Edns::new());
+    }
+    match found {
+        None => r.metadata.response_code = ResponseCode::NXDomain,
+        Some(ips) => {
+            let t = query.query_type();
+            for ip in ips {
+                let rdata = match (ip, t) {
+                    (IpAddr::V4(a), RecordType::A | RecordType::ANY) => RData::A(A(a)),
+                    (IpAddr::V6(a), RecordType::AAAA | RecordType::ANY) => RData::AAAA(AAAA(a)),
+                    _ => continue,
+                };
+                r.add_answer(Record::from_rdata(query.name().clone(), zone.ttl, rdata));
+            }
+        }
+    }
+    match r.to_vec() {
+        Ok(v) => Verdict::Reply(v),
+        Err(_) => Verdict::Reply(error_header(bytes, ResponseCode::ServFail.low())),
+    }
+}
+
+/// SERVFAIL for a query nobody can answer (no upstream, or it timed out).
+pub fn servfail(bytes: &[u8]) -> Option<Vec<u8>> {
+    (bytes.len() >= 12).then(|| error_header(bytes, ResponseCode::ServFail.low()))
+}
+
+/// A query relayed upstream, waiting for its answer.
+#[derive(Debug, Clone)]
+struct Pending {
+    id: u16,
+    client: SocketAddr,
+    sent: u64,
+    query: Vec<u8>,
+}
+
+/// Relays queries to upstream servers under fresh, unpredictable ids and
+/// matches the answers back to their clients.
+pub struct Forwarder {
+    pending: HashMap<u16, Pending>,
+    rng: u64,
+    cap: usize,
+    timeout_ms: u64,
+}
+
+impl Forwarder {
+    pub fn new(seed: u64) -> Self {
+        Forwarder { pending: HashMap::new(), rng: seed | 1, cap: 4096, timeout_ms: 4000 }
+    }
+
+    fn next_id(&mut self) -> u16 {
+        loop {
+            // xorshift64
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            let id = (self.rng >> 24) as u16;
+            if !self.pending.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// The query to send upstream (with a new id), or None when too many wait.
+    pub fn outgoing(&mut self, query: &[u8], client: SocketAddr, now_ms: u64) -> Option<Vec<u8>> {
+        if query.len() < 12 || self.pending.len() >= self.cap {
+            return None;
+        }
+        let id = self.next_id();
+        let mut q = query.to_vec();
+        let orig = u16::from_be_bytes([q[0], q[1]]);
+        q[0..2].copy_from_slice(&id.to_be_bytes());
+        self.pending.insert(id, Pending { id: orig, client, sent: now_ms, query: query.to_vec() });
+        Some(q)
+    }
+
+    /// An upstream answer, restored to the client's id, and where it goes.
+    pub fn incoming(&mut self, reply: &[u8]) -> Option<(Vec<u8>, SocketAddr)> {
+        if reply.len() < 12 || reply[2] & 0x80 == 0 {
+            return None;
+        }
+        let id = u16::from_be_bytes([reply[0], reply[1]]);
+        let p = self.pending.remove(&id)?;
+        let mut r = reply.to_vec();
+        r[0..2].copy_from_slice(&p.id.to_be_bytes());
+        Some((r, p.client))
+    }
+
+    /// Queries that waited too long: a SERVFAIL for each, and where it goes.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<(Vec<u8>, SocketAddr)> {
+        let t = self.timeout_ms;
+        let old: Vec<u16> = self.pending.iter().filter(|(_, p)| now_ms.saturating_sub(p.sent) > t).map(|(k, _)| *k).collect();
+        old.into_iter().filter_map(|k| self.pending.remove(&k)).filter_map(|p| servfail(&p.query).map(|r| (r, p.client))).collect()
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,116 @@
+//! DNS answers built from a zone, checked by decoding them again.
+
+use super::*;
+use hickory_proto::op::Query;
+use hickory_proto::rr::Name;
+
+fn zone() -> Zone {
+    let mut hosts = HashMap::new();
+    hosts.insert("web".to_string(), vec!["10.50.0.20".parse().unwrap()]);
+    Zone {
+        domain: Some("lan".into()),
+        router: Some("10.50.0.1".parse().unwrap()),
+        hosts,
+        records: vec![
+            ("api.cluster.example".into(), "10.50.0.10".parse().unwrap()),
+            ("*.apps.cluster.example".into(), "10.50.0.11".parse().unwrap()),
+            ("v6.example".into(), "2001:db8::1".parse().unwrap()),
+        ],
+        ttl: 60,
+    }
+}
+
+fn query(name: &str, t: RecordType) -> Vec<u8> {
+    let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
+    m.to_vec().unwrap()
+}
+
+fn ask(name: &str, t: RecordType) -> Message {
+    match answer(&zone(), &query(name, t)) {
+        Verdict::Reply(b) => Message::from_vec(&b).unwrap(),
+        v => panic!("{name}: {v:?}"),
+    }
+}
+
+fn addrs(m: &Message) -> Vec<String> {
+    m.answers.iter().map(|r| r.data.to_string()).collect()
+}
+
+#[test]
+fn local_names() {
+    for n in ["web", "web.lan", "WEB.lan.", "web.lan."] {
+        let m = ask(n, RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{n}");
+        assert_eq!(addrs(&m), vec!["10.50.0.20"], "{n}");
+        assert_eq!(m.metadata.id, 0x1234);
+        assert!(m.metadata.authoritative);
+    }
+    assert_eq!(addrs(&ask("router", RecordType::A)), vec!["10.50.0.1"]);
+    assert_eq!(addrs(&ask("router.lan", RecordType::A)), vec!["10.50.0.1"]);
+}
+
+#[test]
+fn static_and_wildcard() {
+    assert_eq!(addrs(&ask("api.cluster.example", RecordType::A)), vec!["10.50.0.10"]);
+    assert_eq!(addrs(&ask("x.apps.cluster.example", RecordType::A)), vec!["10.50.0.11"]);
+    assert_eq!(addrs(&ask("a.b.apps.cluster.example", RecordType::A)), vec!["10.50.0.11"]);
+    assert_eq!(answer(&zone(), &query("apps.cluster.example", RecordType::A)), Verdict::Forward, "the wildcard does not cover its apex");
+    assert_eq!(answer(&zone(), &query("xapps.cluster.example", RecordType::A)), Verdict::Forward);
+    assert_eq!(addrs(&ask("v6.example", RecordType::AAAA)), vec!["2001:db8::1"]);
+}
+
+#[test]
+fn nxdomain_nodata_and_forward() {
+    let m = ask("nothere", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let m = ask("nothere.lan", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    // The name exists: other types get NOERROR with no data.
+    for t in [RecordType::AAAA, RecordType::MX, RecordType::TXT] {
+        let m = ask("web", t);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.answers.is_empty(), "{t}");
+    }
+    assert_eq!(answer(&zone(), &query("example.com", RecordType::A)), Verdict::Forward);
+}
+
+#[test]
+fn malformed() {
+    assert_eq!(answer(&zone(), &[1, 2, 3]), Verdict::Drop);
+    let mut garbage = vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    garbage.extend([0x3f, b'x']);
+    match answer(&zone(), &garbage) {
+        Verdict::Reply(b) => {
+            assert_eq!(&b[0..2], &[0xab, 0xcd]);
+            assert_eq!(b[3] & 0x0f, 1, "FORMERR");
+        }
+        v => panic!("{v:?}"),
+    }
+    // A response is never answered.
+    let mut resp = query("web", RecordType::A);
+    resp[2] |= 0x80;
+    assert_eq!(answer(&zone(), &resp), Verdict::Drop);
+}
+
+#[test]
+fn forwarder_rewrites_and_restores_ids() {
+    let mut f = Forwarder::new(42);
+    let client: SocketAddr = "10.50.0.20:5353".parse().unwrap();
+    let q = query("example.com", RecordType::A);
+    let up = f.outgoing(&q, client, 0).unwrap();
+    let new_id = [up[0], up[1]];
+    assert_ne!(new_id, [0x12, 0x34]);
+    let mut reply = up.clone();
+    reply[2] |= 0x80;
+    let (back, to) = f.incoming(&reply).unwrap();
+    assert_eq!(&back[0..2], &[0x12, 0x34]);
+    assert_eq!(to, client);
+    assert!(f.incoming(&reply).is_none(), "answered once");
+    f.outgoing(&q, client, 0).unwrap();
+    let expired = f.expire(10_000);
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].0[3] & 0x0f, 2, "SERVFAIL");
+    assert_eq!(f.waiting(), 0);
+}
