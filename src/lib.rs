@@ -5,6 +5,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod demo;
+pub mod ipstack;
 pub mod ports;
 pub mod privileges;
 pub mod sandbox;

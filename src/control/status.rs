@@ -54,6 +54,16 @@ pub struct NiStatus {
     pub leases: Vec<Lease>,
     pub uplinks: Vec<Uplink>,
     pub nat_sessions: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<RouterStatus>,
+}
+
+/// The L3 side of a local NI.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouterStatus {
+    pub mac: String,
+    pub gateway: String,
+    pub counters: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -154,6 +164,25 @@ pub fn render(s: &Status) -> String {
             .map(|p| format!(" on {p}"))
             .unwrap_or_default();
         let _ = writeln!(o, "  {} ({}{port}) {}", n.name, n.kind, n.uuid);
+        if let Some(r) = &n.router {
+            let c: Vec<String> = r
+                .counters
+                .iter()
+                .filter(|(_, v)| **v > 0)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let _ = writeln!(
+                o,
+                "    router {} ({})  {}",
+                r.gateway,
+                r.mac,
+                if c.is_empty() {
+                    "-".into()
+                } else {
+                    c.join(" ")
+                }
+            );
+        }
         for m in &n.mac_table {
             let _ = writeln!(o, "    mac {}  port {:<12} age {}s", m.mac, m.port, m.age_s);
         }

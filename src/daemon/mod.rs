@@ -19,9 +19,11 @@ use anyhow::{Context, Result};
 
 use crate::config::{Config, NiType};
 use crate::control;
+use crate::ipstack::{Router, RouterSetup};
 use crate::ports::linkwatch::LinkWatch;
 use crate::ports::tap::{Tap, TapOptions};
 use crate::ports::{ifctl, netns};
+use crate::services::dhcp::Client;
 use crate::switch::{Domain, PortRole, PortSpec, Switch, now_secs};
 pub use state::State;
 
@@ -38,6 +40,7 @@ struct Running {
     state: Arc<State>,
     nics: Vec<nic::OpenedNic>,
     vif_taps: Vec<Arc<Tap>>,
+    routers: Vec<Arc<Router>>,
     threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
 }
@@ -52,6 +55,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         state: Arc::new(State::empty(cfg.clone())),
         nics: Vec::new(),
         vif_taps: Vec::new(),
+        routers: Vec::new(),
         threads: Vec::new(),
         stop: stop.clone(),
     };
@@ -130,12 +134,42 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
                 .with_context(|| format!("NI `{}`: port `{p}` missing", ni.name))?,
             _ => Domain::new(format!("ni:{}", ni.name)),
         };
-        if ni.kind == NiType::Local {
-            tracing::warn!(ni = %ni.name, "local network instance: L2 among its apps only for now (router services are not built yet)");
-        }
+        let router = match &ni.local {
+            None => None,
+            Some(local) => {
+                let clients = cfg
+                    .apps
+                    .iter()
+                    .flat_map(|a| {
+                        a.interfaces
+                            .iter()
+                            .filter(|v| v.ni == ni.name)
+                            .map(move |v| Client {
+                                mac: v.mac,
+                                app: a.name.clone(),
+                                fixed: v.ip,
+                            })
+                    })
+                    .collect();
+                let setup = RouterSetup {
+                    ni_name: ni.name.clone(),
+                    ni_uuid: ni.uuid,
+                    local: local.clone(),
+                    clients,
+                    state_dir: opts.state_dir.clone(),
+                    mtu: 1500,
+                };
+                let r = Router::start(&switch, &domain, setup, run.stop.clone())
+                    .with_context(|| format!("starting the router of `{}`", ni.name))?;
+                let r = Arc::new(r);
+                run.routers.push(r.clone());
+                Some(r)
+            }
+        };
         state.nis.push(state::NiState {
             cfg: ni.clone(),
             domain,
+            router,
         });
     }
     let mut created = Vec::new();
@@ -270,12 +304,16 @@ fn teardown(run: Running, opts: &RunOptions) {
         state,
         nics,
         vif_taps,
+        routers,
         threads,
         stop,
     } = run;
     stop.store(true, Relaxed);
     for t in threads {
         let _ = t.join();
+    }
+    for r in routers {
+        r.join();
     }
     for e in state.all_ports() {
         state.switch.remove_port(&e);

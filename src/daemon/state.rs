@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::config::{Config, Mac, Ni, Vif};
 use crate::control::status::*;
 use crate::control::{Handler, Request};
+use crate::ipstack::Router;
 use crate::switch::{Domain, PortEntry, Switch, now_secs};
 
 pub struct PortState {
@@ -24,6 +25,7 @@ pub struct PortState {
 pub struct NiState {
     pub cfg: Ni,
     pub domain: Arc<Domain>,
+    pub router: Option<Arc<Router>>,
 }
 
 pub struct VifState {
@@ -75,7 +77,61 @@ impl State {
             v.extend(p.host.clone());
         }
         v.extend(self.vifs.iter().map(|x| x.entry.clone()));
+        v.extend(
+            self.nis
+                .iter()
+                .filter_map(|n| n.router.as_ref().map(|r| r.entry.clone())),
+        );
         v
+    }
+
+    /// The IPv4 addresses of a VIF: its fixed or leased one on a local NI,
+    /// the ones seen on the wire on a switch NI.
+    fn vif_ips(&self, v: &VifState) -> Vec<String> {
+        let router = self
+            .nis
+            .iter()
+            .find(|n| n.cfg.name == v.cfg.ni)
+            .and_then(|n| n.router.as_ref());
+        match router {
+            Some(r) => match v.cfg.ip {
+                Some(ip) => vec![ip.to_string()],
+                None => r
+                    .leases()
+                    .iter()
+                    .filter(|l| l.mac == v.cfg.mac)
+                    .map(|l| l.ip.to_string())
+                    .collect(),
+            },
+            None => v
+                .entry
+                .learned_ips
+                .lock()
+                .map(|ips| ips.iter().map(|i| i.to_string()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn leases(&self, n: &NiState) -> Vec<Lease> {
+        let Some(r) = &n.router else {
+            return Vec::new();
+        };
+        r.leases()
+            .into_iter()
+            .map(|l| Lease {
+                mac: l.mac.to_string(),
+                ip: l.ip.to_string(),
+                app: self
+                    .vifs
+                    .iter()
+                    .find(|v| v.cfg.mac == l.mac)
+                    .map(|v| v.app.clone())
+                    .unwrap_or_default(),
+                expires: chrono::DateTime::from_timestamp(l.expires as i64, 0)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default(),
+            })
+            .collect()
     }
 
     /// Each domain once.
@@ -132,9 +188,24 @@ impl State {
                     kind: format!("{:?}", n.cfg.kind).to_lowercase(),
                     port: n.cfg.port.clone(),
                     mac_table,
-                    leases: Vec::new(),
+                    leases: self.leases(n),
                     uplinks: Vec::new(),
                     nat_sessions: 0,
+                    router: n.router.as_ref().map(|r| RouterStatus {
+                        mac: r.mac.to_string(),
+                        gateway: n
+                            .cfg
+                            .local
+                            .as_ref()
+                            .map(|l| l.gateway.to_string())
+                            .unwrap_or_default(),
+                        counters: r
+                            .counters
+                            .snapshot()
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v))
+                            .collect(),
+                    }),
                 }
             })
             .collect();
@@ -153,12 +224,7 @@ impl State {
                         ni: v.cfg.ni.clone(),
                         tap: v.cfg.tap.clone(),
                         mac: v.cfg.mac.to_string(),
-                        ips: v
-                            .entry
-                            .learned_ips
-                            .lock()
-                            .map(|ips| ips.iter().map(|i| i.to_string()).collect())
-                            .unwrap_or_default(),
+                        ips: self.vif_ips(v),
                         netns: v.cfg.netns.clone(),
                         counters: counters(&v.entry),
                     })

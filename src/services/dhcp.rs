@@ -112,18 +112,29 @@ impl Leases {
 
     /// Bound leases, for persistence and status.
     pub fn list(&self) -> Vec<Lease> {
-        let mut v: Vec<Lease> = self.by_ip.values().filter(|l| !l.offered).cloned().collect();
+        let mut v: Vec<Lease> = self
+            .by_ip
+            .values()
+            .filter(|l| !l.offered)
+            .cloned()
+            .collect();
         v.sort_by_key(|l| l.ip);
         v
     }
 
     /// The bound, unexpired address of a MAC.
     pub fn ip_of(&self, mac: Mac, now: u64) -> Option<Ipv4Addr> {
-        self.by_ip.values().find(|l| l.mac == mac && !l.offered && l.expires > now).map(|l| l.ip)
+        self.by_ip
+            .values()
+            .find(|l| l.mac == mac && !l.offered && l.expires > now)
+            .map(|l| l.ip)
     }
 
     fn held_by_other(&self, ip: Ipv4Addr, mac: Mac, now: u64) -> bool {
-        self.by_ip.get(&ip).is_some_and(|l| l.mac != mac && l.expires > now) || self.declined.get(&ip).is_some_and(|t| *t > now)
+        self.by_ip
+            .get(&ip)
+            .is_some_and(|l| l.mac != mac && l.expires > now)
+            || self.declined.get(&ip).is_some_and(|t| *t > now)
     }
 
     fn remove_mac(&mut self, mac: Mac) {
@@ -138,13 +149,31 @@ impl Leases {
         before != self.by_ip.len() + self.declined.len()
     }
 
-    fn usable(&self, pool: &Pool, fixed_ips: &[Ipv4Addr], ip: Ipv4Addr, mac: Mac, now: u64) -> bool {
-        ip >= pool.start && ip <= pool.end && ip != pool.gateway && !fixed_ips.contains(&ip) && !self.held_by_other(ip, mac, now)
+    fn usable(
+        &self,
+        pool: &Pool,
+        fixed_ips: &[Ipv4Addr],
+        ip: Ipv4Addr,
+        mac: Mac,
+        now: u64,
+    ) -> bool {
+        ip >= pool.start
+            && ip <= pool.end
+            && ip != pool.gateway
+            && !fixed_ips.contains(&ip)
+            && !self.held_by_other(ip, mac, now)
     }
 
     /// The address for a client: its fixed one, its current one, the one it
     /// asks for if free, or the first free one.
-    fn choose(&self, pool: &Pool, clients: &[Client], c: &Client, requested: Option<Ipv4Addr>, now: u64) -> Option<Ipv4Addr> {
+    fn choose(
+        &self,
+        pool: &Pool,
+        clients: &[Client],
+        c: &Client,
+        requested: Option<Ipv4Addr>,
+        now: u64,
+    ) -> Option<Ipv4Addr> {
         if let Some(ip) = c.fixed {
             return Some(ip);
         }
@@ -159,11 +188,20 @@ impl Leases {
         {
             return Some(r);
         }
-        (u32::from(pool.start)..=u32::from(pool.end)).map(Ipv4Addr::from).find(|ip| self.usable(pool, &fixed, *ip, c.mac, now))
+        (u32::from(pool.start)..=u32::from(pool.end))
+            .map(Ipv4Addr::from)
+            .find(|ip| self.usable(pool, &fixed, *ip, c.mac, now))
     }
 
     /// Whether `ip` may be bound to client `c` right now.
-    fn acceptable(&self, pool: &Pool, clients: &[Client], c: &Client, ip: Ipv4Addr, now: u64) -> bool {
+    fn acceptable(
+        &self,
+        pool: &Pool,
+        clients: &[Client],
+        c: &Client,
+        ip: Ipv4Addr,
+        now: u64,
+    ) -> bool {
         match c.fixed {
             Some(f) => f == ip,
             None => {
@@ -175,11 +213,26 @@ impl Leases {
 
     fn bind(&mut self, mac: Mac, ip: Ipv4Addr, expires: u64, offered: bool) {
         self.remove_mac(mac);
-        self.by_ip.insert(ip, Lease { mac, ip, expires, offered });
+        self.by_ip.insert(
+            ip,
+            Lease {
+                mac,
+                ip,
+                expires,
+                offered,
+            },
+        );
     }
 
     /// Answers one client message arriving from Ethernet source `src`.
-    pub fn handle(&mut self, pool: &Pool, clients: &[Client], src: Mac, msg: &Message, now: u64) -> Result<Reply, Ignored> {
+    pub fn handle(
+        &mut self,
+        pool: &Pool,
+        clients: &[Client],
+        src: Mac,
+        msg: &Message,
+        now: u64,
+    ) -> Result<Reply, Ignored> {
         if msg.opcode() != Opcode::BootRequest {
             return Err(Ignored::NotARequest);
         }
@@ -190,7 +243,9 @@ impl Leases {
         let Some(c) = clients.iter().find(|c| c.mac == src) else {
             return Err(Ignored::ForeignClient);
         };
-        let Some(kind) = msg.opts().msg_type() else { return Err(Ignored::Malformed) };
+        let Some(kind) = msg.opts().msg_type() else {
+            return Err(Ignored::Malformed);
+        };
         let requested = match msg.opts().get(OptionCode::RequestedIpAddress) {
             Some(DhcpOption::RequestedIpAddress(ip)) => Some(*ip),
             _ => None,
@@ -202,7 +257,9 @@ impl Leases {
         let lease_end = now + pool.lease_secs as u64;
         match kind {
             MessageType::Discover => {
-                let ip = self.choose(pool, clients, c, requested, now).ok_or(Ignored::PoolExhausted)?;
+                let ip = self
+                    .choose(pool, clients, c, requested, now)
+                    .ok_or(Ignored::PoolExhausted)?;
                 if c.fixed.is_none() {
                     self.bind(c.mac, ip, now + OFFER_SECS, true);
                 }
@@ -217,9 +274,16 @@ impl Leases {
                     return Err(Ignored::Silent);
                 }
                 let ciaddr = msg.ciaddr();
-                let want = if !ciaddr.is_unspecified() { Some(ciaddr) } else { requested };
+                let want = if !ciaddr.is_unspecified() {
+                    Some(ciaddr)
+                } else {
+                    requested
+                };
                 match want {
-                    Some(ip) if pool.subnet.contains(&ip) && self.acceptable(pool, clients, c, ip, now) => {
+                    Some(ip)
+                        if pool.subnet.contains(&ip)
+                            && self.acceptable(pool, clients, c, ip, now) =>
+                    {
                         self.bind(c.mac, ip, lease_end, false);
                         Ok(self.reply(pool, msg, MessageType::Ack, ip))
                     }
@@ -254,7 +318,14 @@ impl Leases {
     }
 
     fn base(msg: &Message, yiaddr: Ipv4Addr) -> Message {
-        let mut r = Message::new_with_id(msg.xid(), msg.ciaddr(), yiaddr, Ipv4Addr::UNSPECIFIED, msg.giaddr(), &msg.chaddr()[..6]);
+        let mut r = Message::new_with_id(
+            msg.xid(),
+            msg.ciaddr(),
+            yiaddr,
+            Ipv4Addr::UNSPECIFIED,
+            msg.giaddr(),
+            &msg.chaddr()[..6],
+        );
         r.set_opcode(Opcode::BootReply);
         r.set_flags(msg.flags());
         r
@@ -277,7 +348,10 @@ impl Leases {
             o.insert(DhcpOption::Router(vec![pool.gateway]));
             o.insert(DhcpOption::DomainNameServer(vec![pool.gateway]));
             let default = Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).unwrap_or_default();
-            o.insert(DhcpOption::ClasslessStaticRoute(vec![(pool.subnet.trunc(), Ipv4Addr::UNSPECIFIED), (default, pool.gateway)]));
+            o.insert(DhcpOption::ClasslessStaticRoute(vec![
+                (pool.subnet.trunc(), Ipv4Addr::UNSPECIFIED),
+                (default, pool.gateway),
+            ]));
         }
         let ciaddr = msg.ciaddr();
         let dest = if !ciaddr.is_unspecified() {
@@ -296,7 +370,10 @@ impl Leases {
         let o = r.opts_mut();
         o.insert(DhcpOption::MessageType(MessageType::Nak));
         o.insert(DhcpOption::ServerIdentifier(pool.gateway));
-        Reply { msg: r, dest: Dest::Broadcast }
+        Reply {
+            msg: r,
+            dest: Dest::Broadcast,
+        }
     }
 }
 

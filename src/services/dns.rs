@@ -56,7 +56,11 @@ impl Zone {
         }
         for (n, ip) in &self.records {
             let hit = match n.strip_prefix("*.") {
-                Some(suffix) => name.len() > suffix.len() + 1 && name.ends_with(suffix) && name.as_bytes()[name.len() - suffix.len() - 1] == b'.',
+                Some(suffix) => {
+                    name.len() > suffix.len() + 1
+                        && name.ends_with(suffix)
+                        && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
+                }
                 None => *n == name,
             };
             if hit && !out.contains(ip) {
@@ -69,7 +73,11 @@ impl Zone {
     /// A name the NI is authoritative for: one label, or under its domain.
     fn is_local(&self, name: &str) -> bool {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        !name.contains('.') || self.domain.as_deref().is_some_and(|d| name == d || self.strip_domain(&name).is_some())
+        !name.contains('.')
+            || self
+                .domain
+                .as_deref()
+                .is_some_and(|d| name == d || self.strip_domain(&name).is_some())
     }
 }
 
@@ -159,7 +167,12 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(seed: u64) -> Self {
-        Forwarder { pending: HashMap::new(), rng: seed | 1, cap: 4096, timeout_ms: 4000 }
+        Forwarder {
+            pending: HashMap::new(),
+            rng: seed | 1,
+            cap: 4096,
+            timeout_ms: 4000,
+        }
     }
 
     fn next_id(&mut self) -> u16 {
@@ -184,7 +197,15 @@ impl Forwarder {
         let mut q = query.to_vec();
         let orig = u16::from_be_bytes([q[0], q[1]]);
         q[0..2].copy_from_slice(&id.to_be_bytes());
-        self.pending.insert(id, Pending { id: orig, client, sent: now_ms, query: query.to_vec() });
+        self.pending.insert(
+            id,
+            Pending {
+                id: orig,
+                client,
+                sent: now_ms,
+                query: query.to_vec(),
+            },
+        );
         Some(q)
     }
 
@@ -203,8 +224,16 @@ impl Forwarder {
     /// Queries that waited too long: a SERVFAIL for each, and where it goes.
     pub fn expire(&mut self, now_ms: u64) -> Vec<(Vec<u8>, SocketAddr)> {
         let t = self.timeout_ms;
-        let old: Vec<u16> = self.pending.iter().filter(|(_, p)| now_ms.saturating_sub(p.sent) > t).map(|(k, _)| *k).collect();
-        old.into_iter().filter_map(|k| self.pending.remove(&k)).filter_map(|p| servfail(&p.query).map(|r| (r, p.client))).collect()
+        let old: Vec<u16> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now_ms.saturating_sub(p.sent) > t)
+            .map(|(k, _)| *k)
+            .collect();
+        old.into_iter()
+            .filter_map(|k| self.pending.remove(&k))
+            .filter_map(|p| servfail(&p.query).map(|r| (r, p.client)))
+            .collect()
     }
 
     pub fn waiting(&self) -> usize {

@@ -20,19 +20,44 @@ fn pool() -> Pool {
 }
 
 fn clients() -> Vec<Client> {
-    let mut v: Vec<Client> = (1..=5).map(|n| Client { mac: mac(n), app: format!("app{n}"), fixed: None }).collect();
-    v.push(Client { mac: mac(9), app: "fixed".into(), fixed: Some("10.50.0.20".parse().unwrap()) });
+    let mut v: Vec<Client> = (1..=5)
+        .map(|n| Client {
+            mac: mac(n),
+            app: format!("app{n}"),
+            fixed: None,
+        })
+        .collect();
+    v.push(Client {
+        mac: mac(9),
+        app: "fixed".into(),
+        fixed: Some("10.50.0.20".parse().unwrap()),
+    });
     v
 }
 
-fn msg(kind: MessageType, m: Mac, ciaddr: &str, requested: Option<&str>, server: Option<&str>) -> Message {
-    let mut x = Message::new_with_id(7, ciaddr.parse().unwrap(), Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, &m.0);
+fn msg(
+    kind: MessageType,
+    m: Mac,
+    ciaddr: &str,
+    requested: Option<&str>,
+    server: Option<&str>,
+) -> Message {
+    let mut x = Message::new_with_id(
+        7,
+        ciaddr.parse().unwrap(),
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        &m.0,
+    );
     x.opts_mut().insert(DhcpOption::MessageType(kind));
     if let Some(r) = requested {
-        x.opts_mut().insert(DhcpOption::RequestedIpAddress(r.parse().unwrap()));
+        x.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(r.parse().unwrap()));
     }
     if let Some(s) = server {
-        x.opts_mut().insert(DhcpOption::ServerIdentifier(s.parse().unwrap()));
+        x.opts_mut()
+            .insert(DhcpOption::ServerIdentifier(s.parse().unwrap()));
     }
     x
 }
@@ -45,20 +70,53 @@ fn ip(s: &str) -> Ipv4Addr {
 fn discover_request_ack_with_options() {
     let (p, c) = (pool(), clients());
     let mut l = Leases::default();
-    let offer = l.handle(&p, &c, mac(1), &msg(MessageType::Discover, mac(1), "0.0.0.0", None, None), 100).unwrap();
+    let offer = l
+        .handle(
+            &p,
+            &c,
+            mac(1),
+            &msg(MessageType::Discover, mac(1), "0.0.0.0", None, None),
+            100,
+        )
+        .unwrap();
     assert_eq!(kind(&offer.msg), Some(MessageType::Offer));
     let got = offer.msg.yiaddr();
     assert_eq!(got, ip("10.50.0.100"));
     assert_eq!(offer.dest, Dest::Unicast(got, mac(1)));
-    let ack = l.handle(&p, &c, mac(1), &msg(MessageType::Request, mac(1), "0.0.0.0", Some("10.50.0.100"), Some("10.50.0.1")), 101).unwrap();
+    let ack = l
+        .handle(
+            &p,
+            &c,
+            mac(1),
+            &msg(
+                MessageType::Request,
+                mac(1),
+                "0.0.0.0",
+                Some("10.50.0.100"),
+                Some("10.50.0.1"),
+            ),
+            101,
+        )
+        .unwrap();
     assert_eq!(kind(&ack.msg), Some(MessageType::Ack));
     let o = ack.msg.opts();
-    assert!(matches!(o.get(OptionCode::SubnetMask), Some(DhcpOption::SubnetMask(m)) if *m == ip("255.255.255.0")));
-    assert!(matches!(o.get(OptionCode::Router), Some(DhcpOption::Router(r)) if r == &vec![ip("10.50.0.1")]));
-    assert!(matches!(o.get(OptionCode::DomainNameServer), Some(DhcpOption::DomainNameServer(r)) if r == &vec![ip("10.50.0.1")]));
+    assert!(
+        matches!(o.get(OptionCode::SubnetMask), Some(DhcpOption::SubnetMask(m)) if *m == ip("255.255.255.0"))
+    );
+    assert!(
+        matches!(o.get(OptionCode::Router), Some(DhcpOption::Router(r)) if r == &vec![ip("10.50.0.1")])
+    );
+    assert!(
+        matches!(o.get(OptionCode::DomainNameServer), Some(DhcpOption::DomainNameServer(r)) if r == &vec![ip("10.50.0.1")])
+    );
     assert!(matches!(o.get(OptionCode::DomainName), Some(DhcpOption::DomainName(d)) if d == "lan"));
-    assert!(matches!(o.get(OptionCode::InterfaceMtu), Some(DhcpOption::InterfaceMtu(1500))));
-    assert!(matches!(o.get(OptionCode::ClasslessStaticRoute), Some(DhcpOption::ClasslessStaticRoute(r)) if r.len() == 2));
+    assert!(matches!(
+        o.get(OptionCode::InterfaceMtu),
+        Some(DhcpOption::InterfaceMtu(1500))
+    ));
+    assert!(
+        matches!(o.get(OptionCode::ClasslessStaticRoute), Some(DhcpOption::ClasslessStaticRoute(r)) if r.len() == 2)
+    );
     assert_eq!(l.ip_of(mac(1), 102), Some(got));
     // Encodes and decodes.
     assert_eq!(decode(&encode(&ack.msg)).unwrap().yiaddr(), got);
@@ -69,7 +127,15 @@ fn air_gapped_has_no_router_or_dns() {
     let mut p = pool();
     p.air_gapped = true;
     let mut l = Leases::default();
-    let r = l.handle(&p, &clients(), mac(1), &msg(MessageType::Discover, mac(1), "0.0.0.0", None, None), 1).unwrap();
+    let r = l
+        .handle(
+            &p,
+            &clients(),
+            mac(1),
+            &msg(MessageType::Discover, mac(1), "0.0.0.0", None, None),
+            1,
+        )
+        .unwrap();
     assert!(r.msg.opts().get(OptionCode::Router).is_none());
     assert!(r.msg.opts().get(OptionCode::DomainNameServer).is_none());
     assert!(r.msg.opts().get(OptionCode::ClasslessStaticRoute).is_none());
@@ -79,14 +145,54 @@ fn air_gapped_has_no_router_or_dns() {
 fn fixed_address_and_foreign_clients() {
     let (p, c) = (pool(), clients());
     let mut l = Leases::default();
-    let r = l.handle(&p, &c, mac(9), &msg(MessageType::Discover, mac(9), "0.0.0.0", None, None), 1).unwrap();
+    let r = l
+        .handle(
+            &p,
+            &c,
+            mac(9),
+            &msg(MessageType::Discover, mac(9), "0.0.0.0", None, None),
+            1,
+        )
+        .unwrap();
     assert_eq!(r.msg.yiaddr(), ip("10.50.0.20"));
     // chaddr differing from the sender's MAC is ignored.
-    assert_eq!(l.handle(&p, &c, mac(2), &msg(MessageType::Discover, mac(1), "0.0.0.0", None, None), 1), Err(Ignored::ForeignClient));
+    assert_eq!(
+        l.handle(
+            &p,
+            &c,
+            mac(2),
+            &msg(MessageType::Discover, mac(1), "0.0.0.0", None, None),
+            1
+        ),
+        Err(Ignored::ForeignClient)
+    );
     // Unknown MACs get nothing.
-    assert_eq!(l.handle(&p, &c, mac(77), &msg(MessageType::Discover, mac(77), "0.0.0.0", None, None), 1), Err(Ignored::ForeignClient));
+    assert_eq!(
+        l.handle(
+            &p,
+            &c,
+            mac(77),
+            &msg(MessageType::Discover, mac(77), "0.0.0.0", None, None),
+            1
+        ),
+        Err(Ignored::ForeignClient)
+    );
     // A client cannot take another's fixed address.
-    let r = l.handle(&p, &c, mac(1), &msg(MessageType::Request, mac(1), "0.0.0.0", Some("10.50.0.20"), None), 1).unwrap();
+    let r = l
+        .handle(
+            &p,
+            &c,
+            mac(1),
+            &msg(
+                MessageType::Request,
+                mac(1),
+                "0.0.0.0",
+                Some("10.50.0.20"),
+                None,
+            ),
+            1,
+        )
+        .unwrap();
     assert_eq!(kind(&r.msg), Some(MessageType::Nak));
 }
 
@@ -96,48 +202,186 @@ fn full_range_gets_no_offer_and_no_duplicates() {
     let mut l = Leases::default();
     let mut ips = Vec::new();
     for n in 1..=3 {
-        let r = l.handle(&p, &c, mac(n), &msg(MessageType::Discover, mac(n), "0.0.0.0", None, None), 1).unwrap();
+        let r = l
+            .handle(
+                &p,
+                &c,
+                mac(n),
+                &msg(MessageType::Discover, mac(n), "0.0.0.0", None, None),
+                1,
+            )
+            .unwrap();
         let a = r.msg.yiaddr();
-        l.handle(&p, &c, mac(n), &msg(MessageType::Request, mac(n), "0.0.0.0", Some(&a.to_string()), Some("10.50.0.1")), 1).unwrap();
+        l.handle(
+            &p,
+            &c,
+            mac(n),
+            &msg(
+                MessageType::Request,
+                mac(n),
+                "0.0.0.0",
+                Some(&a.to_string()),
+                Some("10.50.0.1"),
+            ),
+            1,
+        )
+        .unwrap();
         ips.push(a);
     }
     ips.sort();
     ips.dedup();
     assert_eq!(ips.len(), 3);
-    assert_eq!(l.handle(&p, &c, mac(4), &msg(MessageType::Discover, mac(4), "0.0.0.0", None, None), 2), Err(Ignored::PoolExhausted));
+    assert_eq!(
+        l.handle(
+            &p,
+            &c,
+            mac(4),
+            &msg(MessageType::Discover, mac(4), "0.0.0.0", None, None),
+            2
+        ),
+        Err(Ignored::PoolExhausted)
+    );
     // Asking for a taken address is refused.
-    let r = l.handle(&p, &c, mac(4), &msg(MessageType::Request, mac(4), "0.0.0.0", Some("10.50.0.100"), None), 2).unwrap();
+    let r = l
+        .handle(
+            &p,
+            &c,
+            mac(4),
+            &msg(
+                MessageType::Request,
+                mac(4),
+                "0.0.0.0",
+                Some("10.50.0.100"),
+                None,
+            ),
+            2,
+        )
+        .unwrap();
     assert_eq!(kind(&r.msg), Some(MessageType::Nak));
     // A release frees one.
-    l.handle(&p, &c, mac(1), &msg(MessageType::Release, mac(1), &ips[0].to_string(), None, Some("10.50.0.1")), 3).unwrap_err();
-    let r = l.handle(&p, &c, mac(4), &msg(MessageType::Discover, mac(4), "0.0.0.0", None, None), 4).unwrap();
+    l.handle(
+        &p,
+        &c,
+        mac(1),
+        &msg(
+            MessageType::Release,
+            mac(1),
+            &ips[0].to_string(),
+            None,
+            Some("10.50.0.1"),
+        ),
+        3,
+    )
+    .unwrap_err();
+    let r = l
+        .handle(
+            &p,
+            &c,
+            mac(4),
+            &msg(MessageType::Discover, mac(4), "0.0.0.0", None, None),
+            4,
+        )
+        .unwrap();
     assert_eq!(r.msg.yiaddr(), ips[0]);
 }
 
 #[test]
 fn renew_rebind_after_restart_decline_and_other_server() {
     let (p, c) = (pool(), clients());
-    let saved = vec![Lease { mac: mac(2), ip: ip("10.50.0.101"), expires: 5000, offered: false }];
+    let saved = vec![Lease {
+        mac: mac(2),
+        ip: ip("10.50.0.101"),
+        expires: 5000,
+        offered: false,
+    }];
     let mut l = Leases::from_list(saved, 100);
     // RENEW (ciaddr set) keeps the IP, unicast to the client.
-    let r = l.handle(&p, &c, mac(2), &msg(MessageType::Request, mac(2), "10.50.0.101", None, None), 200).unwrap();
+    let r = l
+        .handle(
+            &p,
+            &c,
+            mac(2),
+            &msg(MessageType::Request, mac(2), "10.50.0.101", None, None),
+            200,
+        )
+        .unwrap();
     assert_eq!(kind(&r.msg), Some(MessageType::Ack));
     assert_eq!(r.dest, Dest::Unicast(ip("10.50.0.101"), mac(2)));
     // Another client renewing the same address is refused.
-    let r = l.handle(&p, &c, mac(3), &msg(MessageType::Request, mac(3), "10.50.0.101", None, None), 200).unwrap();
+    let r = l
+        .handle(
+            &p,
+            &c,
+            mac(3),
+            &msg(MessageType::Request, mac(3), "10.50.0.101", None, None),
+            200,
+        )
+        .unwrap();
     assert_eq!(kind(&r.msg), Some(MessageType::Nak));
     assert_eq!(r.dest, Dest::Broadcast);
     // DECLINE takes the address out of use.
-    l.handle(&p, &c, mac(2), &msg(MessageType::Decline, mac(2), "0.0.0.0", Some("10.50.0.101"), Some("10.50.0.1")), 300).unwrap_err();
-    let r = l.handle(&p, &c, mac(2), &msg(MessageType::Discover, mac(2), "0.0.0.0", None, None), 301).unwrap();
+    l.handle(
+        &p,
+        &c,
+        mac(2),
+        &msg(
+            MessageType::Decline,
+            mac(2),
+            "0.0.0.0",
+            Some("10.50.0.101"),
+            Some("10.50.0.1"),
+        ),
+        300,
+    )
+    .unwrap_err();
+    let r = l
+        .handle(
+            &p,
+            &c,
+            mac(2),
+            &msg(MessageType::Discover, mac(2), "0.0.0.0", None, None),
+            301,
+        )
+        .unwrap();
     assert_ne!(r.msg.yiaddr(), ip("10.50.0.101"));
     // A REQUEST for another server withdraws our offer silently.
-    assert_eq!(l.handle(&p, &c, mac(2), &msg(MessageType::Request, mac(2), "0.0.0.0", Some("10.50.0.100"), Some("10.9.9.9")), 302), Err(Ignored::Silent));
+    assert_eq!(
+        l.handle(
+            &p,
+            &c,
+            mac(2),
+            &msg(
+                MessageType::Request,
+                mac(2),
+                "0.0.0.0",
+                Some("10.50.0.100"),
+                Some("10.9.9.9")
+            ),
+            302
+        ),
+        Err(Ignored::Silent)
+    );
     // INFORM gets options but no lease.
-    let r = l.handle(&p, &c, mac(3), &msg(MessageType::Inform, mac(3), "10.50.0.30", None, None), 303).unwrap();
+    let r = l
+        .handle(
+            &p,
+            &c,
+            mac(3),
+            &msg(MessageType::Inform, mac(3), "10.50.0.30", None, None),
+            303,
+        )
+        .unwrap();
     assert!(r.msg.opts().get(OptionCode::AddressLeaseTime).is_none());
     assert_eq!(r.dest, Dest::Unicast(ip("10.50.0.30"), mac(3)));
     // Expired leases are dropped when loading.
-    let l = Leases::from_list(vec![Lease { mac: mac(2), ip: ip("10.50.0.101"), expires: 50, offered: false }], 100);
+    let l = Leases::from_list(
+        vec![Lease {
+            mac: mac(2),
+            ip: ip("10.50.0.101"),
+            expires: 50,
+            offered: false,
+        }],
+        100,
+    );
     assert!(l.list().is_empty());
 }

@@ -13,7 +13,10 @@ fn zone() -> Zone {
         hosts,
         records: vec![
             ("api.cluster.example".into(), "10.50.0.10".parse().unwrap()),
-            ("*.apps.cluster.example".into(), "10.50.0.11".parse().unwrap()),
+            (
+                "*.apps.cluster.example".into(),
+                "10.50.0.11".parse().unwrap(),
+            ),
             ("v6.example".into(), "2001:db8::1".parse().unwrap()),
         ],
         ttl: 60,
@@ -53,12 +56,31 @@ fn local_names() {
 
 #[test]
 fn static_and_wildcard() {
-    assert_eq!(addrs(&ask("api.cluster.example", RecordType::A)), vec!["10.50.0.10"]);
-    assert_eq!(addrs(&ask("x.apps.cluster.example", RecordType::A)), vec!["10.50.0.11"]);
-    assert_eq!(addrs(&ask("a.b.apps.cluster.example", RecordType::A)), vec!["10.50.0.11"]);
-    assert_eq!(answer(&zone(), &query("apps.cluster.example", RecordType::A)), Verdict::Forward, "the wildcard does not cover its apex");
-    assert_eq!(answer(&zone(), &query("xapps.cluster.example", RecordType::A)), Verdict::Forward);
-    assert_eq!(addrs(&ask("v6.example", RecordType::AAAA)), vec!["2001:db8::1"]);
+    assert_eq!(
+        addrs(&ask("api.cluster.example", RecordType::A)),
+        vec!["10.50.0.10"]
+    );
+    assert_eq!(
+        addrs(&ask("x.apps.cluster.example", RecordType::A)),
+        vec!["10.50.0.11"]
+    );
+    assert_eq!(
+        addrs(&ask("a.b.apps.cluster.example", RecordType::A)),
+        vec!["10.50.0.11"]
+    );
+    assert_eq!(
+        answer(&zone(), &query("apps.cluster.example", RecordType::A)),
+        Verdict::Forward,
+        "the wildcard does not cover its apex"
+    );
+    assert_eq!(
+        answer(&zone(), &query("xapps.cluster.example", RecordType::A)),
+        Verdict::Forward
+    );
+    assert_eq!(
+        addrs(&ask("v6.example", RecordType::AAAA)),
+        vec!["2001:db8::1"]
+    );
 }
 
 #[test]
@@ -73,7 +95,10 @@ fn nxdomain_nodata_and_forward() {
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
         assert!(m.answers.is_empty(), "{t}");
     }
-    assert_eq!(answer(&zone(), &query("example.com", RecordType::A)), Verdict::Forward);
+    assert_eq!(
+        answer(&zone(), &query("example.com", RecordType::A)),
+        Verdict::Forward
+    );
 }
 
 #[test]

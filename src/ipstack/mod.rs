@@ -1,0 +1,11 @@
+//! The L3 side of local network instances: a router port on the NI's domain,
+//! an embedded smoltcp interface for ARP and ICMP on the gateway address and
+//! the DNS socket, and the DHCP server fed straight from frames (its clients
+//! have no address yet, which an IP stack's sockets cannot talk to).
+
+mod device;
+pub mod port;
+mod router;
+pub mod wire;
+
+pub use router::{Router, RouterCounters, RouterSetup, router_mac};

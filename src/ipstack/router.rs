@@ -1,0 +1,526 @@
+//! One local NI's router: its control thread feeds frames for the router to
+//! the DHCP server or to smoltcp, answers DNS on the gateway address (relaying
+//! what is not local to the upstream servers), keeps the lease table on disk,
+//! and switches every frame it sends into the NI's domain.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use smoltcp::iface::{Config as IfConfig, Interface, SocketSet};
+use smoltcp::socket::udp;
+use smoltcp::time::Instant as SInstant;
+use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
+
+use super::device::QueueDevice;
+use super::port::RouterPort;
+use super::wire;
+use crate::config::{LocalNi, Mac};
+use crate::services::dhcp::{self, Client, Dest, Ignored, Lease, Leases, Pool};
+use crate::services::dns::{self, Forwarder, Verdict, Zone};
+use crate::switch::{Domain, PortEntry, PortRole, PortSpec, Switch, now_secs};
+
+/// The router's MAC on its NI: locally administered, stable per NI.
+pub fn router_mac(ni_uuid: &uuid::Uuid) -> Mac {
+    let d = Sha256::new()
+        .chain_update(b"niswitch router")
+        .chain_update(ni_uuid.as_bytes())
+        .finalize();
+    Mac([0x02, 0x16, 0x3e, d[0], d[1], d[2]])
+}
+
+/// Counters shown in status.
+#[derive(Default)]
+pub struct RouterCounters {
+    pub dhcp_replies: AtomicU64,
+    pub dhcp_ignored: AtomicU64,
+    pub dhcp_malformed: AtomicU64,
+    pub dhcp_exhausted: AtomicU64,
+    pub dns_answered: AtomicU64,
+    pub dns_forwarded: AtomicU64,
+    pub dns_malformed: AtomicU64,
+    pub dns_upstream_failures: AtomicU64,
+    pub frames_refused: AtomicU64,
+}
+
+impl RouterCounters {
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("dhcp_replies", self.dhcp_replies.load(Relaxed)),
+            ("dhcp_ignored", self.dhcp_ignored.load(Relaxed)),
+            ("dhcp_malformed", self.dhcp_malformed.load(Relaxed)),
+            ("dhcp_exhausted", self.dhcp_exhausted.load(Relaxed)),
+            ("dns_answered", self.dns_answered.load(Relaxed)),
+            ("dns_forwarded", self.dns_forwarded.load(Relaxed)),
+            ("dns_malformed", self.dns_malformed.load(Relaxed)),
+            (
+                "dns_upstream_failures",
+                self.dns_upstream_failures.load(Relaxed),
+            ),
+            ("frames_refused", self.frames_refused.load(Relaxed)),
+        ]
+    }
+}
+
+/// What a router needs from the config.
+pub struct RouterSetup {
+    pub ni_name: String,
+    pub ni_uuid: uuid::Uuid,
+    pub local: LocalNi,
+    pub clients: Vec<Client>,
+    pub state_dir: PathBuf,
+    pub mtu: u16,
+}
+
+/// A running router: its port, its shared view for status, its thread.
+pub struct Router {
+    pub mac: Mac,
+    pub entry: Arc<PortEntry>,
+    pub counters: Arc<RouterCounters>,
+    leases: Arc<Mutex<Vec<Lease>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Router {
+    /// Attaches the router to `domain` and starts its control thread.
+    pub fn start(
+        switch: &Arc<Switch>,
+        domain: &Arc<Domain>,
+        setup: RouterSetup,
+        stop: Arc<AtomicBool>,
+    ) -> io::Result<Router> {
+        let mac = router_mac(&setup.ni_uuid);
+        let port = Arc::new(RouterPort::new(mac)?);
+        let entry = switch.add_port(
+            domain,
+            PortSpec {
+                name: format!("router:{}", setup.ni_name),
+                role: PortRole::Other,
+                io: Box::new(port.clone()),
+                mtu: setup.mtu as u32,
+                own_mac: Some(mac),
+                link_up: true,
+            },
+        )?;
+        let counters = Arc::new(RouterCounters::default());
+        let lease_file = setup
+            .state_dir
+            .join(format!("leases-{}.json", setup.ni_uuid));
+        let saved = load_leases(&lease_file);
+        let leases = Leases::from_list(saved, unix_now());
+        let shared = Arc::new(Mutex::new(leases.list()));
+        let mut ctl = Control::new(
+            setup,
+            mac,
+            port,
+            entry.clone(),
+            switch.clone(),
+            counters.clone(),
+            shared.clone(),
+            leases,
+            lease_file,
+        )?;
+        let thread = std::thread::Builder::new()
+            .name(format!("router-{}", ctl.name))
+            .spawn(move || ctl.run(&stop))?;
+        Ok(Router {
+            mac,
+            entry,
+            counters,
+            leases: shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Bound leases, as last written.
+    pub fn leases(&self) -> Vec<Lease> {
+        self.leases.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits for the control thread (after `stop` was set).
+    pub fn join(&self) {
+        let t = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = t {
+            let _ = t.join();
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn load_leases(path: &Path) -> Vec<Lease> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => serde_json::from_str(&t).unwrap_or_else(|e| {
+            tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable lease file");
+            Vec::new()
+        }),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn save_leases(path: &Path, leases: &[Lease]) {
+    let Ok(text) = serde_json::to_string_pretty(leases) else {
+        return;
+    };
+    let tmp = path.with_extension("json.tmp");
+    let ok = std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = ok {
+        tracing::warn!(file = %path.display(), error = %e, "could not save leases");
+    }
+}
+
+struct Control {
+    name: String,
+    mac: Mac,
+    gateway: Ipv4Addr,
+    pool: Pool,
+    clients: Vec<Client>,
+    zone_base: Zone,
+    upstreams: Vec<SocketAddr>,
+    port: Arc<RouterPort>,
+    entry: Arc<PortEntry>,
+    switch: Arc<Switch>,
+    counters: Arc<RouterCounters>,
+    shared: Arc<Mutex<Vec<Lease>>>,
+    leases: Leases,
+    lease_file: PathBuf,
+    iface: Interface,
+    dev: QueueDevice,
+    sockets: SocketSet<'static>,
+    dns: smoltcp::iface::SocketHandle,
+    upstream: Option<UdpSocket>,
+    forwarder: Forwarder,
+}
+
+impl Control {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        setup: RouterSetup,
+        mac: Mac,
+        port: Arc<RouterPort>,
+        entry: Arc<PortEntry>,
+        switch: Arc<Switch>,
+        counters: Arc<RouterCounters>,
+        shared: Arc<Mutex<Vec<Lease>>>,
+        leases: Leases,
+        lease_file: PathBuf,
+    ) -> io::Result<Control> {
+        let l = &setup.local;
+        let pool = Pool {
+            subnet: l.subnet,
+            gateway: l.gateway,
+            start: l.dhcp_range.start,
+            end: l.dhcp_range.end,
+            lease_secs: l.lease_time,
+            domain: l.dns.domain.clone(),
+            mtu: setup.mtu,
+            air_gapped: l.uplinks.is_empty(),
+        };
+        let mut dev = QueueDevice::default();
+        let mut iface = Interface::new(
+            IfConfig::new(EthernetAddress(mac.0).into()),
+            &mut dev,
+            SInstant::now(),
+        );
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(
+                IpAddress::Ipv4(l.gateway),
+                l.subnet.prefix_len(),
+            ));
+        });
+        let buf =
+            || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 128], vec![0u8; 128 * 1024]);
+        let mut dns_sock = udp::Socket::new(buf(), buf());
+        dns_sock
+            .bind(IpEndpoint::new(IpAddress::Ipv4(l.gateway), 53))
+            .map_err(|e| io::Error::other(format!("DNS socket: {e}")))?;
+        let mut sockets = SocketSet::new(Vec::new());
+        let dns = sockets.add(dns_sock);
+        let upstreams: Vec<SocketAddr> = l
+            .dns
+            .upstream
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, 53))
+            .collect();
+        let upstream = if upstreams.is_empty() {
+            None
+        } else {
+            let s = UdpSocket::bind("0.0.0.0:0").or_else(|_| UdpSocket::bind("[::]:0"))?;
+            s.set_nonblocking(true)?;
+            Some(s)
+        };
+        let zone_base = Zone {
+            domain: l.dns.domain.clone(),
+            router: Some(l.gateway),
+            hosts: HashMap::new(),
+            records: l
+                .dns
+                .records
+                .iter()
+                .map(|r| (r.name.clone(), r.ip))
+                .collect(),
+            ttl: 30,
+        };
+        Ok(Control {
+            name: setup.ni_name,
+            mac,
+            gateway: l.gateway,
+            pool,
+            clients: setup.clients,
+            zone_base,
+            upstreams,
+            port,
+            entry,
+            switch,
+            counters,
+            shared,
+            leases,
+            lease_file,
+            iface,
+            dev,
+            sockets,
+            dns,
+            upstream,
+            forwarder: Forwarder::new(now_ms() ^ 0x5DEECE66D),
+        })
+    }
+
+    fn run(&mut self, stop: &AtomicBool) {
+        let mut last_tick = 0u64;
+        while !stop.load(Relaxed) {
+            let delay = self
+                .iface
+                .poll_delay(SInstant::now(), &self.sockets)
+                .map_or(200, |d| d.total_millis().min(200)) as i32;
+            let mut fds = [
+                libc::pollfd {
+                    fd: self.port.wake_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: -1,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            if let Some(u) = &self.upstream {
+                fds[1].fd = u.as_raw_fd();
+            }
+            // SAFETY: two valid pollfds (a negative fd is ignored).
+            unsafe { libc::poll(fds.as_mut_ptr(), 2, delay) };
+            let frames = self.port.drain();
+            for f in frames {
+                let guarded =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.frame(&f)));
+                if guarded.is_err() {
+                    self.counters.frames_refused.fetch_add(1, Relaxed);
+                    tracing::error!(ni = %self.name, "a frame made the router fail; dropped");
+                }
+            }
+            self.poll_stack();
+            self.serve_dns();
+            self.relay_upstream();
+            self.poll_stack();
+            let now = now_ms();
+            if now.saturating_sub(last_tick) >= 1000 {
+                last_tick = now;
+                self.tick();
+            }
+        }
+    }
+
+    fn poll_stack(&mut self) {
+        self.iface
+            .poll(SInstant::now(), &mut self.dev, &mut self.sockets);
+        for p in std::mem::take(&mut self.dev.tx) {
+            self.switch.process(&self.entry, &p, now_secs());
+        }
+    }
+
+    /// One frame for the router: DHCP here, the rest to smoltcp.
+    fn frame(&mut self, pkt: &[u8]) {
+        let Some(f) = wire::finish_frame(pkt) else {
+            self.counters.frames_refused.fetch_add(1, Relaxed);
+            return;
+        };
+        if let Some(u) = wire::parse_udp(&f)
+            && u.dport == 67
+        {
+            self.dhcp(u.src_mac, u.payload);
+            return;
+        }
+        if self.dev.rx.len() < 1024 {
+            self.dev.rx.push_back(f);
+        }
+    }
+
+    fn dhcp(&mut self, src: Mac, payload: &[u8]) {
+        let Some(msg) = dhcp::decode(payload) else {
+            self.counters.dhcp_malformed.fetch_add(1, Relaxed);
+            return;
+        };
+        let before = self.leases.list();
+        match self
+            .leases
+            .handle(&self.pool, &self.clients, src, &msg, unix_now())
+        {
+            Ok(reply) => {
+                let (ip, mac) = match reply.dest {
+                    Dest::Broadcast => (Ipv4Addr::BROADCAST, Mac::BROADCAST),
+                    Dest::Unicast(ip, mac) => (ip, mac),
+                };
+                let bytes = dhcp::encode(&reply.msg);
+                let p = wire::udp_packet(self.mac, mac, (self.gateway, 67), (ip, 68), &bytes);
+                self.switch.process(&self.entry, &p, now_secs());
+                self.counters.dhcp_replies.fetch_add(1, Relaxed);
+            }
+            Err(Ignored::Malformed) => {
+                self.counters.dhcp_malformed.fetch_add(1, Relaxed);
+            }
+            Err(Ignored::PoolExhausted) => {
+                self.counters.dhcp_exhausted.fetch_add(1, Relaxed);
+                tracing::warn!(ni = %self.name, client = %src, "DHCP range is full: no offer");
+            }
+            Err(Ignored::ForeignClient | Ignored::NotARequest) => {
+                self.counters.dhcp_ignored.fetch_add(1, Relaxed);
+            }
+            Err(Ignored::Silent) => {}
+        }
+        let after = self.leases.list();
+        if after != before {
+            self.persist(after);
+        }
+    }
+
+    fn persist(&self, list: Vec<Lease>) {
+        save_leases(&self.lease_file, &list);
+        if let Ok(mut s) = self.shared.lock() {
+            *s = list;
+        }
+    }
+
+    fn zone(&self) -> Zone {
+        let mut z = self.zone_base.clone();
+        let now = unix_now();
+        for c in &self.clients {
+            let ip = c.fixed.or_else(|| self.leases.ip_of(c.mac, now));
+            if let Some(ip) = ip {
+                z.hosts
+                    .entry(c.app.to_ascii_lowercase())
+                    .or_default()
+                    .push(ip);
+            }
+        }
+        z
+    }
+
+    fn serve_dns(&mut self) {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let sock = self.sockets.get_mut::<udp::Socket>(self.dns);
+            let Ok((n, meta)) = sock.recv_slice(&mut buf) else {
+                break;
+            };
+            let query = buf[..n].to_vec();
+            let client = meta.endpoint;
+            let zone = self.zone();
+            let out = match dns::answer(&zone, &query) {
+                Verdict::Reply(r) => {
+                    if query.len() >= 12 && r.get(3).is_some_and(|rc| rc & 0x0f == 1) {
+                        self.counters.dns_malformed.fetch_add(1, Relaxed);
+                    } else {
+                        self.counters.dns_answered.fetch_add(1, Relaxed);
+                    }
+                    Some(r)
+                }
+                Verdict::Drop => {
+                    self.counters.dns_malformed.fetch_add(1, Relaxed);
+                    None
+                }
+                Verdict::Forward => self.forward(&query, client),
+            };
+            if let Some(r) = out {
+                let _ = self
+                    .sockets
+                    .get_mut::<udp::Socket>(self.dns)
+                    .send_slice(&r, client);
+            }
+        }
+    }
+
+    /// Relays a query upstream; a SERVFAIL right away when there is nowhere to send it.
+    fn forward(&mut self, query: &[u8], client: IpEndpoint) -> Option<Vec<u8>> {
+        let sa = SocketAddr::new(IpAddr::from(client.addr), client.port);
+        let Some(sock) = &self.upstream else {
+            self.counters.dns_upstream_failures.fetch_add(1, Relaxed);
+            return dns::servfail(query);
+        };
+        let Some(q) = self.forwarder.outgoing(query, sa, now_ms()) else {
+            self.counters.dns_upstream_failures.fetch_add(1, Relaxed);
+            return dns::servfail(query);
+        };
+        for up in &self.upstreams {
+            let _ = sock.send_to(&q, up);
+        }
+        self.counters.dns_forwarded.fetch_add(1, Relaxed);
+        None
+    }
+
+    fn relay_upstream(&mut self) {
+        let Some(sock) = &self.upstream else { return };
+        let mut buf = vec![0u8; 4096];
+        let mut out = Vec::new();
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            if !self.upstreams.contains(&from) {
+                continue;
+            }
+            if let Some(r) = self.forwarder.incoming(&buf[..n]) {
+                out.push(r);
+            }
+        }
+        for (r, to) in out {
+            self.send_dns(&r, to);
+        }
+    }
+
+    fn send_dns(&mut self, r: &[u8], to: SocketAddr) {
+        // Clients of the DNS socket are the NI's (IPv4) apps.
+        let IpAddr::V4(ip) = to.ip() else { return };
+        let ep = IpEndpoint::new(IpAddress::Ipv4(ip), to.port());
+        let _ = self
+            .sockets
+            .get_mut::<udp::Socket>(self.dns)
+            .send_slice(r, ep);
+    }
+
+    fn tick(&mut self) {
+        for (r, to) in self.forwarder.expire(now_ms()) {
+            self.counters.dns_upstream_failures.fetch_add(1, Relaxed);
+            self.send_dns(&r, to);
+        }
+        if self.leases.expire(unix_now()) {
+            let list = self.leases.list();
+            self.persist(list);
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Small frame helpers for the router: finishing checksums that TAP offloads
+//! left partial, reading IPv4/UDP headers, and building UDP frames.
+
+use std::net::Ipv4Addr;
+
+use crate::config::Mac;
+use crate::switch::frame::{ETH_HDR_LEN, ETHERTYPE_IPV4, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
+
+/// RFC 1071 one's-complement sum of `data`, added to `sum`.
+pub fn csum_add(mut sum: u32, data: &[u8]) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        sum += u16::from_be_bytes([c[0], c[1]]) as u32;
+    }
+    if let [b] = chunks.remainder() {
+        sum += (*b as u32) << 8;
+    }
+    sum
+}
+
+pub fn csum_fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Takes a packet (virtio-net header + frame) and returns the bare Ethernet
+/// frame with any partial checksum completed, as a receiver expects it.
+/// GSO frames are refused (None): nothing addressed to the router is that big.
+pub fn finish_frame(pkt: &[u8]) -> Option<Vec<u8>> {
+    if pkt.len() < VNET_HDR_LEN + ETH_HDR_LEN || pkt[1] != 0 {
+        return None;
+    }
+    let mut f = pkt[VNET_HDR_LEN..].to_vec();
+    if pkt[0] & VNET_F_NEEDS_CSUM != 0 {
+        let start = u16::from_le_bytes([pkt[6], pkt[7]]) as usize;
+        let off = u16::from_le_bytes([pkt[8], pkt[9]]) as usize;
+        if start + off + 2 > f.len() {
+            return None;
+        }
+        let c = csum_fold(csum_add(0, &f[start..]));
+        f[start + off..start + off + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    Some(f)
+}
+
+/// A parsed IPv4/UDP datagram inside an Ethernet frame.
+pub struct Udp<'a> {
+    pub src_mac: Mac,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub payload: &'a [u8],
+}
+
+/// Reads an untagged IPv4/UDP frame; None for anything else or malformed.
+pub fn parse_udp(f: &[u8]) -> Option<Udp<'_>> {
+    if f.len() < ETH_HDR_LEN + 28 || u16::from_be_bytes([f[12], f[13]]) != ETHERTYPE_IPV4 {
+        return None;
+    }
+    let ip = &f[ETH_HDR_LEN..];
+    let ihl = (ip[0] & 0x0f) as usize * 4;
+    if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != 17 || ip.len() < ihl + 8 {
+        return None;
+    }
+    let total = (u16::from_be_bytes([ip[2], ip[3]]) as usize).min(ip.len());
+    let udp = ip.get(ihl..total)?;
+    let ulen = u16::from_be_bytes([udp[4], udp[5]]) as usize;
+    if ulen < 8 || ulen > udp.len() {
+        return None;
+    }
+    Some(Udp {
+        src_mac: Mac(f[6..12].try_into().ok()?),
+        src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+        dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+        sport: u16::from_be_bytes([udp[0], udp[1]]),
+        dport: u16::from_be_bytes([udp[2], udp[3]]),
+        payload: &udp[8..ulen],
+    })
+}
+
+/// Builds virtio-net header + Ethernet + IPv4 + UDP around `payload`, with
+/// both checksums computed.
+pub fn udp_packet(
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let ulen = 8 + payload.len();
+    let tlen = 20 + ulen;
+    let mut p = Vec::with_capacity(VNET_HDR_LEN + ETH_HDR_LEN + tlen);
+    p.extend([0u8; VNET_HDR_LEN]);
+    p.extend(dst_mac.0);
+    p.extend(src_mac.0);
+    p.extend(ETHERTYPE_IPV4.to_be_bytes());
+    let ip_at = p.len();
+    p.extend([0x45, 0]);
+    p.extend((tlen as u16).to_be_bytes());
+    p.extend([0, 0, 0x40, 0, 64, 17, 0, 0]);
+    p.extend(src.0.octets());
+    p.extend(dst.0.octets());
+    let ipc = csum_fold(csum_add(0, &p[ip_at..ip_at + 20]));
+    p[ip_at + 10..ip_at + 12].copy_from_slice(&ipc.to_be_bytes());
+    let udp_at = p.len();
+    p.extend(src.1.to_be_bytes());
+    p.extend(dst.1.to_be_bytes());
+    p.extend((ulen as u16).to_be_bytes());
+    p.extend([0, 0]);
+    p.extend(payload);
+    let mut sum = csum_add(0, &src.0.octets());
+    sum = csum_add(sum, &dst.0.octets());
+    sum += 17 + ulen as u32;
+    let mut c = csum_fold(csum_add(sum, &p[udp_at..]));
+    if c == 0 {
+        c = 0xffff;
+    }
+    p[udp_at + 6..udp_at + 8].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_frames_parse_back_with_valid_checksums() {
+        let p = udp_packet(
+            Mac([2, 0, 0, 0, 0, 1]),
+            Mac::BROADCAST,
+            ("10.0.0.1".parse().unwrap(), 67),
+            ("255.255.255.255".parse().unwrap(), 68),
+            b"hello",
+        );
+        let f = &p[VNET_HDR_LEN..];
+        let u = parse_udp(f).unwrap();
+        assert_eq!((u.sport, u.dport, u.payload), (67, 68, &b"hello"[..]));
+        assert_eq!(
+            csum_fold(csum_add(0, &f[14..34])),
+            0,
+            "IPv4 header checksum"
+        );
+        let mut sum = csum_add(0, &f[26..34]);
+        sum += 17 + (f.len() - 34) as u32;
+        assert_eq!(csum_fold(csum_add(sum, &f[34..])), 0, "UDP checksum");
+    }
+
+    #[test]
+    fn partial_checksum_is_completed() {
+        let mut p = udp_packet(
+            Mac([2, 0, 0, 0, 0, 1]),
+            Mac::BROADCAST,
+            ("10.0.0.1".parse().unwrap(), 1000),
+            ("10.0.0.2".parse().unwrap(), 53),
+            b"query!",
+        );
+        let want = [p[VNET_HDR_LEN + 40], p[VNET_HDR_LEN + 41]];
+        // What a TAP hands over: the pseudo-header sum, not inverted.
+        let f = &p[VNET_HDR_LEN..];
+        let mut sum = csum_add(0, &f[26..34]);
+        sum += 17 + (f.len() - 34) as u32;
+        let pseudo = !csum_fold(sum);
+        p[VNET_HDR_LEN + 40..VNET_HDR_LEN + 42].copy_from_slice(&pseudo.to_be_bytes());
+        p[0] = VNET_F_NEEDS_CSUM;
+        p[6..8].copy_from_slice(&34u16.to_le_bytes());
+        p[8..10].copy_from_slice(&6u16.to_le_bytes());
+        let done = finish_frame(&p).unwrap();
+        assert_eq!([done[40], done[41]], want);
+        assert!(parse_udp(&done[..20]).is_none());
+    }
+}
