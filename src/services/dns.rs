@@ -100,7 +100,7 @@ pub fn answer(zone: &Zone, bytes: &[u8]) -> Verdict {
         return Verdict::Drop;
     }
     let Ok(q) = Message::from_vec(bytes) else {
-        return Verdict::Reply(error_header(bytes, u8::from(ResponseCode::FormErr.low())));
+        return Verdict::Reply(error_header(bytes, ResponseCode::FormErr.low()));
     };
     if q.metadata.op_code != OpCode::Query {
         return Verdict::Reply(error_header(bytes, ResponseCode::NotImp.low()));
