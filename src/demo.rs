@@ -22,6 +22,14 @@ const APPS: [(&str, &str, &str); 3] = [
     ("app3", "6ba7b810-9dad-11d1-80b4-00c04fd430c3", "192.0.2.13"),
 ];
 
+/// Apps on the local NI `lan`, served by niswitch's own DHCP and DNS.
+const LOCAL_APPS: [(&str, &str); 2] = [
+    ("web", "6ba7b810-9dad-11d1-80b4-00c04fd430d1"),
+    ("db", "6ba7b810-9dad-11d1-80b4-00c04fd430d2"),
+];
+const LOCAL_SUBNET: &str = "10.50.0.0/24";
+const LOCAL_GATEWAY: &str = "10.50.0.1";
+
 struct Steps {
     passed: u32,
     failed: u32,
@@ -56,17 +64,52 @@ fn have(cmd: &str) -> bool {
 
 fn demo_config() -> String {
     let mut apps = String::new();
+    let mut local_apps = String::new();
+    for (name, uuid) in LOCAL_APPS {
+        local_apps.push_str(&format!("  - name: {name}\n    uuid: {uuid}\n    interfaces:\n      - {{ ni: lan, tap: {PREFIX}-{name}, netns: {PREFIX}-{name} }}\n"));
+    }
     for (name, uuid, _) in APPS {
         apps.push_str(&format!("  - name: {name}\n    uuid: {uuid}\n    interfaces:\n      - {{ ni: flat, tap: {PREFIX}-{name}, netns: {PREFIX}-{name} }}\n"));
     }
     format!(
         "version: 1\nports:\n  - {{ name: uplink, device: {PREFIX}-nic, management: true, host_interface: {PREFIX}-host }}\n\
-         network_instances:\n  - {{ name: flat, uuid: 2d7b0f4e-5a3c-4b8e-9f61-0c1d2e3f4a5b, type: switch, port: uplink }}\napps:\n{apps}"
+         network_instances:\n  - {{ name: flat, uuid: 2d7b0f4e-5a3c-4b8e-9f61-0c1d2e3f4a5b, type: switch, port: uplink }}\n\
+         \x20 - {{ name: lan, type: local, subnet: {LOCAL_SUBNET}, dns: {{ domain: lan }}, uplinks: [uplink] }}\napps:\n{apps}{local_apps}"
     )
 }
 
 fn ping(sb: &Sandbox, ns: &str, ip: &str) -> bool {
     sb.ok(ns, &format!("ping -c 2 -i 0.2 -W 1 {ip}"))
+}
+
+/// The local NI: leases from niswitch itself, names from its DNS.
+fn local_steps(sb: &Sandbox, st: &mut Steps, ns: &[String]) -> Result<()> {
+    let mut ips = Vec::new();
+    let mut all = true;
+    for ((name, _), n) in LOCAL_APPS.iter().zip(ns) {
+        all &= sb.ok(
+            n,
+            &format!("udhcpc -i {PREFIX}-{name} -n -q -t 6 -T 1 >/dev/null 2>&1"),
+        );
+        ips.push(sb.out(
+            n,
+            &format!("ip -4 -o addr show dev {PREFIX}-{name} | awk '{{print $4}}' | cut -d/ -f1"),
+        ));
+    }
+    st.check(&format!("web ({}) and db ({}) got leases from niswitch's DHCP server on local NI `lan` ({LOCAL_SUBNET})", ips[0], ips[1]), all)?;
+    let answer = sb.out(
+        &ns[0],
+        &format!("dig +short +time=2 @{LOCAL_GATEWAY} -q db.lan"),
+    );
+    st.check(
+        &format!("web resolves db.lan on the gateway's DNS: {answer}"),
+        answer == ips[1],
+    )?;
+    st.check("web pings db by name", ping(sb, &ns[0], "db"))?;
+    st.check(
+        &format!("db pings its gateway {LOCAL_GATEWAY}"),
+        ping(sb, &ns[1], LOCAL_GATEWAY),
+    )
 }
 
 /// Runs the demo; Ok(true) when every step passed.
@@ -93,6 +136,10 @@ fn steps(exe: &Path, st: &mut Steps) -> Result<()> {
     let mut app_ns = Vec::new();
     for (name, _, _) in APPS {
         app_ns.push(sb.ns(name)?);
+    }
+    let mut local_ns = Vec::new();
+    for (name, _) in LOCAL_APPS {
+        local_ns.push(sb.ns(name)?);
     }
     sb.veth(
         &dev,
@@ -210,6 +257,8 @@ fn steps(exe: &Path, st: &mut Steps) -> Result<()> {
         "the device's host interface pings app1",
         ping(&sb, &dev, &ips[0]),
     )?;
+
+    local_steps(&sb, st, &local_ns)?;
 
     println!("\n  live status (niswitch status):");
     if let Ok(v) = control::call(&ctl, &Request::Status)

@@ -209,6 +209,8 @@ struct Control {
     dns: smoltcp::iface::SocketHandle,
     upstream: Option<UdpSocket>,
     forwarder: Forwarder,
+    /// The zone with the apps' current addresses, rebuilt when leases change.
+    zone: Option<Zone>,
 }
 
 impl Control {
@@ -279,6 +281,7 @@ impl Control {
                 .map(|r| (r.name.clone(), r.ip))
                 .collect(),
             ttl: 30,
+            subnet: Some(l.subnet),
         };
         Ok(Control {
             name: setup.ni_name,
@@ -301,6 +304,7 @@ impl Control {
             dns,
             upstream,
             forwarder: Forwarder::new(now_ms() ^ 0x5DEECE66D),
+            zone: None,
         })
     }
 
@@ -412,26 +416,30 @@ impl Control {
         }
     }
 
-    fn persist(&self, list: Vec<Lease>) {
+    fn persist(&mut self, list: Vec<Lease>) {
+        self.zone = None;
         save_leases(&self.lease_file, &list);
         if let Ok(mut s) = self.shared.lock() {
             *s = list;
         }
     }
 
-    fn zone(&self) -> Zone {
-        let mut z = self.zone_base.clone();
-        let now = unix_now();
-        for c in &self.clients {
-            let ip = c.fixed.or_else(|| self.leases.ip_of(c.mac, now));
-            if let Some(ip) = ip {
-                z.hosts
-                    .entry(c.app.to_ascii_lowercase())
-                    .or_default()
-                    .push(ip);
+    fn zone(&mut self) -> &Zone {
+        let (base, clients, leases) = (&self.zone_base, &self.clients, &self.leases);
+        self.zone.get_or_insert_with(|| {
+            let mut z = base.clone();
+            let bound: HashMap<Mac, Ipv4Addr> =
+                leases.list().into_iter().map(|l| (l.mac, l.ip)).collect();
+            for c in clients {
+                if let Some(ip) = c.fixed.or_else(|| bound.get(&c.mac).copied()) {
+                    z.hosts
+                        .entry(c.app.to_ascii_lowercase())
+                        .or_default()
+                        .push(ip);
+                }
             }
-        }
-        z
+            z
+        })
     }
 
     fn serve_dns(&mut self) {
@@ -443,8 +451,8 @@ impl Control {
             };
             let query = buf[..n].to_vec();
             let client = meta.endpoint;
-            let zone = self.zone();
-            let out = match dns::answer(&zone, &query) {
+            let verdict = dns::answer(self.zone(), &query);
+            let out = match verdict {
                 Verdict::Reply(r) => {
                     if query.len() >= 12 && r.get(3).is_some_and(|rc| rc & 0x0f == 1) {
                         self.counters.dns_malformed.fetch_add(1, Relaxed);

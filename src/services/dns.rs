@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA};
-use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::rr::rdata::{A, AAAA, PTR};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 /// What the NI knows by name.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +20,8 @@ pub struct Zone {
     /// Static records; a name starting with `*.` is a wildcard.
     pub records: Vec<(String, IpAddr)>,
     pub ttl: u32,
+    /// Reverse lookups inside this subnet are answered here.
+    pub subnet: Option<ipnet::Ipv4Net>,
 }
 
 /// What to do with a query.
@@ -70,6 +72,38 @@ impl Zone {
         (!out.is_empty()).then_some(out)
     }
 
+    /// PTR: Some(names) for an address of the NI's subnet (empty: NXDOMAIN),
+    /// None for a name that is not a reverse name of the subnet.
+    pub fn reverse(&self, name: &str) -> Option<Vec<String>> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let rev = name.strip_suffix(".in-addr.arpa")?;
+        let o: Vec<u8> = rev
+            .split('.')
+            .map(|x| x.parse::<u8>())
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let [d, c, b, a] = o[..] else { return None };
+        let ip = Ipv4Addr::new(a, b, c, d);
+        if !self.subnet.is_some_and(|s| s.contains(&ip)) {
+            return None;
+        }
+        let qualify = |h: &str| match &self.domain {
+            Some(d) => format!("{h}.{d}."),
+            None => format!("{h}."),
+        };
+        let mut out: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|(_, ips)| ips.contains(&ip))
+            .map(|(h, _)| qualify(h))
+            .collect();
+        out.sort();
+        if self.router == Some(ip) {
+            out.push(qualify("router"));
+        }
+        Some(out)
+    }
+
     /// A name the NI is authoritative for: one label, or under its domain.
     fn is_local(&self, name: &str) -> bool {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
@@ -110,8 +144,13 @@ pub fn answer(zone: &Zone, bytes: &[u8]) -> Verdict {
     }
     let query = &q.queries[0];
     let name = query.name().to_ascii();
-    let found = zone.lookup(&name);
-    if found.is_none() && !zone.is_local(&name) {
+    let reverse = zone.reverse(&name);
+    let found = if reverse.is_some() {
+        None
+    } else {
+        zone.lookup(&name)
+    };
+    if reverse.is_none() && found.is_none() && !zone.is_local(&name) {
         return Verdict::Forward;
     }
     let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
@@ -122,9 +161,22 @@ pub fn answer(zone: &Zone, bytes: &[u8]) -> Verdict {
     if q.edns.is_some() {
         r.set_edns(Edns::new());
     }
-    match found {
-        None => r.metadata.response_code = ResponseCode::NXDomain,
-        Some(ips) => {
+    match (found, reverse) {
+        (None, Some(names)) if !names.is_empty() => {
+            if matches!(query.query_type(), RecordType::PTR | RecordType::ANY) {
+                for n in names {
+                    if let Ok(n) = Name::from_ascii(&n) {
+                        r.add_answer(Record::from_rdata(
+                            query.name().clone(),
+                            zone.ttl,
+                            RData::PTR(PTR(n)),
+                        ));
+                    }
+                }
+            }
+        }
+        (None, _) => r.metadata.response_code = ResponseCode::NXDomain,
+        (Some(ips), _) => {
             let t = query.query_type();
             for ip in ips {
                 let rdata = match (ip, t) {

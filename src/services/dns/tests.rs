@@ -2,7 +2,6 @@
 
 use super::*;
 use hickory_proto::op::Query;
-use hickory_proto::rr::Name;
 
 fn zone() -> Zone {
     let mut hosts = HashMap::new();
@@ -20,6 +19,7 @@ fn zone() -> Zone {
             ("v6.example".into(), "2001:db8::1".parse().unwrap()),
         ],
         ttl: 60,
+        subnet: Some("10.50.0.0/24".parse().unwrap()),
     }
 }
 
@@ -138,4 +138,24 @@ fn forwarder_rewrites_and_restores_ids() {
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].0[3] & 0x0f, 2, "SERVFAIL");
     assert_eq!(f.waiting(), 0);
+}
+
+#[test]
+fn reverse_names_of_the_subnet() {
+    let m = ask("20.0.50.10.in-addr.arpa", RecordType::PTR);
+    assert_eq!(addrs(&m), vec!["web.lan."]);
+    assert_eq!(
+        addrs(&ask("1.0.50.10.in-addr.arpa", RecordType::PTR)),
+        vec!["router.lan."]
+    );
+    assert_eq!(
+        ask("99.0.50.10.in-addr.arpa", RecordType::PTR)
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain
+    );
+    assert_eq!(
+        answer(&zone(), &query("1.1.1.1.in-addr.arpa", RecordType::PTR)),
+        Verdict::Forward
+    );
 }

@@ -1,0 +1,102 @@
+//! Request handling of the local-NI services: a DHCP DISCOVER/REQUEST pair
+//! against a lease table, and DNS queries answered locally or sent upstream.
+
+use std::net::Ipv4Addr;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use dhcproto::v4::{DhcpOption, Message, MessageType};
+use hickory_proto::op::{Message as DnsMessage, MessageType as DnsType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+use niswitch::config::Mac;
+use niswitch::services::dhcp::{self, Client, Leases, Pool};
+use niswitch::services::dns::{self, Zone};
+
+fn dhcp_bench(c: &mut Criterion) {
+    let pool = Pool {
+        subnet: "10.50.0.0/16".parse().expect("net"),
+        gateway: "10.50.0.1".parse().expect("ip"),
+        start: "10.50.1.0".parse().expect("ip"),
+        end: "10.50.255.254".parse().expect("ip"),
+        lease_secs: 3600,
+        domain: Some("lan".into()),
+        mtu: 1500,
+        air_gapped: false,
+    };
+    let clients: Vec<Client> = (0..500u32)
+        .map(|i| {
+            let b = i.to_be_bytes();
+            Client {
+                mac: Mac([2, 0, b[0], b[1], b[2], b[3]]),
+                app: format!("app{i}"),
+                fixed: None,
+            }
+        })
+        .collect();
+    let mut leases = Leases::default();
+    let msgs: Vec<(Mac, Vec<u8>)> = clients
+        .iter()
+        .map(|c| {
+            let mut m = Message::new_with_id(
+                1,
+                Ipv4Addr::UNSPECIFIED,
+                Ipv4Addr::UNSPECIFIED,
+                Ipv4Addr::UNSPECIFIED,
+                Ipv4Addr::UNSPECIFIED,
+                &c.mac.0,
+            );
+            m.opts_mut()
+                .insert(DhcpOption::MessageType(MessageType::Discover));
+            (c.mac, dhcp::encode(&m))
+        })
+        .collect();
+    let mut g = c.benchmark_group("dhcp");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    g.bench_function("decode_discover_offer_encode_500_clients", |b| {
+        b.iter(|| {
+            i = (i + 1) % msgs.len();
+            let (mac, bytes) = &msgs[i];
+            let m = dhcp::decode(bytes).expect("decodes");
+            let r = leases
+                .handle(&pool, &clients, *mac, &m, 1000)
+                .expect("offer");
+            dhcp::encode(&r.msg)
+        })
+    });
+    g.finish();
+}
+
+fn dns_bench(c: &mut Criterion) {
+    let mut zone = Zone {
+        domain: Some("lan".into()),
+        router: Some("10.50.0.1".parse().expect("ip")),
+        ttl: 30,
+        ..Default::default()
+    };
+    for i in 0..500u32 {
+        zone.hosts
+            .insert(format!("app{i}"), vec![Ipv4Addr::from(0x0a32_0100 + i)]);
+    }
+    let q = |name: &str| {
+        let mut m = DnsMessage::new(7, DnsType::Query, OpCode::Query);
+        m.add_query(Query::query(
+            Name::from_ascii(name).expect("name"),
+            RecordType::A,
+        ));
+        m.to_vec().expect("encodes")
+    };
+    let local = q("app250.lan");
+    let remote = q("www.example.com");
+    let mut g = c.benchmark_group("dns");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("local_answer_500_apps", |b| {
+        b.iter(|| dns::answer(&zone, &local))
+    });
+    g.bench_function("forward_decision", |b| {
+        b.iter(|| dns::answer(&zone, &remote))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, dhcp_bench, dns_bench);
+criterion_main!(benches);
