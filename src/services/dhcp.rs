@@ -84,9 +84,49 @@ pub struct Leases {
     declined: HashMap<Ipv4Addr, u64>,
 }
 
-/// Parses a DHCP message.
+/// Parses a DHCP message. Options whose length contradicts their fixed
+/// size are refused first: the codec trusts them.
 pub fn decode(bytes: &[u8]) -> Option<Message> {
+    if !options_sane(bytes) {
+        return None;
+    }
     Message::decode(&mut Decoder::new(bytes)).ok()
+}
+
+/// Walks the option list after the magic cookie: every option fits, and the
+/// fixed-size ones have their size.
+fn options_sane(bytes: &[u8]) -> bool {
+    let mut opts = match bytes.get(236..240) {
+        Some([99, 130, 83, 99]) => &bytes[240..],
+        _ => return false,
+    };
+    while let [code, rest @ ..] = opts {
+        match code {
+            0 => opts = rest,
+            255 => return true,
+            _ => {
+                let [len, data @ ..] = rest else { return false };
+                let len = *len as usize;
+                if data.len() < len {
+                    return false;
+                }
+                let fits = match code {
+                    80 => len == 0,
+                    94 => len == 3,
+                    81 => len >= 3,
+                    151 => len >= 1,
+                    152..=155 => len == 4,
+                    156 | 157 => len == 1,
+                    _ => true,
+                };
+                if !fits {
+                    return false;
+                }
+                opts = &data[len..];
+            }
+        }
+    }
+    true
 }
 
 pub fn encode(msg: &Message) -> Vec<u8> {

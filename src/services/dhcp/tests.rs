@@ -385,3 +385,21 @@ fn renew_rebind_after_restart_decline_and_other_server() {
     );
     assert!(l.list().is_empty());
 }
+
+#[test]
+fn fixed_size_options_with_wrong_length_are_refused_not_trusted() {
+    // Found by the `dhcp` fuzz target: the codec asserted on this input.
+    let bytes = include_bytes!("../../../tests/data/dhcp-bad-option-length.bin");
+    assert!(decode(bytes).is_none());
+    let mut ok = Message::new_with_id(
+        1,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        &mac(1).0,
+    );
+    ok.opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Discover));
+    assert!(decode(&encode(&ok)).is_some());
+}
