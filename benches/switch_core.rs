@@ -37,6 +37,7 @@ fn setup(n: usize) -> (Arc<Switch>, Vec<Arc<PortEntry>>) {
                     io: Box::new(Shared(MemoryPort::sink())),
                     mtu: 1500,
                     own_mac: Some(mac(i as u32 + 1)),
+                    pinned: None,
                     link_up: true,
                 },
             )

@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let sw = Switch::new();
     let d = Domain::new("fuzz");
     let mk = |n: &str| {
-        sw.add_port(&d, PortSpec { name: n.into(), role: PortRole::Other, io: Box::new(Shared(MemoryPort::sink())), mtu: 1500, own_mac: None, link_up: true })
+        sw.add_port(&d, PortSpec { name: n.into(), role: PortRole::Other, io: Box::new(Shared(MemoryPort::sink())), mtu: 1500, own_mac: None, pinned: None, link_up: true })
             .expect("port")
     };
     let a = mk("a");

@@ -107,6 +107,9 @@ pub struct VifStatus {
     pub netns: Option<String>,
     #[serde(flatten)]
     pub counters: Counters,
+    /// Why the interface is down, when it could not be created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 fn drops_text(c: &Counters) -> String {
@@ -208,6 +211,10 @@ pub fn render(s: &Status) -> String {
     for a in &s.apps {
         let _ = writeln!(o, "  {} {}", a.name, a.uuid);
         for v in &a.interfaces {
+            if let Some(e) = &v.error {
+                let _ = writeln!(o, "    {:<8} tap {:<15} DOWN: {e}", v.ni, v.tap);
+                continue;
+            }
             let ips = if v.ips.is_empty() {
                 "-".to_string()
             } else {

@@ -77,7 +77,11 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
 
 fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
     let switch = Switch::new();
-    taps::remove_stale(&opts.state_dir, cfg);
+    // Only TAPs an earlier run recorded may be re-attached; any other
+    // interface with a wanted name is refused.
+    let recorded = taps::load(&opts.state_dir);
+    taps::remove_stale(&recorded, cfg);
+    let mut made: Vec<taps::Recorded> = Vec::new();
     // One domain per port, per port-less switch NI, per local NI.
     let mut port_domains: HashMap<String, Arc<Domain>> = HashMap::new();
     let mut state = State::empty(cfg.clone());
@@ -85,8 +89,17 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
     for p in &cfg.ports {
         let d = Domain::new(format!("port:{}", p.name));
         port_domains.insert(p.name.clone(), d.clone());
-        let opened = nic::open(p)
+        let host = p.host_interface.as_ref().map(|h| taps::Recorded {
+            name: h.clone(),
+            netns: None,
+        });
+        let reattach = host.as_ref().is_some_and(|h| recorded.contains(h));
+        let opened = nic::open(p, reattach)
             .with_context(|| format!("opening port `{}` (device {})", p.name, p.device))?;
+        if let Some(h) = host {
+            made.push(h);
+            taps::record(&opts.state_dir, &made);
+        }
         let sock = opened.sock.clone();
         let nic_entry = switch.add_port(
             &d,
@@ -98,6 +111,7 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
                 io: Box::new(sock),
                 mtu: opened.mtu,
                 own_mac: None,
+                pinned: None,
                 link_up: ifctl::is_running(&opened.nic_name),
             },
         )?;
@@ -113,6 +127,8 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
                     io: Box::new(tap.clone()),
                     mtu: opened.mtu,
                     own_mac: None,
+                    // The host's MAC lives behind its TAP, never on the LAN side.
+                    pinned: Some(opened.mac),
                     link_up: true,
                 },
             )?),
@@ -172,7 +188,6 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
             router,
         });
     }
-    let mut created = Vec::new();
     for app in &cfg.apps {
         for vif in &app.interfaces {
             let ni = state
@@ -188,30 +203,40 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
                     .map_or(1500, |s| s.nic.mtu.load(Relaxed)),
                 None => 1500,
             };
+            let rec = taps::Recorded {
+                name: vif.tap.clone(),
+                netns: vif.netns.clone(),
+            };
             let topts = TapOptions {
                 name: vif.tap.clone(),
                 mac: Some(vif.mac),
                 mtu: Some(mtu),
                 persist: true,
+                exclusive: !recorded.contains(&rec),
             };
-            let tap =
-                netns::run_in(vif.netns.as_deref(), || Tap::open(&topts)).with_context(|| {
-                    format!(
-                        "creating TAP `{}` for app `{}`{}",
-                        vif.tap,
-                        app.name,
-                        vif.netns
-                            .as_ref()
-                            .map(|n| format!(" in namespace `{n}`"))
-                            .unwrap_or_default()
-                    )
-                })?;
-            let tap = Arc::new(tap);
-            created.push(taps::Recorded {
-                name: vif.tap.clone(),
-                netns: vif.netns.clone(),
-            });
-            taps::record(&opts.state_dir, &created);
+            let tap = match netns::run_in(vif.netns.as_deref(), || Tap::open(&topts)) {
+                Ok(t) => Arc::new(t),
+                Err(e) => {
+                    // One app's problem (say, its namespace is missing) must
+                    // not take the ports and the other apps down.
+                    let where_ = vif
+                        .netns
+                        .as_ref()
+                        .map(|n| format!(" in namespace `{n}`"))
+                        .unwrap_or_default();
+                    let msg = format!("creating TAP `{}`{where_}: {e}", vif.tap);
+                    tracing::error!(app = %app.name, "{msg}; this interface stays down");
+                    state.failed_vifs.push(state::FailedVif {
+                        app: app.name.clone(),
+                        app_uuid: app.uuid,
+                        cfg: vif.clone(),
+                        error: msg,
+                    });
+                    continue;
+                }
+            };
+            made.push(rec);
+            taps::record(&opts.state_dir, &made);
             run.vif_taps.push(tap.clone());
             let entry = switch.add_port(
                 &ni.domain,
@@ -225,6 +250,7 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
                     io: Box::new(tap),
                     mtu,
                     own_mac: Some(vif.mac),
+                    pinned: None,
                     link_up: true,
                 },
             )?;

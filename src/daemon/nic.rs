@@ -21,33 +21,45 @@ pub struct OpenedNic {
     pub host: Option<Arc<Tap>>,
     renamed: bool,
     ipv6_was: Option<String>,
-}
-
-fn is_tap(name: &str) -> bool {
-    std::path::Path::new(&format!("/sys/class/net/{name}/tun_flags")).exists()
+    mtu_was: Option<u32>,
 }
 
 fn ipv6_sysctl(name: &str) -> String {
     format!("net/ipv6/conf/{name}/disable_ipv6")
 }
 
-pub fn open(cfg: &Port) -> io::Result<OpenedNic> {
+/// Opens a configured port; `reattach` allows taking over the host TAP an
+/// earlier run of niswitch left (and recorded).
+pub fn open(cfg: &Port, reattach: bool) -> io::Result<OpenedNic> {
     let mut renamed = false;
     let nic_name = match &cfg.renamed_to {
         None => cfg.device.clone(),
         Some(k) => {
-            if ifctl::exists(k) {
+            let device_is_nic = ifctl::exists(&cfg.device) && !ifctl::is_tap(&cfg.device);
+            if ifctl::exists(k) && !device_is_nic && !ifctl::is_tap(k) {
+                // Our host TAP (or nothing) holds the device's name: `k` is
+                // the NIC an earlier run renamed.
                 tracing::info!(nic = %k, "adopting NIC renamed by an earlier run");
-            } else if ifctl::exists(&cfg.device) && !is_tap(&cfg.device) {
+            } else if device_is_nic && !ifctl::exists(k) {
+                let was_up = ifctl::flags(&cfg.device).is_ok_and(|f| f & libc::IFF_UP != 0);
                 ifctl::set_up(&cfg.device, false)?;
-                ifctl::rename(&cfg.device, k).map_err(|e| {
-                    io::Error::new(e.kind(), format!("rename {} to {k}: {e}", cfg.device))
-                })?;
+                if let Err(e) = ifctl::rename(&cfg.device, k) {
+                    if was_up {
+                        let _ = ifctl::set_up(&cfg.device, true);
+                    }
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("rename {} to {k}: {e}", cfg.device),
+                    ));
+                }
                 tracing::info!(from = %cfg.device, to = %k, "renamed NIC");
             } else {
                 return Err(io::Error::new(
                     io::ErrorKind::NotFound,
-                    format!("NIC `{}` not found (nor `{k}`)", cfg.device),
+                    format!(
+                        "NIC `{}` not found, or both it and `{k}` exist (refusing to guess which is the NIC)",
+                        cfg.device
+                    ),
                 ));
             }
             renamed = true;
@@ -63,8 +75,13 @@ pub fn open(cfg: &Port) -> io::Result<OpenedNic> {
         e
     };
     let mac = ifctl::mac(&nic_name).map_err(rollback)?;
+    let mut mtu_was = None;
     if let Some(m) = cfg.mtu {
-        ifctl::set_mtu(&nic_name, m).map_err(rollback)?;
+        let before = ifctl::mtu(&nic_name).map_err(rollback)?;
+        if before != m {
+            ifctl::set_mtu(&nic_name, m).map_err(rollback)?;
+            mtu_was = Some(before);
+        }
     }
     let mtu = ifctl::mtu(&nic_name).map_err(rollback)?;
     let mut ipv6_was = None;
@@ -97,6 +114,7 @@ pub fn open(cfg: &Port) -> io::Result<OpenedNic> {
                 mac: Some(mac),
                 mtu: Some(mtu),
                 persist: true,
+                exclusive: !reattach,
             })
             .map_err(rollback)?;
             Some(Arc::new(tap))
@@ -111,6 +129,7 @@ pub fn open(cfg: &Port) -> io::Result<OpenedNic> {
         host,
         renamed,
         ipv6_was,
+        mtu_was,
     })
 }
 
@@ -123,6 +142,9 @@ impl OpenedNic {
             drop(h);
         }
         drop(self.sock);
+        if let Some(m) = self.mtu_was {
+            let _ = ifctl::set_mtu(&self.nic_name, m);
+        }
         if let Some(v) = &self.ipv6_was {
             let _ = ifctl::write_sysctl(&ipv6_sysctl(&self.nic_name), v);
         }

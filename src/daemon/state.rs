@@ -35,12 +35,21 @@ pub struct VifState {
     pub entry: Arc<PortEntry>,
 }
 
+/// An app interface that could not be created (the rest runs on).
+pub struct FailedVif {
+    pub app: String,
+    pub app_uuid: Uuid,
+    pub cfg: Vif,
+    pub error: String,
+}
+
 pub struct State {
     pub cfg: Config,
     pub switch: Arc<Switch>,
     pub ports: Vec<PortState>,
     pub nis: Vec<NiState>,
     pub vifs: Vec<VifState>,
+    pub failed_vifs: Vec<FailedVif>,
 }
 
 fn counters(e: &PortEntry) -> Counters {
@@ -66,6 +75,7 @@ impl State {
             ports: Vec::new(),
             nis: Vec::new(),
             vifs: Vec::new(),
+            failed_vifs: Vec::new(),
         }
     }
 
@@ -227,7 +237,22 @@ impl State {
                         ips: self.vif_ips(v),
                         netns: v.cfg.netns.clone(),
                         counters: counters(&v.entry),
+                        error: None,
                     })
+                    .chain(
+                        self.failed_vifs
+                            .iter()
+                            .filter(|f| f.app_uuid == a.uuid)
+                            .map(|f| VifStatus {
+                                ni: f.cfg.ni.clone(),
+                                tap: f.cfg.tap.clone(),
+                                mac: f.cfg.mac.to_string(),
+                                ips: Vec::new(),
+                                netns: f.cfg.netns.clone(),
+                                counters: Counters::default(),
+                                error: Some(f.error.clone()),
+                            }),
+                    )
                     .collect(),
             })
             .collect();

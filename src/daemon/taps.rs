@@ -1,15 +1,15 @@
 //! TAPs are persistent while niswitch runs, so apps and the host keep their
 //! interfaces (and addresses) through a crash and a restart. This module
-//! records which TAPs we made, and removes the ones a restarted daemon no
-//! longer has in its config.
+//! records which TAPs we made — only those may be re-attached after a
+//! restart — and removes the ones a restarted daemon no longer has.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::ports::netns;
 use crate::ports::tap::{Tap, TapOptions};
+use crate::ports::{ifctl, netns};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Recorded {
@@ -18,6 +18,17 @@ pub struct Recorded {
 }
 
 const FILE: &str = "taps.json";
+
+/// The TAPs an earlier run recorded.
+pub fn load(dir: &Path) -> Vec<Recorded> {
+    let Ok(text) = std::fs::read_to_string(dir.join(FILE)) else {
+        return Vec::new();
+    };
+    serde_json::from_str(&text).unwrap_or_else(|_| {
+        tracing::warn!("ignoring unreadable {FILE}");
+        Vec::new()
+    })
+}
 
 /// Writes the list atomically (temp file + rename).
 pub fn record(dir: &Path, taps: &[Recorded]) {
@@ -30,34 +41,33 @@ pub fn record(dir: &Path, taps: &[Recorded]) {
     }
 }
 
-fn is_tap(name: &str) -> bool {
-    Path::new(&format!("/sys/class/net/{name}/tun_flags")).exists()
+/// Every TAP a config asks for: host TAPs, then app VIFs.
+pub fn wanted(cfg: &Config) -> Vec<Recorded> {
+    let hosts = cfg
+        .ports
+        .iter()
+        .filter_map(|p| p.host_interface.clone())
+        .map(|name| Recorded { name, netns: None });
+    let vifs = cfg
+        .apps
+        .iter()
+        .flat_map(|a| &a.interfaces)
+        .map(|v| Recorded {
+            name: v.tap.clone(),
+            netns: v.netns.clone(),
+        });
+    hosts.chain(vifs).collect()
 }
 
 /// Deletes recorded TAPs that the config no longer names.
-pub fn remove_stale(dir: &Path, cfg: &Config) {
-    let Ok(text) = std::fs::read_to_string(dir.join(FILE)) else {
-        return;
-    };
-    let Ok(list) = serde_json::from_str::<Vec<Recorded>>(&text) else {
-        tracing::warn!("ignoring unreadable {FILE}");
-        return;
-    };
-    for r in list {
-        let wanted = cfg
-            .apps
-            .iter()
-            .flat_map(|a| &a.interfaces)
-            .any(|v| v.tap == r.name && v.netns == r.netns);
-        if wanted {
-            continue;
-        }
+pub fn remove_stale(recorded: &[Recorded], cfg: &Config) {
+    let want = wanted(cfg);
+    for r in recorded.iter().filter(|r| !want.contains(r)) {
         let name = r.name.clone();
         let res = netns::run_in(r.netns.as_deref(), move || {
-            if is_tap(&name) {
+            if ifctl::is_tap(&name) {
                 let t = Tap::open(&TapOptions {
                     name: name.clone(),
-                    persist: false,
                     ..Default::default()
                 })?;
                 t.unpersist()?;

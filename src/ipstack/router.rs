@@ -106,6 +106,7 @@ impl Router {
                 io: Box::new(port.clone()),
                 mtu: setup.mtu as u32,
                 own_mac: Some(mac),
+                pinned: None,
                 link_up: true,
             },
         )?;
@@ -341,14 +342,20 @@ impl Control {
                     tracing::error!(ni = %self.name, "a frame made the router fail; dropped");
                 }
             }
-            self.poll_stack();
-            self.serve_dns();
-            self.relay_upstream();
-            self.poll_stack();
-            let now = now_ms();
-            if now.saturating_sub(last_tick) >= 1000 {
-                last_tick = now;
-                self.tick();
+            let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.poll_stack();
+                self.serve_dns();
+                self.relay_upstream();
+                self.poll_stack();
+                let now = now_ms();
+                if now.saturating_sub(last_tick) >= 1000 {
+                    last_tick = now;
+                    self.tick();
+                }
+            }));
+            if round.is_err() {
+                self.counters.frames_refused.fetch_add(1, Relaxed);
+                tracing::error!(ni = %self.name, "the router recovered from an internal error");
             }
         }
     }

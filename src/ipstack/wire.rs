@@ -67,6 +67,9 @@ pub fn parse_udp(f: &[u8]) -> Option<Udp<'_>> {
     }
     let total = (u16::from_be_bytes([ip[2], ip[3]]) as usize).min(ip.len());
     let udp = ip.get(ihl..total)?;
+    if udp.len() < 8 {
+        return None;
+    }
     let ulen = u16::from_be_bytes([udp[4], udp[5]]) as usize;
     if ulen < 8 || ulen > udp.len() {
         return None;
@@ -146,6 +149,20 @@ mod tests {
         let mut sum = csum_add(0, &f[26..34]);
         sum += 17 + (f.len() - 34) as u32;
         assert_eq!(csum_fold(csum_add(sum, &f[34..])), 0, "UDP checksum");
+    }
+
+    #[test]
+    fn short_total_length_is_refused() {
+        let p = udp_packet(
+            Mac([2, 0, 0, 0, 0, 1]),
+            Mac::BROADCAST,
+            ("10.0.0.1".parse().unwrap(), 1),
+            ("10.0.0.2".parse().unwrap(), 53),
+            b"x",
+        );
+        let mut f = p[VNET_HDR_LEN..].to_vec();
+        f[16..18].copy_from_slice(&22u16.to_be_bytes());
+        assert!(parse_udp(&f).is_none());
     }
 
     #[test]

@@ -112,6 +112,25 @@ pub fn set_mtu(name: &str, mtu: u32) -> io::Result<()> {
     ioctl(libc::SIOCSIFMTU, &mut r)
 }
 
+/// The kernel driver of an interface (ethtool GDRVINFO), e.g. "tun", "veth".
+pub fn driver(name: &str) -> Option<String> {
+    const ETHTOOL_GDRVINFO: u32 = 3;
+    // struct ethtool_drvinfo: cmd u32, driver[32], version[32], fw_version[32], bus_info[32], ...
+    let mut info = [0u8; 196];
+    info[..4].copy_from_slice(&ETHTOOL_GDRVINFO.to_ne_bytes());
+    let mut r = ifreq(name).ok()?;
+    r.ifr_ifru.ifru_data = info.as_mut_ptr().cast();
+    ioctl(libc::SIOCETHTOOL, &mut r).ok()?;
+    let d = &info[4..36];
+    let end = d.iter().position(|b| *b == 0).unwrap_or(d.len());
+    Some(String::from_utf8_lossy(&d[..end]).into_owned())
+}
+
+/// Whether `name` exists here and is a TAP/TUN device.
+pub fn is_tap(name: &str) -> bool {
+    driver(name).as_deref() == Some("tun")
+}
+
 /// Renames an interface (it must be down).
 pub fn rename(from: &str, to: &str) -> io::Result<()> {
     let mut r = ifreq(from)?;

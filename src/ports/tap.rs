@@ -15,6 +15,7 @@ const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
+const IFF_TUN_EXCL: libc::c_short = -0x8000;
 const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
 const TUN_F_TSO6: libc::c_uint = 0x04;
@@ -31,6 +32,8 @@ pub struct TapOptions {
     /// Keep the device when the descriptor closes (host TAPs that must
     /// survive a restart of niswitch).
     pub persist: bool,
+    /// Refuse to attach to a TAP that already exists (one niswitch did not make).
+    pub exclusive: bool,
 }
 
 pub struct Tap {
@@ -64,10 +67,17 @@ impl Tap {
         for (d, s) in req.ifr_name.iter_mut().zip(opts.name.bytes()) {
             *d = s as libc::c_char;
         }
-        req.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+        req.ifr_ifru.ifru_flags =
+            IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | if opts.exclusive { IFF_TUN_EXCL } else { 0 };
         // SAFETY: TUNSETIFF takes a pointer to an ifreq.
         cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut libc::ifreq) })
-            .map_err(|e| io::Error::new(e.kind(), format!("create TAP `{}`: {e}", opts.name)))?;
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::EBUSY) {
+                    io::Error::new(e.kind(), format!("create TAP `{}`: an interface of that name exists and niswitch did not make it", opts.name))
+                } else {
+                    io::Error::new(e.kind(), format!("create TAP `{}`: {e}", opts.name))
+                }
+            })?;
         let hdr: libc::c_int = VNET_HDR_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ takes a pointer to an int.
         cvt(unsafe {

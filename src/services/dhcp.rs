@@ -276,8 +276,8 @@ impl Leases {
         if msg.opcode() != Opcode::BootRequest {
             return Err(Ignored::NotARequest);
         }
-        let chaddr = msg.chaddr();
-        if msg.hlen() != 6 || chaddr.len() < 6 || chaddr[..6] != src.0 {
+        // hlen first: the codec slices chaddr by it.
+        if msg.hlen() != 6 || msg.chaddr() != src.0 {
             return Err(Ignored::ForeignClient);
         }
         let Some(c) = clients.iter().find(|c| c.mac == src) else {

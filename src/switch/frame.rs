@@ -117,9 +117,9 @@ impl<'a> Packet<'a> {
             0
         };
         if self.is_gso() && self.hdr_len() as usize > ETH_HDR_LEN {
-            (self.hdr_len() as usize - ETH_HDR_LEN - vlan) + self.gso_size() as usize
+            (self.hdr_len() as usize).saturating_sub(ETH_HDR_LEN + vlan) + self.gso_size() as usize
         } else {
-            frame_len - ETH_HDR_LEN - vlan
+            frame_len.saturating_sub(ETH_HDR_LEN + vlan)
         }
     }
 }
@@ -159,6 +159,15 @@ mod tests {
             Some(FrameError::BadVnetHeader)
         );
         assert!(Packet::new_checked(&pkt([1, 0, 0, 0, 0, 0, 34, 0, 16, 0], 60)).is_ok());
+    }
+
+    #[test]
+    fn short_vlan_and_odd_gso_headers_do_not_underflow() {
+        let mut b = pkt([0; 10], 14);
+        b[VNET_HDR_LEN + 12..VNET_HDR_LEN + 14].copy_from_slice(&[0x81, 0x00]);
+        assert_eq!(Packet::new_checked(&b).unwrap().wire_l3_len(), 0);
+        let b = pkt([0, 1, 16, 0, 0xa8, 5, 0, 0, 0, 0], 60);
+        let _ = Packet::new_checked(&b).unwrap().wire_l3_len();
     }
 
     #[test]

@@ -12,6 +12,8 @@ use crate::config::Mac;
 
 /// How many consecutive slots a MAC may live in.
 const PROBE: usize = 8;
+/// "Last seen" of a pinned entry: it never ages and never moves.
+const PINNED: u32 = u32::MAX;
 
 pub type PortId = u16;
 
@@ -31,6 +33,8 @@ pub enum Learn {
     Learned,
     /// The port already has its quota of MACs.
     PortFull,
+    /// The MAC is pinned to another port (a VIF's or the host's own).
+    Pinned,
     /// No free slot in the MAC's probe window.
     TableFull,
 }
@@ -38,6 +42,8 @@ pub enum Learn {
 pub struct MacTable {
     slots: Box<[Slot]>,
     mask: usize,
+    /// Per-table random key: slot positions cannot be predicted from outside.
+    seed: u64,
     aging: u32,
     /// Live entries per port (index = port id); bounded by each port's quota.
     per_port: Box<[AtomicU32]>,
@@ -67,6 +73,10 @@ impl MacTable {
                 })
                 .collect(),
             mask: cap - 1,
+            seed: {
+                use std::hash::BuildHasher;
+                std::collections::hash_map::RandomState::new().hash_one(0x6e69_7377u64)
+            },
             aging: aging_secs,
             per_port: (0..max_ports).map(|_| AtomicU32::new(0)).collect(),
         }
@@ -77,11 +87,11 @@ impl MacTable {
     }
 
     fn home(&self, mac: u64) -> usize {
-        (mac.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & self.mask
+        ((mac ^ self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & self.mask
     }
 
     fn live(&self, seen: u32, now: u32) -> bool {
-        now.wrapping_sub(seen) <= self.aging
+        seen == PINNED || now.wrapping_sub(seen) <= self.aging
     }
 
     /// The port a MAC was learned on, if it is known and not aged out.
@@ -115,8 +125,16 @@ impl MacTable {
             let s = &self.slots[idx];
             let k = s.key.load(Relaxed);
             if k != 0 && key_mac(k) == m {
+                let seen = s.seen.load(Relaxed);
+                if seen == PINNED {
+                    return if k == new {
+                        Learn::Refreshed
+                    } else {
+                        Learn::Pinned
+                    };
+                }
                 if k == new {
-                    if s.seen.load(Relaxed) != now {
+                    if seen != now {
                         s.seen.store(now, Relaxed);
                     }
                     return Learn::Refreshed;
@@ -172,6 +190,39 @@ impl MacTable {
         }
     }
 
+    /// Installs `mac` on `port` for good (a port's own MAC, known from the
+    /// config): lookups find it from the start, frames from other ports
+    /// cannot move it, it never ages. Pinned entries do not count against
+    /// the port's quota. Returns false when its probe window holds only
+    /// other pinned MACs.
+    pub fn pin(&self, mac: Mac, port: PortId) -> bool {
+        let m = mac.to_u64();
+        let h = self.home(m);
+        let new = pack(mac, port);
+        let mut free = None;
+        for i in 0..PROBE {
+            let s = &self.slots[(h + i) & self.mask];
+            let k = s.key.load(Relaxed);
+            let seen = s.seen.load(Relaxed);
+            if k != 0 && key_mac(k) == m {
+                free = Some((s, k, seen));
+                break;
+            }
+            if free.is_none() && seen != PINNED {
+                free = Some((s, k, seen));
+            }
+        }
+        let Some((s, old, seen)) = free else {
+            return false;
+        };
+        s.seen.store(PINNED, Relaxed);
+        s.key.store(new, Relaxed);
+        if old != 0 && seen != PINNED {
+            self.release(unpack_port(old));
+        }
+        true
+    }
+
     /// Clears aged-out entries (and every entry of `gone`, a removed port) so
     /// their ports' quotas are freed. Run periodically off the fast path.
     pub fn sweep(&self, now: u32, gone: Option<PortId>) {
@@ -180,9 +231,14 @@ impl MacTable {
             if k == 0 {
                 continue;
             }
-            let dead = !self.live(s.seen.load(Relaxed), now) || Some(unpack_port(k)) == gone;
+            let seen = s.seen.load(Relaxed);
+            let dead = !self.live(seen, now) || Some(unpack_port(k)) == gone;
             if dead && s.key.compare_exchange(k, 0, Relaxed, Relaxed).is_ok() {
-                self.release(unpack_port(k));
+                if seen == PINNED {
+                    s.seen.store(0, Relaxed);
+                } else {
+                    self.release(unpack_port(k));
+                }
             }
         }
     }
@@ -198,7 +254,11 @@ impl MacTable {
                 v.push((
                     Mac([b[2], b[3], b[4], b[5], b[6], b[7]]),
                     unpack_port(k),
-                    now.wrapping_sub(seen),
+                    if seen == PINNED {
+                        0
+                    } else {
+                        now.wrapping_sub(seen)
+                    },
                 ));
             }
         }
@@ -235,6 +295,25 @@ mod tests {
         t.sweep(6 + 301, None);
         assert_eq!(t.port_entries(4), 0);
         assert!(t.entries(400).is_empty());
+    }
+
+    #[test]
+    fn pinned_entries_never_move_or_age() {
+        let t = MacTable::new(1024, 300, 8);
+        assert!(t.pin(mac(5), 2));
+        assert_eq!(t.lookup(mac(5), 0), Some(2), "known before any frame");
+        assert_eq!(
+            t.learn(mac(5), 3, 10, 1),
+            Learn::Pinned,
+            "a frame from elsewhere cannot move it"
+        );
+        assert_eq!(t.lookup(mac(5), 1_000_000), Some(2), "never ages");
+        assert_eq!(t.learn(mac(5), 2, 10, 1), Learn::Refreshed);
+        assert_eq!(t.port_entries(2), 0, "pins do not use the quota");
+        t.sweep(1_000_000, None);
+        assert_eq!(t.lookup(mac(5), 1_000_000), Some(2));
+        t.sweep(1_000_000, Some(2));
+        assert_eq!(t.lookup(mac(5), 1_000_000), None, "removed with its port");
     }
 
     #[test]
@@ -282,7 +361,7 @@ mod tests {
             .map(|p| {
                 let t = t.clone();
                 std::thread::spawn(move || {
-                    for i in 0..2000u64 {
+                    for i in 0..1000u64 {
                         t.learn(mac(i + p as u64 * 10_000), p, 5000, 0);
                     }
                 })

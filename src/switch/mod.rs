@@ -86,6 +86,9 @@ pub struct PortSpec {
     pub mtu: u32,
     /// For VIFs: the only source MAC accepted from the port.
     pub own_mac: Option<Mac>,
+    /// A MAC known to live behind this port: installed in the MAC table for
+    /// good, never moved by frames from elsewhere (`own_mac` is pinned too).
+    pub pinned: Option<Mac>,
     pub link_up: bool,
 }
 
@@ -174,6 +177,9 @@ impl Switch {
             closing: AtomicBool::new(false),
         });
         self.ports[id].store(Some(entry.clone()));
+        if let Some(m) = spec.own_mac.or(spec.pinned) {
+            domain.table.pin(m, id as PortId);
+        }
         domain.members.rcu(|m| {
             let mut v = Vec::clone(m);
             v.push(entry.clone());
@@ -275,7 +281,17 @@ impl Switch {
             let now = now_secs();
             for _ in 0..BATCH {
                 match port.io.recv(&mut buf) {
-                    Ok(n) => self.process(port, &buf[..n], now),
+                    Ok(n) => {
+                        // A bug triggered by one frame must not end the port's thread.
+                        let frame = &buf[..n];
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            self.process(port, frame, now)
+                        }))
+                        .is_err()
+                        {
+                            port.stats.drop(DropReason::Internal);
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {

@@ -25,10 +25,12 @@ pub enum DropReason {
     LinkDown,
     /// The destination is the port the frame came from.
     Hairpin,
+    /// Handling the frame failed inside niswitch (a bug; logged).
+    Internal,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::Runt,
         DropReason::BadVnetHeader,
         DropReason::InvalidSrcMac,
@@ -38,6 +40,7 @@ impl DropReason {
         DropReason::TxError,
         DropReason::LinkDown,
         DropReason::Hairpin,
+        DropReason::Internal,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -50,6 +53,7 @@ impl DropReason {
             DropReason::TxError => "tx_error",
             DropReason::LinkDown => "link_down",
             DropReason::Hairpin => "hairpin",
+            DropReason::Internal => "internal_error",
         }
     }
 }

@@ -37,6 +37,7 @@ fn setup(n: usize, vif: bool) -> Bench {
                         io: Box::new(Shared(m.clone())),
                         mtu: 1500,
                         own_mac: vif.then(|| mac(i as u8 + 1)),
+                        pinned: None,
                         link_up: true,
                     },
                 )
@@ -168,6 +169,7 @@ fn separate_domains_do_not_leak() {
                     io: Box::new(Shared(m.clone())),
                     mtu: 1500,
                     own_mac: None,
+                    pinned: None,
                     link_up: true,
                 },
             )

@@ -387,6 +387,18 @@ fn renew_rebind_after_restart_decline_and_other_server() {
 }
 
 #[test]
+fn oversized_hardware_length_is_ignored() {
+    let mut bytes = encode(&msg(MessageType::Discover, mac(1), "0.0.0.0", None, None));
+    bytes[2] = 40;
+    if let Some(m) = decode(&bytes) {
+        assert_eq!(
+            Leases::default().handle(&pool(), &clients(), mac(1), &m, 1),
+            Err(Ignored::ForeignClient)
+        );
+    }
+}
+
+#[test]
 fn fixed_size_options_with_wrong_length_are_refused_not_trusted() {
     // Found by the `dhcp` fuzz target: the codec asserted on this input.
     let bytes = include_bytes!("../../../tests/data/dhcp-bad-option-length.bin");
