@@ -61,15 +61,27 @@ fn delete_namespace(ns: &str) {
 
 const ETC_NETNS: &str = "/etc/netns";
 
+/// A fresh private directory (mkdtemp: no name another user could predict).
+fn make_temp_dir(prefix: &str) -> io::Result<PathBuf> {
+    let template = std::env::temp_dir().join(format!("niswitch-{prefix}-XXXXXX"));
+    let mut bytes = template.to_string_lossy().into_owned().into_bytes();
+    bytes.push(0);
+    // SAFETY: mkdtemp rewrites the NUL-terminated template in place.
+    let p = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
+    if p.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    bytes.pop();
+    Ok(PathBuf::from(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
 impl Sandbox {
     /// A fresh sandbox; `prefix` must be unique per concurrent user.
     pub fn new(prefix: &str) -> io::Result<Sandbox> {
         for ns in leftover_namespaces(prefix) {
             delete_namespace(&ns);
         }
-        let dir = std::env::temp_dir().join(format!("niswitch-{prefix}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
+        let dir = make_temp_dir(prefix)?;
         Ok(Sandbox {
             prefix: prefix.to_string(),
             namespaces: Vec::new(),

@@ -165,6 +165,11 @@ fn addresses_and_ranges() {
         "network_instances[0].subnet",
         "host bits set",
     );
+    refused(
+        "version: 1\nnetwork_instances: [{name: a, type: local, subnet: 10.0.0.0/24, dns: {upstream: [192.0.2.53]}}]\n",
+        "network_instances[0].dns.upstream",
+        "air-gapped",
+    );
 }
 
 #[test]

@@ -504,6 +504,12 @@ fn local_ni(cx: &mut Ctx, base: &str, n: &RawNi, uplinks: Vec<String>) -> Option
             "a static uplink_address needs an uplink_gateway",
         );
     }
+    if uplinks.is_empty() && !dns.upstream.is_empty() {
+        cx.err(
+            format!("{base}.dns.upstream"),
+            "an air-gapped network instance (no `uplinks`) cannot forward DNS upstream; add an uplink or remove `upstream`",
+        );
+    }
     let probe = probe(cx, base, n.probe.as_ref());
     Some(LocalNi {
         subnet,

@@ -93,7 +93,8 @@ pub fn serve(
                 continue;
             };
             let _ = s.set_nonblocking(false);
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+            let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
             let mut req = [0u8; 1024];
             let n = s.read(&mut req).unwrap_or(0);
             let first = String::from_utf8_lossy(&req[..n]);

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub const DEFAULT_SOCKET: &str = "/run/niswitch/niswitch.sock";
+/// Clients served at once; more wait in the listen queue.
+const MAX_CONNECTIONS: usize = 64;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
@@ -47,7 +49,17 @@ pub fn serve(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    if path.exists() {
+    if let Ok(meta) = std::fs::symlink_metadata(&path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket; not touching it",
+                    path.display()
+                ),
+            ));
+        }
         if UnixStream::connect(&path).is_ok() {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
@@ -60,16 +72,31 @@ pub fn serve(
         .map_err(|e| io::Error::new(e.kind(), format!("bind {}: {e}", path.display())))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
     listener.set_nonblocking(true)?;
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
             while !stop.load(Relaxed) {
+                if active.load(Relaxed) >= MAX_CONNECTIONS {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
                 match listener.accept() {
                     Ok((s, _)) => {
                         let h = handler.clone();
-                        let _ = std::thread::Builder::new()
+                        active.fetch_add(1, Relaxed);
+                        let spawned = std::thread::Builder::new()
                             .name("control-conn".into())
-                            .spawn(move || connection(s, h));
+                            .spawn({
+                                let active = active.clone();
+                                move || {
+                                    connection(s, h);
+                                    active.fetch_sub(1, Relaxed);
+                                }
+                            });
+                        if spawned.is_err() {
+                            active.fetch_sub(1, Relaxed);
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(50))
@@ -88,8 +115,15 @@ fn connection(s: UnixStream, h: Arc<dyn Handler>) {
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
     let Ok(mut w) = s.try_clone() else { return };
-    let mut lines = BufReader::new(s).take(1 << 20).lines();
-    while let Some(Ok(line)) = lines.next() {
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        // One request per line, each at most 1 MiB.
+        match (&mut reader).take(1 << 20).read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
         if line.trim().is_empty() {
             continue;
         }

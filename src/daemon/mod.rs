@@ -280,13 +280,25 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
         std::thread::Builder::new()
             .name("linkwatch".into())
             .spawn(move || {
-                watch.run(&stop, |ev| {
-                    for p in st.ports.iter().filter(|p| p.ifindex == ev.ifindex) {
-                        if p.nic.link_up.swap(ev.running, Relaxed) != ev.running {
-                            tracing::info!(port = %p.name, up = ev.running, "link state changed");
-                        }
+                let set = |p: &state::PortState, up: bool| {
+                    if p.nic.link_up.swap(up, Relaxed) != up {
+                        tracing::info!(port = %p.name, up, "link state changed");
                     }
-                })
+                };
+                watch.run(
+                    &stop,
+                    |ev| {
+                        st.ports
+                            .iter()
+                            .filter(|p| p.ifindex == ev.ifindex)
+                            .for_each(|p| set(p, ev.running))
+                    },
+                    || {
+                        st.ports
+                            .iter()
+                            .for_each(|p| set(p, ifctl::is_running(&p.nic.name)))
+                    },
+                )
             })?,
     );
     // MAC table aging.

@@ -212,6 +212,9 @@ struct Control {
     forwarder: Forwarder,
     /// The zone with the apps' current addresses, rebuilt when leases change.
     zone: Option<Zone>,
+    /// Leases changed (renewals) since they were last saved.
+    dirty: bool,
+    saved_at: u64,
 }
 
 impl Control {
@@ -238,6 +241,8 @@ impl Control {
             mtu: setup.mtu,
             air_gapped: l.uplinks.is_empty(),
         };
+        let mut leases = leases;
+        leases.retain_valid(&pool, &setup.clients);
         let mut dev = QueueDevice::default();
         let mut iface = Interface::new(
             IfConfig::new(EthernetAddress(mac.0).into()),
@@ -306,10 +311,15 @@ impl Control {
             upstream,
             forwarder: Forwarder::new(now_ms() ^ 0x5DEECE66D),
             zone: None,
+            dirty: false,
+            saved_at: 0,
         })
     }
 
     fn run(&mut self, stop: &AtomicBool) {
+        // Publish (and save) the leases as checked against this config.
+        let list = self.leases.list();
+        self.persist(list);
         let mut last_tick = 0u64;
         while !stop.load(Relaxed) {
             let delay = self
@@ -390,7 +400,7 @@ impl Control {
             self.counters.dhcp_malformed.fetch_add(1, Relaxed);
             return;
         };
-        let before = self.leases.list();
+        let before = self.leases.bindings();
         match self
             .leases
             .handle(&self.pool, &self.clients, src, &msg, unix_now())
@@ -417,14 +427,20 @@ impl Control {
             }
             Err(Ignored::Silent) => {}
         }
-        let after = self.leases.list();
-        if after != before {
-            self.persist(after);
+        // A new or moved binding is saved at once; renewals (new expiry
+        // only) are saved in batches by `tick`.
+        if self.leases.bindings() != before {
+            let list = self.leases.list();
+            self.persist(list);
+        } else {
+            self.dirty = true;
         }
     }
 
     fn persist(&mut self, list: Vec<Lease>) {
         self.zone = None;
+        self.dirty = false;
+        self.saved_at = unix_now();
         save_leases(&self.lease_file, &list);
         if let Ok(mut s) = self.shared.lock() {
             *s = list;
@@ -475,6 +491,7 @@ impl Control {
                 Verdict::Forward => self.forward(&query, client),
             };
             if let Some(r) = out {
+                let r = dns::fit(r, dns::MAX_UDP_ANSWER);
                 let _ = self
                     .sockets
                     .get_mut::<udp::Socket>(self.dns)
@@ -503,7 +520,7 @@ impl Control {
 
     fn relay_upstream(&mut self) {
         let Some(sock) = &self.upstream else { return };
-        let mut buf = vec![0u8; 4096];
+        let mut buf = vec![0u8; 65536];
         let mut out = Vec::new();
         while let Ok((n, from)) = sock.recv_from(&mut buf) {
             if !self.upstreams.contains(&from) {
@@ -519,6 +536,7 @@ impl Control {
     }
 
     fn send_dns(&mut self, r: &[u8], to: SocketAddr) {
+        let r = &dns::fit(r.to_vec(), dns::MAX_UDP_ANSWER);
         // Clients of the DNS socket are the NI's (IPv4) apps.
         let IpAddr::V4(ip) = to.ip() else { return };
         let ep = IpEndpoint::new(IpAddress::Ipv4(ip), to.port());
@@ -533,7 +551,8 @@ impl Control {
             self.counters.dns_upstream_failures.fetch_add(1, Relaxed);
             self.send_dns(&r, to);
         }
-        if self.leases.expire(unix_now()) {
+        let now = unix_now();
+        if self.leases.expire(now) || (self.dirty && now.saturating_sub(self.saved_at) >= 30) {
             let list = self.leases.list();
             self.persist(list);
         }

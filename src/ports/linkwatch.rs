@@ -67,14 +67,30 @@ impl LinkWatch {
         Ok(LinkWatch { fd })
     }
 
-    /// Calls `on_event` for every link notification until `stop` is set.
-    pub fn run(&self, stop: &AtomicBool, mut on_event: impl FnMut(LinkEvent)) {
+    /// Calls `on_event` for every link notification until `stop` is set,
+    /// and `resync` when notifications may have been lost (the socket
+    /// overflowed) and every few seconds, so a missed event never sticks.
+    pub fn run(
+        &self,
+        stop: &AtomicBool,
+        mut on_event: impl FnMut(LinkEvent),
+        mut resync: impl FnMut(),
+    ) {
         let mut buf = vec![0u8; 32 * 1024];
+        let mut idle = 0u32;
+        resync();
         while !stop.load(Relaxed) {
             // SAFETY: receiving into a buffer we own.
             let n =
                 unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n <= 0 {
+                idle += 1;
+                let overflow =
+                    n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOBUFS);
+                if overflow || idle >= 10 {
+                    idle = 0;
+                    resync();
+                }
                 continue;
             }
             for ev in parse(&buf[..n as usize]) {

@@ -81,8 +81,12 @@ pub enum Ignored {
 #[derive(Default)]
 pub struct Leases {
     by_ip: HashMap<Ipv4Addr, Lease>,
-    declined: HashMap<Ipv4Addr, u64>,
+    /// Declined addresses: until when, and who declined them.
+    declined: HashMap<Ipv4Addr, (u64, Mac)>,
 }
+
+/// Declined addresses one client may keep out of use at a time.
+const DECLINES_PER_CLIENT: usize = 2;
 
 /// Parses a DHCP message. Options whose length contradicts their fixed
 /// size are refused first: the codec trusts them.
@@ -150,6 +154,35 @@ impl Leases {
         l
     }
 
+    /// Drops saved leases the current config no longer allows: unknown
+    /// clients, addresses outside the range, addresses now fixed for others.
+    pub fn retain_valid(&mut self, pool: &Pool, clients: &[Client]) {
+        self.by_ip
+            .retain(|ip, l| match clients.iter().find(|c| c.mac == l.mac) {
+                None => false,
+                Some(c) => match c.fixed {
+                    Some(f) => f == *ip,
+                    None => {
+                        *ip >= pool.start
+                            && *ip <= pool.end
+                            && !clients.iter().any(|o| o.fixed == Some(*ip))
+                    }
+                },
+            });
+    }
+
+    /// The (MAC, address) bindings, without expiry times.
+    pub fn bindings(&self) -> Vec<(Mac, Ipv4Addr)> {
+        let mut v: Vec<(Mac, Ipv4Addr)> = self
+            .by_ip
+            .values()
+            .filter(|l| !l.offered)
+            .map(|l| (l.mac, l.ip))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Bound leases, for persistence and status.
     pub fn list(&self) -> Vec<Lease> {
         let mut v: Vec<Lease> = self
@@ -174,7 +207,7 @@ impl Leases {
         self.by_ip
             .get(&ip)
             .is_some_and(|l| l.mac != mac && l.expires > now)
-            || self.declined.get(&ip).is_some_and(|t| *t > now)
+            || self.declined.get(&ip).is_some_and(|(t, _)| *t > now)
     }
 
     fn remove_mac(&mut self, mac: Mac) {
@@ -185,7 +218,7 @@ impl Leases {
     pub fn expire(&mut self, now: u64) -> bool {
         let before = self.by_ip.len() + self.declined.len();
         self.by_ip.retain(|_, l| l.expires > now);
-        self.declined.retain(|_, t| *t > now);
+        self.declined.retain(|_, (t, _)| *t > now);
         before != self.by_ip.len() + self.declined.len()
     }
 
@@ -338,11 +371,19 @@ impl Leases {
                 Err(Ignored::Silent)
             }
             MessageType::Decline => {
+                let theirs = self
+                    .declined
+                    .values()
+                    .filter(|(t, m)| *m == c.mac && *t > now)
+                    .count();
                 if let Some(ip) = requested
                     && self.by_ip.get(&ip).is_some_and(|l| l.mac == c.mac)
                 {
                     self.by_ip.remove(&ip);
-                    self.declined.insert(ip, now + DECLINE_SECS);
+                    // A client may not take the whole range out of use.
+                    if theirs < DECLINES_PER_CLIENT {
+                        self.declined.insert(ip, (now + DECLINE_SECS, c.mac));
+                    }
                 }
                 Err(Ignored::Silent)
             }

@@ -194,6 +194,30 @@ pub fn answer(zone: &Zone, bytes: &[u8]) -> Verdict {
     }
 }
 
+/// Largest DNS payload that leaves in one unfragmented UDP datagram.
+pub const MAX_UDP_ANSWER: usize = 1472;
+
+/// An answer that fits `max` bytes: unchanged, or cut to its header and
+/// question with the TC bit set, so the client knows to ask again.
+pub fn fit(reply: Vec<u8>, max: usize) -> Vec<u8> {
+    if reply.len() <= max {
+        return reply;
+    }
+    match Message::from_vec(&reply)
+        .ok()
+        .and_then(|m| m.truncate().to_vec().ok())
+    {
+        Some(t) if t.len() <= max => t,
+        _ => {
+            let mut h = reply[..12.min(reply.len())].to_vec();
+            h.resize(12, 0);
+            h[2] |= 0x02;
+            h[4..12].fill(0);
+            h
+        }
+    }
+}
+
 /// SERVFAIL for a query nobody can answer (no upstream, or it timed out).
 pub fn servfail(bytes: &[u8]) -> Option<Vec<u8>> {
     (bytes.len() >= 12).then(|| error_header(bytes, ResponseCode::ServFail.low()))

@@ -12,6 +12,8 @@ use crate::config::Mac;
 pub struct Sighting {
     pub mac: Mac,
     pub ip: Ipv4Addr,
+    /// From a DHCP ACK (sent by a server to `mac`), not from `mac` itself.
+    pub from_server: bool,
 }
 
 /// Cheap test run on every frame: only ARP and IPv4 UDP to port 68 qualify.
@@ -30,7 +32,11 @@ fn arp(a: &[u8]) -> Option<Sighting> {
     }
     let mac = Mac(a[8..14].try_into().ok()?);
     let ip = Ipv4Addr::new(a[14], a[15], a[16], a[17]);
-    (!ip.is_unspecified()).then_some(Sighting { mac, ip })
+    (!ip.is_unspecified()).then_some(Sighting {
+        mac,
+        ip,
+        from_server: false,
+    })
 }
 
 fn dhcp_ack(ip: &[u8]) -> Option<Sighting> {
@@ -58,8 +64,11 @@ fn dhcp_ack(ip: &[u8]) -> Option<Sighting> {
                 let len = *len as usize;
                 let val = data.get(..len)?;
                 if *code == 53 {
-                    return (val == [5] && !yiaddr.is_unspecified())
-                        .then_some(Sighting { mac, ip: yiaddr });
+                    return (val == [5] && !yiaddr.is_unspecified()).then_some(Sighting {
+                        mac,
+                        ip: yiaddr,
+                        from_server: true,
+                    });
                 }
                 opts = &data[len..];
             }

@@ -238,7 +238,10 @@ impl Switch {
             if to == from.id {
                 return from.stats.drop(DropReason::Hairpin);
             }
-            if let Some(out) = self.ports[to as usize].load().as_ref() {
+            if let Some(out) = self.ports[to as usize].load().as_ref()
+                && Arc::ptr_eq(&out.domain, domain)
+                && !out.is_closing()
+            {
                 deliver(out, &pkt);
                 return;
             }
@@ -250,9 +253,16 @@ impl Switch {
         }
     }
 
+    /// An ARP counts only from the VIF whose MAC it names; a DHCP ACK only
+    /// when it comes from outside the apps (the LAN's server) to a VIF.
     fn note_sighting(&self, from: &PortEntry, s: iplearn::Sighting) {
-        if from.own_mac == Some(s.mac) {
-            from.note_ip(s.ip);
+        if !s.from_server {
+            if from.own_mac == Some(s.mac) {
+                from.note_ip(s.ip);
+            }
+            return;
+        }
+        if from.own_mac.is_some() {
             return;
         }
         for p in from.domain.members.load().iter() {

@@ -387,6 +387,88 @@ fn renew_rebind_after_restart_decline_and_other_server() {
 }
 
 #[test]
+fn declines_are_bounded_per_client_and_saved_leases_rechecked() {
+    let (p, c) = (pool(), clients());
+    let mut l = Leases::default();
+    // A client declining every offer cannot empty the range for others.
+    for _ in 0..3 {
+        let r = l
+            .handle(
+                &p,
+                &c,
+                mac(1),
+                &msg(MessageType::Discover, mac(1), "0.0.0.0", None, None),
+                1,
+            )
+            .unwrap();
+        let ip = r.msg.yiaddr().to_string();
+        l.handle(
+            &p,
+            &c,
+            mac(1),
+            &msg(
+                MessageType::Request,
+                mac(1),
+                "0.0.0.0",
+                Some(&ip),
+                Some("10.50.0.1"),
+            ),
+            1,
+        )
+        .unwrap();
+        l.handle(
+            &p,
+            &c,
+            mac(1),
+            &msg(
+                MessageType::Decline,
+                mac(1),
+                "0.0.0.0",
+                Some(&ip),
+                Some("10.50.0.1"),
+            ),
+            1,
+        )
+        .unwrap_err();
+    }
+    assert!(
+        l.handle(
+            &p,
+            &c,
+            mac(2),
+            &msg(MessageType::Discover, mac(2), "0.0.0.0", None, None),
+            2
+        )
+        .is_ok(),
+        "range not exhausted by declines"
+    );
+    // Saved leases for unknown clients or out-of-range addresses are dropped.
+    let saved = vec![
+        Lease {
+            mac: mac(3),
+            ip: ip("10.50.0.101"),
+            expires: 5000,
+            offered: false,
+        },
+        Lease {
+            mac: mac(77),
+            ip: ip("10.50.0.102"),
+            expires: 5000,
+            offered: false,
+        },
+        Lease {
+            mac: mac(4),
+            ip: ip("10.50.0.150"),
+            expires: 5000,
+            offered: false,
+        },
+    ];
+    let mut l = Leases::from_list(saved, 100);
+    l.retain_valid(&p, &c);
+    assert_eq!(l.bindings(), vec![(mac(3), ip("10.50.0.101"))]);
+}
+
+#[test]
 fn oversized_hardware_length_is_ignored() {
     let mut bytes = encode(&msg(MessageType::Discover, mac(1), "0.0.0.0", None, None));
     bytes[2] = 40;

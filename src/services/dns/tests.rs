@@ -141,6 +141,29 @@ fn forwarder_rewrites_and_restores_ids() {
 }
 
 #[test]
+fn oversized_answers_are_truncated_with_tc() {
+    let mut z = zone();
+    z.records = (0..200)
+        .map(|i| {
+            (
+                "big.example".to_string(),
+                IpAddr::V4(Ipv4Addr::new(10, 9, 0, i as u8)),
+            )
+        })
+        .collect();
+    let Verdict::Reply(r) = answer(&z, &query("big.example", RecordType::A)) else {
+        panic!()
+    };
+    assert!(r.len() > MAX_UDP_ANSWER);
+    let t = fit(r, MAX_UDP_ANSWER);
+    assert!(t.len() <= MAX_UDP_ANSWER);
+    let m = Message::from_vec(&t).unwrap();
+    assert!(m.metadata.truncation);
+    assert_eq!(m.metadata.id, 0x1234);
+    assert!(m.answers.is_empty());
+}
+
+#[test]
 fn reverse_names_of_the_subnet() {
     let m = ask("20.0.50.10.in-addr.arpa", RecordType::PTR);
     assert_eq!(addrs(&m), vec!["web.lan."]);
