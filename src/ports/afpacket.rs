@@ -59,8 +59,8 @@ impl AfPacket {
         setopt(raw, libc::SOL_PACKET, PACKET_QDISC_BYPASS, 1)?;
         // The kernel strips VLAN tags on receive; auxdata gives them back.
         setopt(raw, libc::SOL_PACKET, PACKET_AUXDATA, 1)?;
-        // Kernels before 4.20 lack it; then our own frames come back and are
-        // dropped as hairpin by the switch.
+        // Linux 4.20 and later; on older kernels our own transmissions come
+        // back to us (they are then learned on the NIC: run a newer kernel).
         let _ = setopt(raw, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
         if setopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, SOCK_BUF).is_err() {
             let _ = setopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, SOCK_BUF);
