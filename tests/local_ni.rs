@@ -28,7 +28,6 @@ network_instances:
     lease_time: 600
     dns:
       domain: lan
-      upstream: [127.0.0.53]
       records:
         - {{ name: api.cluster.example, ip: 10.50.0.10 }}
         - {{ name: \"*.apps.cluster.example\", ip: 10.50.0.11 }}
@@ -62,21 +61,26 @@ fn lab(suffix: &str) -> Lab {
         .collect();
     sb.veth(&dev, &format!("{p}-nic"), &up, &format!("{p}-lan"))
         .unwrap();
-    // The upstream resolver, reachable from the daemon's namespace.
+    assert!(sb.ok(&up, &format!("ip addr add 192.0.2.1/24 dev {p}-lan")));
+    // The LAN's DHCP and DNS server: it leases the router's uplink address
+    // and is the resolver the router learns there.
+    let leases = sb.path("up.leases");
     sb.spawn(
-        &dev,
+        &up,
         Path::new("/usr/sbin/dnsmasq"),
         &[
             "--keep-in-foreground",
             "--conf-file=/dev/null",
             "--no-resolv",
             "--no-hosts",
-            "--listen-address=127.0.0.53",
+            &format!("--interface={p}-lan"),
             "--bind-interfaces",
+            "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h",
+            &format!("--dhcp-leasefile={}", leases.display()),
             "--address=/upstream.example/192.0.2.99",
             "--pid-file",
         ],
-        "upstream-dns.log",
+        "upstream.log",
     )
     .unwrap();
     let d = start(&mut sb, &dev, &config(&p), "nsw");
@@ -228,6 +232,23 @@ fn clients_get_leases_options_and_names() {
         aaaa.contains("status: NOERROR") && aaaa.contains("ANSWER: 0"),
         "{aaaa}"
     );
+    // The router's uplink got its address from the LAN and is active; names
+    // it does not know go to the resolver it learned there.
+    let uplink = |d: &Daemon| d.status()["network_instances"][0]["uplinks"][0].clone();
+    assert!(
+        wait_until(Duration::from_secs(15), || uplink(&l.d)["active"] == true),
+        "uplink active: {}",
+        uplink(&l.d)
+    );
+    let up = uplink(&l.d);
+    assert!(
+        up["address"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("192.0.2.1")),
+        "{up}"
+    );
+    assert_eq!(up["gateway"], "192.0.2.1");
+    assert_eq!(up["healthy"], true);
     assert_eq!(
         short(sb, b, "www.upstream.example"),
         "192.0.2.99",

@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 
 use crate::config::{Config, NiType};
 use crate::control;
-use crate::ipstack::{Router, RouterSetup};
+use crate::ipstack::{Router, RouterSetup, UplinkPlan};
 use crate::ports::linkwatch::LinkWatch;
 use crate::ports::tap::{Tap, TapOptions};
 use crate::ports::{ifctl, netns};
@@ -174,6 +174,19 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
                     clients,
                     state_dir: opts.state_dir.clone(),
                     mtu: 1500,
+                    uplinks: local
+                        .uplinks
+                        .iter()
+                        .filter_map(|u| {
+                            let port = state.ports.iter().find(|p| p.name == *u)?;
+                            Some(UplinkPlan {
+                                port: u.clone(),
+                                cost: cfg.port(u).map_or(0, |p| p.cost),
+                                domain: port.nic.domain.clone(),
+                                nic: port.nic.clone(),
+                            })
+                        })
+                        .collect(),
                 };
                 let r = Router::start(&switch, &domain, setup, run.stop.clone())
                     .with_context(|| format!("starting the router of `{}`", ni.name))?;

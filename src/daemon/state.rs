@@ -87,11 +87,10 @@ impl State {
             v.extend(p.host.clone());
         }
         v.extend(self.vifs.iter().map(|x| x.entry.clone()));
-        v.extend(
-            self.nis
-                .iter()
-                .filter_map(|n| n.router.as_ref().map(|r| r.entry.clone())),
-        );
+        for r in self.nis.iter().filter_map(|n| n.router.as_ref()) {
+            v.push(r.entry.clone());
+            v.extend(r.uplink_entries.iter().cloned());
+        }
         v
     }
 
@@ -199,7 +198,7 @@ impl State {
                     port: n.cfg.port.clone(),
                     mac_table,
                     leases: self.leases(n),
-                    uplinks: Vec::new(),
+                    uplinks: n.router.as_ref().map(|r| r.uplinks()).unwrap_or_default(),
                     nat_sessions: 0,
                     router: n.router.as_ref().map(|r| RouterStatus {
                         mac: r.mac.to_string(),

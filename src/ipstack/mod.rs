@@ -6,6 +6,7 @@
 mod device;
 pub mod port;
 mod router;
+mod uplink;
 pub mod wire;
 
-pub use router::{Router, RouterCounters, RouterSetup, router_mac};
+pub use router::{Router, RouterCounters, RouterSetup, UplinkPlan, router_mac, uplink_mac};

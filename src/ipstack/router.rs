@@ -5,8 +5,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -21,8 +20,10 @@ use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
 
 use super::device::QueueDevice;
 use super::port::RouterPort;
+use super::uplink::{Uplink, UplinkSetup, choose_active};
 use super::wire;
 use crate::config::{LocalNi, Mac};
+use crate::control::status::Uplink as UplinkStatus;
 use crate::services::dhcp::{self, Client, Dest, Ignored, Lease, Leases, Pool};
 use crate::services::dns::{self, Forwarder, Verdict, Zone};
 use crate::switch::{Domain, PortEntry, PortRole, PortSpec, Switch, now_secs};
@@ -77,12 +78,34 @@ pub struct RouterSetup {
     pub clients: Vec<Client>,
     pub state_dir: PathBuf,
     pub mtu: u16,
+    pub uplinks: Vec<UplinkPlan>,
+}
+
+/// An uplink of the NI: a port, its cost, its domain and its NIC.
+pub struct UplinkPlan {
+    pub port: String,
+    pub cost: u8,
+    pub domain: Arc<Domain>,
+    pub nic: Arc<PortEntry>,
+}
+
+/// The router's MAC on an uplink's domain.
+pub fn uplink_mac(ni_uuid: &uuid::Uuid, port: &str) -> Mac {
+    let d = Sha256::new()
+        .chain_update(b"niswitch uplink")
+        .chain_update(ni_uuid.as_bytes())
+        .chain_update(port.as_bytes())
+        .finalize();
+    Mac([0x02, 0x16, 0x3e, d[0], d[1], d[2]])
 }
 
 /// A running router: its port, its shared view for status, its thread.
 pub struct Router {
     pub mac: Mac,
     pub entry: Arc<PortEntry>,
+    /// The router's ports on its uplinks' domains.
+    pub uplink_entries: Vec<Arc<PortEntry>>,
+    uplink_status: Arc<Mutex<Vec<UplinkStatus>>>,
     pub counters: Arc<RouterCounters>,
     leases: Arc<Mutex<Vec<Lease>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -114,6 +137,41 @@ impl Router {
         let lease_file = setup
             .state_dir
             .join(format!("leases-{}.json", setup.ni_uuid));
+        let mut uplinks = Vec::new();
+        let mut uplink_entries = Vec::new();
+        for (i, plan) in setup.uplinks.iter().enumerate() {
+            let umac = uplink_mac(&setup.ni_uuid, &plan.port);
+            let queue = Arc::new(RouterPort::new(umac)?);
+            let uentry = switch.add_port(
+                &plan.domain,
+                PortSpec {
+                    name: format!("router:{}:{}", setup.ni_name, plan.port),
+                    role: PortRole::Other,
+                    io: Box::new(queue.clone()),
+                    mtu: plan.nic.mtu.load(Relaxed),
+                    own_mac: Some(umac),
+                    pinned: None,
+                    link_up: true,
+                },
+            )?;
+            uplink_entries.push(uentry.clone());
+            let l = &setup.local;
+            let us = UplinkSetup {
+                port: plan.port.clone(),
+                cost: plan.cost,
+                mac: umac,
+                address: l.uplink_address,
+                gateway: l.uplink_gateway,
+                probe: l.probe.clone(),
+                nic: plan.nic.clone(),
+                entry: uentry,
+                queue,
+            };
+            uplinks.push(Uplink::new(us, 0x4e53 ^ (i as u16) ^ (now_ms() as u16)));
+        }
+        let uplink_status = Arc::new(Mutex::new(
+            uplinks.iter().map(|u| u.status(false)).collect::<Vec<_>>(),
+        ));
         let saved = load_leases(&lease_file);
         let leases = Leases::from_list(saved, unix_now());
         let shared = Arc::new(Mutex::new(leases.list()));
@@ -127,6 +185,8 @@ impl Router {
             shared.clone(),
             leases,
             lease_file,
+            uplinks,
+            uplink_status.clone(),
         )?;
         let thread = std::thread::Builder::new()
             .name(format!("router-{}", ctl.name))
@@ -134,10 +194,20 @@ impl Router {
         Ok(Router {
             mac,
             entry,
+            uplink_entries,
+            uplink_status,
             counters,
             leases: shared,
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// Each uplink: address, gateway, health, and whether it is active.
+    pub fn uplinks(&self) -> Vec<UplinkStatus> {
+        self.uplink_status
+            .lock()
+            .map(|u| u.clone())
+            .unwrap_or_default()
     }
 
     /// Bound leases, as last written.
@@ -196,7 +266,8 @@ struct Control {
     pool: Pool,
     clients: Vec<Client>,
     zone_base: Zone,
-    upstreams: Vec<SocketAddr>,
+    /// Configured upstream resolvers; empty: those learned on the active uplink.
+    configured_upstreams: Vec<Ipv4Addr>,
     port: Arc<RouterPort>,
     entry: Arc<PortEntry>,
     switch: Arc<Switch>,
@@ -208,7 +279,9 @@ struct Control {
     dev: QueueDevice,
     sockets: SocketSet<'static>,
     dns: smoltcp::iface::SocketHandle,
-    upstream: Option<UdpSocket>,
+    uplinks: Vec<Uplink>,
+    active: Option<usize>,
+    uplink_status: Arc<Mutex<Vec<UplinkStatus>>>,
     forwarder: Forwarder,
     /// The zone with the apps' current addresses, rebuilt when leases change.
     zone: Option<Zone>,
@@ -229,6 +302,8 @@ impl Control {
         shared: Arc<Mutex<Vec<Lease>>>,
         leases: Leases,
         lease_file: PathBuf,
+        uplinks: Vec<Uplink>,
+        uplink_status: Arc<Mutex<Vec<UplinkStatus>>>,
     ) -> io::Result<Control> {
         let l = &setup.local;
         let pool = Pool {
@@ -263,19 +338,15 @@ impl Control {
             .map_err(|e| io::Error::other(format!("DNS socket: {e}")))?;
         let mut sockets = SocketSet::new(Vec::new());
         let dns = sockets.add(dns_sock);
-        let upstreams: Vec<SocketAddr> = l
+        let configured_upstreams: Vec<Ipv4Addr> = l
             .dns
             .upstream
             .iter()
-            .map(|ip| SocketAddr::new(*ip, 53))
+            .filter_map(|ip| match ip {
+                IpAddr::V4(a) => Some(*a),
+                IpAddr::V6(_) => None,
+            })
             .collect();
-        let upstream = if upstreams.is_empty() {
-            None
-        } else {
-            let s = UdpSocket::bind("0.0.0.0:0").or_else(|_| UdpSocket::bind("[::]:0"))?;
-            s.set_nonblocking(true)?;
-            Some(s)
-        };
         let zone_base = Zone {
             domain: l.dns.domain.clone(),
             router: Some(l.gateway),
@@ -296,7 +367,7 @@ impl Control {
             pool,
             clients: setup.clients,
             zone_base,
-            upstreams,
+            configured_upstreams,
             port,
             entry,
             switch,
@@ -308,7 +379,9 @@ impl Control {
             dev,
             sockets,
             dns,
-            upstream,
+            uplinks,
+            active: None,
+            uplink_status,
             forwarder: Forwarder::new(now_ms() ^ 0x5DEECE66D),
             zone: None,
             dirty: false,
@@ -326,23 +399,22 @@ impl Control {
                 .iface
                 .poll_delay(SInstant::now(), &self.sockets)
                 .map_or(200, |d| d.total_millis().min(200)) as i32;
-            let mut fds = [
-                libc::pollfd {
-                    fd: self.port.wake_fd(),
+            let mut delay = delay;
+            let mut fds = vec![libc::pollfd {
+                fd: self.port.wake_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            for u in &mut self.uplinks {
+                delay = delay.min(u.delay_ms().min(200) as i32);
+                fds.push(libc::pollfd {
+                    fd: u.wake_fd(),
                     events: libc::POLLIN,
                     revents: 0,
-                },
-                libc::pollfd {
-                    fd: -1,
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            if let Some(u) = &self.upstream {
-                fds[1].fd = u.as_raw_fd();
+                });
             }
-            // SAFETY: two valid pollfds (a negative fd is ignored).
-            unsafe { libc::poll(fds.as_mut_ptr(), 2, delay) };
+            // SAFETY: a vector of valid pollfds.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, delay) };
             let frames = self.port.drain();
             for f in frames {
                 let guarded =
@@ -354,9 +426,15 @@ impl Control {
             }
             let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.poll_stack();
+                for u in &mut self.uplinks {
+                    u.poll(&self.switch);
+                }
                 self.serve_dns();
                 self.relay_upstream();
                 self.poll_stack();
+                for u in &mut self.uplinks {
+                    u.poll(&self.switch);
+                }
                 let now = now_ms();
                 if now.saturating_sub(last_tick) >= 1000 {
                     last_tick = now;
@@ -500,10 +578,23 @@ impl Control {
         }
     }
 
-    /// Relays a query upstream; a SERVFAIL right away when there is nowhere to send it.
+    /// The resolvers to ask: the configured ones, or those the active uplink learned.
+    fn servers(&self) -> Vec<Ipv4Addr> {
+        if !self.configured_upstreams.is_empty() {
+            return self.configured_upstreams.clone();
+        }
+        self.active
+            .and_then(|i| self.uplinks.get(i))
+            .map(|u| u.dns_servers.clone())
+            .unwrap_or_default()
+    }
+
+    /// Relays a query upstream through the active uplink; a SERVFAIL right
+    /// away when there is no uplink or no resolver.
     fn forward(&mut self, query: &[u8], client: IpEndpoint) -> Option<Vec<u8>> {
         let sa = SocketAddr::new(IpAddr::from(client.addr), client.port);
-        let Some(sock) = &self.upstream else {
+        let servers = self.servers();
+        let Some(active) = self.active.filter(|_| !servers.is_empty()) else {
             self.counters.dns_upstream_failures.fetch_add(1, Relaxed);
             return dns::servfail(query);
         };
@@ -511,23 +602,24 @@ impl Control {
             self.counters.dns_upstream_failures.fetch_add(1, Relaxed);
             return dns::servfail(query);
         };
-        for up in &self.upstreams {
-            let _ = sock.send_to(&q, up);
+        for s in servers {
+            self.uplinks[active].send_dns(&q, s);
         }
         self.counters.dns_forwarded.fetch_add(1, Relaxed);
         None
     }
 
     fn relay_upstream(&mut self) {
-        let Some(sock) = &self.upstream else { return };
-        let mut buf = vec![0u8; 65536];
         let mut out = Vec::new();
-        while let Ok((n, from)) = sock.recv_from(&mut buf) {
-            if !self.upstreams.contains(&from) {
-                continue;
-            }
-            if let Some(r) = self.forwarder.incoming(&buf[..n]) {
-                out.push(r);
+        let servers = self.servers();
+        for u in &mut self.uplinks {
+            for (answer, from) in u.dns_answers() {
+                if !servers.contains(&from) {
+                    continue;
+                }
+                if let Some(r) = self.forwarder.incoming(&answer) {
+                    out.push(r);
+                }
             }
         }
         for (r, to) in out {
@@ -547,6 +639,27 @@ impl Control {
     }
 
     fn tick(&mut self) {
+        let now_s = unix_now();
+        for u in &mut self.uplinks {
+            u.tick(now_s);
+        }
+        let active = choose_active(&self.uplinks);
+        if active != self.active {
+            let name = |i: Option<usize>| {
+                i.and_then(|i| self.uplinks.get(i))
+                    .map_or("none".to_string(), |u| u.setup.port.clone())
+            };
+            tracing::info!(ni = %self.name, from = %name(self.active), to = %name(active), "active uplink changed");
+            self.active = active;
+        }
+        if let Ok(mut st) = self.uplink_status.lock() {
+            *st = self
+                .uplinks
+                .iter()
+                .enumerate()
+                .map(|(i, u)| u.status(Some(i) == self.active))
+                .collect();
+        }
         for (r, to) in self.forwarder.expire(now_ms()) {
             self.counters.dns_upstream_failures.fetch_add(1, Relaxed);
             self.send_dns(&r, to);

@@ -1,0 +1,320 @@
+//! The router's interface on one uplink: its own MAC on the uplink port's
+//! domain, an address by DHCP (smoltcp's client, honouring lease times) or
+//! static, a probe of the gateway or a configured target, and the health
+//! that decides which uplink is active.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use smoltcp::iface::{Config as IfConfig, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::socket::{dhcpv4, icmp, udp};
+use smoltcp::time::Instant as SInstant;
+use smoltcp::wire::{
+    EthernetAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, IpListenEndpoint, Ipv4Cidr,
+};
+
+use super::device::QueueDevice;
+use super::port::RouterPort;
+use super::wire;
+use crate::config::{Mac, Probe, ProbeTarget, UplinkAddress};
+use crate::control::status::Uplink as UplinkStatus;
+use crate::switch::{PortEntry, Switch, now_secs};
+
+/// UDP port the router's DNS relay uses on its uplink address.
+pub const DNS_RELAY_PORT: u16 = 53053;
+const PROBE_PAYLOAD: &[u8] = b"niswitch uplink probe";
+
+/// What an uplink is made of.
+pub struct UplinkSetup {
+    pub port: String,
+    pub cost: u8,
+    pub mac: Mac,
+    pub address: UplinkAddress,
+    pub gateway: Option<Ipv4Addr>,
+    pub probe: Probe,
+    /// The NIC's entry: its link state counts as a failed probe.
+    pub nic: Arc<PortEntry>,
+    /// The router's port on the uplink's domain, and its queue.
+    pub entry: Arc<PortEntry>,
+    pub queue: Arc<RouterPort>,
+}
+
+pub struct Uplink {
+    pub setup: UplinkSetup,
+    iface: Interface,
+    dev: QueueDevice,
+    sockets: SocketSet<'static>,
+    dhcp: Option<SocketHandle>,
+    icmp: SocketHandle,
+    pub dns_relay: SocketHandle,
+    pub address: Option<Ipv4Cidr>,
+    pub gateway: Option<Ipv4Addr>,
+    pub dns_servers: Vec<Ipv4Addr>,
+    ident: u16,
+    seq: u16,
+    waiting: Option<u16>,
+    ok_streak: u32,
+    fail_streak: u32,
+    pub healthy: bool,
+    last_probe: u64,
+}
+
+impl Uplink {
+    pub fn new(setup: UplinkSetup, ident: u16) -> Uplink {
+        let mut dev = QueueDevice::default();
+        let iface = Interface::new(
+            IfConfig::new(EthernetAddress(setup.mac.0).into()),
+            &mut dev,
+            SInstant::now(),
+        );
+        let mut sockets = SocketSet::new(Vec::new());
+        let dhcp = match setup.address {
+            UplinkAddress::Dhcp => Some(sockets.add(dhcpv4::Socket::new())),
+            UplinkAddress::Static(_) => None,
+        };
+        let ibuf =
+            || icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 8], vec![0u8; 1024]);
+        let mut icmp_sock = icmp::Socket::new(ibuf(), ibuf());
+        let _ = icmp_sock.bind(icmp::Endpoint::Ident(ident));
+        let icmp = sockets.add(icmp_sock);
+        let ubuf =
+            || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 128], vec![0u8; 128 * 1024]);
+        let mut relay = udp::Socket::new(ubuf(), ubuf());
+        let _ = relay.bind(IpListenEndpoint {
+            addr: None,
+            port: DNS_RELAY_PORT,
+        });
+        let dns_relay = sockets.add(relay);
+        let mut up = Uplink {
+            setup,
+            iface,
+            dev,
+            sockets,
+            dhcp,
+            icmp,
+            dns_relay,
+            address: None,
+            gateway: None,
+            dns_servers: Vec::new(),
+            ident,
+            seq: 0,
+            waiting: None,
+            ok_streak: 0,
+            fail_streak: 0,
+            healthy: false,
+            last_probe: 0,
+        };
+        if let UplinkAddress::Static(net) = up.setup.address {
+            up.configure(
+                Some(Ipv4Cidr::new(net.addr(), net.prefix_len())),
+                up.setup.gateway,
+                Vec::new(),
+            );
+        }
+        up
+    }
+
+    fn configure(&mut self, addr: Option<Ipv4Cidr>, gateway: Option<Ipv4Addr>, dns: Vec<Ipv4Addr>) {
+        self.iface.update_ip_addrs(|a| {
+            a.clear();
+            if let Some(c) = addr {
+                let _ = a.push(IpCidr::Ipv4(c));
+            }
+        });
+        self.iface.routes_mut().remove_default_ipv4_route();
+        if let Some(g) = gateway {
+            let _ = self.iface.routes_mut().add_default_ipv4_route(g);
+        }
+        if self.address != addr {
+            tracing::info!(uplink = %self.setup.port, address = ?addr.map(|a| a.to_string()), gateway = ?gateway, "uplink address");
+        }
+        self.address = addr;
+        self.gateway = gateway;
+        self.dns_servers = dns;
+    }
+
+    /// Takes the frames queued for this interface and runs the stack.
+    pub fn poll(&mut self, switch: &Switch) {
+        for pkt in self.setup.queue.drain() {
+            if let Some(f) = wire::finish_frame(&pkt)
+                && self.dev.rx.len() < 1024
+            {
+                self.dev.rx.push_back(f);
+            }
+        }
+        self.iface
+            .poll(SInstant::now(), &mut self.dev, &mut self.sockets);
+        if let Some(h) = self.dhcp {
+            let ev = self
+                .sockets
+                .get_mut::<dhcpv4::Socket>(h)
+                .poll()
+                .map(|e| match e {
+                    dhcpv4::Event::Configured(c) => Some((
+                        c.address,
+                        c.router,
+                        c.dns_servers.iter().copied().collect::<Vec<_>>(),
+                    )),
+                    dhcpv4::Event::Deconfigured => None,
+                });
+            match ev {
+                Some(Some((a, r, d))) => self.configure(Some(a), r, d),
+                Some(None) => self.configure(None, None, Vec::new()),
+                None => {}
+            }
+        }
+        self.read_probe_replies();
+        self.iface
+            .poll(SInstant::now(), &mut self.dev, &mut self.sockets);
+        for p in std::mem::take(&mut self.dev.tx) {
+            switch.process(&self.setup.entry, &p, now_secs());
+        }
+    }
+
+    /// Milliseconds until the stack wants to be polled again.
+    pub fn delay_ms(&mut self) -> u64 {
+        self.iface
+            .poll_delay(SInstant::now(), &self.sockets)
+            .map_or(200, |d| d.total_millis())
+    }
+
+    pub fn wake_fd(&self) -> i32 {
+        self.setup.queue.wake_fd()
+    }
+
+    fn target(&self) -> Option<Ipv4Addr> {
+        match self.setup.probe.target {
+            ProbeTarget::Gateway => self.gateway,
+            ProbeTarget::Icmp(IpAddr::V4(ip)) | ProbeTarget::Tcp(IpAddr::V4(ip), _) => Some(ip),
+            _ => None,
+        }
+    }
+
+    fn read_probe_replies(&mut self) {
+        let mut answered = false;
+        let sock = self.sockets.get_mut::<icmp::Socket>(self.icmp);
+        while let Ok((data, _from)) = sock.recv() {
+            let Ok(pkt) = Icmpv4Packet::new_checked(data) else {
+                continue;
+            };
+            if let Ok(Icmpv4Repr::EchoReply { ident, seq_no, .. }) =
+                Icmpv4Repr::parse(&pkt, &ChecksumCapabilities::default())
+                && ident == self.ident
+                && self.waiting == Some(seq_no)
+            {
+                answered = true;
+            }
+        }
+        if answered {
+            self.waiting = None;
+            self.result(true);
+        }
+    }
+
+    fn result(&mut self, ok: bool) {
+        let need = self.setup.probe.failures.max(1);
+        if ok {
+            self.ok_streak += 1;
+            self.fail_streak = 0;
+            // The first answer makes a fresh uplink usable; after a failure
+            // it takes `failures` answers in a row.
+            if !self.healthy && (self.ok_streak >= need || self.last_probe_was_first()) {
+                self.set_health(true);
+            }
+        } else {
+            self.fail_streak += 1;
+            self.ok_streak = 0;
+            if self.healthy && self.fail_streak >= need {
+                self.set_health(false);
+            }
+        }
+    }
+
+    fn last_probe_was_first(&self) -> bool {
+        self.seq <= 1
+    }
+
+    fn set_health(&mut self, h: bool) {
+        if self.healthy != h {
+            tracing::info!(uplink = %self.setup.port, healthy = h, "uplink health changed");
+        }
+        self.healthy = h;
+    }
+
+    /// Once a second: a probe every `interval` seconds; an unanswered
+    /// probe, a down link or no address counts as a failure.
+    pub fn tick(&mut self, now_s: u64) {
+        if now_s.saturating_sub(self.last_probe) < self.setup.probe.interval as u64 {
+            return;
+        }
+        self.last_probe = now_s;
+        if self.waiting.take().is_some() {
+            self.result(false);
+        }
+        let link = self.setup.nic.link_up.load(Relaxed);
+        let Some(target) = self.target().filter(|_| link && self.address.is_some()) else {
+            self.fail_streak = self.fail_streak.max(self.setup.probe.failures);
+            self.ok_streak = 0;
+            self.set_health(false);
+            return;
+        };
+        self.seq = self.seq.wrapping_add(1);
+        let repr = Icmpv4Repr::EchoRequest {
+            ident: self.ident,
+            seq_no: self.seq,
+            data: PROBE_PAYLOAD,
+        };
+        let sock = self.sockets.get_mut::<icmp::Socket>(self.icmp);
+        if let Ok(buf) = sock.send(repr.buffer_len(), IpAddress::Ipv4(target)) {
+            let mut pkt = Icmpv4Packet::new_unchecked(buf);
+            repr.emit(&mut pkt, &ChecksumCapabilities::default());
+            self.waiting = Some(self.seq);
+        }
+    }
+
+    /// Sends a DNS query from the uplink address.
+    pub fn send_dns(&mut self, query: &[u8], server: Ipv4Addr) {
+        let ep = smoltcp::wire::IpEndpoint::new(IpAddress::Ipv4(server), 53);
+        let _ = self
+            .sockets
+            .get_mut::<udp::Socket>(self.dns_relay)
+            .send_slice(query, ep);
+    }
+
+    /// DNS answers that came back, with their source.
+    pub fn dns_answers(&mut self) -> Vec<(Vec<u8>, Ipv4Addr)> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let sock = self.sockets.get_mut::<udp::Socket>(self.dns_relay);
+        while let Ok((n, meta)) = sock.recv_slice(&mut buf) {
+            let IpAddress::Ipv4(from) = meta.endpoint.addr;
+            if meta.endpoint.port == 53 {
+                out.push((buf[..n].to_vec(), from));
+            }
+        }
+        out
+    }
+
+    pub fn status(&self, active: bool) -> UplinkStatus {
+        UplinkStatus {
+            port: self.setup.port.clone(),
+            address: self.address.map(|a| a.to_string()),
+            gateway: self.gateway.map(|g| g.to_string()),
+            healthy: self.healthy,
+            active,
+        }
+    }
+}
+
+/// The index of the active uplink: the cheapest healthy one (config order
+/// breaks ties), or None when none is healthy.
+pub fn choose_active(uplinks: &[Uplink]) -> Option<usize> {
+    uplinks
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| u.healthy)
+        .min_by_key(|(i, u)| (u.setup.cost, *i))
+        .map(|(i, _)| i)
+}

@@ -1,0 +1,151 @@
+//! Uplinks of a local NI: the router's address on each uplink (by DHCP from
+//! the LAN, or static), probes of the gateway, the cheapest healthy uplink
+//! active, failover within interval × failures + interval and back.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn lan_server(sb: &mut Sandbox, ns: &str, ifname: &str, net: &str, tag: &str) {
+    assert!(sb.ok(ns, &format!("ip addr add {net}.1/24 dev {ifname}")));
+    let leases = sb.path(&format!("{tag}.leases"));
+    sb.spawn(
+        ns,
+        Path::new("/usr/sbin/dnsmasq"),
+        &[
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            &format!("--interface={ifname}"),
+            "--bind-interfaces",
+            &format!("--dhcp-range={net}.100,{net}.150,255.255.255.0,1h"),
+            &format!("--dhcp-leasefile={}", leases.display()),
+            "--pid-file",
+        ],
+        &format!("{tag}.log"),
+    )
+    .unwrap();
+}
+
+fn uplinks(d: &Daemon) -> serde_json::Value {
+    d.status()["network_instances"][0]["uplinks"].clone()
+}
+
+fn active(d: &Daemon) -> Option<String> {
+    uplinks(d)
+        .as_array()?
+        .iter()
+        .find(|u| u["active"] == true)
+        .and_then(|u| u["port"].as_str().map(String::from))
+}
+
+#[test]
+fn cheapest_healthy_uplink_is_active_and_fails_over_within_the_bound() {
+    if !root_or_skip("cheapest_healthy_uplink_is_active_and_fails_over_within_the_bound") {
+        return;
+    }
+    need(&["dnsmasq"]);
+    let p = "nswupl";
+    let mut sb = Sandbox::new(p).unwrap();
+    let dev = sb.ns("dev").unwrap();
+    let up1 = sb.ns("up1").unwrap();
+    let up2 = sb.ns("up2").unwrap();
+    sb.veth(&dev, &format!("{p}-n1"), &up1, &format!("{p}-l1"))
+        .unwrap();
+    sb.veth(&dev, &format!("{p}-n2"), &up2, &format!("{p}-l2"))
+        .unwrap();
+    lan_server(&mut sb, &up1, &format!("{p}-l1"), "192.0.2", "up1");
+    lan_server(&mut sb, &up2, &format!("{p}-l2"), "198.51.100", "up2");
+    let cfg = format!(
+        "version: 1
+ports:
+  - {{ name: wan1, device: {p}-n1, cost: 0 }}
+  - {{ name: wan2, device: {p}-n2, cost: 10 }}
+network_instances:
+  - {{ name: lan, type: local, subnet: 10.50.0.0/24, uplinks: [wan2, wan1], probe: {{ target: gateway, interval: 1, failures: 2 }} }}
+"
+    );
+    let d = start(&mut sb, &dev, &cfg, "nsw");
+    assert!(
+        wait_until(Duration::from_secs(15), || active(&d).as_deref()
+            == Some("wan1")),
+        "wan1 (cost 0) active: {}",
+        uplinks(&d)
+    );
+    let u = uplinks(&d);
+    assert!(
+        u.to_string().contains("198.51.100."),
+        "wan2 has its own address too: {u}"
+    );
+    assert!(
+        u.as_array().unwrap().iter().all(|x| x["healthy"] == true),
+        "{u}"
+    );
+
+    // The cable of wan1 is pulled: wan2 takes over within 1 × 2 + 1 seconds.
+    sb.sh(&up1, &format!("ip link set {p}-l1 down"));
+    let t0 = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(10), || active(&d).as_deref()
+            == Some("wan2")),
+        "{}",
+        uplinks(&d)
+    );
+    let took = t0.elapsed();
+    eprintln!("failover took {took:?}");
+    assert!(
+        took <= Duration::from_millis(3500),
+        "failover took {took:?}"
+    );
+
+    // wan1 comes back: after 2 good probes in a row it is active again.
+    sb.sh(&up1, &format!("ip link set {p}-l1 up"));
+    let t0 = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(10), || active(&d).as_deref()
+            == Some("wan1")),
+        "{}",
+        uplinks(&d)
+    );
+    let took = t0.elapsed();
+    eprintln!("failback took {took:?}");
+    assert!(
+        took <= Duration::from_millis(4500),
+        "failback took {took:?}"
+    );
+}
+
+#[test]
+fn static_uplink_address_needs_no_dhcp_server() {
+    if !root_or_skip("static_uplink_address_needs_no_dhcp_server") {
+        return;
+    }
+    let p = "nswups";
+    let mut sb = Sandbox::new(p).unwrap();
+    let dev = sb.ns("dev").unwrap();
+    let up = sb.ns("up").unwrap();
+    sb.veth(&dev, &format!("{p}-n"), &up, &format!("{p}-l"))
+        .unwrap();
+    assert!(sb.ok(&up, &format!("ip addr add 192.0.2.1/24 dev {p}-l")));
+    let cfg = format!(
+        "version: 1
+ports: [{{ name: wan, device: {p}-n }}]
+network_instances:
+  - {{ name: lan, type: local, subnet: 10.50.0.0/24, uplinks: [wan], uplink_address: 192.0.2.50/24, uplink_gateway: 192.0.2.1, probe: {{ interval: 1, failures: 2 }} }}
+"
+    );
+    let d = start(&mut sb, &dev, &cfg, "nsw");
+    assert!(
+        wait_until(Duration::from_secs(10), || active(&d).as_deref()
+            == Some("wan")),
+        "{}",
+        uplinks(&d)
+    );
+    assert_eq!(uplinks(&d)[0]["address"], "192.0.2.50/24");
+    assert!(
+        ping(&sb, &up, "192.0.2.50"),
+        "the router answers on its uplink address"
+    );
+}
