@@ -23,26 +23,6 @@ apps:
     )
 }
 
-fn dnsmasq(sb: &mut Sandbox, ns: &str, ifname: &str) {
-    let leases = sb.path("leases");
-    sb.spawn(
-        ns,
-        Path::new("/usr/sbin/dnsmasq"),
-        &[
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            &format!("--interface={ifname}"),
-            "--bind-interfaces",
-            "--port=0",
-            "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h",
-            &format!("--dhcp-leasefile={}", leases.display()),
-            "--pid-file",
-        ],
-        "dnsmasq.log",
-    )
-    .unwrap();
-}
-
 fn udhcpc(sb: &Sandbox, ns: &str, ifname: &str) -> String {
     assert!(
         sb.ok(
@@ -72,8 +52,14 @@ fn host_lease_link_loss_crash_and_clean_exit() {
     let up = sb.ns("up").unwrap();
     let app = sb.ns("a").unwrap();
     sb.veth(&dev, &nic, &up, &format!("{p}-lan")).unwrap();
-    assert!(sb.ok(&up, &format!("ip addr add 192.0.2.1/24 dev {p}-lan")));
-    dnsmasq(&mut sb, &up, &format!("{p}-lan"));
+    lan_dnsmasq(
+        &mut sb,
+        &up,
+        &format!("{p}-lan"),
+        "192.0.2",
+        "dnsmasq",
+        &["--port=0"],
+    );
 
     // Before niswitch: the host's DHCP client on the NIC.
     let nic_mac = sb.out(&dev, &format!("cat /sys/class/net/{nic}/address"));

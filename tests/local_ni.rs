@@ -61,28 +61,16 @@ fn lab(suffix: &str) -> Lab {
         .collect();
     sb.veth(&dev, &format!("{p}-nic"), &up, &format!("{p}-lan"))
         .unwrap();
-    assert!(sb.ok(&up, &format!("ip addr add 192.0.2.1/24 dev {p}-lan")));
     // The LAN's DHCP and DNS server: it leases the router's uplink address
     // and is the resolver the router learns there.
-    let leases = sb.path("up.leases");
-    sb.spawn(
+    lan_dnsmasq(
+        &mut sb,
         &up,
-        Path::new("/usr/sbin/dnsmasq"),
-        &[
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            &format!("--interface={p}-lan"),
-            "--bind-interfaces",
-            "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h",
-            &format!("--dhcp-leasefile={}", leases.display()),
-            "--address=/upstream.example/192.0.2.99",
-            "--pid-file",
-        ],
-        "upstream.log",
-    )
-    .unwrap();
+        &format!("{p}-lan"),
+        "192.0.2",
+        "upstream",
+        &["--address=/upstream.example/192.0.2.99"],
+    );
     let d = start(&mut sb, &dev, &config(&p), "nsw");
     Lab { sb, d, dev, ns }
 }

@@ -36,25 +36,14 @@ fn dhcp_clients_get_leases_and_traffic_flows() {
     let apps: Vec<String> = ["a", "b", "c"].iter().map(|n| sb.ns(n).unwrap()).collect();
     sb.veth(&dev, &format!("{P}-nic"), &up, &format!("{P}-lan"))
         .unwrap();
-    assert!(sb.ok(&up, &format!("ip addr add 192.0.2.1/24 dev {P}-lan")));
-    let leases = sb.path("leases");
-    let dnsmasq_pid = sb
-        .spawn(
-            &up,
-            std::path::Path::new("/usr/sbin/dnsmasq"),
-            &[
-                "--keep-in-foreground",
-                "--conf-file=/dev/null",
-                &format!("--interface={P}-lan"),
-                "--bind-interfaces",
-                "--port=0",
-                "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h",
-                &format!("--dhcp-leasefile={}", leases.display()),
-                "--pid-file",
-            ],
-            "dnsmasq.log",
-        )
-        .unwrap();
+    lan_dnsmasq(
+        &mut sb,
+        &up,
+        &format!("{P}-lan"),
+        "192.0.2",
+        "dnsmasq",
+        &["--port=0"],
+    );
     let d = start(&mut sb, &dev, &config(), "nsw");
     let cfg = niswitch::config::load(&d.config).unwrap();
 
@@ -173,5 +162,4 @@ fn dhcp_clients_get_leases_and_traffic_flows() {
     assert!(bps > 50e6, "TCP upstream<->app {out}");
     sb.wait(srv, std::time::Duration::from_secs(5));
     assert_eq!(d.drops("lan", "too_big"), 0, "{}", d.status());
-    let _ = dnsmasq_pid;
 }

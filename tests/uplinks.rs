@@ -4,30 +4,7 @@
 
 mod common;
 use common::*;
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn lan_server(sb: &mut Sandbox, ns: &str, ifname: &str, net: &str, tag: &str) {
-    assert!(sb.ok(ns, &format!("ip addr add {net}.1/24 dev {ifname}")));
-    let leases = sb.path(&format!("{tag}.leases"));
-    sb.spawn(
-        ns,
-        Path::new("/usr/sbin/dnsmasq"),
-        &[
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            &format!("--interface={ifname}"),
-            "--bind-interfaces",
-            &format!("--dhcp-range={net}.100,{net}.150,255.255.255.0,1h"),
-            &format!("--dhcp-leasefile={}", leases.display()),
-            "--pid-file",
-        ],
-        &format!("{tag}.log"),
-    )
-    .unwrap();
-}
 
 fn uplinks(d: &Daemon) -> serde_json::Value {
     d.status()["network_instances"][0]["uplinks"].clone()
@@ -56,8 +33,8 @@ fn cheapest_healthy_uplink_is_active_and_fails_over_within_the_bound() {
         .unwrap();
     sb.veth(&dev, &format!("{p}-n2"), &up2, &format!("{p}-l2"))
         .unwrap();
-    lan_server(&mut sb, &up1, &format!("{p}-l1"), "192.0.2", "up1");
-    lan_server(&mut sb, &up2, &format!("{p}-l2"), "198.51.100", "up2");
+    lan_dnsmasq(&mut sb, &up1, &format!("{p}-l1"), "192.0.2", "up1", &[]);
+    lan_dnsmasq(&mut sb, &up2, &format!("{p}-l2"), "198.51.100", "up2", &[]);
     let cfg = format!(
         "version: 1
 ports:

@@ -2,7 +2,7 @@
 //! RTM_NEWLINK notifications, without polling and without `ip`.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use super::cvt;
@@ -28,16 +28,7 @@ pub struct LinkWatch {
 
 impl LinkWatch {
     pub fn open() -> io::Result<LinkWatch> {
-        // SAFETY: plain socket(2) call.
-        let fd = cvt(unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        })?;
-        // SAFETY: fd was just returned by socket(2).
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = super::rtnl::route_socket()?;
         // SAFETY: sockaddr_nl is plain old data.
         let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         sa.nl_family = libc::AF_NETLINK as u16;

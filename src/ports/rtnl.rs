@@ -16,6 +16,20 @@ const NLM_F_ACK: u16 = 4;
 const NLM_F_DUMP: u16 = 0x300;
 const HDR: usize = 16;
 
+/// A NETLINK_ROUTE socket.
+pub(crate) fn route_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call.
+    let fd = cvt(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    })?;
+    // SAFETY: fd was just returned by socket(2).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 struct Rtnl {
     fd: OwnedFd,
     seq: u32,
@@ -23,17 +37,8 @@ struct Rtnl {
 
 impl Rtnl {
     fn open() -> io::Result<Rtnl> {
-        // SAFETY: plain socket(2) call.
-        let fd = cvt(unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        })?;
-        // SAFETY: fd was just returned by socket(2).
         Ok(Rtnl {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd: route_socket()?,
             seq: 0,
         })
     }

@@ -112,3 +112,34 @@ pub fn ipv4_of(sb: &Sandbox, ns: &str, ifname: &str) -> String {
 pub fn ping(sb: &Sandbox, ns: &str, ip: &str) -> bool {
     sb.ok(ns, &format!("ping -c 2 -i 0.2 -W 1 {ip}"))
 }
+
+/// The LAN's DHCP (and DNS) server: gives `ifname` in `ns` the address
+/// `{net}.1/24` and runs dnsmasq there, leasing `{net}.100`–`{net}.150`.
+/// `extra` adds dnsmasq options (`--port=0` turns its DNS off).
+pub fn lan_dnsmasq(sb: &mut Sandbox, ns: &str, ifname: &str, net: &str, tag: &str, extra: &[&str]) {
+    assert!(
+        sb.ok(ns, &format!("ip addr add {net}.1/24 dev {ifname}")),
+        "address on {ifname}"
+    );
+    let leases = sb.path(&format!("{tag}.leases"));
+    let mut args = vec![
+        "--keep-in-foreground".to_string(),
+        "--conf-file=/dev/null".into(),
+        "--no-resolv".into(),
+        "--no-hosts".into(),
+        format!("--interface={ifname}"),
+        "--bind-interfaces".into(),
+        format!("--dhcp-range={net}.100,{net}.150,255.255.255.0,1h"),
+        format!("--dhcp-leasefile={}", leases.display()),
+        "--pid-file".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    sb.spawn(
+        ns,
+        std::path::Path::new("/usr/sbin/dnsmasq"),
+        &args,
+        &format!("{tag}.log"),
+    )
+    .expect("spawn dnsmasq");
+}
