@@ -126,3 +126,50 @@ network_instances:
         "the router answers on its uplink address"
     );
 }
+
+#[test]
+fn tcp_probe_target_follows_the_service() {
+    if !root_or_skip("tcp_probe_target_follows_the_service") {
+        return;
+    }
+    let p = "nswupt";
+    let mut sb = Sandbox::new(p).unwrap();
+    let dev = sb.ns("dev").unwrap();
+    let up = sb.ns("up").unwrap();
+    sb.veth(&dev, &format!("{p}-n"), &up, &format!("{p}-l"))
+        .unwrap();
+    assert!(sb.ok(&up, &format!("ip addr add 192.0.2.1/24 dev {p}-l")));
+    let srv = sb
+        .spawn(
+            &up,
+            std::path::Path::new("/usr/bin/python3"),
+            &["-m", "http.server", "8080", "--bind", "192.0.2.1"],
+            "http.log",
+        )
+        .unwrap();
+    let cfg = format!(
+        "version: 1
+ports: [{{ name: wan, device: {p}-n }}]
+network_instances:
+  - {{ name: lan, type: local, subnet: 10.50.0.0/24, uplinks: [wan], uplink_address: 192.0.2.50/24, uplink_gateway: 192.0.2.1,
+      probe: {{ target: \"192.0.2.1:8080\", interval: 1, failures: 2 }} }}
+"
+    );
+    let d = start(&mut sb, &dev, &cfg, "nsw");
+    assert!(
+        wait_until(Duration::from_secs(10), || uplinks(&d)[0]["healthy"]
+            == true),
+        "TCP probe succeeds: {}",
+        uplinks(&d)
+    );
+    // The service stops (the host still answers ping): the uplink is unhealthy.
+    sb.signal(srv, libc::SIGTERM);
+    sb.wait(srv, Duration::from_secs(5));
+    assert!(
+        wait_until(Duration::from_secs(6), || uplinks(&d)[0]["healthy"]
+            == false),
+        "{}",
+        uplinks(&d)
+    );
+    assert!(ping(&sb, &up, "192.0.2.50"));
+}

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use smoltcp::iface::{Config as IfConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::socket::{dhcpv4, icmp, udp};
+use smoltcp::socket::{dhcpv4, icmp, tcp, udp};
 use smoltcp::time::Instant as SInstant;
 use smoltcp::wire::{
     EthernetAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, IpListenEndpoint, Ipv4Cidr,
@@ -48,6 +48,7 @@ pub struct Uplink {
     sockets: SocketSet<'static>,
     dhcp: Option<SocketHandle>,
     icmp: SocketHandle,
+    tcp: SocketHandle,
     pub dns_relay: SocketHandle,
     pub address: Option<Ipv4Cidr>,
     pub gateway: Option<Ipv4Addr>,
@@ -79,6 +80,10 @@ impl Uplink {
         let mut icmp_sock = icmp::Socket::new(ibuf(), ibuf());
         let _ = icmp_sock.bind(icmp::Endpoint::Ident(ident));
         let icmp = sockets.add(icmp_sock);
+        let tcp = sockets.add(tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0u8; 1024]),
+            tcp::SocketBuffer::new(vec![0u8; 1024]),
+        ));
         let ubuf =
             || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 128], vec![0u8; 128 * 1024]);
         let mut relay = udp::Socket::new(ubuf(), ubuf());
@@ -94,6 +99,7 @@ impl Uplink {
             sockets,
             dhcp,
             icmp,
+            tcp,
             dns_relay,
             address: None,
             gateway: None,
@@ -166,6 +172,7 @@ impl Uplink {
             }
         }
         self.read_probe_replies();
+        self.check_tcp_probe();
         self.iface
             .poll(SInstant::now(), &mut self.dev, &mut self.sockets);
         for p in std::mem::take(&mut self.dev.tx) {
@@ -213,6 +220,19 @@ impl Uplink {
         }
     }
 
+    /// A TCP probe succeeds when the connection is established.
+    fn check_tcp_probe(&mut self) {
+        if self.waiting.is_none() || !matches!(self.setup.probe.target, ProbeTarget::Tcp(..)) {
+            return;
+        }
+        let sock = self.sockets.get_mut::<tcp::Socket>(self.tcp);
+        if sock.state() == tcp::State::Established {
+            sock.abort();
+            self.waiting = None;
+            self.result(true);
+        }
+    }
+
     fn result(&mut self, ok: bool) {
         let need = self.setup.probe.failures.max(1);
         if ok {
@@ -251,6 +271,7 @@ impl Uplink {
         }
         self.last_probe = now_s;
         if self.waiting.take().is_some() {
+            self.sockets.get_mut::<tcp::Socket>(self.tcp).abort();
             self.result(false);
         }
         let link = self.setup.nic.link_up.load(Relaxed);
@@ -261,6 +282,18 @@ impl Uplink {
             return;
         };
         self.seq = self.seq.wrapping_add(1);
+        if let ProbeTarget::Tcp(_, port) = self.setup.probe.target {
+            let sock = self.sockets.get_mut::<tcp::Socket>(self.tcp);
+            sock.abort();
+            let local = 49152 + self.seq % 16384;
+            if sock
+                .connect(self.iface.context(), (IpAddress::Ipv4(target), port), local)
+                .is_ok()
+            {
+                self.waiting = Some(self.seq);
+            }
+            return;
+        }
         let repr = Icmpv4Repr::EchoRequest {
             ident: self.ident,
             seq_no: self.seq,
