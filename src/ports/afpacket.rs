@@ -142,7 +142,7 @@ pub fn insert_vlan(buf: &mut [u8], n: usize, (tpid, tci): (u16, u16)) -> usize {
     let bump = |b: &mut [u8], i: usize| {
         let v = u16::from_le_bytes([b[i], b[i + 1]]);
         if v != 0 {
-            b[i..i + 2].copy_from_slice(&(v + 4).to_le_bytes());
+            b[i..i + 2].copy_from_slice(&v.saturating_add(4).to_le_bytes());
         }
     };
     if buf[0] & VNET_F_NEEDS_CSUM != 0 {
@@ -231,5 +231,12 @@ mod tests {
         assert_eq!(buf[26], 12, "ethertype follows the tag");
         assert_eq!(u16::from_le_bytes([buf[2], buf[3]]), 58, "hdr_len");
         assert_eq!(u16::from_le_bytes([buf[6], buf[7]]), 38, "csum_start");
+    }
+
+    #[test]
+    fn absurd_offsets_do_not_overflow() {
+        let mut buf = vec![0xffu8; 64];
+        buf[..10].copy_from_slice(&[1, 1, 0xff, 0xff, 1, 0, 0xff, 0xff, 0, 0]);
+        assert_eq!(insert_vlan(&mut buf, 40, (0x8100, 1)), 44);
     }
 }
