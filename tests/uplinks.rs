@@ -18,6 +18,31 @@ fn active(d: &Daemon) -> Option<String> {
         .and_then(|u| u["port"].as_str().map(String::from))
 }
 
+/// Waits (10 s at most) until `port` is the active uplink; how long it took.
+fn time_until_active(d: &Daemon, port: &str) -> Duration {
+    let t0 = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(10), || active(d).as_deref()
+            == Some(port)),
+        "{port} never active: {}",
+        uplinks(d)
+    );
+    let took = t0.elapsed();
+    eprintln!("{port} active after {took:?}");
+    took
+}
+
+/// A device whose one NIC is a veth to an upstream host at 192.0.2.1.
+fn one_uplink_lab(p: &str) -> (Sandbox, String, String) {
+    let mut sb = Sandbox::new(p).unwrap();
+    let dev = sb.ns("dev").unwrap();
+    let up = sb.ns("up").unwrap();
+    sb.veth(&dev, &format!("{p}-n"), &up, &format!("{p}-l"))
+        .unwrap();
+    assert!(sb.ok(&up, &format!("ip addr add 192.0.2.1/24 dev {p}-l")));
+    (sb, dev, up)
+}
+
 #[test]
 fn cheapest_healthy_uplink_is_active_and_fails_over_within_the_bound() {
     if !root_or_skip("cheapest_healthy_uplink_is_active_and_fails_over_within_the_bound") {
@@ -63,15 +88,7 @@ network_instances:
 
     // The cable of wan1 is pulled: wan2 takes over within 1 × 2 + 1 seconds.
     sb.sh(&up1, &format!("ip link set {p}-l1 down"));
-    let t0 = Instant::now();
-    assert!(
-        wait_until(Duration::from_secs(10), || active(&d).as_deref()
-            == Some("wan2")),
-        "{}",
-        uplinks(&d)
-    );
-    let took = t0.elapsed();
-    eprintln!("failover took {took:?}");
+    let took = time_until_active(&d, "wan2");
     assert!(
         took <= Duration::from_millis(3500),
         "failover took {took:?}"
@@ -79,15 +96,7 @@ network_instances:
 
     // wan1 comes back: after 2 good probes in a row it is active again.
     sb.sh(&up1, &format!("ip link set {p}-l1 up"));
-    let t0 = Instant::now();
-    assert!(
-        wait_until(Duration::from_secs(10), || active(&d).as_deref()
-            == Some("wan1")),
-        "{}",
-        uplinks(&d)
-    );
-    let took = t0.elapsed();
-    eprintln!("failback took {took:?}");
+    let took = time_until_active(&d, "wan1");
     assert!(
         took <= Duration::from_millis(4500),
         "failback took {took:?}"
@@ -100,12 +109,7 @@ fn static_uplink_address_needs_no_dhcp_server() {
         return;
     }
     let p = "nswups";
-    let mut sb = Sandbox::new(p).unwrap();
-    let dev = sb.ns("dev").unwrap();
-    let up = sb.ns("up").unwrap();
-    sb.veth(&dev, &format!("{p}-n"), &up, &format!("{p}-l"))
-        .unwrap();
-    assert!(sb.ok(&up, &format!("ip addr add 192.0.2.1/24 dev {p}-l")));
+    let (mut sb, dev, up) = one_uplink_lab(p);
     let cfg = format!(
         "version: 1
 ports: [{{ name: wan, device: {p}-n }}]
@@ -114,12 +118,7 @@ network_instances:
 "
     );
     let d = start(&mut sb, &dev, &cfg, "nsw");
-    assert!(
-        wait_until(Duration::from_secs(10), || active(&d).as_deref()
-            == Some("wan")),
-        "{}",
-        uplinks(&d)
-    );
+    time_until_active(&d, "wan");
     assert_eq!(uplinks(&d)[0]["address"], "192.0.2.50/24");
     assert!(
         ping(&sb, &up, "192.0.2.50"),
@@ -133,12 +132,7 @@ fn tcp_probe_target_follows_the_service() {
         return;
     }
     let p = "nswupt";
-    let mut sb = Sandbox::new(p).unwrap();
-    let dev = sb.ns("dev").unwrap();
-    let up = sb.ns("up").unwrap();
-    sb.veth(&dev, &format!("{p}-n"), &up, &format!("{p}-l"))
-        .unwrap();
-    assert!(sb.ok(&up, &format!("ip addr add 192.0.2.1/24 dev {p}-l")));
+    let (mut sb, dev, up) = one_uplink_lab(p);
     let srv = sb
         .spawn(
             &up,
