@@ -6,6 +6,7 @@
 mod device;
 pub mod port;
 mod router;
+pub mod translate;
 mod uplink;
 pub mod wire;
 

@@ -1,8 +1,11 @@
-//! The NAPT session table of a local NI: which app flow (protocol, app
-//! address and port, remote address and port) leaves under which uplink
-//! port, and back. Ports come from a fixed range that never hands out a
-//! port-mapped port; the table is bounded; TCP state decides how long a
-//! session lives (closed connections expire fast).
+//! The NAPT session table of a local NI, kept the way a connection tracker
+//! keeps it: each session holds the tuple its first packet had (`orig`) and
+//! the tuple that packet had after translation (`xlated`). A packet matching
+//! `orig` is rewritten to `xlated`; one matching the swap of `xlated` (the
+//! reply) is rewritten to the swap of `orig`. Source NAT, port maps and
+//! hairpin are all sessions of this one kind. Translated ports come from a
+//! fixed range that never hands out a port-mapped port; the table is bounded;
+//! TCP state decides how long a session lives (closed connections expire fast).
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -26,24 +29,36 @@ impl Proto {
     }
 }
 
-/// A flow as the app sees it. For ICMP echo, `port` is the identifier and
-/// `rport` is 0.
+/// A packet's flow key. For ICMP echo the identifier is `sport` of a
+/// request and `dport` of a reply (the other port is 0), so a reply's tuple
+/// is the swap of its request's, as with TCP and UDP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Inside {
+pub struct Tuple {
     pub proto: Proto,
-    pub ip: Ipv4Addr,
-    pub port: u16,
-    pub remote: Ipv4Addr,
-    pub rport: u16,
+    pub src: Ipv4Addr,
+    pub sport: u16,
+    pub dst: Ipv4Addr,
+    pub dport: u16,
 }
 
-/// The same flow as the remote side sees it (towards the uplink address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Outside {
-    pub proto: Proto,
-    pub port: u16,
-    pub remote: Ipv4Addr,
-    pub rport: u16,
+impl Tuple {
+    /// The tuple of the answer to this packet.
+    pub fn swap(&self) -> Tuple {
+        Tuple {
+            proto: self.proto,
+            src: self.dst,
+            sport: self.dport,
+            dst: self.src,
+            dport: self.sport,
+        }
+    }
+}
+
+/// Which way a packet goes relative to its session's first packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    Original,
+    Reply,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +80,12 @@ pub const TCP_ACK: u8 = 0x10;
 
 #[derive(Debug, Clone)]
 pub struct Session {
-    pub inside: Inside,
-    pub port: u16,
+    pub orig: Tuple,
+    pub xlated: Tuple,
+    /// The uplink (index) the session lives on.
+    pub via: usize,
+    /// The translated port this session took from the pool, if any.
+    pub port: Option<u16>,
     pub state: TcpState,
     pub created: u64,
     pub last: u64,
@@ -100,22 +119,35 @@ pub enum NatError {
     TableFull,
     /// Every port of the range is in use for this protocol.
     PortsExhausted,
+    /// The translated flow would be taken for another session's.
+    Clash,
+}
+
+/// How a new session rewrites its first packet.
+#[derive(Debug, Clone, Copy)]
+pub struct Rewrite {
+    /// New source address; its port is taken from the pool.
+    pub src: Option<Ipv4Addr>,
+    /// New destination address and port (a port map).
+    pub dst: Option<(Ipv4Addr, u16)>,
+    pub via: usize,
 }
 
 pub struct NatTable {
-    sessions: HashMap<Inside, Session>,
-    outside: HashMap<Outside, Inside>,
+    sessions: HashMap<u64, Session>,
+    keys: HashMap<Tuple, (u64, Dir)>,
     used: HashSet<(Proto, u16)>,
     reserved: HashSet<(Proto, u16)>,
     range: RangeInclusive<u16>,
     cursor: u16,
+    next_id: u64,
     max: usize,
     pub timeouts: Timeouts,
 }
 
 impl NatTable {
-    /// `range`: uplink ports for translated flows; `reserved`: ports that
-    /// port maps own; `max`: most sessions at once.
+    /// `range`: ports for translated sources; `reserved`: ports that port
+    /// maps own; `max`: most sessions at once.
     pub fn new(
         range: RangeInclusive<u16>,
         reserved: impl IntoIterator<Item = (Proto, u16)>,
@@ -123,11 +155,12 @@ impl NatTable {
     ) -> Self {
         NatTable {
             sessions: HashMap::new(),
-            outside: HashMap::new(),
+            keys: HashMap::new(),
             used: HashSet::new(),
             reserved: reserved.into_iter().collect(),
             cursor: *range.start(),
             range,
+            next_id: 0,
             max,
             timeouts: Timeouts::default(),
         }
@@ -139,15 +172,6 @@ impl NatTable {
 
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
-    }
-
-    fn outside_key(s: &Session) -> Outside {
-        Outside {
-            proto: s.inside.proto,
-            port: s.port,
-            remote: s.inside.remote,
-            rport: s.inside.rport,
-        }
     }
 
     fn allocate(&mut self, proto: Proto) -> Option<u16> {
@@ -164,53 +188,84 @@ impl NatTable {
         None
     }
 
-    /// The uplink port of an outbound packet's flow, creating the session
-    /// on first sight. `tcp_flags` is 0 for UDP and ICMP.
-    pub fn outbound(&mut self, key: Inside, tcp_flags: u8, now: u64) -> Result<u16, NatError> {
-        if let Some(s) = self.sessions.get_mut(&key) {
-            s.last = now;
-            s.state = next_state(s.state, tcp_flags, true);
-            return Ok(s.port);
+    /// The tuple a packet of a known session is rewritten to, and the
+    /// session's uplink; updates its TCP state and idle time.
+    pub fn lookup(&mut self, t: &Tuple, tcp_flags: u8, now: u64) -> Option<(Tuple, usize)> {
+        let (id, dir) = *self.keys.get(t)?;
+        let s = self.sessions.get_mut(&id)?;
+        s.last = now;
+        if t.proto == Proto::Tcp {
+            s.state = next_state(s.state, tcp_flags);
         }
+        let to = match dir {
+            Dir::Original => s.xlated,
+            Dir::Reply => s.orig.swap(),
+        };
+        Some((to, s.via))
+    }
+
+    /// Starts a session for a packet with tuple `orig` and returns the tuple
+    /// to rewrite it to.
+    pub fn create(
+        &mut self,
+        orig: Tuple,
+        rw: Rewrite,
+        tcp_flags: u8,
+        now: u64,
+    ) -> Result<Tuple, NatError> {
         if self.sessions.len() >= self.max {
             return Err(NatError::TableFull);
         }
-        let port = self.allocate(key.proto).ok_or(NatError::PortsExhausted)?;
-        let state = if key.proto == Proto::Tcp {
-            next_state(TcpState::Opening, tcp_flags, true)
+        let mut x = orig;
+        if let Some((ip, port)) = rw.dst {
+            x.dst = ip;
+            x.dport = port;
+        }
+        let mut port = None;
+        if let Some(ip) = rw.src {
+            let p = self.allocate(orig.proto).ok_or(NatError::PortsExhausted)?;
+            x.src = ip;
+            x.sport = p;
+            port = Some(p);
+        }
+        if self.keys.contains_key(&orig) || self.keys.contains_key(&x.swap()) {
+            if let Some(p) = port {
+                self.used.remove(&(orig.proto, p));
+            }
+            return Err(NatError::Clash);
+        }
+        let state = if orig.proto == Proto::Tcp {
+            next_state(TcpState::Opening, tcp_flags)
         } else {
             TcpState::Established
         };
-        let s = Session {
-            inside: key,
-            port,
-            state,
-            created: now,
-            last: now,
-        };
-        self.outside.insert(Self::outside_key(&s), key);
-        self.sessions.insert(key, s);
-        Ok(port)
+        let id = self.next_id;
+        self.next_id += 1;
+        self.keys.insert(orig, (id, Dir::Original));
+        self.keys.insert(x.swap(), (id, Dir::Reply));
+        self.sessions.insert(
+            id,
+            Session {
+                orig,
+                xlated: x,
+                via: rw.via,
+                port,
+                state,
+                created: now,
+                last: now,
+            },
+        );
+        Ok(x)
     }
 
-    /// The app flow an inbound packet belongs to, if any.
-    pub fn inbound(&mut self, key: Outside, tcp_flags: u8, now: u64) -> Option<Inside> {
-        let inside = *self.outside.get(&key)?;
-        if let Some(s) = self.sessions.get_mut(&inside) {
-            s.last = now;
-            s.state = next_state(s.state, tcp_flags, false);
-        }
-        Some(inside)
-    }
-
-    /// The session of an app flow.
-    pub fn get(&self, key: &Inside) -> Option<&Session> {
-        self.sessions.get(key)
+    /// Every session, for status and tests.
+    pub fn sessions(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.values()
     }
 
     fn timeout(&self, s: &Session) -> u64 {
         let t = &self.timeouts;
-        match (s.inside.proto, s.state) {
+        match (s.orig.proto, s.state) {
             (Proto::Udp, _) => t.udp,
             (Proto::Icmp, _) => t.icmp,
             (Proto::Tcp, TcpState::Opening) => t.tcp_opening,
@@ -221,34 +276,36 @@ impl NatTable {
 
     /// Drops idle sessions; returns how many went.
     pub fn expire(&mut self, now: u64) -> usize {
-        let dead: Vec<Inside> = self
+        self.remove_if(|t, s| now.saturating_sub(s.last) > t.timeout(s))
+    }
+
+    /// Drops the sessions of every uplink but `keep` (the active uplink
+    /// changed: the others' addresses no longer carry them).
+    pub fn keep_only_via(&mut self, keep: Option<usize>) -> usize {
+        self.remove_if(|_, s| Some(s.via) != keep)
+    }
+
+    fn remove_if(&mut self, dead: impl Fn(&Self, &Session) -> bool) -> usize {
+        let ids: Vec<u64> = self
             .sessions
-            .values()
-            .filter(|s| now.saturating_sub(s.last) > self.timeout(s))
-            .map(|s| s.inside)
+            .iter()
+            .filter(|(_, s)| dead(self, s))
+            .map(|(id, _)| *id)
             .collect();
-        for k in &dead {
-            self.remove(k);
+        for id in &ids {
+            if let Some(s) = self.sessions.remove(id) {
+                self.keys.remove(&s.orig);
+                self.keys.remove(&s.xlated.swap());
+                if let Some(p) = s.port {
+                    self.used.remove(&(s.orig.proto, p));
+                }
+            }
         }
-        dead.len()
-    }
-
-    fn remove(&mut self, k: &Inside) {
-        if let Some(s) = self.sessions.remove(k) {
-            self.outside.remove(&Self::outside_key(&s));
-            self.used.remove(&(s.inside.proto, s.port));
-        }
-    }
-
-    /// Forgets every session (the active uplink changed: its address is gone).
-    pub fn clear(&mut self) {
-        self.sessions.clear();
-        self.outside.clear();
-        self.used.clear();
+        ids.len()
     }
 }
 
-fn next_state(s: TcpState, flags: u8, _outbound: bool) -> TcpState {
+fn next_state(s: TcpState, flags: u8) -> TcpState {
     if flags & TCP_RST != 0 {
         return TcpState::Closed;
     }
@@ -265,59 +322,113 @@ fn next_state(s: TcpState, flags: u8, _outbound: bool) -> TcpState {
 mod tests {
     use super::*;
 
-    fn flow(port: u16) -> Inside {
-        Inside {
-            proto: Proto::Tcp,
-            ip: Ipv4Addr::new(10, 50, 0, 20),
-            port,
-            remote: Ipv4Addr::new(192, 0, 2, 80),
-            rport: 80,
+    const APP: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 20);
+    const REMOTE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 80);
+    const EXT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+
+    fn flow(proto: Proto, port: u16) -> Tuple {
+        Tuple {
+            proto,
+            src: APP,
+            sport: port,
+            dst: REMOTE,
+            dport: 80,
         }
     }
 
-    fn back(key: &Inside, port: u16) -> Outside {
-        Outside {
-            proto: key.proto,
-            port,
-            remote: key.remote,
-            rport: key.rport,
+    fn snat(via: usize) -> Rewrite {
+        Rewrite {
+            src: Some(EXT),
+            dst: None,
+            via,
         }
     }
 
     #[test]
     fn a_flow_keeps_its_port_and_replies_find_it() {
         let mut t = NatTable::new(20000..=20010, [], 100);
-        let k = flow(40000);
-        let p = t.outbound(k, TCP_SYN, 1).unwrap();
-        assert_eq!(t.outbound(k, TCP_ACK, 2).unwrap(), p);
-        assert_eq!(t.inbound(back(&k, p), TCP_SYN | TCP_ACK, 2), Some(k));
-        assert_eq!(t.get(&k).unwrap().state, TcpState::Established);
+        let k = flow(Proto::Tcp, 40000);
+        let x = t.create(k, snat(0), TCP_SYN, 1).unwrap();
+        assert_eq!((x.src, x.dst, x.dport), (EXT, REMOTE, 80));
+        assert_eq!(t.lookup(&k, TCP_ACK, 2), Some((x, 0)));
+        assert_eq!(
+            t.lookup(&x.swap(), TCP_SYN | TCP_ACK, 2),
+            Some((k.swap(), 0))
+        );
+        t.lookup(&k, TCP_ACK, 2);
+        assert_eq!(t.sessions().next().unwrap().state, TcpState::Established);
         // A packet from another remote to the same port finds nothing.
-        let mut other = back(&k, p);
-        other.remote = Ipv4Addr::new(203, 0, 113, 9);
-        assert_eq!(t.inbound(other, 0, 2), None);
+        let mut other = x.swap();
+        other.src = Ipv4Addr::new(203, 0, 113, 9);
+        assert_eq!(t.lookup(&other, 0, 2), None);
+    }
+
+    #[test]
+    fn a_port_map_and_its_hairpin_are_sessions_too() {
+        let mut t = NatTable::new(20000..=20010, [(Proto::Tcp, 8080)], 100);
+        // From the LAN to EXT:8080, mapped to the app's port 80.
+        let inbound = Tuple {
+            proto: Proto::Tcp,
+            src: REMOTE,
+            sport: 5555,
+            dst: EXT,
+            dport: 8080,
+        };
+        let map = Rewrite {
+            src: None,
+            dst: Some((APP, 80)),
+            via: 1,
+        };
+        let x = t.create(inbound, map, TCP_SYN, 0).unwrap();
+        assert_eq!((x.src, x.sport, x.dst, x.dport), (REMOTE, 5555, APP, 80));
+        // The app's answer goes back as EXT:8080.
+        assert_eq!(t.lookup(&x.swap(), TCP_ACK, 0), Some((inbound.swap(), 1)));
+        // Hairpin: another app to EXT:8080 is mapped and its source moved to
+        // the gateway, so that the answer comes back through the router.
+        let gw = Ipv4Addr::new(10, 50, 0, 1);
+        let hp = Tuple {
+            src: Ipv4Addr::new(10, 50, 0, 30),
+            ..inbound
+        };
+        let rw = Rewrite {
+            src: Some(gw),
+            dst: Some((APP, 80)),
+            via: 0,
+        };
+        let y = t.create(hp, rw, TCP_SYN, 0).unwrap();
+        assert_eq!((y.src, y.dst, y.dport), (gw, APP, 80));
+        assert_ne!(y.sport, 8080, "reserved ports are not handed out");
+        assert_eq!(t.lookup(&y.swap(), TCP_ACK, 0), Some((hp.swap(), 0)));
+        // The same first packet again is not a second session.
+        assert_eq!(t.create(hp, rw, TCP_SYN, 0), Err(NatError::Clash));
+        assert_eq!(t.len(), 2);
     }
 
     #[test]
     fn reserved_ports_are_never_handed_out_and_the_table_is_bounded() {
         let mut t = NatTable::new(20000..=20003, [(Proto::Tcp, 20001)], 100);
         let ports: Vec<u16> = (0..3)
-            .map(|i| t.outbound(flow(1000 + i), TCP_SYN, 1).unwrap())
+            .map(|i| {
+                t.create(flow(Proto::Tcp, 1000 + i), snat(0), TCP_SYN, 1)
+                    .unwrap()
+                    .sport
+            })
             .collect();
         assert!(!ports.contains(&20001));
         assert_eq!(
-            t.outbound(flow(2000), TCP_SYN, 1),
+            t.create(flow(Proto::Tcp, 2000), snat(0), TCP_SYN, 1),
             Err(NatError::PortsExhausted)
         );
         // UDP has its own ports.
-        let mut u = flow(5000);
-        u.proto = Proto::Udp;
-        assert!(t.outbound(u, 0, 1).is_ok());
+        assert!(t.create(flow(Proto::Udp, 5000), snat(0), 0, 1).is_ok());
         let mut small = NatTable::new(20000..=29999, [], 2);
-        small.outbound(flow(1), TCP_SYN, 1).unwrap();
-        small.outbound(flow(2), TCP_SYN, 1).unwrap();
+        for p in 1..=2 {
+            small
+                .create(flow(Proto::Tcp, p), snat(0), TCP_SYN, 1)
+                .unwrap();
+        }
         assert_eq!(
-            small.outbound(flow(3), TCP_SYN, 1),
+            small.create(flow(Proto::Tcp, 3), snat(0), TCP_SYN, 1),
             Err(NatError::TableFull)
         );
     }
@@ -325,36 +436,34 @@ mod tests {
     #[test]
     fn closed_connections_expire_fast_and_ports_return() {
         let mut t = NatTable::new(20000..=20000, [], 100);
-        let k = flow(1);
-        let p = t.outbound(k, TCP_SYN, 0).unwrap();
-        t.inbound(back(&k, p), TCP_SYN | TCP_ACK, 0);
-        t.outbound(k, TCP_ACK, 0).unwrap();
+        let k = flow(Proto::Tcp, 1);
+        let x = t.create(k, snat(0), TCP_SYN, 0).unwrap();
+        t.lookup(&x.swap(), TCP_SYN | TCP_ACK, 0);
+        t.lookup(&k, TCP_ACK, 0).unwrap();
         assert_eq!(t.expire(1000), 0, "established lives long");
-        t.outbound(k, TCP_FIN | TCP_ACK, 1000).unwrap();
+        t.lookup(&k, TCP_FIN | TCP_ACK, 1000).unwrap();
         assert_eq!(t.expire(1005), 0);
         assert_eq!(t.expire(1011), 1, "closing expires after 10 s");
         assert!(t.is_empty());
-        assert_eq!(
-            t.outbound(flow(2), TCP_SYN, 1012),
-            Ok(20000),
-            "the port is free again"
-        );
+        let again = t.create(flow(Proto::Tcp, 2), snat(0), TCP_SYN, 1012);
+        assert_eq!(again.map(|x| x.sport), Ok(20000), "the port is free again");
     }
 
     #[test]
-    fn udp_and_icmp_time_out() {
+    fn udp_and_icmp_time_out_and_a_dead_uplink_takes_its_sessions() {
         let mut t = NatTable::new(20000..=20100, [], 100);
-        let mut u = flow(53);
-        u.proto = Proto::Udp;
-        let mut i = flow(7);
-        i.proto = Proto::Icmp;
-        i.rport = 0;
-        t.outbound(u, 0, 0).unwrap();
-        t.outbound(i, 0, 0).unwrap();
+        let mut echo = flow(Proto::Icmp, 7);
+        echo.dport = 0;
+        t.create(flow(Proto::Udp, 53), snat(0), 0, 0).unwrap();
+        let x = t.create(echo, snat(0), 0, 0).unwrap();
+        // The echo reply carries the identifier as its destination port.
+        assert_eq!(x.swap().dport, x.sport);
         assert_eq!(t.expire(31), 1, "ICMP after 30 s");
         assert_eq!(t.expire(61), 1, "UDP after 60 s");
-        t.outbound(u, 0, 100).unwrap();
-        t.clear();
+        t.create(flow(Proto::Udp, 1), snat(0), 0, 100).unwrap();
+        t.create(flow(Proto::Udp, 2), snat(1), 0, 100).unwrap();
+        assert_eq!(t.keep_only_via(Some(1)), 1);
+        assert_eq!(t.keep_only_via(None), 1);
         assert!(t.is_empty());
     }
 }
