@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 
 use crate::config::{Config, NiType};
 use crate::control;
-use crate::ipstack::{Router, RouterSetup, UplinkPlan};
+use crate::ipstack::{MapRule, Router, RouterSetup, UplinkPlan};
 use crate::ports::linkwatch::LinkWatch;
 use crate::ports::tap::{Tap, TapOptions};
 use crate::ports::{ifctl, netns};
@@ -167,6 +167,19 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
                             })
                     })
                     .collect();
+                let maps = cfg
+                    .apps
+                    .iter()
+                    .flat_map(|a| a.interfaces.iter().filter(|v| v.ni == ni.name))
+                    .flat_map(|v| {
+                        v.port_maps.iter().map(|m| MapRule {
+                            proto: m.protocol,
+                            uplink_port: m.uplink_port,
+                            app_mac: v.mac,
+                            app_port: m.app_port,
+                        })
+                    })
+                    .collect();
                 let setup = RouterSetup {
                     ni_name: ni.name.clone(),
                     ni_uuid: ni.uuid,
@@ -187,6 +200,7 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
                             })
                         })
                         .collect(),
+                    maps,
                 };
                 let r = Router::start(&switch, &domain, setup, run.stop.clone())
                     .with_context(|| format!("starting the router of `{}`", ni.name))?;

@@ -199,7 +199,7 @@ impl State {
                     mac_table,
                     leases: self.leases(n),
                     uplinks: n.router.as_ref().map(|r| r.uplinks()).unwrap_or_default(),
-                    nat_sessions: 0,
+                    nat_sessions: n.router.as_ref().map_or(0, |r| r.nat.sessions() as u64),
                     router: n.router.as_ref().map(|r| RouterStatus {
                         mac: r.mac.to_string(),
                         gateway: n
@@ -212,6 +212,7 @@ impl State {
                             .counters
                             .snapshot()
                             .into_iter()
+                            .chain(r.nat.counters.snapshot())
                             .map(|(k, v)| (k.to_string(), v))
                             .collect(),
                     }),

@@ -4,10 +4,12 @@
 //! have no address yet, which an IP stack's sockets cannot talk to).
 
 mod device;
+mod napt;
 pub mod port;
 mod router;
 pub mod translate;
 mod uplink;
 pub mod wire;
 
+pub use napt::MapRule;
 pub use router::{Router, RouterCounters, RouterSetup, UplinkPlan, router_mac, uplink_mac};

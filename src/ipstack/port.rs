@@ -1,13 +1,15 @@
-//! The router's port on its NI's domain. The switch hands it frames from the
-//! apps' receive threads; it keeps only those for the router (its MAC or
-//! broadcast) and queues them, bounded, for the router's control thread,
+//! A port of the router (on its NI's domain or on an uplink's). The switch
+//! hands it frames on the receiving thread; it keeps only those for the
+//! router (its MAC or broadcast), lets the NAT fast path translate what it
+//! can, and queues the rest, bounded, for the router's control thread,
 //! waking it through an eventfd.
 
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use super::napt::{Nat, Side};
 use crate::config::Mac;
 use crate::ports::{PortIo, cvt};
 use crate::switch::frame::VNET_HDR_LEN;
@@ -16,17 +18,20 @@ const QUEUE: usize = 1024;
 
 pub struct RouterPort {
     mac: Mac,
+    nat: Option<(Arc<Nat>, Side)>,
     queue: Mutex<VecDeque<Vec<u8>>>,
     wake: OwnedFd,
 }
 
 impl RouterPort {
-    pub fn new(mac: Mac) -> io::Result<RouterPort> {
+    /// A port with MAC `mac`; with `nat`, frames go through its fast path first.
+    pub fn new(mac: Mac, nat: Option<(Arc<Nat>, Side)>) -> io::Result<RouterPort> {
         // SAFETY: plain eventfd(2) call; the fd is owned below.
         let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
         // SAFETY: fd was just returned by eventfd(2).
         Ok(RouterPort {
             mac,
+            nat,
             queue: Mutex::new(VecDeque::new()),
             wake: unsafe { OwnedFd::from_raw_fd(fd) },
         })
@@ -62,6 +67,11 @@ impl PortIo for RouterPort {
         let dst = pkt.get(VNET_HDR_LEN..VNET_HDR_LEN + 6).unwrap_or(&[]);
         if dst != self.mac.0 && dst != Mac::BROADCAST.0 {
             // Flooded frames for someone else: not ours, not an error.
+            return Ok(());
+        }
+        if let Some((nat, side)) = &self.nat
+            && nat.handle(*side, pkt)
+        {
             return Ok(());
         }
         {

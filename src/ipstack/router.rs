@@ -19,6 +19,7 @@ use smoltcp::time::Instant as SInstant;
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
 
 use super::device::QueueDevice;
+use super::napt::{MapRule, Nat, Side, UplinkView};
 use super::port::RouterPort;
 use super::uplink::{Uplink, UplinkSetup, choose_active};
 use super::wire;
@@ -79,6 +80,8 @@ pub struct RouterSetup {
     pub state_dir: PathBuf,
     pub mtu: u16,
     pub uplinks: Vec<UplinkPlan>,
+    /// The port maps of the NI's app interfaces.
+    pub maps: Vec<MapRule>,
 }
 
 /// An uplink of the NI: a port, its cost, its domain and its NIC.
@@ -107,8 +110,21 @@ pub struct Router {
     pub uplink_entries: Vec<Arc<PortEntry>>,
     uplink_status: Arc<Mutex<Vec<UplinkStatus>>>,
     pub counters: Arc<RouterCounters>,
+    pub nat: Arc<Nat>,
     leases: Arc<Mutex<Vec<Lease>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What the control thread shares with the rest of the router.
+struct Handles {
+    mac: Mac,
+    port: Arc<RouterPort>,
+    entry: Arc<PortEntry>,
+    switch: Arc<Switch>,
+    counters: Arc<RouterCounters>,
+    shared: Arc<Mutex<Vec<Lease>>>,
+    nat: Arc<Nat>,
+    uplink_status: Arc<Mutex<Vec<UplinkStatus>>>,
 }
 
 impl Router {
@@ -120,7 +136,19 @@ impl Router {
         stop: Arc<AtomicBool>,
     ) -> io::Result<Router> {
         let mac = router_mac(&setup.ni_uuid);
-        let port = Arc::new(RouterPort::new(mac)?);
+        let umacs: Vec<Mac> = setup
+            .uplinks
+            .iter()
+            .map(|p| uplink_mac(&setup.ni_uuid, &p.port))
+            .collect();
+        let nat = Arc::new(Nat::new(
+            mac,
+            setup.local.gateway,
+            setup.local.subnet,
+            umacs.clone(),
+            setup.maps.clone(),
+        )?);
+        let port = Arc::new(RouterPort::new(mac, Some((nat.clone(), Side::Inside)))?);
         let entry = switch.add_port(
             domain,
             PortSpec {
@@ -140,8 +168,8 @@ impl Router {
         let mut uplinks = Vec::new();
         let mut uplink_entries = Vec::new();
         for (i, plan) in setup.uplinks.iter().enumerate() {
-            let umac = uplink_mac(&setup.ni_uuid, &plan.port);
-            let queue = Arc::new(RouterPort::new(umac)?);
+            let umac = umacs[i];
+            let queue = Arc::new(RouterPort::new(umac, Some((nat.clone(), Side::Uplink(i))))?);
             let uentry = switch.add_port(
                 &plan.domain,
                 PortSpec {
@@ -167,27 +195,28 @@ impl Router {
                 entry: uentry,
                 queue,
             };
-            uplinks.push(Uplink::new(us, 0x4e53 ^ (i as u16) ^ (now_ms() as u16)));
+            // Probe identifiers stay clear of the NAT's port range.
+            let ident = 49152 | ((i as u16 ^ now_ms() as u16) & 0x3fff);
+            uplinks.push(Uplink::new(us, ident));
         }
+        nat.wire(switch.clone(), entry.clone(), uplink_entries.clone());
         let uplink_status = Arc::new(Mutex::new(
             uplinks.iter().map(|u| u.status(false)).collect::<Vec<_>>(),
         ));
         let saved = load_leases(&lease_file);
         let leases = Leases::from_list(saved, unix_now());
         let shared = Arc::new(Mutex::new(leases.list()));
-        let mut ctl = Control::new(
-            setup,
+        let handles = Handles {
             mac,
             port,
-            entry.clone(),
-            switch.clone(),
-            counters.clone(),
-            shared.clone(),
-            leases,
-            lease_file,
-            uplinks,
-            uplink_status.clone(),
-        )?;
+            entry: entry.clone(),
+            switch: switch.clone(),
+            counters: counters.clone(),
+            shared: shared.clone(),
+            nat: nat.clone(),
+            uplink_status: uplink_status.clone(),
+        };
+        let mut ctl = Control::new(setup, handles, leases, lease_file, uplinks)?;
         let thread = std::thread::Builder::new()
             .name(format!("router-{}", ctl.name))
             .spawn(move || ctl.run(&stop))?;
@@ -197,6 +226,7 @@ impl Router {
             uplink_entries,
             uplink_status,
             counters,
+            nat,
             leases: shared,
             thread: Mutex::new(Some(thread)),
         })
@@ -215,8 +245,10 @@ impl Router {
         self.leases.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
-    /// Waits for the control thread (after `stop` was set).
+    /// Waits for the control thread (after `stop` was set) and detaches
+    /// the NAT fast path from the ports.
     pub fn join(&self) {
+        self.nat.unwire();
         let t = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(t) = t {
             let _ = t.join();
@@ -261,18 +293,13 @@ fn save_leases(path: &Path, leases: &[Lease]) {
 
 struct Control {
     name: String,
-    mac: Mac,
     gateway: Ipv4Addr,
     pool: Pool,
     clients: Vec<Client>,
     zone_base: Zone,
     /// Configured upstream resolvers; empty: those learned on the active uplink.
     configured_upstreams: Vec<Ipv4Addr>,
-    port: Arc<RouterPort>,
-    entry: Arc<PortEntry>,
-    switch: Arc<Switch>,
-    counters: Arc<RouterCounters>,
-    shared: Arc<Mutex<Vec<Lease>>>,
+    h: Handles,
     leases: Leases,
     lease_file: PathBuf,
     iface: Interface,
@@ -281,7 +308,6 @@ struct Control {
     dns: smoltcp::iface::SocketHandle,
     uplinks: Vec<Uplink>,
     active: Option<usize>,
-    uplink_status: Arc<Mutex<Vec<UplinkStatus>>>,
     forwarder: Forwarder,
     /// The zone with the apps' current addresses, rebuilt when leases change.
     zone: Option<Zone>,
@@ -291,20 +317,14 @@ struct Control {
 }
 
 impl Control {
-    #[allow(clippy::too_many_arguments)]
     fn new(
         setup: RouterSetup,
-        mac: Mac,
-        port: Arc<RouterPort>,
-        entry: Arc<PortEntry>,
-        switch: Arc<Switch>,
-        counters: Arc<RouterCounters>,
-        shared: Arc<Mutex<Vec<Lease>>>,
+        h: Handles,
         leases: Leases,
         lease_file: PathBuf,
         uplinks: Vec<Uplink>,
-        uplink_status: Arc<Mutex<Vec<UplinkStatus>>>,
     ) -> io::Result<Control> {
+        let mac = h.mac;
         let l = &setup.local;
         let pool = Pool {
             subnet: l.subnet,
@@ -362,17 +382,12 @@ impl Control {
         };
         Ok(Control {
             name: setup.ni_name,
-            mac,
             gateway: l.gateway,
             pool,
             clients: setup.clients,
             zone_base,
             configured_upstreams,
-            port,
-            entry,
-            switch,
-            counters,
-            shared,
+            h,
             leases,
             lease_file,
             iface,
@@ -381,7 +396,6 @@ impl Control {
             dns,
             uplinks,
             active: None,
-            uplink_status,
             forwarder: Forwarder::new(now_ms() ^ 0x5DEECE66D),
             zone: None,
             dirty: false,
@@ -400,11 +414,18 @@ impl Control {
                 .poll_delay(SInstant::now(), &self.sockets)
                 .map_or(200, |d| d.total_millis().min(200)) as i32;
             let mut delay = delay;
-            let mut fds = vec![libc::pollfd {
-                fd: self.port.wake_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
+            let mut fds = vec![
+                libc::pollfd {
+                    fd: self.h.port.wake_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.h.nat.wake_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
             for u in &mut self.uplinks {
                 delay = delay.min(u.delay_ms().min(200) as i32);
                 fds.push(libc::pollfd {
@@ -415,25 +436,26 @@ impl Control {
             }
             // SAFETY: a vector of valid pollfds.
             unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, delay) };
-            let frames = self.port.drain();
+            let frames = self.h.port.drain();
             for f in frames {
                 let guarded =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.frame(&f)));
                 if guarded.is_err() {
-                    self.counters.frames_refused.fetch_add(1, Relaxed);
+                    self.h.counters.frames_refused.fetch_add(1, Relaxed);
                     tracing::error!(ni = %self.name, "a frame made the router fail; dropped");
                 }
             }
             let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.poll_stack();
                 for u in &mut self.uplinks {
-                    u.poll(&self.switch);
+                    u.poll(&self.h.switch);
                 }
+                self.h.nat.resolve();
                 self.serve_dns();
                 self.relay_upstream();
                 self.poll_stack();
                 for u in &mut self.uplinks {
-                    u.poll(&self.switch);
+                    u.poll(&self.h.switch);
                 }
                 let now = now_ms();
                 if now.saturating_sub(last_tick) >= 1000 {
@@ -442,7 +464,7 @@ impl Control {
                 }
             }));
             if round.is_err() {
-                self.counters.frames_refused.fetch_add(1, Relaxed);
+                self.h.counters.frames_refused.fetch_add(1, Relaxed);
                 tracing::error!(ni = %self.name, "the router recovered from an internal error");
             }
         }
@@ -452,14 +474,14 @@ impl Control {
         self.iface
             .poll(SInstant::now(), &mut self.dev, &mut self.sockets);
         for p in std::mem::take(&mut self.dev.tx) {
-            self.switch.process(&self.entry, &p, now_secs());
+            self.h.switch.process(&self.h.entry, &p, now_secs());
         }
     }
 
     /// One frame for the router: DHCP here, the rest to smoltcp.
     fn frame(&mut self, pkt: &[u8]) {
         let Some(f) = wire::finish_frame(pkt) else {
-            self.counters.frames_refused.fetch_add(1, Relaxed);
+            self.h.counters.frames_refused.fetch_add(1, Relaxed);
             return;
         };
         if let Some(u) = wire::parse_udp(&f)
@@ -475,7 +497,7 @@ impl Control {
 
     fn dhcp(&mut self, src: Mac, payload: &[u8]) {
         let Some(msg) = dhcp::decode(payload) else {
-            self.counters.dhcp_malformed.fetch_add(1, Relaxed);
+            self.h.counters.dhcp_malformed.fetch_add(1, Relaxed);
             return;
         };
         let before = self.leases.bindings();
@@ -489,19 +511,19 @@ impl Control {
                     Dest::Unicast(ip, mac) => (ip, mac),
                 };
                 let bytes = dhcp::encode(&reply.msg);
-                let p = wire::udp_packet(self.mac, mac, (self.gateway, 67), (ip, 68), &bytes);
-                self.switch.process(&self.entry, &p, now_secs());
-                self.counters.dhcp_replies.fetch_add(1, Relaxed);
+                let p = wire::udp_packet(self.h.mac, mac, (self.gateway, 67), (ip, 68), &bytes);
+                self.h.switch.process(&self.h.entry, &p, now_secs());
+                self.h.counters.dhcp_replies.fetch_add(1, Relaxed);
             }
             Err(Ignored::Malformed) => {
-                self.counters.dhcp_malformed.fetch_add(1, Relaxed);
+                self.h.counters.dhcp_malformed.fetch_add(1, Relaxed);
             }
             Err(Ignored::PoolExhausted) => {
-                self.counters.dhcp_exhausted.fetch_add(1, Relaxed);
+                self.h.counters.dhcp_exhausted.fetch_add(1, Relaxed);
                 tracing::warn!(ni = %self.name, client = %src, "DHCP range is full: no offer");
             }
             Err(Ignored::ForeignClient | Ignored::NotARequest) => {
-                self.counters.dhcp_ignored.fetch_add(1, Relaxed);
+                self.h.counters.dhcp_ignored.fetch_add(1, Relaxed);
             }
             Err(Ignored::Silent) => {}
         }
@@ -520,7 +542,10 @@ impl Control {
         self.dirty = false;
         self.saved_at = unix_now();
         save_leases(&self.lease_file, &list);
-        if let Ok(mut s) = self.shared.lock() {
+        let fixed = self.clients.iter().filter_map(|c| Some((c.fixed?, c.mac)));
+        let leased = list.iter().map(|l| (l.ip, l.mac));
+        self.h.nat.set_apps(fixed.chain(leased).collect::<Vec<_>>());
+        if let Ok(mut s) = self.h.shared.lock() {
             *s = list;
         }
     }
@@ -556,14 +581,14 @@ impl Control {
             let out = match verdict {
                 Verdict::Reply(r) => {
                     if query.len() >= 12 && r.get(3).is_some_and(|rc| rc & 0x0f == 1) {
-                        self.counters.dns_malformed.fetch_add(1, Relaxed);
+                        self.h.counters.dns_malformed.fetch_add(1, Relaxed);
                     } else {
-                        self.counters.dns_answered.fetch_add(1, Relaxed);
+                        self.h.counters.dns_answered.fetch_add(1, Relaxed);
                     }
                     Some(r)
                 }
                 Verdict::Drop => {
-                    self.counters.dns_malformed.fetch_add(1, Relaxed);
+                    self.h.counters.dns_malformed.fetch_add(1, Relaxed);
                     None
                 }
                 Verdict::Forward => self.forward(&query, client),
@@ -595,17 +620,17 @@ impl Control {
         let sa = SocketAddr::new(IpAddr::from(client.addr), client.port);
         let servers = self.servers();
         let Some(active) = self.active.filter(|_| !servers.is_empty()) else {
-            self.counters.dns_upstream_failures.fetch_add(1, Relaxed);
+            self.h.counters.dns_upstream_failures.fetch_add(1, Relaxed);
             return dns::servfail(query);
         };
         let Some(q) = self.forwarder.outgoing(query, sa, now_ms()) else {
-            self.counters.dns_upstream_failures.fetch_add(1, Relaxed);
+            self.h.counters.dns_upstream_failures.fetch_add(1, Relaxed);
             return dns::servfail(query);
         };
         for s in servers {
             self.uplinks[active].send_dns(&q, s);
         }
-        self.counters.dns_forwarded.fetch_add(1, Relaxed);
+        self.h.counters.dns_forwarded.fetch_add(1, Relaxed);
         None
     }
 
@@ -652,7 +677,19 @@ impl Control {
             tracing::info!(ni = %self.name, from = %name(self.active), to = %name(active), "active uplink changed");
             self.active = active;
         }
-        if let Ok(mut st) = self.uplink_status.lock() {
+        let views: Vec<UplinkView> = self
+            .uplinks
+            .iter()
+            .map(|u| UplinkView {
+                address: u
+                    .address
+                    .and_then(|a| ipnet::Ipv4Net::new(a.address(), a.prefix_len()).ok()),
+                gateway: u.gateway,
+                healthy: u.healthy,
+            })
+            .collect();
+        self.h.nat.tick(&views, self.active);
+        if let Ok(mut st) = self.h.uplink_status.lock() {
             *st = self
                 .uplinks
                 .iter()
@@ -661,7 +698,7 @@ impl Control {
                 .collect();
         }
         for (r, to) in self.forwarder.expire(now_ms()) {
-            self.counters.dns_upstream_failures.fetch_add(1, Relaxed);
+            self.h.counters.dns_upstream_failures.fetch_add(1, Relaxed);
             self.send_dns(&r, to);
         }
         let now = unix_now();

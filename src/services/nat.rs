@@ -279,10 +279,10 @@ impl NatTable {
         self.remove_if(|t, s| now.saturating_sub(s.last) > t.timeout(s))
     }
 
-    /// Drops the sessions of every uplink but `keep` (the active uplink
-    /// changed: the others' addresses no longer carry them).
-    pub fn keep_only_via(&mut self, keep: Option<usize>) -> usize {
-        self.remove_if(|_, s| Some(s.via) != keep)
+    /// Drops the sessions of the uplinks for which `dead` holds (down, or
+    /// their address changed); returns how many went.
+    pub fn remove_via(&mut self, dead: impl Fn(usize) -> bool) -> usize {
+        self.remove_if(|_, s| dead(s.via))
     }
 
     fn remove_if(&mut self, dead: impl Fn(&Self, &Session) -> bool) -> usize {
@@ -462,8 +462,8 @@ mod tests {
         assert_eq!(t.expire(61), 1, "UDP after 60 s");
         t.create(flow(Proto::Udp, 1), snat(0), 0, 100).unwrap();
         t.create(flow(Proto::Udp, 2), snat(1), 0, 100).unwrap();
-        assert_eq!(t.keep_only_via(Some(1)), 1);
-        assert_eq!(t.keep_only_via(None), 1);
+        assert_eq!(t.remove_via(|via| via == 0), 1);
+        assert_eq!(t.remove_via(|_| true), 1);
         assert!(t.is_empty());
     }
 }

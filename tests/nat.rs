@@ -1,0 +1,246 @@
+//! NAT of a local NI against real clients and servers: apps reach an
+//! upstream web server, resolver and host under the router's uplink address
+//! (TCP, UDP, ICMP), many short connections all succeed and their sessions
+//! drain, a port map reaches an app from the LAN and from another app
+//! (hairpin), and sessions move to the other uplink on failover.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The NI of every lab: apps `a` (HTTP server on port 80, mapped from
+/// uplink port 8081) and `b`.
+fn config(p: &str, ports: &str, uplinks: &str) -> String {
+    format!(
+        "version: 1
+ports:
+{ports}network_instances:
+  - {{ name: lan, type: local, subnet: 10.50.0.0/24, dhcp_range: 10.50.0.100-10.50.0.199, uplinks: [{uplinks}], probe: {{ target: gateway, interval: 1, failures: 2 }} }}
+apps:
+  - name: a
+    uuid: 6ba7b810-9dad-11d1-80b4-00c04fd43101
+    interfaces:
+      - {{ ni: lan, tap: {p}-a, netns: {p}-a, port_maps: [{{ protocol: tcp, uplink_port: 8081, app_port: 80 }}] }}
+  - name: b
+    uuid: 6ba7b810-9dad-11d1-80b4-00c04fd43102
+    interfaces: [{{ ni: lan, tap: {p}-b, netns: {p}-b }}]
+"
+    )
+}
+
+struct Lab {
+    sb: Sandbox,
+    d: Daemon,
+    a: String,
+    b: String,
+}
+
+/// Upstream namespace `up{i}` on LAN `net`.1 with dnsmasq (DHCP for the
+/// router's uplink address, DNS) and an HTTP server on port 8080 whose log
+/// shows each client's address.
+fn upstream(sb: &mut Sandbox, dev: &str, i: u8, net: &str) -> String {
+    let p = sb.prefix().to_string();
+    let up = sb.ns(&format!("up{i}")).unwrap();
+    sb.veth(dev, &format!("{p}-n{i}"), &up, &format!("{p}-l{i}"))
+        .unwrap();
+    let name = format!("--address=/upstream.example/{net}.1");
+    lan_dnsmasq(
+        sb,
+        &up,
+        &format!("{p}-l{i}"),
+        net,
+        &format!("up{i}"),
+        &[&name],
+    );
+    sb.spawn(
+        &up,
+        Path::new("/usr/bin/python3"),
+        &["-m", "http.server", "8080", "--bind", &format!("{net}.1")],
+        &format!("http{i}.log"),
+    )
+    .unwrap();
+    up
+}
+
+fn lab(p: &str, two_uplinks: bool) -> (Lab, Vec<String>) {
+    let mut sb = Sandbox::new(p).unwrap();
+    let dev = sb.ns("dev").unwrap();
+    let a = sb.ns("a").unwrap();
+    let b = sb.ns("b").unwrap();
+    let mut ups = vec![upstream(&mut sb, &dev, 1, "192.0.2")];
+    let (ports, uplinks) = if two_uplinks {
+        ups.push(upstream(&mut sb, &dev, 2, "198.51.100"));
+        (
+            format!(
+                "  - {{ name: wan1, device: {p}-n1, cost: 0 }}\n  - {{ name: wan2, device: {p}-n2, cost: 10 }}\n"
+            ),
+            "wan1, wan2",
+        )
+    } else {
+        (format!("  - {{ name: wan1, device: {p}-n1 }}\n"), "wan1")
+    };
+    let d = start(&mut sb, &dev, &config(p, &ports, uplinks), "nsw");
+    for (ns, tap) in [(&a, "a"), (&b, "b")] {
+        assert!(
+            sb.ok(
+                ns,
+                &format!("udhcpc -i {p}-{tap} -n -q -t 10 -T 1 >/dev/null 2>&1")
+            ),
+            "lease for {tap}"
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(15), || active(&d).is_some()),
+        "no active uplink: {}",
+        d.status()["network_instances"][0]["uplinks"]
+    );
+    (Lab { sb, d, a, b }, ups)
+}
+
+fn ni(d: &Daemon) -> serde_json::Value {
+    d.status()["network_instances"][0].clone()
+}
+
+fn active(d: &Daemon) -> Option<(String, String)> {
+    let u = ni(d)["uplinks"].clone();
+    u.as_array()?.iter().find(|u| u["active"] == true).map(|u| {
+        let addr = u["address"].as_str().unwrap_or("").split('/').next();
+        (
+            u["port"].as_str().unwrap_or("").to_string(),
+            addr.unwrap_or("").to_string(),
+        )
+    })
+}
+
+fn sessions(d: &Daemon) -> u64 {
+    ni(d)["nat_sessions"].as_u64().unwrap_or(u64::MAX)
+}
+
+fn curl(sb: &Sandbox, ns: &str, url: &str) -> bool {
+    sb.ok(ns, &format!("curl -sf -m 5 -o /dev/null {url}"))
+}
+
+#[test]
+fn apps_reach_the_upstream_under_the_uplink_address() {
+    if !root_or_skip("apps_reach_the_upstream_under_the_uplink_address") {
+        return;
+    }
+    need(&["dnsmasq", "udhcpc", "curl", "dig", "python3"]);
+    let (l, _ups) = lab("nswnat", false);
+    let (sb, d) = (&l.sb, &l.d);
+    let (_, ext) = active(d).unwrap();
+
+    // TCP: the server sees the router's uplink address.
+    assert!(curl(sb, &l.a, "http://192.0.2.1:8080/"), "curl through NAT");
+    let log = sb.log("http1.log");
+    assert!(
+        log.contains(&format!("{ext} - - ")),
+        "the server saw {ext}:\n{log}"
+    );
+    assert!(!log.contains("10.50.0."), "no app address leaks:\n{log}");
+
+    // UDP: a query to the upstream resolver itself, and ICMP echo.
+    let ans = sb.out(
+        &l.b,
+        "dig +time=2 +tries=2 +short @192.0.2.1 -q upstream.example",
+    );
+    assert_eq!(ans, "192.0.2.1", "dig through NAT");
+    assert!(ping(sb, &l.a, "192.0.2.1"), "ping through NAT");
+    assert!(ping(sb, &l.b, "192.0.2.1"), "ping from a second app");
+
+    // Many short connections at once: all succeed, and the sessions drain.
+    let t0 = Instant::now();
+    let ok = sb.out(
+        &l.a,
+        "seq 2000 | xargs -P 8 -I{} curl -s -m 10 -o /dev/null -w '%{http_code}\\n' \
+         http://192.0.2.1:8080/ | grep -c '^200$'",
+    );
+    eprintln!("2000 curls in {:?}", t0.elapsed());
+    assert_eq!(ok, "2000", "every connection succeeded");
+    let c = &ni(d)["router"]["counters"];
+    assert!(c["nat_out"].as_u64().unwrap_or(0) >= 2000 * 5, "{c}");
+    assert_eq!(c["nat_table_full"], 0, "{c}");
+    assert!(
+        wait_until(Duration::from_secs(30), || sessions(d) <= 4),
+        "closed sessions expire: {} left",
+        sessions(d)
+    );
+}
+
+#[test]
+fn a_port_map_reaches_the_app_from_the_lan_and_from_another_app() {
+    if !root_or_skip("a_port_map_reaches_the_app_from_the_lan_and_from_another_app") {
+        return;
+    }
+    need(&["dnsmasq", "udhcpc", "curl", "python3"]);
+    let (mut l, ups) = lab("nswmap", false);
+    let a = l.a.clone();
+    l.sb.spawn(
+        &a,
+        Path::new("/usr/bin/python3"),
+        &["-m", "http.server", "80"],
+        "app-a.log",
+    )
+    .unwrap();
+    let (_, ext) = active(&l.d).unwrap();
+    let url = format!("http://{ext}:8081/");
+    assert!(
+        wait_until(Duration::from_secs(5), || curl(&l.sb, &ups[0], &url)),
+        "the port map from the LAN"
+    );
+    assert!(
+        l.sb.log("app-a.log").contains("192.0.2.1 - - "),
+        "the app sees the LAN host's own address:\n{}",
+        l.sb.log("app-a.log")
+    );
+    assert!(curl(&l.sb, &l.b, &url), "hairpin from app b");
+    // The router itself is not reachable on other ports.
+    assert!(!curl(&l.sb, &ups[0], &format!("http://{ext}:80/")));
+}
+
+#[test]
+fn sessions_leave_a_dead_uplink_and_new_ones_use_the_other() {
+    if !root_or_skip("sessions_leave_a_dead_uplink_and_new_ones_use_the_other") {
+        return;
+    }
+    need(&["dnsmasq", "udhcpc", "curl", "python3"]);
+    let (l, ups) = lab("nswnfo", true);
+    let (sb, d) = (&l.sb, &l.d);
+    assert!(
+        wait_until(Duration::from_secs(10), || active(d)
+            .is_some_and(|a| a.0 == "wan1")),
+        "wan1 active"
+    );
+    assert!(curl(sb, &l.a, "http://192.0.2.1:8080/"), "via wan1");
+    // A UDP session (a long-lived flow) exists on wan1.
+    assert!(sb.ok(
+        &l.a,
+        "dig +time=2 +tries=1 +short @192.0.2.1 -q upstream.example >/dev/null"
+    ));
+    assert!(sessions(d) >= 1);
+
+    sb.sh(&ups[0], &format!("ip link set {}-l1 down", sb.prefix()));
+    assert!(
+        wait_until(Duration::from_secs(5), || active(d)
+            .is_some_and(|a| a.0 == "wan2")),
+        "failover to wan2"
+    );
+    assert!(
+        wait_until(Duration::from_secs(3), || sessions(d) == 0),
+        "sessions of the dead uplink are dropped: {}",
+        sessions(d)
+    );
+    let (_, ext2) = active(d).unwrap();
+    assert!(curl(sb, &l.b, "http://198.51.100.1:8080/"), "via wan2");
+    let log = sb.log("http2.log");
+    assert!(log.contains(&format!("{ext2} - - ")), "{log}");
+
+    sb.sh(&ups[0], &format!("ip link set {}-l1 up", sb.prefix()));
+    assert!(
+        wait_until(Duration::from_secs(8), || active(d)
+            .is_some_and(|a| a.0 == "wan1")),
+        "back to wan1"
+    );
+    assert!(curl(sb, &l.a, "http://192.0.2.1:8080/"), "via wan1 again");
+}
