@@ -1,5 +1,6 @@
 //! Request handling of the local-NI services: a DHCP DISCOVER/REQUEST pair
-//! against a lease table, and DNS queries answered locally or sent upstream.
+//! against a lease table, DNS queries answered locally or sent upstream, and
+//! the per-packet NAT work (session lookup among 10,000, header rewrite).
 
 use std::net::Ipv4Addr;
 
@@ -8,8 +9,10 @@ use dhcproto::v4::{DhcpOption, Message, MessageType};
 use hickory_proto::op::{Message as DnsMessage, MessageType as DnsType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 use niswitch::config::Mac;
+use niswitch::ipstack::translate;
 use niswitch::services::dhcp::{self, Client, Leases, Pool};
 use niswitch::services::dns::{self, Zone};
+use niswitch::services::nat::{NatTable, Proto, Rewrite, Tuple};
 
 fn dhcp_bench(c: &mut Criterion) {
     let pool = Pool {
@@ -98,5 +101,50 @@ fn dns_bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, dhcp_bench, dns_bench);
+fn nat_bench(c: &mut Criterion) {
+    let ext = Ipv4Addr::new(198, 51, 100, 7);
+    let remote = Ipv4Addr::new(192, 0, 2, 80);
+    let mut table = NatTable::new(10000..=49151, [], 65536);
+    let rw = Rewrite {
+        src: Some(ext),
+        dst: None,
+        via: 0,
+    };
+    for i in 0..10_000u32 {
+        let t = Tuple {
+            proto: Proto::Tcp,
+            src: Ipv4Addr::from(0x0a32_0000 + i % 200),
+            sport: 30000 + (i / 200) as u16,
+            dst: remote,
+            dport: 80,
+        };
+        table.create(t, rw, 0x02, 0).expect("room");
+    }
+    // A 1500-byte TCP segment of one of those flows, checksums complete.
+    let mut pkt = vec![0u8; 10];
+    pkt.extend([2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0]);
+    pkt.extend([0x45, 0, 0x05, 0xdc, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+    pkt.extend(Ipv4Addr::from(0x0a32_0000 + 7).octets());
+    pkt.extend(remote.octets());
+    let mut tcp = vec![0u8; 1480];
+    tcp[0..2].copy_from_slice(&30010u16.to_be_bytes());
+    tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
+    tcp[12] = 0x50;
+    tcp[13] = 0x10;
+    pkt.extend(tcp);
+    let mut g = c.benchmark_group("nat");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("lookup_and_rewrite_10k_sessions", |b| {
+        let mut buf = pkt.clone();
+        b.iter(|| {
+            buf.copy_from_slice(&pkt);
+            let p = translate::parse(&buf).expect("tcp");
+            let (to, _) = table.lookup(&p.tuple, p.tcp_flags, 1).expect("session");
+            translate::rewrite(&mut buf, &p, &to)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, dhcp_bench, dns_bench, nat_bench);
 criterion_main!(benches);

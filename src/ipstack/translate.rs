@@ -167,15 +167,24 @@ fn fold(mut s: u32) -> u16 {
 
 /// One's-complement difference of replacing the 16-bit words `old` by `new`.
 fn delta(old: &[u8], new: &[u8]) -> u32 {
-    let words = |b: &[u8]| -> Vec<u16> { b.chunks(2).map(|c| be16(c, 0)).collect() };
-    let mut d = 0u32;
-    for w in words(old) {
-        d += !w as u32;
-    }
-    for w in words(new) {
-        d += w as u32;
-    }
-    d
+    let old = old.chunks_exact(2).map(|c| !be16(c, 0) as u32);
+    let new = new.chunks_exact(2).map(|c| be16(c, 0) as u32);
+    old.chain(new).sum()
+}
+
+/// Two addresses (or two ports) as the bytes a checksum covers.
+fn addrs(a: Ipv4Addr, b: Ipv4Addr) -> [u8; 8] {
+    let mut v = [0u8; 8];
+    v[..4].copy_from_slice(&a.octets());
+    v[4..].copy_from_slice(&b.octets());
+    v
+}
+
+fn ports2(a: u16, b: u16) -> [u8; 4] {
+    let mut v = [0u8; 4];
+    v[..2].copy_from_slice(&a.to_be_bytes());
+    v[2..].copy_from_slice(&b.to_be_bytes());
+    v
 }
 
 /// Applies a difference to a finished checksum (RFC 1624, eqn. 3).
@@ -209,9 +218,7 @@ fn rewrite_headers(
     to: &Tuple,
     partial: bool,
 ) {
-    let addrs_old = [from.src.octets(), from.dst.octets()].concat();
-    let addrs_new = [to.src.octets(), to.dst.octets()].concat();
-    let d_addr = delta(&addrs_old, &addrs_new);
+    let d_addr = delta(&addrs(from.src, from.dst), &addrs(to.src, to.dst));
     let ipc = update(be16(b, ip + 10), d_addr);
     put16(b, ip + 10, ipc);
     b[ip + 12..ip + 16].copy_from_slice(&to.src.octets());
@@ -225,9 +232,7 @@ fn rewrite_headers(
     let d_ports = if from.proto == Proto::Icmp {
         delta(&old_ports.to_be_bytes(), &new_ports.to_be_bytes())
     } else {
-        let o = [from.sport.to_be_bytes(), from.dport.to_be_bytes()].concat();
-        let n = [to.sport.to_be_bytes(), to.dport.to_be_bytes()].concat();
-        delta(&o, &n)
+        delta(&ports2(from.sport, from.dport), &ports2(to.sport, to.dport))
     };
     let at = l4_csum_at(from.proto, l4);
     if at + 2 <= end {
@@ -292,9 +297,11 @@ pub fn rewrite(b: &mut [u8], p: &Parsed, to: &Tuple) -> bool {
             if outer.src == inner.dst {
                 outer.src = to.dst;
             }
-            let addrs_old = [p.tuple.src.octets(), p.tuple.dst.octets()].concat();
-            let addrs_new = [outer.src.octets(), outer.dst.octets()].concat();
-            let c = update(be16(b, IP + 10), delta(&addrs_old, &addrs_new));
+            let d = delta(
+                &addrs(p.tuple.src, p.tuple.dst),
+                &addrs(outer.src, outer.dst),
+            );
+            let c = update(be16(b, IP + 10), d);
             put16(b, IP + 10, c);
             b[IP + 12..IP + 16].copy_from_slice(&outer.src.octets());
             b[IP + 16..IP + 20].copy_from_slice(&outer.dst.octets());
