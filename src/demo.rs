@@ -1,8 +1,10 @@
-//! `niswitch demo`: builds a sandbox of namespaces (prefix `nswdemo`) — an
-//! upstream LAN host, a device running niswitch on a veth "NIC", three apps
-//! and the device's own host interface — then shows, step by step, that the
-//! apps get addresses, reach each other and the upstream host, and keep
-//! talking to each other and to the host while the NIC's link is down.
+//! `niswitch demo`: builds a sandbox of namespaces (prefix `nswdemo`) — two
+//! upstream LAN hosts, a device running niswitch on two veth "NICs", five
+//! apps and the device's own host interface — then shows, step by step, that
+//! the apps get addresses, reach each other and the upstream host (directly
+//! on the flat network, through NAT from the local one), that a port map
+//! reaches an app from the LAN, and that traffic keeps flowing while the
+//! first NIC's link is down (the local NI fails over to the second uplink).
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,6 +17,8 @@ use crate::sandbox::{Sandbox, wait_until};
 
 const PREFIX: &str = "nswdemo";
 const UPSTREAM_IP: &str = "192.0.2.1";
+/// The second uplink's LAN and its host.
+const UPSTREAM2_IP: &str = "198.51.100.1";
 const HOST_IP: &str = "192.0.2.2";
 const APPS: [(&str, &str, &str); 3] = [
     ("app1", "6ba7b810-9dad-11d1-80b4-00c04fd430c1", "192.0.2.11"),
@@ -66,15 +70,22 @@ fn demo_config() -> String {
     let mut apps = String::new();
     let mut local_apps = String::new();
     for (name, uuid) in LOCAL_APPS {
-        local_apps.push_str(&format!("  - name: {name}\n    uuid: {uuid}\n    interfaces:\n      - {{ ni: lan, tap: {PREFIX}-{name}, netns: {PREFIX}-{name} }}\n"));
+        // web's HTTP server is reachable from the LAN on the uplink address, port 8080.
+        let maps = if name == "web" {
+            ", port_maps: [{ protocol: tcp, uplink_port: 8080, app_port: 80 }]"
+        } else {
+            ""
+        };
+        local_apps.push_str(&format!("  - name: {name}\n    uuid: {uuid}\n    interfaces:\n      - {{ ni: lan, tap: {PREFIX}-{name}, netns: {PREFIX}-{name}{maps} }}\n"));
     }
     for (name, uuid, _) in APPS {
         apps.push_str(&format!("  - name: {name}\n    uuid: {uuid}\n    interfaces:\n      - {{ ni: flat, tap: {PREFIX}-{name}, netns: {PREFIX}-{name} }}\n"));
     }
     format!(
         "version: 1\nports:\n  - {{ name: uplink, device: {PREFIX}-nic, management: true, host_interface: {PREFIX}-host }}\n\
+         \x20 - {{ name: wan2, device: {PREFIX}-nic2, cost: 10 }}\n\
          network_instances:\n  - {{ name: flat, uuid: 2d7b0f4e-5a3c-4b8e-9f61-0c1d2e3f4a5b, type: switch, port: uplink }}\n\
-         \x20 - {{ name: lan, type: local, subnet: {LOCAL_SUBNET}, dns: {{ domain: lan }}, uplinks: [uplink] }}\napps:\n{apps}{local_apps}"
+         \x20 - {{ name: lan, type: local, subnet: {LOCAL_SUBNET}, dns: {{ domain: lan }}, uplinks: [uplink, wan2], probe: {{ target: gateway, interval: 1, failures: 2 }} }}\napps:\n{apps}{local_apps}"
     )
 }
 
@@ -112,6 +123,54 @@ fn local_steps(sb: &Sandbox, st: &mut Steps, ns: &[String]) -> Result<()> {
     )
 }
 
+/// The local NI's active uplink and its address, from the daemon's status.
+fn active_uplink(ctl: &Path) -> Option<(String, String)> {
+    let v = control::call(ctl, &Request::Status).ok()?;
+    let s = serde_json::from_value::<status::Status>(v).ok()?;
+    let ni = s.network_instances.iter().find(|n| n.name == "lan")?;
+    let u = ni.uplinks.iter().find(|u| u.active)?;
+    let addr = u.address.as_deref()?.split('/').next()?.to_string();
+    Some((u.port.clone(), addr))
+}
+
+/// Waits until the local NI's active uplink is `port`; its address.
+fn wait_active(ctl: &Path, port: &str, secs: u64) -> Option<String> {
+    let mut addr = None;
+    wait_until(Duration::from_secs(secs), || {
+        addr = active_uplink(ctl).filter(|a| a.0 == port).map(|a| a.1);
+        addr.is_some()
+    });
+    addr
+}
+
+fn curl(sb: &Sandbox, ns: &str, url: &str) -> bool {
+    sb.ok(ns, &format!("curl -sf -m 5 -o /dev/null {url}"))
+}
+
+/// The local NI's way out: NAT to the upstream web server and a port map in.
+fn nat_steps(sb: &Sandbox, st: &mut Steps, ctl: &Path, web: &str, up: &str) -> Result<()> {
+    let Some(ext) = wait_active(ctl, "uplink", 15) else {
+        return st.check("local NI `lan` has an active uplink with an address", false);
+    };
+    st.check(
+        &format!("local NI `lan`: the router leased {ext} on `uplink`, which is active"),
+        true,
+    )?;
+    let ok = curl(sb, web, &format!("http://{UPSTREAM_IP}:8080/"));
+    let seen = sb.log("http-up.log").contains(&format!("{ext} - - "));
+    st.check(
+        &format!("web fetches http://{UPSTREAM_IP}:8080/ through NAT; the server sees {ext}"),
+        ok && seen,
+    )?;
+    let ok = wait_until(Duration::from_secs(5), || {
+        curl(sb, up, &format!("http://{ext}:8080/"))
+    });
+    st.check(
+        &format!("port map: the LAN host fetches http://{ext}:8080/ from web's port 80"),
+        ok,
+    )
+}
+
 /// Runs the demo; Ok(true) when every step passed.
 pub fn run(keep_going: bool) -> Result<bool> {
     let exe = std::env::current_exe().context("locating the niswitch binary")?;
@@ -133,6 +192,7 @@ fn steps(exe: &Path, st: &mut Steps) -> Result<()> {
     let mut sb = Sandbox::new(PREFIX)?;
     let dev = sb.ns("dev")?;
     let up = sb.ns("up")?;
+    let up2 = sb.ns("up2")?;
     let mut app_ns = Vec::new();
     for (name, _, _) in APPS {
         app_ns.push(sb.ns(name)?);
@@ -147,12 +207,22 @@ fn steps(exe: &Path, st: &mut Steps) -> Result<()> {
         &up,
         &format!("{PREFIX}-lan"),
     )?;
+    sb.veth(
+        &dev,
+        &format!("{PREFIX}-nic2"),
+        &up2,
+        &format!("{PREFIX}-lan2"),
+    )?;
     sb.sh(
         &up,
         &format!("ip addr add {UPSTREAM_IP}/24 dev {PREFIX}-lan"),
     );
+    sb.sh(
+        &up2,
+        &format!("ip addr add {UPSTREAM2_IP}/24 dev {PREFIX}-lan2"),
+    );
     st.check(
-        "sandbox: an upstream LAN host, a device whose NIC is a veth to it, three app namespaces",
+        "sandbox: two upstream LAN hosts, a device whose two NICs are veths to them, five app namespaces",
         true,
     )?;
 
@@ -203,6 +273,11 @@ fn steps(exe: &Path, st: &mut Steps) -> Result<()> {
         let leases = sb.path("dnsmasq.leases");
         sb.sh(&up, &format!(
             "dnsmasq --conf-file=/dev/null --interface={PREFIX}-lan --bind-interfaces --port=0 --dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h --dhcp-leasefile={} --pid-file={}",
+            leases.display(), pidfile.display()
+        ));
+        let (pidfile, leases) = (sb.path("dnsmasq2.pid"), sb.path("dnsmasq2.leases"));
+        sb.sh(&up2, &format!(
+            "dnsmasq --conf-file=/dev/null --interface={PREFIX}-lan2 --bind-interfaces --port=0 --dhcp-range=198.51.100.100,198.51.100.150,255.255.255.0,1h --dhcp-leasefile={} --pid-file={}",
             leases.display(), pidfile.display()
         ));
         let mut all = true;
@@ -259,6 +334,34 @@ fn steps(exe: &Path, st: &mut Steps) -> Result<()> {
     )?;
 
     local_steps(&sb, st, &local_ns)?;
+    let web_ok = dhcp && have("curl") && have("python3");
+    if web_ok {
+        let py = Path::new("/usr/bin/python3");
+        sb.spawn(
+            &up,
+            py,
+            &["-m", "http.server", "8080", "--bind", UPSTREAM_IP],
+            "http-up.log",
+        )?;
+        sb.spawn(
+            &up2,
+            py,
+            &["-m", "http.server", "8080", "--bind", UPSTREAM2_IP],
+            "http-up2.log",
+        )?;
+        sb.spawn(
+            &local_ns[0],
+            py,
+            &["-m", "http.server", "80"],
+            "http-web.log",
+        )?;
+        nat_steps(&sb, st, &ctl, &local_ns[0], &up)?;
+    } else {
+        st.check(
+            "NAT steps skipped (they need dnsmasq-base, udhcpc, curl and python3)",
+            true,
+        )?;
+    }
 
     println!("\n  live status (niswitch status):");
     if let Ok(v) = control::call(&ctl, &Request::Status)
@@ -275,6 +378,21 @@ fn steps(exe: &Path, st: &mut Steps) -> Result<()> {
         "the NIC's link is down (upstream side of the cable unplugged)",
         true,
     )?;
+    if web_ok {
+        let t0 = std::time::Instant::now();
+        let moved = wait_active(&ctl, "wan2", 10).is_some();
+        st.check(
+            &format!(
+                "local NI `lan` failed over to `wan2` in {:.1} s (bound: 1 × 2 + 1 s)",
+                t0.elapsed().as_secs_f64()
+            ),
+            moved,
+        )?;
+        st.check(
+            &format!("web fetches http://{UPSTREAM2_IP}:8080/ through NAT on `wan2`"),
+            curl(&sb, &local_ns[0], &format!("http://{UPSTREAM2_IP}:8080/")),
+        )?;
+    }
     st.check(
         "app1 still pings app2 with the link down",
         ping(&sb, &app_ns[0], &ips[1]),
@@ -295,6 +413,12 @@ fn steps(exe: &Path, st: &mut Steps) -> Result<()> {
         "link up again: app1 reaches the upstream host without a restart",
         back,
     )?;
+    if web_ok {
+        st.check(
+            "local NI `lan` is back on its cheaper uplink `uplink`",
+            wait_active(&ctl, "uplink", 10).is_some(),
+        )?;
+    }
 
     sb.signal(pid, libc::SIGTERM);
     let code = sb.wait(pid, Duration::from_secs(10));

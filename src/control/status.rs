@@ -206,6 +206,9 @@ pub fn render(s: &Status) -> String {
                 u.active
             );
         }
+        if n.router.is_some() {
+            let _ = writeln!(o, "    nat sessions {}", n.nat_sessions);
+        }
     }
     let _ = writeln!(o, "APPS");
     for a in &s.apps {
