@@ -147,6 +147,16 @@ fn apps_reach_the_upstream_under_the_uplink_address() {
     );
     assert_eq!(ans, "192.0.2.1", "dig through NAT");
     assert!(ping(sb, &l.a, "192.0.2.1"), "ping through NAT");
+    // ICMP errors find their way back: a closed UDP port is refused at once.
+    let refused = sb.out(
+        &l.a,
+        "/usr/bin/python3 -c \"import socket; s = socket.socket(2, 2); s.settimeout(3); \
+         s.connect(('192.0.2.1', 5999)); s.send(b'x'); s.recv(9)\" 2>&1 | tail -1",
+    );
+    assert!(
+        refused.contains("ConnectionRefusedError"),
+        "port unreachable reached the app: {refused}"
+    );
     assert!(ping(sb, &l.b, "192.0.2.1"), "ping from a second app");
 
     // Many short connections at once: all succeed, and the sessions drain.
