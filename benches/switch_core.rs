@@ -39,6 +39,7 @@ fn setup(n: usize) -> (Arc<Switch>, Vec<Arc<PortEntry>>) {
                     own_mac: Some(mac(i as u32 + 1)),
                     pinned: None,
                     link_up: true,
+                    filter: None,
                 },
             )
             .expect("port")

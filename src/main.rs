@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use niswitch::config::{self, derive};
 use niswitch::control::{self, Request, status};
+use niswitch::services::flowlog;
 use niswitch::{daemon, demo, privileges};
 
 #[derive(Parser)]
@@ -50,6 +51,18 @@ enum Cmd {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Show flow records (allowed and dropped flows of app interfaces with ACLs).
+    Flows {
+        /// Keep printing new records as they are written.
+        #[arg(long)]
+        follow: bool,
+        /// Print the JSON records instead of one line each.
+        #[arg(long)]
+        json: bool,
+        /// The daemon's state directory.
+        #[arg(long, default_value = "/var/lib/niswitch")]
+        state_dir: PathBuf,
     },
     /// Print the MAC derived for an app interface (SPEC §4).
     Mac {
@@ -156,6 +169,15 @@ fn main() -> ExitCode {
                 }
                 ExitCode::SUCCESS
             }
+            Err(e) => fail(e),
+        },
+        Cmd::Flows {
+            follow,
+            json,
+            state_dir,
+        } => match flowlog::show(&state_dir, json, follow, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
             Err(e) => fail(e),
         },
         Cmd::Demo { keep_going } => {

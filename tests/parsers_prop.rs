@@ -25,7 +25,7 @@ proptest! {
     fn switch_survives_any_frame(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let sw = Switch::new();
         let d = Domain::new("p");
-        let mk = |n: &str| sw.add_port(&d, PortSpec { name: n.into(), role: PortRole::Other, io: Box::new(Shared(MemoryPort::sink())), mtu: 1500, own_mac: None, pinned: None, link_up: true }).unwrap();
+        let mk = |n: &str| sw.add_port(&d, PortSpec { name: n.into(), role: PortRole::Other, io: Box::new(Shared(MemoryPort::sink())), mtu: 1500, own_mac: None, pinned: None, link_up: true, filter: None }).unwrap();
         let a = mk("a");
         let _b = mk("b");
         sw.process(&a, &bytes, 1);

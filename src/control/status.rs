@@ -110,6 +110,9 @@ pub struct VifStatus {
     /// Why the interface is down, when it could not be created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Flows each of the interface's ACL rules decided, in rule order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl_hits: Vec<u64>,
 }
 
 fn drops_text(c: &Counters) -> String {

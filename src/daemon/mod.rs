@@ -9,7 +9,7 @@ mod state;
 mod taps;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::thread::JoinHandle;
@@ -17,13 +17,16 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::config::{Config, NiType};
+use crate::config::{App, Config, L4Proto, NiType, Vif};
 use crate::control;
 use crate::ipstack::{MapRule, Router, RouterSetup, UplinkPlan};
 use crate::ports::linkwatch::LinkWatch;
 use crate::ports::tap::{Tap, TapOptions};
 use crate::ports::{ifctl, netns};
+use crate::services::acl::{Acl, HostCache};
 use crate::services::dhcp::Client;
+use crate::services::flowlog::{FlowLog, FlowRecord};
+use crate::switch::filter::{VifFilter, VifIdent};
 use crate::switch::{Domain, PortRole, PortSpec, Switch, now_secs};
 pub use state::State;
 
@@ -43,6 +46,53 @@ struct Running {
     routers: Vec<Arc<Router>>,
     threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
+}
+
+/// The ACL filter of an app interface that has `acls`.
+fn vif_filter(app: &App, vif: &Vif, ni: &state::NiState) -> Option<Arc<VifFilter>> {
+    let list = vif.acls.as_ref()?;
+    let ident = VifIdent {
+        app: app.name.clone(),
+        app_uuid: app.uuid.to_string(),
+        ni: vif.ni.clone(),
+        vif: vif.tap.clone(),
+    };
+    let mapped = vif
+        .port_maps
+        .iter()
+        .map(|m| match m.protocol {
+            L4Proto::Tcp => (6, m.app_port),
+            L4Proto::Udp => (17, m.app_port),
+        })
+        .collect();
+    Some(Arc::new(VifFilter::new(
+        ident,
+        Acl::compile(list),
+        ni.cfg.local.as_ref().map(|l| l.gateway),
+        mapped,
+        Some(ni.hosts.clone()),
+    )))
+}
+
+/// Writes the flow records of every filtered app interface, once a second,
+/// and all of them on the way out.
+fn flow_logger(state: &State, state_dir: &Path, stop: &AtomicBool) {
+    let filters: Vec<Arc<VifFilter>> = state
+        .vifs
+        .iter()
+        .filter_map(|v| v.entry.filter.clone())
+        .collect();
+    let log = FlowLog::new(state_dir);
+    let write = |records: Vec<FlowRecord>| {
+        if let Err(e) = log.write(&records) {
+            tracing::warn!(error = %e, "could not write flow records");
+        }
+    };
+    while !stop.load(Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        write(filters.iter().flat_map(|f| f.sweep()).collect());
+    }
+    write(filters.iter().flat_map(|f| f.flush()).collect());
 }
 
 /// Runs the data plane until SIGINT or SIGTERM.
@@ -113,6 +163,7 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
                 own_mac: None,
                 pinned: None,
                 link_up: ifctl::is_running(&opened.nic_name),
+                filter: None,
             },
         )?;
         let host_entry = match &opened.host {
@@ -130,6 +181,7 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
                     // The host's MAC lives behind its TAP, never on the LAN side.
                     pinned: Some(opened.mac),
                     link_up: true,
+                    filter: None,
                 },
             )?),
         };
@@ -150,6 +202,7 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
                 .with_context(|| format!("NI `{}`: port `{p}` missing", ni.name))?,
             _ => Domain::new(format!("ni:{}", ni.name)),
         };
+        let hosts = Arc::new(HostCache::default());
         let router = match &ni.local {
             None => None,
             Some(local) => {
@@ -201,6 +254,7 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
                         })
                         .collect(),
                     maps,
+                    hosts: hosts.clone(),
                 };
                 let r = Router::start(&switch, &domain, setup, run.stop.clone())
                     .with_context(|| format!("starting the router of `{}`", ni.name))?;
@@ -213,6 +267,7 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
             cfg: ni.clone(),
             domain,
             router,
+            hosts,
         });
     }
     for app in &cfg.apps {
@@ -279,6 +334,7 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
                     own_mac: Some(vif.mac),
                     pinned: None,
                     link_up: true,
+                    filter: vif_filter(app, vif, ni),
                 },
             )?;
             state.vifs.push(state::VifState {
@@ -300,6 +356,13 @@ fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
             .spawn(move || sw.serve(&e, &stop))?;
         run.threads.push(h);
     }
+    // Flow records.
+    let (st, stop, dir) = (state.clone(), run.stop.clone(), opts.state_dir.clone());
+    run.threads.push(
+        std::thread::Builder::new()
+            .name("flowlog".into())
+            .spawn(move || flow_logger(&st, &dir, &stop))?,
+    );
     // Link state.
     let watch = LinkWatch::open().context("opening the netlink link watch")?;
     let (st, stop) = (state.clone(), run.stop.clone());

@@ -12,6 +12,7 @@ use crate::config::{Config, Mac, Ni, Vif};
 use crate::control::status::*;
 use crate::control::{Handler, Request};
 use crate::ipstack::Router;
+use crate::services::acl::HostCache;
 use crate::switch::{Domain, PortEntry, Switch, now_secs};
 
 pub struct PortState {
@@ -26,6 +27,8 @@ pub struct NiState {
     pub cfg: Ni,
     pub domain: Arc<Domain>,
     pub router: Option<Arc<Router>>,
+    /// Addresses the NI's DNS server answered, for `host` ACL rules.
+    pub hosts: Arc<HostCache>,
 }
 
 pub struct VifState {
@@ -238,6 +241,9 @@ impl State {
                         netns: v.cfg.netns.clone(),
                         counters: counters(&v.entry),
                         error: None,
+                        acl_hits: v.entry.filter.as_ref().map_or_else(Vec::new, |f| {
+                            f.hits.iter().map(|h| h.load(Relaxed)).collect()
+                        }),
                     })
                     .chain(
                         self.failed_vifs
@@ -251,6 +257,7 @@ impl State {
                                 netns: f.cfg.netns.clone(),
                                 counters: Counters::default(),
                                 error: Some(f.error.clone()),
+                                acl_hits: Vec::new(),
                             }),
                     )
                     .collect(),

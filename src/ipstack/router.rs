@@ -25,6 +25,7 @@ use super::uplink::{Uplink, UplinkSetup, choose_active};
 use super::wire;
 use crate::config::{LocalNi, Mac};
 use crate::control::status::Uplink as UplinkStatus;
+use crate::services::acl::HostCache;
 use crate::services::dhcp::{self, Client, Dest, Ignored, Lease, Leases, Pool};
 use crate::services::dns::{self, Forwarder, Verdict, Zone};
 use crate::switch::{Domain, PortEntry, PortRole, PortSpec, Switch, now_secs};
@@ -82,6 +83,8 @@ pub struct RouterSetup {
     pub uplinks: Vec<UplinkPlan>,
     /// The port maps of the NI's app interfaces.
     pub maps: Vec<MapRule>,
+    /// Where the DNS server notes the addresses it answered (for `host` ACLs).
+    pub hosts: Arc<HostCache>,
 }
 
 /// An uplink of the NI: a port, its cost, its domain and its NIC.
@@ -159,6 +162,7 @@ impl Router {
                 own_mac: Some(mac),
                 pinned: None,
                 link_up: true,
+                filter: None,
             },
         )?;
         let counters = Arc::new(RouterCounters::default());
@@ -180,6 +184,7 @@ impl Router {
                     own_mac: Some(umac),
                     pinned: None,
                     link_up: true,
+                    filter: None,
                 },
             )?;
             uplink_entries.push(uentry.clone());
@@ -309,6 +314,7 @@ struct Control {
     uplinks: Vec<Uplink>,
     active: Option<usize>,
     forwarder: Forwarder,
+    hosts: Arc<HostCache>,
     /// The zone with the apps' current addresses, rebuilt when leases change.
     zone: Option<Zone>,
     /// Leases changed (renewals) since they were last saved.
@@ -397,6 +403,7 @@ impl Control {
             uplinks,
             active: None,
             forwarder: Forwarder::new(now_ms() ^ 0x5DEECE66D),
+            hosts: setup.hosts,
             zone: None,
             dirty: false,
             saved_at: 0,
@@ -594,6 +601,7 @@ impl Control {
                 Verdict::Forward => self.forward(&query, client),
             };
             if let Some(r) = out {
+                self.note_answer(&r);
                 let r = dns::fit(r, dns::MAX_UDP_ANSWER);
                 let _ = self
                     .sockets
@@ -652,7 +660,16 @@ impl Control {
         }
     }
 
+    /// Remembers the addresses an answer gave, for `host` ACL rules.
+    fn note_answer(&self, r: &[u8]) {
+        let now = unix_now();
+        for (name, ip, ttl) in dns::answered_a(r) {
+            self.hosts.learn(&name, ip, ttl, now);
+        }
+    }
+
     fn send_dns(&mut self, r: &[u8], to: SocketAddr) {
+        self.note_answer(r);
         let r = &dns::fit(r.to_vec(), dns::MAX_UDP_ANSWER);
         // Clients of the DNS socket are the NI's (IPv4) apps.
         let IpAddr::V4(ip) = to.ip() else { return };

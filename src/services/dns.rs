@@ -197,6 +197,25 @@ pub fn answer(zone: &Zone, bytes: &[u8]) -> Verdict {
 /// Largest DNS payload that leaves in one unfragmented UDP datagram.
 pub const MAX_UDP_ANSWER: usize = 1472;
 
+/// The IPv4 addresses an answer gives for its question's name, with their
+/// TTLs (CNAME chains included: the addresses count for the asked name).
+pub fn answered_a(reply: &[u8]) -> Vec<(String, IpAddr, u32)> {
+    let Ok(m) = Message::from_vec(reply) else {
+        return Vec::new();
+    };
+    let Some(q) = m.queries.first() else {
+        return Vec::new();
+    };
+    let name = q.name().to_ascii();
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some((name.clone(), IpAddr::V4(a.0), r.ttl)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// An answer that fits `max` bytes: unchanged, or cut to its header and
 /// question with the TC bit set, so the client knows to ask again.
 pub fn fit(reply: Vec<u8>, max: usize) -> Vec<u8> {

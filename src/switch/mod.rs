@@ -3,6 +3,7 @@
 //! frame (learn the source, look up the destination, write to its port or
 //! flood the domain). No channel hop, no lock and no allocation per frame.
 
+pub mod filter;
 pub mod frame;
 pub mod iplearn;
 pub mod mactable;
@@ -90,6 +91,8 @@ pub struct PortSpec {
     /// good, never moved by frames from elsewhere (`own_mac` is pinned too).
     pub pinned: Option<Mac>,
     pub link_up: bool,
+    /// For VIFs with ACLs: the rules and flow table applied both ways.
+    pub filter: Option<Arc<filter::VifFilter>>,
 }
 
 /// A port attached to the switch.
@@ -106,6 +109,7 @@ pub struct PortEntry {
     pub domain: Arc<Domain>,
     /// IPv4 addresses seen for this port's station (ARP, DHCP ACK).
     pub learned_ips: Mutex<Vec<Ipv4Addr>>,
+    pub filter: Option<Arc<filter::VifFilter>>,
     closing: AtomicBool,
 }
 
@@ -174,6 +178,7 @@ impl Switch {
             quota,
             domain: domain.clone(),
             learned_ips: Mutex::new(Vec::new()),
+            filter: spec.filter,
             closing: AtomicBool::new(false),
         });
         self.ports[id].store(Some(entry.clone()));
@@ -225,6 +230,11 @@ impl Switch {
             && own != src
         {
             return from.stats.drop(DropReason::SpoofedSrcMac);
+        }
+        if let Some(f) = &from.filter
+            && let Err(why) = f.egress(&pkt)
+        {
+            return from.stats.drop(why);
         }
         let domain = &from.domain;
         domain.table.learn(src, from.id, from.quota, now);
@@ -323,6 +333,11 @@ fn deliver(out: &PortEntry, pkt: &Packet) {
     }
     if pkt.wire_l3_len() > out.mtu.load(Relaxed) as usize {
         return out.stats.drop(DropReason::TooBig);
+    }
+    if let Some(f) = &out.filter
+        && let Err(why) = f.ingress(pkt)
+    {
+        return out.stats.drop(why);
     }
     match out.io.send(pkt.bytes()) {
         Ok(()) => out.stats.tx(pkt.frame().len()),

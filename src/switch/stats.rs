@@ -27,10 +27,14 @@ pub enum DropReason {
     Hairpin,
     /// Handling the frame failed inside niswitch (a bug; logged).
     Internal,
+    /// The app interface's ACL refused the flow.
+    AclDenied,
+    /// The flow's ACL rule is over its rate limit.
+    AclRateLimited,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Runt,
         DropReason::BadVnetHeader,
         DropReason::InvalidSrcMac,
@@ -41,6 +45,8 @@ impl DropReason {
         DropReason::LinkDown,
         DropReason::Hairpin,
         DropReason::Internal,
+        DropReason::AclDenied,
+        DropReason::AclRateLimited,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -54,6 +60,8 @@ impl DropReason {
             DropReason::LinkDown => "link_down",
             DropReason::Hairpin => "hairpin",
             DropReason::Internal => "internal_error",
+            DropReason::AclDenied => "acl_denied",
+            DropReason::AclRateLimited => "acl_rate_limited",
         }
     }
 }

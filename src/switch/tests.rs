@@ -39,6 +39,7 @@ fn setup(n: usize, vif: bool) -> Bench {
                         own_mac: vif.then(|| mac(i as u8 + 1)),
                         pinned: None,
                         link_up: true,
+                        filter: None,
                     },
                 )
                 .unwrap();
@@ -171,6 +172,7 @@ fn separate_domains_do_not_leak() {
                     own_mac: None,
                     pinned: None,
                     link_up: true,
+                    filter: None,
                 },
             )
             .unwrap();

@@ -1,0 +1,399 @@
+//! The ACL of one app interface applied to its frames, both ways, with a
+//! flow table: the rules are evaluated on a flow's first packet and the
+//! verdict is cached, so later packets cost one hash lookup (plus the
+//! rule's token bucket, if it has one). Replies to a flow the app started
+//! pass with it; a flow the remote side starts needs a rule (or a port map)
+//! of its own. The table also counts each flow's packets and bytes, which
+//! `sweep` turns into flow records. ARP, DHCP and DNS to the gateway always
+//! pass; everything else unmatched is dropped.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::frame::{ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, Packet};
+use super::stats::DropReason;
+use crate::services::acl::{Acl, Bucket, FlowKey, HostCache};
+use crate::services::flowlog::FlowRecord;
+
+/// Most flows one interface tracks; beyond, packets are judged uncached.
+const MAX_FLOWS: usize = 65536;
+/// A flow without packets for this long ends (UDP, ICMP, dropped flows).
+const IDLE_SECS: f64 = 30.0;
+/// An allowed TCP connection without packets for this long ends.
+const TCP_IDLE_SECS: f64 = 600.0;
+/// A closed TCP connection is reported this long after its last packet.
+const CLOSED_SECS: f64 = 2.0;
+/// A long flow is reported this often.
+const REPORT_SECS: f64 = 60.0;
+
+/// Who the interface is, for flow records.
+#[derive(Debug, Clone)]
+pub struct VifIdent {
+    pub app: String,
+    pub app_uuid: String,
+    pub ni: String,
+    pub vif: String,
+}
+
+struct Flow {
+    allow: bool,
+    rule: Option<usize>,
+    inbound: bool,
+    /// Host-cache generation when a drop was decided: a newer DNS answer
+    /// has the rules evaluated again.
+    generation: u64,
+    start_ms: u64,
+    last: f64,
+    reported: f64,
+    closing: bool,
+    tx_pkts: u64,
+    tx_bytes: u64,
+    rx_pkts: u64,
+    rx_bytes: u64,
+}
+
+struct State {
+    flows: HashMap<FlowKey, Flow>,
+    buckets: Vec<Option<Bucket>>,
+}
+
+pub struct VifFilter {
+    pub ident: VifIdent,
+    acl: Acl,
+    gateway: Option<Ipv4Addr>,
+    /// (protocol, app port) of the interface's port maps: inbound allowed.
+    mapped: Vec<(u8, u16)>,
+    hosts: Option<Arc<HostCache>>,
+    state: Mutex<State>,
+    /// Flows each rule decided.
+    pub hits: Vec<AtomicU64>,
+}
+
+/// What a packet is, for the filter.
+struct View {
+    key: FlowKey,
+    tcp_flags: u8,
+    /// Packets on the wire (a GSO packet counts its segments) and bytes.
+    pkts: u64,
+    bytes: u64,
+}
+
+fn mono() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn rfc3339(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// Reads an untagged IPv4 packet: None for anything else. `out`: sent by
+/// the app (its address is the source).
+fn view(p: &Packet, out: bool) -> Option<View> {
+    let f = p.frame();
+    if f.len() < ETH_HDR_LEN + 20 || u16::from_be_bytes([f[12], f[13]]) != ETHERTYPE_IPV4 {
+        return None;
+    }
+    let ip = &f[ETH_HDR_LEN..];
+    let ihl = (ip[0] & 0x0f) as usize * 4;
+    if ip[0] >> 4 != 4 || ihl < 20 || ip.len() < ihl {
+        return None;
+    }
+    let proto = ip[9];
+    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let first = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
+    let l4 = &ip[ihl..];
+    let (mut sport, mut dport, mut tcp_flags) = (0, 0, 0);
+    if first && matches!(proto, 6 | 17) && l4.len() >= 4 {
+        sport = u16::from_be_bytes([l4[0], l4[1]]);
+        dport = u16::from_be_bytes([l4[2], l4[3]]);
+        if proto == 6 && l4.len() >= 14 {
+            tcp_flags = l4[13];
+        }
+    }
+    if first && proto == 1 && l4.len() >= 8 && matches!(l4[0], 0 | 8) {
+        // Echo: the identifier is the app's "port" both ways.
+        let id = u16::from_be_bytes([l4[4], l4[5]]);
+        (sport, dport) = if out { (id, 0) } else { (0, id) };
+    }
+    let bytes = f.len() as u64;
+    let seg = p.gso_size() as u64;
+    let pkts = if p.is_gso() && seg > 0 {
+        let hdr = match p.hdr_len() as u64 {
+            0 => (ETH_HDR_LEN + ihl + 20) as u64,
+            h => h,
+        };
+        bytes.saturating_sub(hdr).div_ceil(seg).max(1)
+    } else {
+        1
+    };
+    let key = if out {
+        FlowKey {
+            proto,
+            local: src,
+            lport: sport,
+            remote: dst,
+            rport: dport,
+        }
+    } else {
+        FlowKey {
+            proto,
+            local: dst,
+            lport: dport,
+            remote: src,
+            rport: sport,
+        }
+    };
+    Some(View {
+        key,
+        tcp_flags,
+        pkts,
+        bytes,
+    })
+}
+
+impl VifFilter {
+    pub fn new(
+        ident: VifIdent,
+        acl: Acl,
+        gateway: Option<Ipv4Addr>,
+        mapped: Vec<(u8, u16)>,
+        hosts: Option<Arc<HostCache>>,
+    ) -> VifFilter {
+        let hits = (0..acl.len()).map(|_| AtomicU64::new(0)).collect();
+        let buckets = acl.buckets(mono());
+        VifFilter {
+            ident,
+            acl,
+            gateway,
+            mapped,
+            hosts,
+            state: Mutex::new(State {
+                flows: HashMap::new(),
+                buckets,
+            }),
+            hits,
+        }
+    }
+
+    /// A frame the app sent.
+    pub fn egress(&self, p: &Packet) -> Result<(), DropReason> {
+        self.judge(p, true)
+    }
+
+    /// A frame for the app.
+    pub fn ingress(&self, p: &Packet) -> Result<(), DropReason> {
+        self.judge(p, false)
+    }
+
+    /// ARP, DHCP and DNS with the gateway pass whatever the rules say.
+    fn always(&self, v: &View, out: bool) -> bool {
+        let k = &v.key;
+        let dhcp = k.proto == 17
+            && if out {
+                (k.lport, k.rport) == (68, 67)
+            } else {
+                (k.rport, k.lport) == (67, 68)
+            };
+        let dns = matches!(k.proto, 6 | 17) && Some(k.remote) == self.gateway && k.rport == 53;
+        dhcp || dns
+    }
+
+    fn judge(&self, p: &Packet, out: bool) -> Result<(), DropReason> {
+        let Some(v) = view(p, out) else {
+            let f = p.frame();
+            let arp = f.len() >= ETH_HDR_LEN && u16::from_be_bytes([f[12], f[13]]) == ETHERTYPE_ARP;
+            return if arp {
+                Ok(())
+            } else {
+                Err(DropReason::AclDenied)
+            };
+        };
+        if self.always(&v, out) {
+            return Ok(());
+        }
+        let now = mono();
+        let generation = self
+            .hosts
+            .as_ref()
+            .map_or(0, |h| h.generation.load(Relaxed));
+        let Ok(mut st) = self.state.lock() else {
+            return Err(DropReason::Internal);
+        };
+        let st = &mut *st;
+        let known = st
+            .flows
+            .get(&v.key)
+            .is_some_and(|f| f.allow || f.generation == generation);
+        if !known {
+            let flow = self.decide(&v, out, now, generation);
+            if let Some(r) = flow.rule
+                && let Some(h) = self.hits.get(r)
+            {
+                h.fetch_add(1, Relaxed);
+            }
+            if st.flows.len() >= MAX_FLOWS && !st.flows.contains_key(&v.key) {
+                return self.limit(st, flow.allow, flow.rule, now);
+            }
+            st.flows.insert(v.key, flow);
+        }
+        let Some(f) = st.flows.get_mut(&v.key) else {
+            return Err(DropReason::Internal);
+        };
+        f.last = now;
+        if v.tcp_flags & 0x05 != 0 {
+            f.closing = true;
+        }
+        if out {
+            f.tx_pkts += v.pkts;
+            f.tx_bytes += v.bytes;
+        } else {
+            f.rx_pkts += v.pkts;
+            f.rx_bytes += v.bytes;
+        }
+        let (allow, rule) = (f.allow, f.rule);
+        self.limit(st, allow, rule, now)
+    }
+
+    /// A new flow's verdict.
+    fn decide(&self, v: &View, out: bool, now: f64, generation: u64) -> Flow {
+        let mapped = !out && self.mapped.contains(&(v.key.proto, v.key.lport));
+        let (allow, rule) = if mapped {
+            (true, None)
+        } else {
+            let wall = unix_ms() / 1000;
+            let host = |pattern: &str, ip: Ipv4Addr| {
+                self.hosts
+                    .as_ref()
+                    .is_some_and(|h| h.allows(pattern, ip, wall))
+            };
+            let verdict = self.acl.evaluate(&v.key, &host);
+            (verdict.allow, verdict.rule)
+        };
+        Flow {
+            allow,
+            rule,
+            inbound: !out,
+            generation,
+            start_ms: unix_ms(),
+            last: now,
+            reported: now,
+            closing: false,
+            tx_pkts: 0,
+            tx_bytes: 0,
+            rx_pkts: 0,
+            rx_bytes: 0,
+        }
+    }
+
+    fn limit(
+        &self,
+        st: &mut State,
+        allow: bool,
+        rule: Option<usize>,
+        now: f64,
+    ) -> Result<(), DropReason> {
+        if !allow {
+            return Err(DropReason::AclDenied);
+        }
+        let bucket = rule
+            .and_then(|r| st.buckets.get_mut(r))
+            .and_then(|b| b.as_mut());
+        match bucket.map(|b| b.take(now)) {
+            Some(false) => Err(DropReason::AclRateLimited),
+            _ => Ok(()),
+        }
+    }
+
+    /// Flows that ended (closed, idle) or ran another 60 s, as records;
+    /// ended flows are forgotten.
+    pub fn sweep(&self) -> Vec<FlowRecord> {
+        let now = mono();
+        let now_ms = unix_ms();
+        let Ok(mut st) = self.state.lock() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        st.flows.retain(|k, f| {
+            let idle = now - f.last;
+            let ended = (f.closing && idle >= CLOSED_SECS)
+                || idle
+                    >= if k.proto == 6 && f.allow {
+                        TCP_IDLE_SECS
+                    } else {
+                        IDLE_SECS
+                    };
+            if ended || now - f.reported >= REPORT_SECS {
+                f.reported = now;
+                let end_ms = if ended {
+                    now_ms.saturating_sub(((now - f.last) * 1000.0) as u64)
+                } else {
+                    now_ms
+                };
+                out.push(self.record(k, f, end_ms));
+            }
+            !ended
+        });
+        out
+    }
+
+    fn record(&self, k: &FlowKey, f: &Flow, end_ms: u64) -> FlowRecord {
+        let (src, sport, dst, dport) = if f.inbound {
+            (k.remote, k.rport, k.local, k.lport)
+        } else {
+            (k.local, k.lport, k.remote, k.rport)
+        };
+        FlowRecord {
+            app: self.ident.app.clone(),
+            app_uuid: self.ident.app_uuid.clone(),
+            ni: self.ident.ni.clone(),
+            vif: self.ident.vif.clone(),
+            proto: k.proto,
+            src: src.to_string(),
+            sport,
+            dst: dst.to_string(),
+            dport,
+            inbound: f.inbound,
+            start: rfc3339(f.start_ms),
+            end: rfc3339(end_ms.max(f.start_ms)),
+            tx_pkts: f.tx_pkts,
+            tx_bytes: f.tx_bytes,
+            rx_pkts: f.rx_pkts,
+            rx_bytes: f.rx_bytes,
+            action: if f.allow { "allow" } else { "drop" }.to_string(),
+            acl: f.rule,
+        }
+    }
+
+    /// Every flow now, as records (for a clean shutdown).
+    pub fn flush(&self) -> Vec<FlowRecord> {
+        let now_ms = unix_ms();
+        let Ok(mut st) = self.state.lock() else {
+            return Vec::new();
+        };
+        let out = st
+            .flows
+            .iter()
+            .map(|(k, f)| self.record(k, f, now_ms))
+            .collect();
+        st.flows.clear();
+        out
+    }
+}
