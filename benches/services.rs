@@ -1,6 +1,7 @@
 //! Request handling of the local-NI services: a DHCP DISCOVER/REQUEST pair
 //! against a lease table, DNS queries answered locally or sent upstream, and
-//! the per-packet NAT work (session lookup among 10,000, header rewrite).
+//! the per-packet NAT work (session lookup among 10,000, header rewrite), and
+//! an ACL verdict for a new flow against 100 rules.
 
 use std::net::Ipv4Addr;
 
@@ -12,6 +13,8 @@ use niswitch::config::Mac;
 use niswitch::ipstack::translate;
 use niswitch::services::dhcp::{self, Client, Leases, Pool};
 use niswitch::services::dns::{self, Zone};
+use niswitch::config::{Acl as AclConfig, AclAction, AclMatch};
+use niswitch::services::acl::{Acl, FlowKey};
 use niswitch::services::nat::{NatTable, Proto, Rewrite, Tuple};
 
 fn dhcp_bench(c: &mut Criterion) {
@@ -146,5 +149,46 @@ fn nat_bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, dhcp_bench, dns_bench, nat_bench);
+fn acl_bench(c: &mut Criterion) {
+    // 99 rules that do not match the flow, then the one that allows it.
+    let mut list: Vec<AclConfig> = (0..99u16)
+        .map(|i| AclConfig {
+            matches: AclMatch {
+                ip: Some(format!("198.18.{i}.0/24").parse().expect("net")),
+                protocol: Some(6),
+                fport: Some(1000 + i),
+                ..Default::default()
+            },
+            action: AclAction::Allow,
+            limit: None,
+        })
+        .collect();
+    list.push(AclConfig {
+        matches: AclMatch {
+            ip: Some("192.0.2.0/24".parse().expect("net")),
+            protocol: Some(6),
+            fport: Some(80),
+            ..Default::default()
+        },
+        action: AclAction::Allow,
+        limit: None,
+    });
+    let acl = Acl::compile(&list);
+    let key = FlowKey {
+        proto: 6,
+        local: Ipv4Addr::new(10, 50, 0, 20),
+        lport: 40000,
+        remote: Ipv4Addr::new(192, 0, 2, 80),
+        rport: 80,
+    };
+    let no_hosts = |_: &str, _: Ipv4Addr| false;
+    let mut g = c.benchmark_group("acl");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("new_flow_100_rules_last_matches", |b| {
+        b.iter(|| acl.evaluate(&key, &no_hosts))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, dhcp_bench, dns_bench, nat_bench, acl_bench);
 criterion_main!(benches);
