@@ -10,11 +10,11 @@ use dhcproto::v4::{DhcpOption, Message, MessageType};
 use hickory_proto::op::{Message as DnsMessage, MessageType as DnsType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 use niswitch::config::Mac;
+use niswitch::config::{Acl as AclConfig, AclAction, AclMatch};
 use niswitch::ipstack::translate;
+use niswitch::services::acl::{Acl, FlowKey};
 use niswitch::services::dhcp::{self, Client, Leases, Pool};
 use niswitch::services::dns::{self, Zone};
-use niswitch::config::{Acl as AclConfig, AclAction, AclMatch};
-use niswitch::services::acl::{Acl, FlowKey};
 use niswitch::services::nat::{NatTable, Proto, Rewrite, Tuple};
 
 fn dhcp_bench(c: &mut Criterion) {

@@ -397,3 +397,6 @@ impl VifFilter {
         out
     }
 }
+
+#[cfg(test)]
+mod tests;
