@@ -420,33 +420,27 @@ impl Nat {
         self.forward(st, &p, pkt, buf, to, via)
     }
 
-    /// Rewrites a packet to `to`, picks its port and next hop, and switches
-    /// it there (after letting go of the lock).
+    /// Picks the port and next hop of a packet translated to `to` (under
+    /// the lock), then copies and rewrites it and switches it there (without).
     fn forward(
         &self,
-        mut st: std::sync::MutexGuard<'_, State>,
+        st: std::sync::MutexGuard<'_, State>,
         p: &translate::Parsed,
         pkt: &[u8],
         buf: &mut Vec<u8>,
         to: crate::services::nat::Tuple,
         via: usize,
     ) -> bool {
-        buf.clear();
-        buf.extend_from_slice(pkt);
         let (to, dst) = match p.kind {
             Kind::Flow => (to, to.dst),
             Kind::IcmpError { .. } => (to.swap(), to.swap().src),
         };
-        if !translate::rewrite(buf, p, &to) {
-            return self.drop_with(&self.counters.nat_dropped);
-        }
-        let out = if self.subnet.contains(&dst) {
+        // (port, source MAC, next hop's MAC, or the hop to resolve first)
+        let (out, src, next) = if self.subnet.contains(&dst) {
             let Some(mac) = st.apps.get(&dst).copied() else {
                 return self.drop_with(&self.counters.nat_no_neighbor);
             };
-            translate::set_macs(buf, self.router_mac, mac);
-            self.counters.nat_in.fetch_add(1, Relaxed);
-            Out::Inside
+            (Out::Inside, self.router_mac, Ok(mac))
         } else {
             let Some(u) = st.uplinks.get(via) else {
                 return self.drop_with(&self.counters.nat_no_uplink);
@@ -454,29 +448,48 @@ impl Nat {
             let Some(hop) = u.hop(dst) else {
                 return self.drop_with(&self.counters.nat_no_uplink);
             };
-            let Some(mac) = u.neighbors.get(&hop).copied() else {
-                let umac = u.mac;
-                translate::set_macs(buf, umac, Mac::BROADCAST);
-                if st.held.len() >= PENDING {
-                    return self.drop_with(&self.counters.nat_no_neighbor);
-                }
-                st.held.push_back(Held {
-                    via,
-                    hop,
-                    pkt: buf.clone(),
-                    since: now_ms(),
-                });
-                let one = 1u64.to_ne_bytes();
-                // SAFETY: writing 8 bytes to our eventfd.
-                unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), 8) };
-                return true;
-            };
-            translate::set_macs(buf, u.mac, mac);
-            self.counters.nat_out.fetch_add(1, Relaxed);
-            Out::Uplink(via)
+            let next = u.neighbors.get(&hop).copied().ok_or(hop);
+            (Out::Uplink(via), u.mac, next)
         };
         drop(st);
+        buf.clear();
+        buf.extend_from_slice(pkt);
+        if !translate::rewrite(buf, p, &to) {
+            return self.drop_with(&self.counters.nat_dropped);
+        }
+        let mac = match next {
+            Ok(mac) => mac,
+            Err(hop) => return self.hold(via, hop, src, buf),
+        };
+        translate::set_macs(buf, src, mac);
+        let c = match out {
+            Out::Inside => &self.counters.nat_in,
+            Out::Uplink(_) => &self.counters.nat_out,
+        };
+        c.fetch_add(1, Relaxed);
         self.send(out, buf);
+        true
+    }
+
+    /// Parks a translated packet until the control thread has resolved its
+    /// next hop on uplink `via`.
+    fn hold(&self, via: usize, hop: Ipv4Addr, src: Mac, buf: &mut [u8]) -> bool {
+        translate::set_macs(buf, src, Mac::BROADCAST);
+        let Ok(mut st) = self.state.lock() else {
+            return self.drop_with(&self.counters.nat_dropped);
+        };
+        if st.held.len() >= PENDING {
+            return self.drop_with(&self.counters.nat_no_neighbor);
+        }
+        st.held.push_back(Held {
+            via,
+            hop,
+            pkt: buf.to_vec(),
+            since: now_ms(),
+        });
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writing 8 bytes to our eventfd.
+        unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), 8) };
         true
     }
 

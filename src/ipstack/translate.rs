@@ -281,7 +281,7 @@ pub fn rewrite(b: &mut [u8], p: &Parsed, to: &Tuple) -> bool {
     put16(b, IP + 10, c);
     match p.kind {
         Kind::Flow => {
-            let partial = needs_csum(b) && be16_le(b, 6) as usize + VNET_HDR_LEN == p.l4;
+            let partial = needs_csum(b) && le16(b, 6) as usize + VNET_HDR_LEN == p.l4;
             rewrite_headers(b, IP, p.l4, p.end, &p.tuple, to, partial);
         }
         Kind::IcmpError { inner, inner_ip } => {
@@ -314,7 +314,7 @@ pub fn rewrite(b: &mut [u8], p: &Parsed, to: &Tuple) -> bool {
     true
 }
 
-fn be16_le(b: &[u8], at: usize) -> u16 {
+fn le16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
 
