@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use niswitch::config::Mac;
+use niswitch::frame::VNET_HDR_LEN;
 use niswitch::ports::memory::{MemoryPort, Shared};
-use niswitch::switch::frame::VNET_HDR_LEN;
 use niswitch::switch::{Domain, MacTable, PortEntry, PortRole, PortSpec, Switch};
 
 fn mac(n: u32) -> Mac {
@@ -31,16 +31,13 @@ fn setup(n: usize) -> (Arc<Switch>, Vec<Arc<PortEntry>>) {
         .map(|i| {
             sw.add_port(
                 &d,
-                PortSpec {
-                    name: format!("p{i}"),
-                    role: PortRole::Other,
-                    io: Box::new(Shared(MemoryPort::sink())),
-                    mtu: 1500,
-                    own_mac: Some(mac(i as u32 + 1)),
-                    pinned: None,
-                    link_up: true,
-                    filter: None,
-                },
+                PortSpec::new(
+                    format!("p{i}"),
+                    PortRole::Other,
+                    Box::new(Shared(MemoryPort::sink())),
+                    1500,
+                )
+                .own_mac(mac(i as u32 + 1)),
             )
             .expect("port")
         })

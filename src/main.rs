@@ -30,7 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the data plane in the foreground until SIGINT/SIGTERM.
+    /// Run the data plane in the foreground until SIGINT/SIGTERM; SIGHUP
+    /// re-reads the config file and applies it live.
     Run {
         #[arg(long)]
         config: PathBuf,
@@ -46,6 +47,18 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Push a new config to the running daemon: only what differs changes;
+    /// if the connectivity probe fails, the previous config is restored.
+    Apply {
+        #[arg(long)]
+        config: PathBuf,
+        /// Seconds the probe may take before the previous config is restored.
+        #[arg(long, default_value_t = 30)]
+        probe_timeout: u64,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Show ports, network instances and apps of the running daemon.
     Status {
         /// Print JSON instead of a table.
@@ -60,9 +73,9 @@ enum Cmd {
         /// Print the JSON records instead of one line each.
         #[arg(long)]
         json: bool,
-        /// The daemon's state directory.
-        #[arg(long, default_value = "/var/lib/niswitch")]
-        state_dir: PathBuf,
+        /// Read this state directory instead of asking the running daemon.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Print the MAC derived for an app interface (SPEC §4).
     Mac {
@@ -83,16 +96,6 @@ enum Cmd {
     },
 }
 
-fn init_logs(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
-}
-
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("niswitch: {msg}");
     ExitCode::from(1)
@@ -100,7 +103,7 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(&cli.log_level);
+    niswitch::logging::init(&cli.log_level);
     match cli.cmd {
         Cmd::Check { config } => match config::load(&config) {
             Ok(cfg) => {
@@ -129,34 +132,25 @@ fn main() -> ExitCode {
             metrics,
             state_dir,
         } => {
-            let cfg = match config::load(&config) {
-                Ok(c) => c,
-                Err(errs) => {
-                    for e in &errs {
-                        eprintln!("{}: {e}", config.display());
-                    }
-                    return fail(format!(
-                        "refusing to run: {} problem(s) in {}",
-                        errs.len(),
-                        config.display()
-                    ));
-                }
-            };
             if let Err(m) = privileges::require_net_admin("run") {
                 return fail(m);
             }
-            match daemon::run(
-                cfg,
-                daemon::RunOptions {
-                    control: cli.control,
-                    state_dir,
-                    metrics,
-                },
-            ) {
+            let opts = daemon::RunOptions {
+                config,
+                control: cli.control,
+                state_dir,
+                metrics,
+            };
+            match daemon::run(opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(format!("{e:#}")),
             }
         }
+        Cmd::Apply {
+            config,
+            probe_timeout,
+            dry_run,
+        } => apply(&cli.control, &config, probe_timeout, dry_run),
         Cmd::Status { json } => match control::call(&cli.control, &Request::Status) {
             Ok(v) => {
                 if json {
@@ -175,11 +169,13 @@ fn main() -> ExitCode {
             follow,
             json,
             state_dir,
-        } => match flowlog::show(&state_dir, json, follow, &mut std::io::stdout().lock()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-            Err(e) => fail(e),
-        },
+        } => {
+            let dir = match state_dir.map_or_else(|| daemon_state_dir(&cli.control), Ok) {
+                Ok(d) => d,
+                Err(e) => return fail(e),
+            };
+            flows(&dir, json, follow)
+        }
         Cmd::Demo { keep_going } => {
             if let Err(m) = privileges::require_net_admin("demo") {
                 return fail(m);
@@ -189,6 +185,80 @@ fn main() -> ExitCode {
                 Ok(false) => ExitCode::from(1),
                 Err(e) => fail(format!("{e:#}")),
             }
+        }
+    }
+}
+
+fn flows(dir: &std::path::Path, json: bool, follow: bool) -> ExitCode {
+    match flowlog::show(dir, json, follow, &mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// The running daemon's state directory, asked over the control socket.
+fn daemon_state_dir(control: &std::path::Path) -> Result<PathBuf, String> {
+    let info = control::call(control, &Request::Info)
+        .map_err(|e| format!("{e} (or name the directory with --state-dir)"))?;
+    info["state_dir"]
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or_else(|| "the daemon did not say where its state is; pass --state-dir".into())
+}
+
+/// `niswitch apply`: checks the file here first (same messages as `check`),
+/// then has the daemon plan, apply and probe it.
+fn apply(control: &std::path::Path, file: &std::path::Path, probe: u64, dry_run: bool) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot read {}: {e}", file.display())),
+    };
+    if let Err(errs) = config::parse(&text) {
+        for e in &errs {
+            eprintln!("{}: {e}", file.display());
+        }
+        return fail(format!(
+            "refused: {} problem(s) in {}; nothing was changed",
+            errs.len(),
+            file.display()
+        ));
+    }
+    let req = Request::Apply {
+        config: text,
+        source: file.display().to_string(),
+        probe_timeout: probe,
+        dry_run,
+    };
+    // Room for the steps, the probe and a revert after it.
+    let wait = std::time::Duration::from_secs(probe.saturating_mul(2) + 120);
+    match control::call_with_timeout(control, &req, wait) {
+        Ok(v) => {
+            let steps: Vec<&str> = v["plan"]
+                .as_array()
+                .map_or_else(Vec::new, |a| a.iter().filter_map(|s| s.as_str()).collect());
+            if steps.is_empty() {
+                println!("nothing to change");
+            }
+            for (i, s) in steps.iter().enumerate() {
+                println!("{:>3}. {s}", i + 1);
+            }
+            if let Some(w) = v["warnings"].as_array() {
+                w.iter()
+                    .filter_map(|w| w.as_str())
+                    .for_each(|w| eprintln!("warning: {w}"));
+            }
+            if !dry_run {
+                println!(
+                    "applied in {} ms; probe passed in {} ms",
+                    v["applied_ms"], v["probe_ms"]
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -4,10 +4,10 @@
 use proptest::prelude::*;
 
 use niswitch::config;
+use niswitch::frame::Packet;
 use niswitch::ports::afpacket::insert_vlan;
 use niswitch::ports::linkwatch;
 use niswitch::ports::memory::{MemoryPort, Shared};
-use niswitch::switch::frame::Packet;
 use niswitch::switch::{Domain, PortRole, PortSpec, Switch, iplearn};
 
 proptest! {
@@ -25,7 +25,7 @@ proptest! {
     fn switch_survives_any_frame(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let sw = Switch::new();
         let d = Domain::new("p");
-        let mk = |n: &str| sw.add_port(&d, PortSpec { name: n.into(), role: PortRole::Other, io: Box::new(Shared(MemoryPort::sink())), mtu: 1500, own_mac: None, pinned: None, link_up: true, filter: None }).unwrap();
+        let mk = |n: &str| sw.add_port(&d, PortSpec::new(n, PortRole::Other, Box::new(Shared(MemoryPort::sink())), 1500)).unwrap();
         let a = mk("a");
         let _b = mk("b");
         sw.process(&a, &bytes, 1);

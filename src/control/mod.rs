@@ -1,6 +1,7 @@
 //! The control socket: JSON lines over AF_UNIX between the daemon and the
 //! CLI (and later the CNI plugin). One request per line, one reply per line;
-//! a bad request gets an error reply and the daemon carries on.
+//! a bad or oversized request gets an error reply and the daemon carries
+//! on. The socket is root-only from the moment its name appears.
 
 pub mod metrics;
 pub mod status;
@@ -19,11 +20,27 @@ use serde_json::Value;
 pub const DEFAULT_SOCKET: &str = "/run/niswitch/niswitch.sock";
 /// Clients served at once; more wait in the listen queue.
 const MAX_CONNECTIONS: usize = 64;
+/// The largest request line accepted (a config for `apply` fits easily).
+pub const MAX_REQUEST: usize = 4 << 20;
+/// How long a client waits for a reply, unless the request says otherwise.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     Status,
+    /// Where the daemon keeps its state and which config file it runs.
+    Info,
+    /// A live apply of the config text (SPEC §8).
+    Apply {
+        config: String,
+        /// Where the text came from, for messages.
+        source: String,
+        /// Seconds the probe may take.
+        probe_timeout: u64,
+        #[serde(default)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -68,9 +85,7 @@ pub fn serve(
         }
         std::fs::remove_file(&path)?;
     }
-    let listener = UnixListener::bind(&path)
-        .map_err(|e| io::Error::new(e.kind(), format!("bind {}: {e}", path.display())))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+    let listener = bind_private(&path)?;
     listener.set_nonblocking(true)?;
     let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::Builder::new()
@@ -111,6 +126,33 @@ pub fn serve(
         })
 }
 
+/// Binds under a temporary name, makes the socket root-only, then renames
+/// it into place: nobody else can ever connect to it.
+fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)
+        .map_err(|e| io::Error::new(e.kind(), format!("bind {}: {e}", tmp.display())))?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io::Error::new(
+            e.kind(),
+            format!("placing {}: {e}", path.display()),
+        ));
+    }
+    Ok(listener)
+}
+
+fn error_reply(msg: String) -> Reply {
+    Reply {
+        ok: false,
+        result: None,
+        error: Some(msg),
+    }
+}
+
 fn connection(s: UnixStream, h: Arc<dyn Handler>) {
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
@@ -119,38 +161,40 @@ fn connection(s: UnixStream, h: Arc<dyn Handler>) {
     let mut line = String::new();
     loop {
         line.clear();
-        // One request per line, each at most 1 MiB.
-        match (&mut reader).take(1 << 20).read_line(&mut line) {
+        // One request per line, each at most MAX_REQUEST bytes.
+        let n = match (&mut reader).take(MAX_REQUEST as u64).read_line(&mut line) {
             Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        if line.trim().is_empty() {
+            Ok(n) => n,
+        };
+        let oversized = n >= MAX_REQUEST && !line.ends_with('\n');
+        if !oversized && line.trim().is_empty() {
             continue;
         }
-        let reply = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => match h.handle(req) {
-                Ok(v) => Reply {
-                    ok: true,
-                    result: Some(v),
-                    error: None,
+        let reply = if oversized {
+            error_reply(format!(
+                "request larger than {} MiB refused; send one JSON request per line (a config that big is not supported)",
+                MAX_REQUEST >> 20
+            ))
+        } else {
+            match serde_json::from_str::<Request>(&line) {
+                Ok(req) => match h.handle(req) {
+                    Ok(v) => Reply {
+                        ok: true,
+                        result: Some(v),
+                        error: None,
+                    },
+                    Err(e) => error_reply(e),
                 },
-                Err(e) => Reply {
-                    ok: false,
-                    result: None,
-                    error: Some(e),
-                },
-            },
-            Err(e) => Reply {
-                ok: false,
-                result: None,
-                error: Some(format!("bad request: {e}")),
-            },
+                Err(e) => error_reply(format!(
+                    "bad request: {e}; use the niswitch command line (or send {{\"cmd\":\"status\"}})"
+                )),
+            }
         };
         let Ok(mut text) = serde_json::to_string(&reply) else {
             return;
         };
         text.push('\n');
-        if w.write_all(text.as_bytes()).is_err() {
+        if w.write_all(text.as_bytes()).is_err() || oversized {
             return;
         }
     }
@@ -161,6 +205,11 @@ use std::io::Read as _;
 /// Sends one request to the daemon and returns its result, with errors
 /// phrased for the user.
 pub fn call(path: &Path, req: &Request) -> Result<Value, String> {
+    call_with_timeout(path, req, REPLY_TIMEOUT)
+}
+
+/// `call`, waiting up to `timeout` for the reply.
+pub fn call_with_timeout(path: &Path, req: &Request, timeout: Duration) -> Result<Value, String> {
     let s = UnixStream::connect(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
             format!("no niswitch daemon is running (nothing answers on {}); start one with `niswitch run --config FILE`", path.display())
@@ -168,7 +217,7 @@ pub fn call(path: &Path, req: &Request) -> Result<Value, String> {
         io::ErrorKind::PermissionDenied => format!("permission denied on {}: run as root (or a member of its group)", path.display()),
         _ => format!("cannot reach the daemon on {}: {e}", path.display()),
     })?;
-    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = s.set_read_timeout(Some(timeout));
     let mut w = s.try_clone().map_err(|e| e.to_string())?;
     let mut text = serde_json::to_string(req).map_err(|e| e.to_string())?;
     text.push('\n');
@@ -177,7 +226,13 @@ pub fn call(path: &Path, req: &Request) -> Result<Value, String> {
     let mut line = String::new();
     BufReader::new(s)
         .read_line(&mut line)
-        .map_err(|e| format!("reading the daemon's reply: {e}"))?;
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!(
+                "the daemon did not answer within {} s; see its log (journalctl -u niswitch)",
+                timeout.as_secs()
+            ),
+            _ => format!("reading the daemon's reply: {e}"),
+        })?;
     let reply: Reply = serde_json::from_str(&line)
         .map_err(|e| format!("the daemon's reply is not understood: {e}"))?;
     if reply.ok {

@@ -10,6 +10,22 @@ pub struct Status {
     pub ports: Vec<PortStatus>,
     pub network_instances: Vec<NiStatus>,
     pub apps: Vec<AppStatus>,
+    /// Live applies (`niswitch apply`, SIGHUP) since the daemon started.
+    #[serde(default)]
+    pub apply: ApplyStatus,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ApplyStatus {
+    pub count: u64,
+    pub failed: u64,
+    /// "ok", "refused" (invalid config) or "reverted" (a probe or step failed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_result: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

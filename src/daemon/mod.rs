@@ -1,458 +1,294 @@
-//! The running data plane: builds domains and ports from a validated config,
-//! runs one receive thread per port, follows link state, answers the control
-//! socket, and on SIGINT/SIGTERM takes everything down again, giving renamed
-//! NICs their names back.
+//! The running daemon: a reconciler of desired state. A config becomes a
+//! plan against what runs (`plan`), whose steps change the data plane
+//! (`steps` on the `runtime`); a probe decides whether the new config is
+//! kept (`apply`, `lastgood`). Starting is an apply from nothing, stopping
+//! one to nothing. The main thread owns the runtime and serializes applies
+//! from the control socket and SIGHUP; background threads read the
+//! published snapshot (`state`, `workers`).
 
+mod apply;
+mod lastgood;
 mod nic;
+mod plan;
+mod probe;
+mod records;
+mod runtime;
 pub mod signals;
 mod state;
-mod taps;
+mod steps;
+mod workers;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use arc_swap::ArcSwap;
+use serde_json::{Value, json};
 
-use crate::config::{App, Config, L4Proto, NiType, Vif};
-use crate::control;
-use crate::ipstack::{MapRule, Router, RouterSetup, UplinkPlan};
-use crate::ports::linkwatch::LinkWatch;
-use crate::ports::tap::{Tap, TapOptions};
-use crate::ports::{ifctl, netns};
-use crate::services::acl::{Acl, HostCache};
-use crate::services::dhcp::Client;
-use crate::services::flowlog::{FlowLog, FlowRecord};
-use crate::switch::filter::{VifFilter, VifIdent};
-use crate::switch::{Domain, PortRole, PortSpec, Switch, now_secs};
+use crate::config::{self, Config};
+use crate::control::{self, Handler, Request};
+use crate::notify;
+pub use apply::{ApplyReport, ApplyRequest};
+use runtime::Runtime;
 pub use state::State;
 
-/// Options of `niswitch run` besides the config.
+/// The probe timeout of SIGHUP and of an apply that names none.
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Options of `niswitch run`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    pub config: PathBuf,
     pub control: PathBuf,
     pub state_dir: PathBuf,
     pub metrics: Option<std::net::SocketAddr>,
 }
 
-/// Everything the daemon created, so it can be taken down in order.
-struct Running {
-    state: Arc<State>,
-    nics: Vec<nic::OpenedNic>,
-    vif_taps: Vec<Arc<Tap>>,
-    routers: Vec<Arc<Router>>,
-    threads: Vec<JoinHandle<()>>,
-    stop: Arc<AtomicBool>,
-}
-
-/// The ACL filter of an app interface that has `acls`.
-fn vif_filter(app: &App, vif: &Vif, ni: &state::NiState) -> Option<Arc<VifFilter>> {
-    let list = vif.acls.as_ref()?;
-    let ident = VifIdent {
-        app: app.name.clone(),
-        app_uuid: app.uuid.to_string(),
-        ni: vif.ni.clone(),
-        vif: vif.tap.clone(),
-    };
-    let mapped = vif
-        .port_maps
-        .iter()
-        .map(|m| match m.protocol {
-            L4Proto::Tcp => (6, m.app_port),
-            L4Proto::Udp => (17, m.app_port),
-        })
-        .collect();
-    Some(Arc::new(VifFilter::new(
-        ident,
-        Acl::compile(list),
-        ni.cfg.local.as_ref().map(|l| l.gateway),
-        mapped,
-        Some(ni.hosts.clone()),
-    )))
-}
-
-/// Writes the flow records of every filtered app interface, once a second,
-/// and all of them on the way out.
-fn flow_logger(state: &State, state_dir: &Path, stop: &AtomicBool) {
-    let filters: Vec<Arc<VifFilter>> = state
-        .vifs
-        .iter()
-        .filter_map(|v| v.entry.filter.clone())
-        .collect();
-    let log = FlowLog::new(state_dir);
-    let write = |records: Vec<FlowRecord>| {
-        if let Err(e) = log.write(&records) {
-            tracing::warn!(error = %e, "could not write flow records");
-        }
-    };
-    while !stop.load(Relaxed) {
-        std::thread::sleep(std::time::Duration::from_millis(250));
-        write(filters.iter().flat_map(|f| f.sweep()).collect());
+/// A config with nothing in it: where a start begins and a stop ends.
+pub(crate) fn empty_config() -> Config {
+    Config {
+        version: 1,
+        ports: Vec::new(),
+        network_instances: Vec::new(),
+        apps: Vec::new(),
     }
-    write(filters.iter().flat_map(|f| f.flush()).collect());
+}
+
+/// An apply asked for on the control socket, with where to answer.
+struct Job {
+    req: ApplyRequest,
+    reply: mpsc::Sender<Result<ApplyReport, String>>,
+}
+
+/// The config to start from: the file given, or the last good one when the
+/// file is invalid or unreadable, or when the last run died in an apply.
+fn startup_config(opts: &RunOptions) -> Result<(Config, String, String)> {
+    let file = opts.config.display().to_string();
+    let given = std::fs::read_to_string(&opts.config)
+        .map_err(|e| vec![format!("{file}: cannot read it: {e}")])
+        .and_then(|t| match config::parse(&t) {
+            Ok(c) => Ok((c, t)),
+            Err(errs) => Err(errs.iter().map(|e| format!("{file}: {e}")).collect()),
+        });
+    let last = lastgood::load(&opts.state_dir);
+    let from_last = |why: &str| -> Result<(Config, String, String)> {
+        let text = last.clone().context("no last good config")?;
+        let cfg =
+            config::parse(&text).map_err(|_| anyhow::anyhow!("the last good config is invalid"))?;
+        let src = lastgood::path(&opts.state_dir).display().to_string();
+        eprintln!("niswitch: {why}; starting from the last good config {src}");
+        Ok((cfg, text, src))
+    };
+    if lastgood::interrupted(&opts.state_dir) && last.is_some() {
+        lastgood::end(&opts.state_dir);
+        return from_last("the last run ended in the middle of an apply");
+    }
+    match given {
+        Ok((cfg, text)) => Ok((cfg, text, file)),
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            if last.is_none() {
+                bail!(
+                    "refusing to run: {} problem(s) in {file}, and no last good config in {}",
+                    problems.len(),
+                    opts.state_dir.display()
+                );
+            }
+            from_last(&format!("{} problem(s) in {file}", problems.len()))
+        }
+    }
 }
 
 /// Runs the data plane until SIGINT or SIGTERM.
-pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
+pub fn run(opts: RunOptions) -> Result<()> {
     signals::block().context("blocking signals")?;
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("creating state directory {}", opts.state_dir.display()))?;
+    let (cfg, text, source) = startup_config(&opts)?;
+    let mut ledger = records::Ledger::open(&opts.state_dir);
+    ledger.clean_up(&cfg);
+    let rx_stop = Arc::new(AtomicBool::new(false));
+    let mut rt = Runtime::new(opts.state_dir.clone(), ledger, rx_stop);
+    let start = plan::diff(&empty_config(), &cfg, &Default::default());
+    let errors = rt.execute(&start, &cfg);
+    if let Some(e) = errors.first() {
+        rt.shutdown();
+        bail!("{}: {}", e.step, e.error);
+    }
     let stop = Arc::new(AtomicBool::new(false));
-    let mut run = Running {
-        state: Arc::new(State::empty(cfg.clone())),
-        nics: Vec::new(),
-        vif_taps: Vec::new(),
-        routers: Vec::new(),
-        threads: Vec::new(),
-        stop: stop.clone(),
-    };
-    let built = build(&cfg, &opts, &mut run);
-    if let Err(e) = built {
-        teardown(run, &opts);
-        return Err(e);
-    }
-    tracing::info!(control = %opts.control.display(), "niswitch is running");
-    let sig = loop {
-        if let Some(s) = signals::wait(500) {
-            break s;
+    let (jobs_tx, jobs) = mpsc::channel::<Job>();
+    let threads = match start_workers(&opts, &rt, jobs_tx, &stop) {
+        Ok(t) => t,
+        Err(e) => {
+            rt.shutdown();
+            return Err(e);
         }
     };
+    tracing::info!(control = %opts.control.display(), config = %source, "niswitch is running");
+    notify::ready();
+    probe_start(&rt, cfg, text);
+    let sig = main_loop(&mut rt, &jobs, &opts);
     tracing::info!(signal = sig, "shutting down");
-    teardown(run, &opts);
-    Ok(())
-}
-
-fn build(cfg: &Config, opts: &RunOptions, run: &mut Running) -> Result<()> {
-    let switch = Switch::new();
-    // Only TAPs an earlier run recorded may be re-attached; any other
-    // interface with a wanted name is refused.
-    let recorded = taps::load(&opts.state_dir);
-    taps::remove_stale(&recorded, cfg);
-    let mut made: Vec<taps::Recorded> = Vec::new();
-    // One domain per port, per port-less switch NI, per local NI.
-    let mut port_domains: HashMap<String, Arc<Domain>> = HashMap::new();
-    let mut state = State::empty(cfg.clone());
-    state.switch = switch.clone();
-    for p in &cfg.ports {
-        let d = Domain::new(format!("port:{}", p.name));
-        port_domains.insert(p.name.clone(), d.clone());
-        let host = p.host_interface.as_ref().map(|h| taps::Recorded {
-            name: h.clone(),
-            netns: None,
-        });
-        let reattach = host.as_ref().is_some_and(|h| recorded.contains(h));
-        let opened = nic::open(p, reattach)
-            .with_context(|| format!("opening port `{}` (device {})", p.name, p.device))?;
-        if let Some(h) = host {
-            made.push(h);
-            taps::record(&opts.state_dir, &made);
-        }
-        let sock = opened.sock.clone();
-        let nic_entry = switch.add_port(
-            &d,
-            PortSpec {
-                name: opened.nic_name.clone(),
-                role: PortRole::Nic {
-                    port: p.name.clone(),
-                },
-                io: Box::new(sock),
-                mtu: opened.mtu,
-                own_mac: None,
-                pinned: None,
-                link_up: ifctl::is_running(&opened.nic_name),
-                filter: None,
-            },
-        )?;
-        let host_entry = match &opened.host {
-            None => None,
-            Some(tap) => Some(switch.add_port(
-                &d,
-                PortSpec {
-                    name: tap.name().to_string(),
-                    role: PortRole::Host {
-                        port: p.name.clone(),
-                    },
-                    io: Box::new(tap.clone()),
-                    mtu: opened.mtu,
-                    own_mac: None,
-                    // The host's MAC lives behind its TAP, never on the LAN side.
-                    pinned: Some(opened.mac),
-                    link_up: true,
-                    filter: None,
-                },
-            )?),
-        };
-        state.ports.push(state::PortState {
-            name: p.name.clone(),
-            nic: nic_entry,
-            host: host_entry,
-            host_mac: opened.mac,
-            ifindex: opened.sock.ifindex,
-        });
-        run.nics.push(opened);
-    }
-    for ni in &cfg.network_instances {
-        let domain = match (&ni.kind, &ni.port) {
-            (NiType::Switch, Some(p)) => port_domains
-                .get(p)
-                .cloned()
-                .with_context(|| format!("NI `{}`: port `{p}` missing", ni.name))?,
-            _ => Domain::new(format!("ni:{}", ni.name)),
-        };
-        let hosts = Arc::new(HostCache::default());
-        let router = match &ni.local {
-            None => None,
-            Some(local) => {
-                let clients = cfg
-                    .apps
-                    .iter()
-                    .flat_map(|a| {
-                        a.interfaces
-                            .iter()
-                            .filter(|v| v.ni == ni.name)
-                            .map(move |v| Client {
-                                mac: v.mac,
-                                app: a.name.clone(),
-                                fixed: v.ip,
-                            })
-                    })
-                    .collect();
-                let maps = cfg
-                    .apps
-                    .iter()
-                    .flat_map(|a| a.interfaces.iter().filter(|v| v.ni == ni.name))
-                    .flat_map(|v| {
-                        v.port_maps.iter().map(|m| MapRule {
-                            proto: m.protocol,
-                            uplink_port: m.uplink_port,
-                            app_mac: v.mac,
-                            app_port: m.app_port,
-                        })
-                    })
-                    .collect();
-                let setup = RouterSetup {
-                    ni_name: ni.name.clone(),
-                    ni_uuid: ni.uuid,
-                    local: local.clone(),
-                    clients,
-                    state_dir: opts.state_dir.clone(),
-                    mtu: 1500,
-                    uplinks: local
-                        .uplinks
-                        .iter()
-                        .filter_map(|u| {
-                            let port = state.ports.iter().find(|p| p.name == *u)?;
-                            Some(UplinkPlan {
-                                port: u.clone(),
-                                cost: cfg.port(u).map_or(0, |p| p.cost),
-                                domain: port.nic.domain.clone(),
-                                nic: port.nic.clone(),
-                            })
-                        })
-                        .collect(),
-                    maps,
-                    hosts: hosts.clone(),
-                };
-                let r = Router::start(&switch, &domain, setup, run.stop.clone())
-                    .with_context(|| format!("starting the router of `{}`", ni.name))?;
-                let r = Arc::new(r);
-                run.routers.push(r.clone());
-                Some(r)
-            }
-        };
-        state.nis.push(state::NiState {
-            cfg: ni.clone(),
-            domain,
-            router,
-            hosts,
-        });
-    }
-    for app in &cfg.apps {
-        for vif in &app.interfaces {
-            let ni = state
-                .nis
-                .iter()
-                .find(|n| n.cfg.name == vif.ni)
-                .context("unknown NI")?;
-            let mtu = match &ni.cfg.port {
-                Some(p) => state
-                    .ports
-                    .iter()
-                    .find(|s| s.name == *p)
-                    .map_or(1500, |s| s.nic.mtu.load(Relaxed)),
-                None => 1500,
-            };
-            let rec = taps::Recorded {
-                name: vif.tap.clone(),
-                netns: vif.netns.clone(),
-            };
-            let topts = TapOptions {
-                name: vif.tap.clone(),
-                mac: Some(vif.mac),
-                mtu: Some(mtu),
-                persist: true,
-                exclusive: !recorded.contains(&rec),
-            };
-            let tap = match netns::run_in(vif.netns.as_deref(), || Tap::open(&topts)) {
-                Ok(t) => Arc::new(t),
-                Err(e) => {
-                    // One app's problem (say, its namespace is missing) must
-                    // not take the ports and the other apps down.
-                    let where_ = vif
-                        .netns
-                        .as_ref()
-                        .map(|n| format!(" in namespace `{n}`"))
-                        .unwrap_or_default();
-                    let msg = format!("creating TAP `{}`{where_}: {e}", vif.tap);
-                    tracing::error!(app = %app.name, "{msg}; this interface stays down");
-                    state.failed_vifs.push(state::FailedVif {
-                        app: app.name.clone(),
-                        app_uuid: app.uuid,
-                        cfg: vif.clone(),
-                        error: msg,
-                    });
-                    continue;
-                }
-            };
-            made.push(rec);
-            taps::record(&opts.state_dir, &made);
-            run.vif_taps.push(tap.clone());
-            let entry = switch.add_port(
-                &ni.domain,
-                PortSpec {
-                    name: vif.tap.clone(),
-                    role: PortRole::Vif {
-                        app: app.name.clone(),
-                        ni: vif.ni.clone(),
-                        ifnum: vif.ifnum,
-                    },
-                    io: Box::new(tap),
-                    mtu,
-                    own_mac: Some(vif.mac),
-                    pinned: None,
-                    link_up: true,
-                    filter: vif_filter(app, vif, ni),
-                },
-            )?;
-            state.vifs.push(state::VifState {
-                app: app.name.clone(),
-                app_uuid: app.uuid,
-                cfg: vif.clone(),
-                entry,
-            });
-        }
-    }
-    let state = Arc::new(state);
-    run.state = state.clone();
-    // Receive threads.
-    for e in state.all_ports() {
-        let sw = switch.clone();
-        let stop = run.stop.clone();
-        let h = std::thread::Builder::new()
-            .name(format!("rx-{}", e.name))
-            .spawn(move || sw.serve(&e, &stop))?;
-        run.threads.push(h);
-    }
-    // Flow records.
-    let (st, stop, dir) = (state.clone(), run.stop.clone(), opts.state_dir.clone());
-    run.threads.push(
-        std::thread::Builder::new()
-            .name("flowlog".into())
-            .spawn(move || flow_logger(&st, &dir, &stop))?,
-    );
-    // Link state.
-    let watch = LinkWatch::open().context("opening the netlink link watch")?;
-    let (st, stop) = (state.clone(), run.stop.clone());
-    run.threads.push(
-        std::thread::Builder::new()
-            .name("linkwatch".into())
-            .spawn(move || {
-                let set = |p: &state::PortState, up: bool| {
-                    if p.nic.link_up.swap(up, Relaxed) != up {
-                        tracing::info!(port = %p.name, up, "link state changed");
-                    }
-                };
-                watch.run(
-                    &stop,
-                    |ev| {
-                        st.ports
-                            .iter()
-                            .filter(|p| p.ifindex == ev.ifindex)
-                            .for_each(|p| set(p, ev.running))
-                    },
-                    || {
-                        st.ports
-                            .iter()
-                            .for_each(|p| set(p, ifctl::is_running(&p.nic.name)))
-                    },
-                )
-            })?,
-    );
-    // MAC table aging.
-    let (st, stop) = (state.clone(), run.stop.clone());
-    run.threads.push(
-        std::thread::Builder::new()
-            .name("housekeeping".into())
-            .spawn(move || {
-                let mut tick = 0u32;
-                while !stop.load(Relaxed) {
-                    std::thread::sleep(Duration::from_millis(250));
-                    tick += 1;
-                    if tick % 20 == 0 {
-                        for d in st.domains() {
-                            d.table.sweep(now_secs(), None);
-                        }
-                    }
-                }
-            })?,
-    );
-    if let Some(addr) = opts.metrics {
-        let weak = Arc::downgrade(&state);
-        let snap: Arc<dyn Fn() -> Option<control::status::Status> + Send + Sync> =
-            Arc::new(move || weak.upgrade().map(|s| s.status()));
-        run.threads
-            .push(control::metrics::serve(addr, snap, run.stop.clone())?);
-    }
-    run.threads.push(
-        control::serve(
-            opts.control.clone(),
-            Arc::new(state::WeakState(Arc::downgrade(&state))),
-            run.stop.clone(),
-        )
-        .context("starting the control socket")?,
-    );
-    Ok(())
-}
-
-fn teardown(run: Running, opts: &RunOptions) {
-    let Running {
-        state,
-        nics,
-        vif_taps,
-        routers,
-        threads,
-        stop,
-    } = run;
+    notify::stopping();
+    rt.shutdown();
     stop.store(true, Relaxed);
     for t in threads {
         let _ = t.join();
     }
-    for r in routers {
-        r.join();
-    }
-    for e in state.all_ports() {
-        state.switch.remove_port(&e);
-    }
-    drop(state);
-    for t in vif_taps {
-        let _ = t.unpersist();
-    }
-    for n in nics {
-        n.restore();
-    }
-    taps::record(&opts.state_dir, &[]);
     tracing::info!("niswitch stopped");
+    Ok(())
+}
+
+fn start_workers(
+    opts: &RunOptions,
+    rt: &Runtime,
+    jobs: mpsc::Sender<Job>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Vec<JoinHandle<()>>> {
+    let st = rt.published.clone();
+    let mut threads = vec![
+        workers::link_watch(st.clone(), stop.clone())?,
+        workers::housekeeping(st.clone(), stop.clone())?,
+        workers::flow_logger(
+            st.clone(),
+            rt.retired.clone(),
+            opts.state_dir.clone(),
+            stop.clone(),
+        )?,
+    ];
+    if let Some(addr) = opts.metrics {
+        let s = st.clone();
+        let snap: Arc<dyn Fn() -> Option<control::status::Status> + Send + Sync> =
+            Arc::new(move || Some(s.load().status()));
+        threads.push(control::metrics::serve(addr, snap, stop.clone())?);
+    }
+    let handler = Arc::new(ControlHandler {
+        published: st,
+        jobs: std::sync::Mutex::new(jobs),
+        config: opts.config.clone(),
+    });
+    threads.push(
+        control::serve(opts.control.clone(), handler, stop.clone())
+            .context("starting the control socket")?,
+    );
+    threads.extend(notify::watchdog(stop.clone()));
+    Ok(threads)
+}
+
+/// The start's own probe, in the background: a config that passes it
+/// becomes the last good one (unless an apply came first).
+fn probe_start(rt: &Runtime, cfg: Config, text: String) {
+    let (st, dir) = (rt.published.clone(), rt.state_dir.clone());
+    let spawned = std::thread::Builder::new().name("probe".into()).spawn(move || {
+        let known = probe::host_gateways(&cfg);
+        match probe::run(&st.load(), &cfg, &known, DEFAULT_PROBE_TIMEOUT) {
+            Ok(()) if st.load().apply.count == 0 => lastgood::save(&dir, &text),
+            Ok(()) => {}
+            Err(why) => tracing::warn!(
+                "the starting config failed its probe ({why}); it is not kept as the last good config"
+            ),
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not probe the starting config");
+    }
+}
+
+/// Serves applies until SIGINT or SIGTERM, which it returns.
+fn main_loop(rt: &mut Runtime, jobs: &mpsc::Receiver<Job>, opts: &RunOptions) -> i32 {
+    loop {
+        if let Ok(job) = jobs.recv_timeout(Duration::from_millis(50)) {
+            let out = rt.apply(&job.req);
+            let _ = job.reply.send(out);
+        }
+        match signals::wait(0) {
+            Some(libc::SIGHUP) => reload(rt, opts),
+            Some(sig) => return sig,
+            None => {}
+        }
+    }
+}
+
+/// SIGHUP: the `--config` file again, applied as `niswitch apply` does.
+fn reload(rt: &mut Runtime, opts: &RunOptions) {
+    notify::reloading();
+    let file = opts.config.display().to_string();
+    let outcome = std::fs::read_to_string(&opts.config)
+        .map_err(|e| format!("cannot read {file}: {e}"))
+        .and_then(|text| {
+            rt.apply(&ApplyRequest {
+                text,
+                source: file.clone(),
+                probe_timeout: DEFAULT_PROBE_TIMEOUT,
+                dry_run: false,
+            })
+        });
+    match outcome {
+        Ok(r) => {
+            tracing::info!(steps = r.plan.len(), "SIGHUP: {file} applied");
+            notify::status("running");
+        }
+        Err(e) => {
+            tracing::error!("SIGHUP: {file} not applied: {e}");
+            notify::status(&format!("reload failed: {e}"));
+        }
+    }
+    notify::ready();
+}
+
+/// Answers the control socket: status from the published snapshot, applies
+/// handed to the main thread (one at a time, in order of arrival).
+struct ControlHandler {
+    published: Arc<ArcSwap<State>>,
+    jobs: std::sync::Mutex<mpsc::Sender<Job>>,
+    config: PathBuf,
+}
+
+impl Handler for ControlHandler {
+    fn handle(&self, req: Request) -> Result<Value, String> {
+        match req {
+            Request::Status => {
+                serde_json::to_value(self.published.load().status()).map_err(|e| e.to_string())
+            }
+            Request::Info => {
+                let st = self.published.load();
+                Ok(json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "pid": std::process::id(),
+                    "config": self.config,
+                    "state_dir": st.state_dir,
+                }))
+            }
+            Request::Apply {
+                config,
+                source,
+                probe_timeout,
+                dry_run,
+            } => {
+                let req = ApplyRequest {
+                    text: config,
+                    source,
+                    probe_timeout: Duration::from_secs(probe_timeout),
+                    dry_run,
+                };
+                let (tx, rx) = mpsc::channel();
+                let sent = self
+                    .jobs
+                    .lock()
+                    .map_err(|_| "the daemon's apply queue failed; restart niswitch".to_string())?
+                    .send(Job { req, reply: tx });
+                sent.map_err(|_| "niswitch is shutting down; try again once it runs".to_string())?;
+                let report = rx
+                    .recv()
+                    .map_err(|_| "niswitch stopped during the apply".to_string())??;
+                serde_json::to_value(report).map_err(|e| e.to_string())
+            }
+        }
+    }
 }

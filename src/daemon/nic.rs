@@ -134,6 +134,15 @@ pub fn open(cfg: &Port, reattach: bool) -> io::Result<OpenedNic> {
 }
 
 impl OpenedNic {
+    /// A new MTU on the NIC (a live apply); the first one is restored on exit.
+    pub fn set_mtu(&mut self, mtu: u32) -> io::Result<()> {
+        let before = ifctl::mtu(&self.nic_name)?;
+        ifctl::set_mtu(&self.nic_name, mtu)?;
+        self.mtu_was.get_or_insert(before);
+        self.mtu = mtu;
+        Ok(())
+    }
+
     /// Removes the host TAP and gives the NIC back its name and settings.
     /// The caller has already dropped every other handle to the host TAP.
     pub fn restore(self) {

@@ -1,4 +1,5 @@
-//! SIGINT/SIGTERM handling: blocked in every thread, awaited by the main one.
+//! SIGINT/SIGTERM (stop) and SIGHUP (reload): blocked in every thread,
+//! awaited by the main one.
 
 use std::io;
 
@@ -9,11 +10,12 @@ fn set() -> libc::sigset_t {
         libc::sigemptyset(&mut s);
         libc::sigaddset(&mut s, libc::SIGINT);
         libc::sigaddset(&mut s, libc::SIGTERM);
+        libc::sigaddset(&mut s, libc::SIGHUP);
         s
     }
 }
 
-/// Blocks SIGINT and SIGTERM in this thread and every thread spawned after.
+/// Blocks SIGINT, SIGTERM and SIGHUP in this thread and every thread spawned after.
 pub fn block() -> io::Result<()> {
     let s = set();
     // SAFETY: pthread_sigmask with a valid set.
@@ -25,7 +27,7 @@ pub fn block() -> io::Result<()> {
     }
 }
 
-/// Waits up to `ms` milliseconds for SIGINT or SIGTERM; returns it if one came.
+/// Waits up to `ms` milliseconds for one of them; returns it if one came.
 pub fn wait(ms: u64) -> Option<i32> {
     let s = set();
     let ts = libc::timespec {

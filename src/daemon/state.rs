@@ -1,18 +1,18 @@
-//! What the running daemon holds, and the answers it gives on the control
-//! socket (status).
+//! A snapshot of the running data plane, published after every apply: what
+//! status, metrics, the flow logger and the link watch read.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Weak};
 
-use serde_json::Value;
 use uuid::Uuid;
 
+use super::runtime::Runtime;
 use crate::config::{Config, Mac, Ni, Vif};
 use crate::control::status::*;
-use crate::control::{Handler, Request};
-use crate::ipstack::Router;
-use crate::services::acl::HostCache;
+use crate::ipstack::{Router, UplinkInfo};
+use crate::services::vif_filter::VifFilter;
 use crate::switch::{Domain, PortEntry, Switch, now_secs};
 
 pub struct PortState {
@@ -27,8 +27,6 @@ pub struct NiState {
     pub cfg: Ni,
     pub domain: Arc<Domain>,
     pub router: Option<Arc<Router>>,
-    /// Addresses the NI's DNS server answered, for `host` ACL rules.
-    pub hosts: Arc<HostCache>,
 }
 
 pub struct VifState {
@@ -36,14 +34,27 @@ pub struct VifState {
     pub app_uuid: Uuid,
     pub cfg: Vif,
     pub entry: Arc<PortEntry>,
+    pub filter: Option<Arc<VifFilter>>,
 }
 
 /// An app interface that could not be created (the rest runs on).
+#[derive(Clone)]
 pub struct FailedVif {
     pub app: String,
     pub app_uuid: Uuid,
     pub cfg: Vif,
     pub error: String,
+}
+
+/// Applies so far and how the last one ended.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyInfo {
+    pub count: u64,
+    pub failed: u64,
+    /// "ok", "refused", "reverted"; empty before the first apply.
+    pub last_result: String,
+    pub last_message: String,
+    pub last_at: Option<String>,
 }
 
 pub struct State {
@@ -53,6 +64,59 @@ pub struct State {
     pub nis: Vec<NiState>,
     pub vifs: Vec<VifState>,
     pub failed_vifs: Vec<FailedVif>,
+    pub apply: ApplyInfo,
+    pub state_dir: PathBuf,
+}
+
+/// The snapshot of a runtime.
+pub(super) fn snapshot(rt: &Runtime) -> State {
+    State {
+        cfg: rt.cfg.clone(),
+        switch: rt.switch.clone(),
+        ports: rt
+            .cfg
+            .ports
+            .iter()
+            .filter_map(|c| Some((&c.name, rt.ports.get(&c.name)?)))
+            .map(|(name, p)| PortState {
+                name: name.clone(),
+                nic: p.nic.clone(),
+                host: p.host.clone(),
+                host_mac: p.opened.mac,
+                ifindex: p.opened.sock.ifindex,
+            })
+            .collect(),
+        nis: rt
+            .cfg
+            .network_instances
+            .iter()
+            .filter_map(|c| rt.nis.get(&c.name))
+            .map(|n| NiState {
+                cfg: n.cfg.clone(),
+                domain: n.domain.clone(),
+                router: n.router.clone(),
+            })
+            .collect(),
+        vifs: rt
+            .cfg
+            .apps
+            .iter()
+            .flat_map(|a| &a.interfaces)
+            .filter_map(|c| rt.vifs.get(&c.tap))
+            .filter_map(|v| {
+                Some(VifState {
+                    app: v.app.clone(),
+                    app_uuid: v.app_uuid,
+                    cfg: v.cfg.clone(),
+                    entry: v.entry.clone()?,
+                    filter: v.filter.clone(),
+                })
+            })
+            .collect(),
+        failed_vifs: rt.failed.values().cloned().collect(),
+        apply: rt.apply_info.clone(),
+        state_dir: rt.state_dir.clone(),
+    }
 }
 
 fn counters(e: &PortEntry) -> Counters {
@@ -79,22 +143,9 @@ impl State {
             nis: Vec::new(),
             vifs: Vec::new(),
             failed_vifs: Vec::new(),
+            apply: ApplyInfo::default(),
+            state_dir: PathBuf::new(),
         }
-    }
-
-    /// Every port entry the daemon attached.
-    pub fn all_ports(&self) -> Vec<Arc<PortEntry>> {
-        let mut v: Vec<Arc<PortEntry>> = Vec::new();
-        for p in &self.ports {
-            v.push(p.nic.clone());
-            v.extend(p.host.clone());
-        }
-        v.extend(self.vifs.iter().map(|x| x.entry.clone()));
-        for r in self.nis.iter().filter_map(|n| n.router.as_ref()) {
-            v.push(r.entry.clone());
-            v.extend(r.uplink_entries.iter().cloned());
-        }
-        v
     }
 
     /// The IPv4 addresses of a VIF: its fixed or leased one on a local NI,
@@ -201,7 +252,11 @@ impl State {
                     port: n.cfg.port.clone(),
                     mac_table,
                     leases: self.leases(n),
-                    uplinks: n.router.as_ref().map(|r| r.uplinks()).unwrap_or_default(),
+                    uplinks: n
+                        .router
+                        .as_ref()
+                        .map(|r| r.uplinks().into_iter().map(uplink_status).collect())
+                        .unwrap_or_default(),
                     nat_sessions: n.router.as_ref().map_or(0, |r| r.nat.sessions() as u64),
                     router: n.router.as_ref().map(|r| RouterStatus {
                         mac: r.mac.to_string(),
@@ -241,9 +296,7 @@ impl State {
                         netns: v.cfg.netns.clone(),
                         counters: counters(&v.entry),
                         error: None,
-                        acl_hits: v.entry.filter.as_ref().map_or_else(Vec::new, |f| {
-                            f.hits.iter().map(|h| h.load(Relaxed)).collect()
-                        }),
+                        acl_hits: v.filter.as_ref().map_or_else(Vec::new, |f| f.hits()),
                     })
                     .chain(
                         self.failed_vifs
@@ -263,23 +316,28 @@ impl State {
                     .collect(),
             })
             .collect();
+        let a = &self.apply;
         Status {
             ports,
             network_instances,
             apps,
+            apply: ApplyStatus {
+                count: a.count,
+                failed: a.failed,
+                last_result: a.last_result.clone(),
+                last_message: a.last_message.clone(),
+                last_at: a.last_at.clone(),
+            },
         }
     }
 }
 
-/// The control handler holds the state weakly, so a lingering connection
-/// never keeps ports (and their TAPs) alive past shutdown.
-pub struct WeakState(pub Weak<State>);
-
-impl Handler for WeakState {
-    fn handle(&self, req: Request) -> Result<Value, String> {
-        let st = self.0.upgrade().ok_or("niswitch is shutting down")?;
-        match req {
-            Request::Status => serde_json::to_value(st.status()).map_err(|e| e.to_string()),
-        }
+fn uplink_status(u: UplinkInfo) -> Uplink {
+    Uplink {
+        port: u.port,
+        address: u.address.map(|a| a.to_string()),
+        gateway: u.gateway.map(|g| g.to_string()),
+        healthy: u.healthy,
+        active: u.active,
     }
 }

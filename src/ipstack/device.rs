@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
-use crate::switch::frame::VNET_HDR_LEN;
+use crate::frame::VNET_HDR_LEN;
 
 #[derive(Default)]
 pub struct QueueDevice {

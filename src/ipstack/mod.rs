@@ -12,4 +12,7 @@ mod uplink;
 pub mod wire;
 
 pub use napt::MapRule;
-pub use router::{Router, RouterCounters, RouterSetup, UplinkPlan, router_mac, uplink_mac};
+pub use router::{
+    Router, RouterCounters, RouterSetup, RouterUpdate, UplinkPlan, router_mac, uplink_mac,
+};
+pub use uplink::UplinkInfo;

@@ -124,6 +124,7 @@ struct Held {
 
 struct State {
     table: NatTable,
+    maps: Vec<MapRule>,
     uplinks: Vec<UplinkState>,
     active: Option<usize>,
     /// The apps' addresses (leases and fixed IPs) and their MACs.
@@ -150,7 +151,6 @@ pub struct Nat {
     router_mac: Mac,
     gateway: Ipv4Addr,
     subnet: Ipv4Net,
-    maps: Vec<MapRule>,
     state: Mutex<State>,
     wiring: ArcSwapOption<Wiring>,
     wake: OwnedFd,
@@ -206,9 +206,9 @@ impl Nat {
             router_mac,
             gateway,
             subnet,
-            maps,
             state: Mutex::new(State {
                 table,
+                maps,
                 uplinks,
                 active: None,
                 apps: HashMap::new(),
@@ -351,7 +351,7 @@ impl Nat {
 
     /// The app address and port a port map sends `t` to.
     fn port_map(&self, st: &State, t: &crate::services::nat::Tuple) -> Option<(Ipv4Addr, u16)> {
-        let m = self
+        let m = st
             .maps
             .iter()
             .find(|m| map_proto(m.proto) == t.proto && m.uplink_port == t.dport)?;
@@ -531,6 +531,16 @@ impl Nat {
         self.counters
             .nat_sessions_ended
             .fetch_add(gone as u64, Relaxed);
+    }
+
+    /// The port maps of the NI's app interfaces now. Sessions of a removed
+    /// map end when they go idle.
+    pub fn set_maps(&self, maps: Vec<MapRule>) {
+        if let Ok(mut st) = self.state.lock() {
+            st.table
+                .set_reserved(maps.iter().map(|m| (map_proto(m.proto), m.uplink_port)));
+            st.maps = maps;
+        }
     }
 
     /// The apps' current addresses (leases and fixed IPs).

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use super::napt::{Nat, Side};
 use crate::config::Mac;
+use crate::frame::VNET_HDR_LEN;
 use crate::ports::{PortIo, cvt};
-use crate::switch::frame::VNET_HDR_LEN;
 
 const QUEUE: usize = 1024;
 
@@ -40,6 +40,13 @@ impl RouterPort {
     /// The descriptor the control thread polls.
     pub fn wake_fd(&self) -> RawFd {
         self.wake.as_raw_fd()
+    }
+
+    /// Wakes the control thread without a frame.
+    pub fn wake(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writing 8 bytes to our eventfd.
+        unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), 8) };
     }
 
     /// Clears the wake-up and takes every queued packet.
@@ -84,9 +91,7 @@ impl PortIo for RouterPort {
             }
             q.push_back(pkt.to_vec());
         }
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writing 8 bytes to our eventfd.
-        unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), 8) };
+        self.wake();
         Ok(())
     }
 }

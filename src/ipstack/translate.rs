@@ -8,8 +8,8 @@
 use std::net::Ipv4Addr;
 
 use crate::config::Mac;
+use crate::frame::{ETH_HDR_LEN, ETHERTYPE_IPV4, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
 use crate::services::nat::{Proto, Tuple};
-use crate::switch::frame::{ETH_HDR_LEN, ETHERTYPE_IPV4, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
 
 /// Offset of the IPv4 header in a packet (virtio-net header + frame).
 pub const IP: usize = VNET_HDR_LEN + ETH_HDR_LEN;
@@ -335,7 +335,7 @@ pub fn src_mac(b: &[u8]) -> Option<Mac> {
 /// Sender IP and MAC of an ARP packet.
 pub fn arp_sender(b: &[u8]) -> Option<(Ipv4Addr, Mac)> {
     let a = b.get(IP..IP + 28)?;
-    if be16(b, VNET_HDR_LEN + 12) != crate::switch::frame::ETHERTYPE_ARP
+    if be16(b, VNET_HDR_LEN + 12) != crate::frame::ETHERTYPE_ARP
         || be16(a, 0) != 1
         || be16(a, 2) != 0x0800
     {
@@ -349,7 +349,7 @@ pub fn arp_request(mac: Mac, ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     let mut p = vec![0u8; VNET_HDR_LEN];
     p.extend(Mac::BROADCAST.0);
     p.extend(mac.0);
-    p.extend(crate::switch::frame::ETHERTYPE_ARP.to_be_bytes());
+    p.extend(crate::frame::ETHERTYPE_ARP.to_be_bytes());
     p.extend([0, 1, 0x08, 0, 6, 4, 0, 1]);
     p.extend(mac.0);
     p.extend(ip.octets());

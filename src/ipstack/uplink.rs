@@ -19,12 +19,21 @@ use super::device::QueueDevice;
 use super::port::RouterPort;
 use super::wire;
 use crate::config::{Mac, Probe, ProbeTarget, UplinkAddress};
-use crate::control::status::Uplink as UplinkStatus;
 use crate::switch::{PortEntry, Switch, now_secs};
 
 /// UDP port the router's DNS relay uses on its uplink address.
 pub const DNS_RELAY_PORT: u16 = 53053;
 const PROBE_PAYLOAD: &[u8] = b"niswitch uplink probe";
+
+/// An uplink as status shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UplinkInfo {
+    pub port: String,
+    pub address: Option<Ipv4Cidr>,
+    pub gateway: Option<Ipv4Addr>,
+    pub healthy: bool,
+    pub active: bool,
+}
 
 /// What an uplink is made of.
 pub struct UplinkSetup {
@@ -330,11 +339,11 @@ impl Uplink {
         out
     }
 
-    pub fn status(&self, active: bool) -> UplinkStatus {
-        UplinkStatus {
+    pub fn info(&self, active: bool) -> UplinkInfo {
+        UplinkInfo {
             port: self.setup.port.clone(),
-            address: self.address.map(|a| a.to_string()),
-            gateway: self.gateway.map(|g| g.to_string()),
+            address: self.address,
+            gateway: self.gateway,
             healthy: self.healthy,
             active,
         }

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use crate::config::Mac;
-use crate::switch::frame::{ETH_HDR_LEN, ETHERTYPE_IPV4, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
+use crate::frame::{ETH_HDR_LEN, ETHERTYPE_IPV4, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
 
 /// RFC 1071 one's-complement sum of `data`, added to `sum`.
 pub fn csum_add(mut sum: u32, data: &[u8]) -> u32 {

@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::{PortIo, cvt, ifctl, last_err};
-use crate::switch::frame::{GSO_ECN, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
+use crate::frame::{GSO_ECN, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
 
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;

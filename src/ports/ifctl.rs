@@ -87,6 +87,18 @@ pub fn mac(name: &str) -> io::Result<Mac> {
     ]))
 }
 
+/// The interface's (first) IPv4 address, if it has one.
+pub fn ipv4(name: &str) -> Option<std::net::Ipv4Addr> {
+    let mut r = ifreq(name).ok()?;
+    ioctl(libc::SIOCGIFADDR, &mut r).ok()?;
+    // SAFETY: SIOCGIFADDR filled the addr member with a sockaddr_in.
+    let sa = unsafe { r.ifr_ifru.ifru_addr };
+    let d = sa.sa_data;
+    Some(std::net::Ipv4Addr::new(
+        d[2] as u8, d[3] as u8, d[4] as u8, d[5] as u8,
+    ))
+}
+
 pub fn set_mac(name: &str, mac: Mac) -> io::Result<()> {
     let mut r = ifreq(name)?;
     // SAFETY: writing the hwaddr member of the union we own.

@@ -3,6 +3,7 @@
 //! `PortIo`; this module knows nothing of switching.
 
 pub mod afpacket;
+pub mod arping;
 pub mod ifctl;
 pub mod linkwatch;
 pub mod memory;

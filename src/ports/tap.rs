@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::{PortIo, cvt, ifctl, last_err};
 use crate::config::Mac;
-use crate::switch::frame::VNET_HDR_LEN;
+use crate::frame::VNET_HDR_LEN;
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;

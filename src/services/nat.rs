@@ -170,6 +170,11 @@ impl NatTable {
         self.sessions.len()
     }
 
+    /// The ports port maps own now (a live apply changed the port maps).
+    pub fn set_reserved(&mut self, reserved: impl IntoIterator<Item = (Proto, u16)>) {
+        self.reserved = reserved.into_iter().collect();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }

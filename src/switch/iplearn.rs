@@ -4,8 +4,8 @@
 
 use std::net::Ipv4Addr;
 
-use super::frame::{ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, Packet};
 use crate::config::Mac;
+use crate::frame::{ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, Packet};
 
 /// An address worth recording, and the MAC of the station it belongs to.
 #[derive(Debug, PartialEq, Eq)]
@@ -80,7 +80,7 @@ fn dhcp_ack(ip: &[u8]) -> Option<Sighting> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::switch::frame::VNET_HDR_LEN;
+    use crate::frame::VNET_HDR_LEN;
 
     fn eth(ethertype: u16, payload: &[u8]) -> Vec<u8> {
         let mut v = vec![0u8; VNET_HDR_LEN];

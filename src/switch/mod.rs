@@ -3,8 +3,6 @@
 //! frame (learn the source, look up the destination, write to its port or
 //! flood the domain). No channel hop, no lock and no allocation per frame.
 
-pub mod filter;
-pub mod frame;
 pub mod iplearn;
 pub mod mactable;
 pub mod stats;
@@ -18,8 +16,8 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::config::Mac;
+use crate::frame::{FrameError, MAX_PACKET, Packet, VNET_HDR_LEN};
 use crate::ports::PortIo;
-use frame::{FrameError, MAX_PACKET, Packet, VNET_HDR_LEN};
 pub use mactable::{Learn, MacTable, PortId};
 pub use stats::{DropReason, PortStats};
 
@@ -79,6 +77,23 @@ impl Domain {
     }
 }
 
+/// A policy the layer above plugs into a port (an app interface's ACLs):
+/// it judges every frame the port sends into the switch and every frame
+/// the switch delivers to it.
+pub trait PortHook: Send + Sync {
+    fn egress(&self, p: &Packet) -> Result<(), DropReason>;
+    fn ingress(&self, p: &Packet) -> Result<(), DropReason>;
+}
+
+impl<T: PortHook + ?Sized> PortHook for Arc<T> {
+    fn egress(&self, p: &Packet) -> Result<(), DropReason> {
+        (**self).egress(p)
+    }
+    fn ingress(&self, p: &Packet) -> Result<(), DropReason> {
+        (**self).ingress(p)
+    }
+}
+
 /// How to attach a port.
 pub struct PortSpec {
     pub name: String,
@@ -91,8 +106,44 @@ pub struct PortSpec {
     /// good, never moved by frames from elsewhere (`own_mac` is pinned too).
     pub pinned: Option<Mac>,
     pub link_up: bool,
-    /// For VIFs with ACLs: the rules and flow table applied both ways.
-    pub filter: Option<Arc<filter::VifFilter>>,
+}
+
+impl PortSpec {
+    /// A port with its link up, no own MAC and nothing pinned.
+    pub fn new(name: impl Into<String>, role: PortRole, io: Box<dyn PortIo>, mtu: u32) -> Self {
+        PortSpec {
+            name: name.into(),
+            role,
+            io,
+            mtu,
+            own_mac: None,
+            pinned: None,
+            link_up: true,
+        }
+    }
+
+    /// Only frames from `mac` are accepted, and `mac` stays on this port.
+    pub fn own_mac(self, mac: Mac) -> Self {
+        PortSpec {
+            own_mac: Some(mac),
+            ..self
+        }
+    }
+
+    /// `mac` lives behind this port for good.
+    pub fn pinned(self, mac: Mac) -> Self {
+        PortSpec {
+            pinned: Some(mac),
+            ..self
+        }
+    }
+
+    pub fn link_up(self, up: bool) -> Self {
+        PortSpec {
+            link_up: up,
+            ..self
+        }
+    }
 }
 
 /// A port attached to the switch.
@@ -109,11 +160,31 @@ pub struct PortEntry {
     pub domain: Arc<Domain>,
     /// IPv4 addresses seen for this port's station (ARP, DHCP ACK).
     pub learned_ips: Mutex<Vec<Ipv4Addr>>,
-    pub filter: Option<Arc<filter::VifFilter>>,
+    hook: ArcSwapOption<Box<dyn PortHook>>,
+    /// Whether `hook` is set: one relaxed load per frame when it is not.
+    hooked: AtomicBool,
     closing: AtomicBool,
 }
 
 impl PortEntry {
+    /// Plugs a policy into the port, or removes it (`None`), while traffic flows.
+    pub fn set_hook(&self, hook: Option<Box<dyn PortHook>>) {
+        self.hooked.store(hook.is_some(), Relaxed);
+        self.hook.store(hook.map(Arc::new));
+    }
+
+    #[inline]
+    fn judge(&self, pkt: &Packet, egress: bool) -> Result<(), DropReason> {
+        if !self.hooked.load(Relaxed) {
+            return Ok(());
+        }
+        match self.hook.load().as_ref() {
+            Some(h) if egress => h.egress(pkt),
+            Some(h) => h.ingress(pkt),
+            None => Ok(()),
+        }
+    }
+
     pub fn is_closing(&self) -> bool {
         self.closing.load(Relaxed)
     }
@@ -178,7 +249,8 @@ impl Switch {
             quota,
             domain: domain.clone(),
             learned_ips: Mutex::new(Vec::new()),
-            filter: spec.filter,
+            hook: ArcSwapOption::empty(),
+            hooked: AtomicBool::new(false),
             closing: AtomicBool::new(false),
         });
         self.ports[id].store(Some(entry.clone()));
@@ -196,7 +268,9 @@ impl Switch {
     /// Detaches a port: it leaves its domain, its MACs are forgotten and its
     /// receive loop ends.
     pub fn remove_port(&self, port: &PortEntry) {
-        port.closing.store(true, Relaxed);
+        if port.closing.swap(true, Relaxed) {
+            return;
+        }
         port.domain.members.rcu(|m| {
             m.iter()
                 .filter(|p| p.id != port.id)
@@ -204,7 +278,13 @@ impl Switch {
                 .collect::<Vec<_>>()
         });
         port.domain.table.sweep(now_secs(), Some(port.id));
-        if let Some(slot) = self.ports.get(port.id as usize) {
+        // The slot may already hold another port if this one was removed before.
+        if let Some(slot) = self.ports.get(port.id as usize)
+            && slot
+                .load()
+                .as_ref()
+                .is_some_and(|p| std::ptr::eq(&**p, port))
+        {
             slot.store(None);
         }
     }
@@ -231,9 +311,7 @@ impl Switch {
         {
             return from.stats.drop(DropReason::SpoofedSrcMac);
         }
-        if let Some(f) = &from.filter
-            && let Err(why) = f.egress(&pkt)
-        {
+        if let Err(why) = from.judge(&pkt, true) {
             return from.stats.drop(why);
         }
         let domain = &from.domain;
@@ -293,8 +371,9 @@ impl Switch {
                 events: libc::POLLIN,
                 revents: 0,
             };
+            // A removed port's thread ends within one timeout.
             // SAFETY: one valid pollfd.
-            let r = unsafe { libc::poll(&mut pfd, 1, 200) };
+            let r = unsafe { libc::poll(&mut pfd, 1, 50) };
             if r <= 0 {
                 continue;
             }
@@ -334,9 +413,7 @@ fn deliver(out: &PortEntry, pkt: &Packet) {
     if pkt.wire_l3_len() > out.mtu.load(Relaxed) as usize {
         return out.stats.drop(DropReason::TooBig);
     }
-    if let Some(f) = &out.filter
-        && let Err(why) = f.ingress(pkt)
-    {
+    if let Err(why) = out.judge(pkt, false) {
         return out.stats.drop(why);
     }
     match out.io.send(pkt.bytes()) {

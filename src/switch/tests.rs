@@ -1,7 +1,7 @@
 //! Switch-core tests on in-memory ports.
 
-use super::frame::VNET_HDR_LEN;
 use super::*;
+use crate::frame::VNET_HDR_LEN;
 use crate::ports::memory::{MemoryPort, Shared};
 
 fn mac(last: u8) -> Mac {
@@ -32,14 +32,13 @@ fn setup(n: usize, vif: bool) -> Bench {
                 .add_port(
                     &d,
                     PortSpec {
-                        name: format!("p{i}"),
-                        role: PortRole::Other,
-                        io: Box::new(Shared(m.clone())),
-                        mtu: 1500,
                         own_mac: vif.then(|| mac(i as u8 + 1)),
-                        pinned: None,
-                        link_up: true,
-                        filter: None,
+                        ..PortSpec::new(
+                            format!("p{i}"),
+                            PortRole::Other,
+                            Box::new(Shared(m.clone())),
+                            1500,
+                        )
                     },
                 )
                 .unwrap();
@@ -164,16 +163,7 @@ fn separate_domains_do_not_leak() {
         let e = sw
             .add_port(
                 d,
-                PortSpec {
-                    name: n.into(),
-                    role: PortRole::Other,
-                    io: Box::new(Shared(m.clone())),
-                    mtu: 1500,
-                    own_mac: None,
-                    pinned: None,
-                    link_up: true,
-                    filter: None,
-                },
+                PortSpec::new(n, PortRole::Other, Box::new(Shared(m.clone())), 1500),
             )
             .unwrap();
         (e, m)

@@ -5,7 +5,9 @@
 //! pass with it; a flow the remote side starts needs a rule (or a port map)
 //! of its own. The table also counts each flow's packets and bytes, which
 //! `sweep` turns into flow records. ARP, DHCP and DNS to the gateway always
-//! pass; everything else unmatched is dropped.
+//! pass; everything else unmatched is dropped. The rules can be replaced
+//! while traffic flows (live apply): every flow is judged again by the new
+//! rules on its next packet, keeping its direction and counters.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -13,10 +15,12 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::frame::{ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, Packet};
-use super::stats::DropReason;
-use crate::services::acl::{Acl, Bucket, FlowKey, HostCache};
-use crate::services::flowlog::FlowRecord;
+use arc_swap::ArcSwap;
+
+use super::acl::{Acl, Bucket, FlowKey, HostCache};
+use super::flowlog::FlowRecord;
+use crate::frame::{ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, Packet};
+use crate::switch::{DropReason, PortHook};
 
 /// Most flows one interface tracks; beyond, packets are judged uncached.
 const MAX_FLOWS: usize = 65536;
@@ -45,6 +49,8 @@ struct Flow {
     /// Host-cache generation when a drop was decided: a newer DNS answer
     /// has the rules evaluated again.
     generation: u64,
+    /// The rules version that decided: newer rules judge the flow again.
+    version: u64,
     start_ms: u64,
     last: f64,
     reported: f64,
@@ -60,16 +66,26 @@ struct State {
     buckets: Vec<Option<Bucket>>,
 }
 
-pub struct VifFilter {
+/// What a filter judges by; replaced as a whole on a live apply.
+pub struct FilterRules {
     pub ident: VifIdent,
-    acl: Acl,
-    gateway: Option<Ipv4Addr>,
+    pub acl: Acl,
+    pub gateway: Option<Ipv4Addr>,
     /// (protocol, app port) of the interface's port maps: inbound allowed.
-    mapped: Vec<(u8, u16)>,
+    pub mapped: Vec<(u8, u16)>,
+}
+
+struct Rules {
+    r: FilterRules,
+    version: u64,
+    /// Flows each rule decided.
+    hits: Vec<AtomicU64>,
+}
+
+pub struct VifFilter {
+    rules: ArcSwap<Rules>,
     hosts: Option<Arc<HostCache>>,
     state: Mutex<State>,
-    /// Flows each rule decided.
-    pub hits: Vec<AtomicU64>,
 }
 
 /// What a packet is, for the filter.
@@ -101,6 +117,13 @@ fn rfc3339(ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(ms as i64)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
+}
+
+impl Rules {
+    fn new(r: FilterRules, version: u64) -> Rules {
+        let hits = (0..r.acl.len()).map(|_| AtomicU64::new(0)).collect();
+        Rules { r, version, hits }
+    }
 }
 
 /// Reads an untagged IPv4 packet: None for anything else. `out`: sent by
@@ -169,42 +192,51 @@ fn view(p: &Packet, out: bool) -> Option<View> {
     })
 }
 
+impl PortHook for VifFilter {
+    fn egress(&self, p: &Packet) -> Result<(), DropReason> {
+        self.judge(p, true)
+    }
+
+    fn ingress(&self, p: &Packet) -> Result<(), DropReason> {
+        self.judge(p, false)
+    }
+}
+
 impl VifFilter {
-    pub fn new(
-        ident: VifIdent,
-        acl: Acl,
-        gateway: Option<Ipv4Addr>,
-        mapped: Vec<(u8, u16)>,
-        hosts: Option<Arc<HostCache>>,
-    ) -> VifFilter {
-        let hits = (0..acl.len()).map(|_| AtomicU64::new(0)).collect();
-        let buckets = acl.buckets(mono());
+    pub fn new(rules: FilterRules, hosts: Option<Arc<HostCache>>) -> VifFilter {
+        let buckets = rules.acl.buckets(mono());
         VifFilter {
-            ident,
-            acl,
-            gateway,
-            mapped,
+            rules: ArcSwap::from_pointee(Rules::new(rules, 0)),
             hosts,
             state: Mutex::new(State {
                 flows: HashMap::new(),
                 buckets,
             }),
-            hits,
         }
     }
 
-    /// A frame the app sent.
-    pub fn egress(&self, p: &Packet) -> Result<(), DropReason> {
-        self.judge(p, true)
+    /// Replaces the rules; each flow is judged again on its next packet.
+    pub fn set_rules(&self, rules: FilterRules) {
+        let version = self.rules.load().version + 1;
+        let buckets = rules.acl.buckets(mono());
+        if let Ok(mut st) = self.state.lock() {
+            st.buckets = buckets;
+        }
+        self.rules.store(Arc::new(Rules::new(rules, version)));
     }
 
-    /// A frame for the app.
-    pub fn ingress(&self, p: &Packet) -> Result<(), DropReason> {
-        self.judge(p, false)
+    /// Flows each rule decided since the rules were last set.
+    pub fn hits(&self) -> Vec<u64> {
+        self.rules
+            .load()
+            .hits
+            .iter()
+            .map(|h| h.load(Relaxed))
+            .collect()
     }
 
     /// ARP, DHCP and DNS with the gateway pass whatever the rules say.
-    fn always(&self, v: &View, out: bool) -> bool {
+    fn always(&self, gateway: Option<Ipv4Addr>, v: &View, out: bool) -> bool {
         let k = &v.key;
         let dhcp = k.proto == 17
             && if out {
@@ -212,7 +244,7 @@ impl VifFilter {
             } else {
                 (k.rport, k.lport) == (67, 68)
             };
-        let dns = matches!(k.proto, 6 | 17) && Some(k.remote) == self.gateway && k.rport == 53;
+        let dns = matches!(k.proto, 6 | 17) && Some(k.remote) == gateway && k.rport == 53;
         dhcp || dns
     }
 
@@ -226,7 +258,8 @@ impl VifFilter {
                 Err(DropReason::AclDenied)
             };
         };
-        if self.always(&v, out) {
+        let rules = self.rules.load();
+        if self.always(rules.r.gateway, &v, out) {
             return Ok(());
         }
         let now = mono();
@@ -238,21 +271,30 @@ impl VifFilter {
             return Err(DropReason::Internal);
         };
         let st = &mut *st;
-        let known = st
-            .flows
-            .get(&v.key)
-            .is_some_and(|f| f.allow || f.generation == generation);
-        if !known {
-            let flow = self.decide(&v, out, now, generation);
+        let known = st.flows.get(&v.key).map(|f| {
+            let current = f.version == rules.version && (f.allow || f.generation == generation);
+            (current, f.inbound)
+        });
+        if known.is_none_or(|(current, _)| !current) {
+            // A flow the new rules judge again keeps the direction it began in.
+            let out = known.map_or(out, |(_, inbound)| !inbound);
+            let flow = self.decide(&rules, &v.key, out, now, generation);
             if let Some(r) = flow.rule
-                && let Some(h) = self.hits.get(r)
+                && let Some(h) = rules.hits.get(r)
             {
                 h.fetch_add(1, Relaxed);
             }
-            if st.flows.len() >= MAX_FLOWS && !st.flows.contains_key(&v.key) {
-                return self.limit(st, flow.allow, flow.rule, now);
+            let full = st.flows.len() >= MAX_FLOWS;
+            match st.flows.get_mut(&v.key) {
+                Some(f) => {
+                    (f.allow, f.rule, f.generation, f.version) =
+                        (flow.allow, flow.rule, generation, rules.version)
+                }
+                None if full => return self.limit(st, flow.allow, flow.rule, now),
+                None => {
+                    st.flows.insert(v.key, flow);
+                }
             }
-            st.flows.insert(v.key, flow);
         }
         let Some(f) = st.flows.get_mut(&v.key) else {
             return Err(DropReason::Internal);
@@ -273,8 +315,8 @@ impl VifFilter {
     }
 
     /// A new flow's verdict.
-    fn decide(&self, v: &View, out: bool, now: f64, generation: u64) -> Flow {
-        let mapped = !out && self.mapped.contains(&(v.key.proto, v.key.lport));
+    fn decide(&self, rules: &Rules, key: &FlowKey, out: bool, now: f64, generation: u64) -> Flow {
+        let mapped = !out && rules.r.mapped.contains(&(key.proto, key.lport));
         let (allow, rule) = if mapped {
             (true, None)
         } else {
@@ -284,7 +326,7 @@ impl VifFilter {
                     .as_ref()
                     .is_some_and(|h| h.allows(pattern, ip, wall))
             };
-            let verdict = self.acl.evaluate(&v.key, &host);
+            let verdict = rules.r.acl.evaluate(key, &host);
             (verdict.allow, verdict.rule)
         };
         Flow {
@@ -292,6 +334,7 @@ impl VifFilter {
             rule,
             inbound: !out,
             generation,
+            version: rules.version,
             start_ms: unix_ms(),
             last: now,
             reported: now,
@@ -355,16 +398,18 @@ impl VifFilter {
     }
 
     fn record(&self, k: &FlowKey, f: &Flow, end_ms: u64) -> FlowRecord {
+        let rules = self.rules.load();
+        let ident = &rules.r.ident;
         let (src, sport, dst, dport) = if f.inbound {
             (k.remote, k.rport, k.local, k.lport)
         } else {
             (k.local, k.lport, k.remote, k.rport)
         };
         FlowRecord {
-            app: self.ident.app.clone(),
-            app_uuid: self.ident.app_uuid.clone(),
-            ni: self.ident.ni.clone(),
-            vif: self.ident.vif.clone(),
+            app: ident.app.clone(),
+            app_uuid: ident.app_uuid.clone(),
+            ni: ident.ni.clone(),
+            vif: ident.vif.clone(),
             proto: k.proto,
             src: src.to_string(),
             sport,

@@ -3,9 +3,36 @@
 
 use super::*;
 use crate::config::{Acl as AclConfig, AclAction, AclMatch, Mac};
+use crate::frame::VNET_HDR_LEN;
 use crate::ports::memory::{MemoryPort, Shared};
-use crate::switch::frame::VNET_HDR_LEN;
 use crate::switch::{Domain, PortEntry, PortRole, PortSpec, Switch};
+
+fn rules(acl: Acl) -> FilterRules {
+    FilterRules {
+        ident: VifIdent {
+            app: "web".into(),
+            app_uuid: "u".into(),
+            ni: "flat".into(),
+            vif: "nbu1x1".into(),
+        },
+        acl,
+        gateway: None,
+        mapped: Vec::new(),
+    }
+}
+
+fn allow_udp_53() -> Acl {
+    Acl::compile(&[AclConfig {
+        matches: AclMatch {
+            ip: Some("192.0.2.0/24".parse().unwrap()),
+            protocol: Some(17),
+            fport: Some(53),
+            ..Default::default()
+        },
+        action: AclAction::Allow,
+        limit: None,
+    }])
+}
 
 const APP: [u8; 4] = [192, 0, 2, 10];
 const DNS: [u8; 4] = [192, 0, 2, 53];
@@ -33,40 +60,22 @@ fn port(
     let e = sw
         .add_port(
             d,
-            PortSpec {
-                name: format!("p{n}"),
-                role: PortRole::Other,
-                io: Box::new(Shared(m.clone())),
-                mtu: 1500,
-                own_mac: Some(Mac([2, 0, 0, 0, 0, n])),
-                pinned: None,
-                link_up: true,
-                filter,
-            },
+            PortSpec::new(
+                format!("p{n}"),
+                PortRole::Other,
+                Box::new(Shared(m.clone())),
+                1500,
+            )
+            .own_mac(Mac([2, 0, 0, 0, 0, n])),
         )
         .unwrap();
+    e.set_hook(filter.map(|f| Box::new(f) as Box<dyn PortHook>));
     (e, m)
 }
 
 #[test]
 fn a_switch_ni_vif_passes_only_its_rules_and_the_replies() {
-    let acl = Acl::compile(&[AclConfig {
-        matches: AclMatch {
-            ip: Some("192.0.2.0/24".parse().unwrap()),
-            protocol: Some(17),
-            fport: Some(53),
-            ..Default::default()
-        },
-        action: AclAction::Allow,
-        limit: None,
-    }]);
-    let ident = VifIdent {
-        app: "web".into(),
-        app_uuid: "u".into(),
-        ni: "flat".into(),
-        vif: "nbu1x1".into(),
-    };
-    let f = Arc::new(VifFilter::new(ident, acl, None, Vec::new(), None));
+    let f = Arc::new(VifFilter::new(rules(allow_udp_53()), None));
     let sw = Switch::new();
     let d = Domain::new("flat");
     let (vif, vif_io) = port(&sw, &d, 1, Some(f.clone()));
@@ -86,7 +95,7 @@ fn a_switch_ni_vif_passes_only_its_rules_and_the_replies() {
     sw.process(&vif, &arp, 1);
     assert_eq!(lan_io.take().len(), 1, "ARP passes");
     assert_eq!(vif.stats.drops(DropReason::AclDenied), 2, "both ways");
-    assert_eq!(f.hits[0].load(Relaxed), 1, "one flow, judged once");
+    assert_eq!(f.hits(), vec![1], "one flow, judged once");
 
     let recs = f.flush();
     let ok = recs.iter().find(|r| r.action == "allow").unwrap();
@@ -101,4 +110,43 @@ fn a_switch_ni_vif_passes_only_its_rules_and_the_replies() {
         ("drop", "192.0.2.53")
     );
     assert_eq!(recs.len(), 3);
+}
+
+#[test]
+fn new_rules_judge_running_flows_again_and_keep_their_direction() {
+    let f = Arc::new(VifFilter::new(rules(allow_udp_53()), None));
+    let sw = Switch::new();
+    let d = Domain::new("flat");
+    let (vif, vif_io) = port(&sw, &d, 1, Some(f.clone()));
+    let (lan, lan_io) = port(&sw, &d, 2, None);
+    let (a, b) = (Mac([2, 0, 0, 0, 0, 1]), Mac([2, 0, 0, 0, 0, 2]));
+    let out = udp(a, b, (APP, 5000), (DNS, 53), 17);
+    let back = udp(b, a, (DNS, 53), (APP, 5000), 17);
+    sw.process(&vif, &out, 1);
+    sw.process(&lan, &back, 1);
+    assert_eq!((lan_io.take().len(), vif_io.take().len()), (1, 1));
+
+    // Everything dropped now: the running flow stops both ways.
+    f.set_rules(rules(Acl::compile(&[])));
+    sw.process(&lan, &back, 1);
+    sw.process(&vif, &out, 1);
+    assert_eq!((lan_io.take().len(), vif_io.take().len()), (0, 0));
+
+    // Allowed again: a reply arriving first still belongs to the flow the
+    // app began, so it passes without an inbound rule.
+    f.set_rules(rules(allow_udp_53()));
+    sw.process(&lan, &back, 1);
+    assert_eq!(vif_io.take().len(), 1, "the reply of an app-started flow");
+    assert_eq!(f.hits(), vec![1], "judged once under the new rules");
+    let recs = f.flush();
+    assert_eq!(recs.len(), 1, "one flow across the rule changes");
+    assert_eq!(
+        (recs[0].tx_pkts, recs[0].rx_pkts, recs[0].inbound),
+        (2, 3, false)
+    );
+
+    // Without a hook the port passes everything.
+    vif.set_hook(None);
+    sw.process(&lan, &udp(b, a, (DNS, 9999), (APP, 5001), 17), 1);
+    assert_eq!(vif_io.take().len(), 1);
 }

@@ -1,0 +1,182 @@
+//! Plans between configs: only what differs, in the right order, with
+//! in-place changes where the running objects allow them.
+
+use super::*;
+use crate::config;
+
+const BASE: &str = r#"
+version: 1
+ports:
+  - { name: eth0, device: veth0, management: true, host_interface: host0 }
+  - { name: eth1, device: veth1 }
+network_instances:
+  - { name: flat, type: switch, port: eth0 }
+  - { name: lan, type: local, subnet: 10.50.0.0/24, uplinks: [eth1] }
+apps:
+  - name: web
+    uuid: 6ba7b810-9dad-11d1-80b4-00c04fd430c8
+    interfaces:
+      - { ni: lan, tap: web0 }
+      - { ni: flat, tap: web1 }
+  - name: db
+    uuid: 6ba7b811-9dad-11d1-80b4-00c04fd430c8
+    interfaces:
+      - { ni: lan, tap: db0 }
+"#;
+
+fn cfg(text: &str) -> Config {
+    config::parse(text).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn plan(old: &str, new: &str) -> Vec<Step> {
+    diff(&cfg(old), &cfg(new), &BTreeSet::new()).steps
+}
+
+fn empty() -> Config {
+    cfg("version: 1\n")
+}
+
+#[test]
+fn the_same_config_changes_nothing() {
+    assert!(plan(BASE, BASE).is_empty());
+}
+
+#[test]
+fn a_start_adds_everything_ports_first() {
+    let steps = diff(&empty(), &cfg(BASE), &BTreeSet::new()).steps;
+    let s = |x: &str| x.to_string();
+    assert_eq!(
+        steps,
+        vec![
+            Step::AddPort(s("eth0")),
+            Step::AddPort(s("eth1")),
+            Step::AddNi(s("flat")),
+            Step::AddNi(s("lan")),
+            Step::AddVif(s("db0")),
+            Step::AddVif(s("web0")),
+            Step::AddVif(s("web1")),
+        ]
+    );
+    // And a stop removes everything, interfaces first.
+    let back = diff(&cfg(BASE), &empty(), &BTreeSet::new()).steps;
+    assert_eq!(back.first(), Some(&Step::RemoveVif(s("db0"))));
+    assert_eq!(back.last(), Some(&Step::RemovePort(s("eth1"))));
+}
+
+#[test]
+fn adding_an_app_touches_only_it_and_tells_the_router() {
+    let new = format!(
+        "{BASE}  - name: cache\n    uuid: 6ba7b812-9dad-11d1-80b4-00c04fd430c8\n    interfaces: [{{ ni: lan, tap: cache0 }}]\n"
+    );
+    assert_eq!(
+        plan(BASE, &new),
+        vec![
+            Step::RefreshRouter("lan".into()),
+            Step::AddVif("cache0".into())
+        ]
+    );
+}
+
+#[test]
+fn acls_and_port_maps_change_in_place() {
+    let new = BASE.replace(
+        "{ ni: lan, tap: db0 }",
+        "{ ni: lan, tap: db0, acls: [{ match: { protocol: tcp }, action: allow }] }",
+    );
+    assert_eq!(plan(BASE, &new), vec![Step::UpdateVif("db0".into())]);
+    let mapped = BASE.replace(
+        "{ ni: lan, tap: db0 }",
+        "{ ni: lan, tap: db0, port_maps: [{ protocol: tcp, uplink_port: 8080, app_port: 80 }] }",
+    );
+    assert_eq!(
+        plan(BASE, &mapped),
+        vec![
+            Step::RefreshRouter("lan".into()),
+            Step::UpdateVif("db0".into())
+        ]
+    );
+}
+
+#[test]
+fn a_new_mac_or_ni_makes_the_interface_again() {
+    let new = BASE.replace(
+        "{ ni: lan, tap: db0 }",
+        "{ ni: lan, tap: db0, mac: 02:00:00:00:00:42 }",
+    );
+    assert_eq!(
+        plan(BASE, &new),
+        vec![
+            Step::RemoveVif("db0".into()),
+            Step::RefreshRouter("lan".into()),
+            Step::AddVif("db0".into())
+        ]
+    );
+    let moved = BASE.replace("{ ni: lan, tap: db0 }", "{ ni: flat, tap: db0 }");
+    let steps = plan(BASE, &moved);
+    assert_eq!(steps[0], Step::RemoveVif("db0".into()));
+    assert!(steps.contains(&Step::AddVif("db0".into())));
+}
+
+#[test]
+fn a_local_ni_change_restarts_only_its_router() {
+    let new = BASE.replace(
+        "subnet: 10.50.0.0/24,",
+        "subnet: 10.50.0.0/24, dns: { records: [{ name: a.example, ip: 10.50.0.9 }] },",
+    );
+    assert_eq!(
+        plan(BASE, &new),
+        vec![
+            Step::StopRouter("lan".into()),
+            Step::StartRouter("lan".into())
+        ]
+    );
+}
+
+#[test]
+fn cost_changes_in_place_but_its_routers_restart() {
+    let new = BASE.replace(
+        "{ name: eth1, device: veth1 }",
+        "{ name: eth1, device: veth1, cost: 5 }",
+    );
+    assert_eq!(
+        plan(BASE, &new),
+        vec![
+            Step::StopRouter("lan".into()),
+            Step::UpdatePort("eth1".into()),
+            Step::StartRouter("lan".into())
+        ]
+    );
+}
+
+#[test]
+fn a_replaced_port_moves_its_switch_ni_and_keeps_the_taps() {
+    let new = BASE.replace("device: veth0,", "device: veth9,");
+    assert_eq!(
+        plan(BASE, &new),
+        vec![
+            Step::DetachVif("web1".into()),
+            Step::RemoveNi("flat".into()),
+            Step::RemovePort("eth0".into()),
+            Step::AddPort("eth0".into()),
+            Step::AddNi("flat".into()),
+            Step::AttachVif("web1".into()),
+        ]
+    );
+}
+
+#[test]
+fn interfaces_that_failed_are_tried_again() {
+    let failed: BTreeSet<String> = ["db0".to_string()].into();
+    let steps = diff(&cfg(BASE), &cfg(BASE), &failed).steps;
+    assert_eq!(steps, vec![Step::AddVif("db0".into())]);
+}
+
+#[test]
+fn steps_read_as_sentences() {
+    let steps = diff(&empty(), &cfg(BASE), &BTreeSet::new()).steps;
+    assert_eq!(steps[0].to_string(), "add port eth0");
+    assert_eq!(
+        Step::RefreshRouter("lan".into()).to_string(),
+        "update the DHCP clients, names and port maps of lan"
+    );
+}

@@ -1,0 +1,170 @@
+//! What niswitch made on the host, written down before it is made: the
+//! TAPs (persistent while niswitch runs, so apps and the host keep their
+//! interfaces through a crash) and the NICs it renamed. After a crash, even
+//! one in the middle of an apply, the next start removes recorded TAPs its
+//! config no longer names and gives recorded NICs their names back, and
+//! only recorded TAPs may be re-attached.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::ports::tap::{Tap, TapOptions};
+use crate::ports::{ifctl, netns};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Recorded {
+    pub name: String,
+    pub netns: Option<String>,
+}
+
+/// A NIC renamed from `device` to `to`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Rename {
+    pub device: String,
+    pub to: String,
+}
+
+const TAPS: &str = "taps.json";
+const RENAMES: &str = "renamed.json";
+
+/// The records, kept in the state directory.
+pub struct Ledger {
+    dir: PathBuf,
+    taps: Vec<Recorded>,
+    renames: Vec<Rename>,
+}
+
+fn load<T: for<'de> Deserialize<'de>>(dir: &Path, file: &str) -> Vec<T> {
+    let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
+        return Vec::new();
+    };
+    serde_json::from_str(&text).unwrap_or_else(|_| {
+        tracing::warn!("ignoring unreadable {file}");
+        Vec::new()
+    })
+}
+
+/// Writes a list atomically and durably (temp file, fsync, rename).
+fn save<T: Serialize>(dir: &Path, file: &str, list: &[T]) {
+    let Ok(text) = serde_json::to_string_pretty(list) else {
+        return;
+    };
+    let tmp = dir.join(format!("{file}.tmp"));
+    let ok = std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, dir.join(file)));
+    if let Err(e) = ok {
+        tracing::warn!(file, error = %e, "could not write the record of what niswitch made");
+    }
+}
+
+impl Ledger {
+    /// The records an earlier run left.
+    pub fn open(dir: &Path) -> Ledger {
+        Ledger {
+            dir: dir.to_path_buf(),
+            taps: load(dir, TAPS),
+            renames: load(dir, RENAMES),
+        }
+    }
+
+    pub fn has_tap(&self, t: &Recorded) -> bool {
+        self.taps.contains(t)
+    }
+
+    pub fn add_tap(&mut self, t: Recorded) {
+        if !self.taps.contains(&t) {
+            self.taps.push(t);
+            save(&self.dir, TAPS, &self.taps);
+        }
+    }
+
+    pub fn remove_tap(&mut self, t: &Recorded) {
+        self.taps.retain(|x| x != t);
+        save(&self.dir, TAPS, &self.taps);
+    }
+
+    pub fn add_rename(&mut self, r: Rename) {
+        if !self.renames.contains(&r) {
+            self.renames.push(r);
+            save(&self.dir, RENAMES, &self.renames);
+        }
+    }
+
+    pub fn remove_rename(&mut self, r: &Rename) {
+        self.renames.retain(|x| x != r);
+        save(&self.dir, RENAMES, &self.renames);
+    }
+
+    /// Undoes what an earlier run left and `cfg` does not want: its TAPs
+    /// are deleted, its renamed NICs get their names back.
+    pub fn clean_up(&mut self, cfg: &Config) {
+        let want = wanted(cfg);
+        for r in self.taps.clone().into_iter().filter(|r| !want.contains(r)) {
+            remove_tap(&r);
+            self.remove_tap(&r);
+        }
+        let keep = |r: &Rename| {
+            cfg.ports
+                .iter()
+                .any(|p| p.device == r.device && p.renamed_to.as_deref() == Some(&r.to))
+        };
+        for r in self.renames.clone().into_iter().filter(|r| !keep(r)) {
+            restore_name(&r);
+            self.remove_rename(&r);
+        }
+    }
+}
+
+/// Every TAP a config asks for: host TAPs, then app VIFs.
+pub fn wanted(cfg: &Config) -> Vec<Recorded> {
+    let hosts = cfg
+        .ports
+        .iter()
+        .filter_map(|p| p.host_interface.clone())
+        .map(|name| Recorded { name, netns: None });
+    let vifs = cfg
+        .apps
+        .iter()
+        .flat_map(|a| &a.interfaces)
+        .map(|v| Recorded {
+            name: v.tap.clone(),
+            netns: v.netns.clone(),
+        });
+    hosts.chain(vifs).collect()
+}
+
+fn remove_tap(r: &Recorded) {
+    let name = r.name.clone();
+    let res = netns::run_in(r.netns.as_deref(), move || {
+        if ifctl::is_tap(&name) {
+            let t = Tap::open(&TapOptions {
+                name: name.clone(),
+                ..Default::default()
+            })?;
+            t.unpersist()?;
+        }
+        Ok(())
+    });
+    match res {
+        Ok(()) => tracing::info!(tap = %r.name, "removed TAP left by an earlier run"),
+        Err(e) => tracing::debug!(tap = %r.name, error = %e, "stale TAP not removed"),
+    }
+}
+
+fn restore_name(r: &Rename) {
+    if !ifctl::exists(&r.to) || ifctl::is_tap(&r.to) || ifctl::exists(&r.device) {
+        return;
+    }
+    let ok = ifctl::set_up(&r.to, false)
+        .and_then(|_| ifctl::rename(&r.to, &r.device))
+        .and_then(|_| ifctl::set_up(&r.device, true));
+    match ok {
+        Ok(()) => {
+            tracing::info!(nic = %r.device, "gave a NIC renamed by an earlier run its name back")
+        }
+        Err(e) => tracing::warn!(nic = %r.to, error = %e, "could not give the NIC its name back"),
+    }
+}

@@ -1,0 +1,177 @@
+//! The running data plane as objects keyed the way a plan names them:
+//! ports by name, network instances by name, app interfaces by TAP. Steps
+//! (`steps.rs`) change it; after each apply a snapshot is published for
+//! status, metrics and the background threads.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+use uuid::Uuid;
+
+use super::nic::OpenedNic;
+use super::plan::{Plan, Step};
+use super::records::Ledger;
+use super::state::{self, ApplyInfo, State};
+use crate::config::{Config, Ni, Vif};
+use crate::ipstack::Router;
+use crate::ports::tap::Tap;
+use crate::services::acl::HostCache;
+use crate::services::vif_filter::VifFilter;
+use crate::switch::{Domain, PortEntry, Switch};
+
+pub(super) struct PortRt {
+    pub opened: OpenedNic,
+    pub domain: Arc<Domain>,
+    pub nic: Arc<PortEntry>,
+    pub host: Option<Arc<PortEntry>>,
+}
+
+pub(super) struct NiRt {
+    pub cfg: Ni,
+    pub domain: Arc<Domain>,
+    pub router: Option<Arc<Router>>,
+    /// Addresses the NI's DNS server answered, for `host` ACL rules; kept
+    /// across router restarts.
+    pub hosts: Arc<HostCache>,
+}
+
+pub(super) struct VifRt {
+    pub app: String,
+    pub app_uuid: Uuid,
+    pub cfg: Vif,
+    pub tap: Arc<Tap>,
+    /// None while detached (its NI is being rebuilt).
+    pub entry: Option<Arc<PortEntry>>,
+    pub filter: Option<Arc<VifFilter>>,
+}
+
+/// Filters whose interface went away or lost its ACLs: the flow logger
+/// writes their last records.
+pub(super) type Retired = Arc<Mutex<Vec<Arc<VifFilter>>>>;
+
+pub(super) struct Runtime {
+    pub switch: Arc<Switch>,
+    pub cfg: Config,
+    pub state_dir: PathBuf,
+    pub ports: BTreeMap<String, PortRt>,
+    pub nis: BTreeMap<String, NiRt>,
+    pub vifs: BTreeMap<String, VifRt>,
+    /// App interfaces that could not be made, with the reason.
+    pub failed: BTreeMap<String, state::FailedVif>,
+    pub ledger: Ledger,
+    pub retired: Retired,
+    pub published: Arc<ArcSwap<State>>,
+    pub apply_info: ApplyInfo,
+    rx: Vec<(Arc<PortEntry>, JoinHandle<()>)>,
+    stop: Arc<AtomicBool>,
+}
+
+/// A step that went wrong, and why.
+pub(super) struct StepError {
+    pub step: Step,
+    pub error: String,
+}
+
+impl Runtime {
+    pub fn new(state_dir: PathBuf, ledger: Ledger, stop: Arc<AtomicBool>) -> Self {
+        let switch = Switch::new();
+        let cfg = super::empty_config();
+        let published = Arc::new(ArcSwap::from_pointee(State::empty(cfg.clone())));
+        Runtime {
+            switch,
+            cfg,
+            state_dir,
+            ports: BTreeMap::new(),
+            nis: BTreeMap::new(),
+            vifs: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            ledger,
+            retired: Arc::default(),
+            published,
+            apply_info: ApplyInfo::default(),
+            rx: Vec::new(),
+            stop,
+        }
+    }
+
+    /// TAP names of the interfaces that could not be made.
+    pub fn failed_taps(&self) -> BTreeSet<String> {
+        self.failed.keys().cloned().collect()
+    }
+
+    /// Runs a plan's steps towards `new`; a failed step is reported and the
+    /// rest still run, so the data plane is as close to `new` as it can be.
+    pub fn execute(&mut self, plan: &Plan, new: &Config) -> Vec<StepError> {
+        let mut errors = Vec::new();
+        for step in &plan.steps {
+            tracing::debug!(step = %step, "apply");
+            if let Err(e) = self.step(step, new) {
+                tracing::warn!(step = %step, error = %format!("{e:#}"), "step failed");
+                errors.push(StepError {
+                    step: step.clone(),
+                    error: format!("{e:#}"),
+                });
+            }
+        }
+        self.cfg = new.clone();
+        self.reap_rx();
+        self.publish();
+        errors
+    }
+
+    /// Starts the receive thread of a port.
+    pub fn serve(&mut self, entry: &Arc<PortEntry>) -> std::io::Result<()> {
+        let (sw, stop, e) = (self.switch.clone(), self.stop.clone(), entry.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("rx-{}", entry.name))
+            .spawn(move || sw.serve(&e, &stop))?;
+        self.rx.push((entry.clone(), h));
+        Ok(())
+    }
+
+    /// Waits for the receive threads of `entries` (already removed) to end.
+    pub fn join_rx(&mut self, entries: &[Arc<PortEntry>]) {
+        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.rx)
+            .into_iter()
+            .partition(|(e, _)| entries.iter().any(|x| Arc::ptr_eq(x, e)));
+        self.rx = running;
+        for (_, h) in done {
+            let _ = h.join();
+        }
+    }
+
+    /// Joins the receive threads of removed ports that have ended.
+    fn reap_rx(&mut self) {
+        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.rx)
+            .into_iter()
+            .partition(|(e, h)| e.is_closing() && h.is_finished());
+        self.rx = running;
+        for (_, h) in done {
+            let _ = h.join();
+        }
+    }
+
+    /// Makes the current objects the ones status and the threads see.
+    pub fn publish(&self) {
+        self.published.store(Arc::new(state::snapshot(self)));
+    }
+
+    /// Takes everything down: apps, NIs, ports; names given back to NICs.
+    pub fn shutdown(mut self) {
+        let plan = super::plan::diff(&self.cfg, &super::empty_config(), &BTreeSet::new());
+        self.stop.store(true, Relaxed);
+        let empty = super::empty_config();
+        for e in self.execute(&plan, &empty) {
+            tracing::warn!(step = %e.step, error = %e.error, "during shutdown");
+        }
+        for (_, h) in std::mem::take(&mut self.rx) {
+            let _ = h.join();
+        }
+        self.published
+            .store(Arc::new(State::empty(super::empty_config())));
+    }
+}

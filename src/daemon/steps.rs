@@ -1,0 +1,511 @@
+//! The steps of a plan, each a small function on the running data plane:
+//! add or remove a port, a network instance, a router, an app interface, or
+//! change one in place.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+
+use super::nic;
+use super::plan::Step;
+use super::records::{Recorded, Rename};
+use super::runtime::{NiRt, PortRt, Runtime, VifRt};
+use super::state::FailedVif;
+use crate::config::{App, Config, L4Proto, Vif};
+use crate::ipstack::{MapRule, Router, RouterSetup, RouterUpdate, UplinkPlan};
+use crate::ports::tap::{Tap, TapOptions};
+use crate::ports::{ifctl, netns};
+use crate::services::acl::{Acl, HostCache};
+use crate::services::dhcp::Client;
+use crate::services::vif_filter::{FilterRules, VifFilter, VifIdent};
+use crate::switch::{Domain, PortEntry, PortHook, PortRole, PortSpec};
+
+/// How long a removed port may stay referenced (a status reply being
+/// written) before its TAP is closed anyway.
+const RELEASE_WAIT: Duration = Duration::from_secs(2);
+
+impl Runtime {
+    pub(super) fn step(&mut self, step: &Step, new: &Config) -> Result<()> {
+        match step {
+            Step::AddPort(p) => self.add_port(p, new),
+            Step::RemovePort(p) => self.remove_port(p),
+            Step::UpdatePort(p) => self.update_port(p, new),
+            Step::AddNi(n) => self.add_ni(n, new),
+            Step::RemoveNi(n) => self.remove_ni(n),
+            Step::StartRouter(n) => self.start_router(n, new),
+            Step::StopRouter(n) => self.stop_router(n),
+            Step::RefreshRouter(n) => self.refresh_router(n, new),
+            Step::AddVif(t) => self.add_vif(t, new),
+            Step::RemoveVif(t) => self.remove_vif(t),
+            Step::DetachVif(t) => self.detach_vif(t),
+            Step::AttachVif(t) => self.attach_vif(t),
+            Step::UpdateVif(t) => self.update_vif(t, new),
+        }
+    }
+
+    /// Takes ports out of the switch, ends their receive threads and waits
+    /// until nothing else holds them, so their descriptors close.
+    fn release(&mut self, entries: Vec<Arc<PortEntry>>) {
+        for e in &entries {
+            self.switch.remove_port(e);
+        }
+        self.join_rx(&entries);
+        self.publish();
+        let deadline = Instant::now() + RELEASE_WAIT;
+        while entries.iter().any(|e| Arc::strong_count(e) > 1) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn add_port(&mut self, name: &str, new: &Config) -> Result<()> {
+        let p = new.port(name).context("port missing from the config")?;
+        if let Some(to) = &p.renamed_to {
+            self.ledger.add_rename(Rename {
+                device: p.device.clone(),
+                to: to.clone(),
+            });
+        }
+        let host = p.host_interface.as_ref().map(|h| Recorded {
+            name: h.clone(),
+            netns: None,
+        });
+        let reattach = host.as_ref().is_some_and(|h| self.ledger.has_tap(h));
+        if let Some(h) = &host {
+            self.ledger.add_tap(h.clone());
+        }
+        let opened = match nic::open(p, reattach) {
+            Ok(o) => o,
+            Err(e) => {
+                if let Some(h) = host.filter(|_| !reattach) {
+                    self.ledger.remove_tap(&h);
+                }
+                return Err(anyhow!(
+                    "opening port `{}` (device {}): {e}",
+                    p.name,
+                    p.device
+                ));
+            }
+        };
+        let domain = Domain::new(format!("port:{}", p.name));
+        let nic = self.switch.add_port(
+            &domain,
+            PortSpec::new(
+                opened.nic_name.clone(),
+                PortRole::Nic {
+                    port: p.name.clone(),
+                },
+                Box::new(opened.sock.clone()),
+                opened.mtu,
+            )
+            .link_up(ifctl::is_running(&opened.nic_name)),
+        )?;
+        self.serve(&nic)?;
+        let host = match &opened.host {
+            None => None,
+            Some(tap) => {
+                let spec = PortSpec::new(
+                    tap.name(),
+                    PortRole::Host {
+                        port: p.name.clone(),
+                    },
+                    Box::new(tap.clone()),
+                    opened.mtu,
+                )
+                // The host's MAC lives behind its TAP, never on the LAN side.
+                .pinned(opened.mac);
+                let e = self.switch.add_port(&domain, spec)?;
+                self.serve(&e)?;
+                Some(e)
+            }
+        };
+        let rt = PortRt {
+            opened,
+            domain,
+            nic,
+            host,
+        };
+        self.ports.insert(name.to_string(), rt);
+        Ok(())
+    }
+
+    fn remove_port(&mut self, name: &str) -> Result<()> {
+        let Some(p) = self.ports.remove(name) else {
+            return Ok(());
+        };
+        let PortRt {
+            opened, nic, host, ..
+        } = p;
+        self.release([nic].into_iter().chain(host).collect());
+        let cfg = opened.cfg.clone();
+        opened.restore();
+        if let Some(h) = &cfg.host_interface {
+            self.ledger.remove_tap(&Recorded {
+                name: h.clone(),
+                netns: None,
+            });
+        }
+        if let Some(to) = &cfg.renamed_to {
+            self.ledger.remove_rename(&Rename {
+                device: cfg.device.clone(),
+                to: to.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Cost and MTU; the routers that use the port as an uplink are
+    /// restarted by the plan when its cost changes.
+    fn update_port(&mut self, name: &str, new: &Config) -> Result<()> {
+        let cfg = new.port(name).context("port missing from the config")?;
+        let p = self.ports.get_mut(name).context("port not running")?;
+        if let Some(m) = cfg.mtu.filter(|m| Some(*m) != p.opened.cfg.mtu) {
+            p.opened.set_mtu(m)?;
+            for e in [&p.nic].into_iter().chain(&p.host) {
+                e.mtu.store(m, Relaxed);
+            }
+        }
+        p.opened.cfg = cfg.clone();
+        Ok(())
+    }
+
+    fn add_ni(&mut self, name: &str, new: &Config) -> Result<()> {
+        let ni = new
+            .ni(name)
+            .context("network instance missing from the config")?;
+        let domain = match &ni.port {
+            Some(p) => self
+                .ports
+                .get(p)
+                .map(|p| p.domain.clone())
+                .with_context(|| format!("its port `{p}` is not running"))?,
+            None => Domain::new(format!("ni:{name}")),
+        };
+        self.nis.insert(
+            name.to_string(),
+            NiRt {
+                cfg: ni.clone(),
+                domain,
+                router: None,
+                hosts: Arc::new(HostCache::default()),
+            },
+        );
+        if ni.local.is_some() {
+            self.start_router(name, new)?;
+        }
+        Ok(())
+    }
+
+    fn remove_ni(&mut self, name: &str) -> Result<()> {
+        if let Some(ni) = self.nis.remove(name)
+            && let Some(r) = ni.router
+        {
+            r.stop();
+        }
+        Ok(())
+    }
+
+    fn start_router(&mut self, name: &str, new: &Config) -> Result<()> {
+        let ni_cfg = new
+            .ni(name)
+            .context("network instance missing from the config")?;
+        let local = ni_cfg
+            .local
+            .clone()
+            .context("not a local network instance")?;
+        let ni = self.nis.get(name).context("network instance not running")?;
+        let uplinks = local
+            .uplinks
+            .iter()
+            .filter_map(|u| {
+                let port = self.ports.get(u)?;
+                Some(UplinkPlan {
+                    port: u.clone(),
+                    cost: new.port(u).map_or(0, |p| p.cost),
+                    domain: port.domain.clone(),
+                    nic: port.nic.clone(),
+                })
+            })
+            .collect();
+        let (clients, maps) = router_view(new, name);
+        let setup = RouterSetup {
+            ni_name: name.to_string(),
+            ni_uuid: ni_cfg.uuid,
+            local,
+            clients,
+            state_dir: self.state_dir.clone(),
+            mtu: 1500,
+            uplinks,
+            maps,
+            hosts: ni.hosts.clone(),
+        };
+        let router = Router::start(&self.switch, &ni.domain, setup)
+            .with_context(|| format!("starting the router of `{name}`"))?;
+        if let Some(ni) = self.nis.get_mut(name) {
+            ni.cfg = ni_cfg.clone();
+            ni.router = Some(Arc::new(router));
+        }
+        self.refresh_filters(name);
+        Ok(())
+    }
+
+    fn stop_router(&mut self, name: &str) -> Result<()> {
+        if let Some(r) = self.nis.get_mut(name).and_then(|n| n.router.take()) {
+            r.stop();
+        }
+        Ok(())
+    }
+
+    fn refresh_router(&mut self, name: &str, new: &Config) -> Result<()> {
+        let ni = self.nis.get(name).context("network instance not running")?;
+        let r = ni.router.as_ref().context("the NI has no router")?;
+        let (clients, maps) = router_view(new, name);
+        r.update(RouterUpdate { clients, maps });
+        Ok(())
+    }
+
+    fn add_vif(&mut self, tap: &str, new: &Config) -> Result<()> {
+        self.failed.remove(tap);
+        let (app, vif) = find_vif(new, tap).context("interface missing from the config")?;
+        let rec = Recorded {
+            name: vif.tap.clone(),
+            netns: vif.netns.clone(),
+        };
+        let reattach = self.ledger.has_tap(&rec);
+        self.ledger.add_tap(rec.clone());
+        let topts = TapOptions {
+            name: vif.tap.clone(),
+            mac: Some(vif.mac),
+            mtu: Some(self.vif_mtu(vif)),
+            persist: true,
+            exclusive: !reattach,
+        };
+        let tap_dev = match netns::run_in(vif.netns.as_deref(), || Tap::open(&topts)) {
+            Ok(t) => Arc::new(t),
+            Err(e) => {
+                if !reattach {
+                    self.ledger.remove_tap(&rec);
+                }
+                // One app's problem (say, its namespace is missing) must
+                // not take the ports and the other apps down.
+                let where_ = vif
+                    .netns
+                    .as_ref()
+                    .map(|n| format!(" in namespace `{n}`"))
+                    .unwrap_or_default();
+                let error = format!("creating TAP `{}`{where_}: {e}", vif.tap);
+                tracing::error!(app = %app.name, "{error}; this interface stays down");
+                let failed = FailedVif {
+                    app: app.name.clone(),
+                    app_uuid: app.uuid,
+                    cfg: vif.clone(),
+                    error,
+                };
+                self.failed.insert(tap.to_string(), failed);
+                return Ok(());
+            }
+        };
+        self.vifs.insert(
+            tap.to_string(),
+            VifRt {
+                app: app.name.clone(),
+                app_uuid: app.uuid,
+                cfg: vif.clone(),
+                tap: tap_dev,
+                entry: None,
+                filter: None,
+            },
+        );
+        self.attach_vif(tap)?;
+        self.update_filter(tap);
+        Ok(())
+    }
+
+    fn vif_mtu(&self, vif: &Vif) -> u32 {
+        self.nis
+            .get(&vif.ni)
+            .and_then(|n| n.cfg.port.as_ref())
+            .and_then(|p| self.ports.get(p))
+            .map_or(1500, |p| p.nic.mtu.load(Relaxed))
+    }
+
+    fn remove_vif(&mut self, tap: &str) -> Result<()> {
+        if self.failed.remove(tap).is_some() {
+            return Ok(());
+        }
+        self.detach_vif(tap)?;
+        let Some(v) = self.vifs.remove(tap) else {
+            return Ok(());
+        };
+        if let Some(f) = v.filter {
+            self.retire(f);
+        }
+        if let Err(e) = v.tap.unpersist() {
+            tracing::warn!(tap, error = %e, "could not delete the TAP");
+        }
+        self.ledger.remove_tap(&Recorded {
+            name: v.cfg.tap.clone(),
+            netns: v.cfg.netns.clone(),
+        });
+        Ok(())
+    }
+
+    fn detach_vif(&mut self, tap: &str) -> Result<()> {
+        let entry = self.vifs.get_mut(tap).and_then(|v| v.entry.take());
+        if let Some(e) = entry {
+            self.release(vec![e]);
+        }
+        Ok(())
+    }
+
+    /// Attaches a VIF's TAP to its NI's domain and starts serving it.
+    fn attach_vif(&mut self, tap: &str) -> Result<()> {
+        let v = self.vifs.get(tap).context("interface not running")?;
+        let ni = self
+            .nis
+            .get(&v.cfg.ni)
+            .context("its network instance is not running")?;
+        let spec = PortSpec::new(
+            tap,
+            PortRole::Vif {
+                app: v.app.clone(),
+                ni: v.cfg.ni.clone(),
+                ifnum: v.cfg.ifnum,
+            },
+            Box::new(v.tap.clone()),
+            self.vif_mtu(&v.cfg),
+        )
+        .own_mac(v.cfg.mac);
+        let entry = self.switch.add_port(&ni.domain, spec)?;
+        if let Some(f) = &v.filter {
+            entry.set_hook(Some(Box::new(f.clone()) as Box<dyn PortHook>));
+        }
+        self.serve(&entry)?;
+        if let Some(v) = self.vifs.get_mut(tap) {
+            v.entry = Some(entry);
+        }
+        Ok(())
+    }
+
+    /// ACLs, port maps, fixed IP and app name, in place.
+    fn update_vif(&mut self, tap: &str, new: &Config) -> Result<()> {
+        let (app, vif) = find_vif(new, tap).context("interface missing from the config")?;
+        let v = self.vifs.get_mut(tap).context("interface not running")?;
+        v.app = app.name.clone();
+        v.app_uuid = app.uuid;
+        v.cfg = vif.clone();
+        self.update_filter(tap);
+        Ok(())
+    }
+
+    /// Gives a VIF the filter its config asks for: new rules in place,
+    /// a new filter, or none.
+    fn update_filter(&mut self, tap: &str) {
+        let Some(v) = self.vifs.get(tap) else { return };
+        let ni = self.nis.get(&v.cfg.ni);
+        let rules = filter_rules(v, ni);
+        let hosts = ni.map(|n| n.hosts.clone());
+        let old = v.filter.clone();
+        let filter = match (rules, old) {
+            (Some(r), Some(f)) => {
+                f.set_rules(r);
+                return;
+            }
+            (None, None) => return,
+            (Some(r), None) => Some(Arc::new(VifFilter::new(r, hosts))),
+            (None, Some(f)) => {
+                self.retire(f);
+                None
+            }
+        };
+        let Some(v) = self.vifs.get_mut(tap) else {
+            return;
+        };
+        if let Some(e) = &v.entry {
+            e.set_hook(filter.clone().map(|f| Box::new(f) as Box<dyn PortHook>));
+        }
+        v.filter = filter;
+    }
+
+    /// A router came (back): the gateway its VIFs' filters let DNS through to.
+    fn refresh_filters(&mut self, ni: &str) {
+        let taps: Vec<String> = self
+            .vifs
+            .iter()
+            .filter(|(_, v)| v.cfg.ni == ni)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in taps {
+            self.update_filter(&t);
+        }
+    }
+
+    fn retire(&self, f: Arc<VifFilter>) {
+        if let Ok(mut r) = self.retired.lock() {
+            r.push(f);
+        }
+    }
+}
+
+fn find_vif<'a>(cfg: &'a Config, tap: &str) -> Option<(&'a App, &'a Vif)> {
+    cfg.apps
+        .iter()
+        .find_map(|a| Some((a, a.interfaces.iter().find(|v| v.tap == tap)?)))
+}
+
+/// The clients (DHCP, DNS names) and port maps of NI `ni` in `cfg`.
+fn router_view(cfg: &Config, ni: &str) -> (Vec<Client>, Vec<MapRule>) {
+    let vifs = || {
+        cfg.apps.iter().flat_map(|a| {
+            a.interfaces
+                .iter()
+                .filter(|v| v.ni == ni)
+                .map(move |v| (a, v))
+        })
+    };
+    let clients = vifs()
+        .map(|(a, v)| Client {
+            mac: v.mac,
+            app: a.name.clone(),
+            fixed: v.ip,
+        })
+        .collect();
+    let maps = vifs()
+        .flat_map(|(_, v)| {
+            v.port_maps.iter().map(|m| MapRule {
+                proto: m.protocol,
+                uplink_port: m.uplink_port,
+                app_mac: v.mac,
+                app_port: m.app_port,
+            })
+        })
+        .collect();
+    (clients, maps)
+}
+
+/// The rules of an app interface that has `acls`.
+fn filter_rules(v: &VifRt, ni: Option<&NiRt>) -> Option<FilterRules> {
+    let list = v.cfg.acls.as_ref()?;
+    let ident = VifIdent {
+        app: v.app.clone(),
+        app_uuid: v.app_uuid.to_string(),
+        ni: v.cfg.ni.clone(),
+        vif: v.cfg.tap.clone(),
+    };
+    let mapped = v
+        .cfg
+        .port_maps
+        .iter()
+        .map(|m| match m.protocol {
+            L4Proto::Tcp => (6, m.app_port),
+            L4Proto::Udp => (17, m.app_port),
+        })
+        .collect();
+    Some(FilterRules {
+        ident,
+        acl: Acl::compile(list),
+        gateway: ni.and_then(|n| n.cfg.local.as_ref()).map(|l| l.gateway),
+        mapped,
+    })
+}

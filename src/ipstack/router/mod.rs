@@ -1,0 +1,532 @@
+//! One local NI's router: a port on the NI's domain and one on each
+//! uplink's, and a control thread that hands frames for the router to the
+//! DHCP server or to smoltcp, runs the DNS server and the uplinks, and
+//! switches every frame it sends. Each job lives in its own part (`dhcp`,
+//! `dns`, `uplinks`); a live apply updates the NI's clients and port maps
+//! without restarting anything.
+
+mod dhcp;
+mod dns;
+mod uplinks;
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use smoltcp::iface::{Config as IfConfig, Interface, SocketSet};
+use smoltcp::time::Instant as SInstant;
+use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
+
+use super::device::QueueDevice;
+use super::napt::{MapRule, Nat, Side};
+use super::port::RouterPort;
+use super::uplink::{Uplink, UplinkInfo, UplinkSetup};
+use super::wire;
+use crate::config::{LocalNi, Mac};
+use crate::services::acl::HostCache;
+use crate::services::dhcp::{Client, Dest, Ignored, Lease, Pool};
+use crate::switch::{Domain, PortEntry, PortRole, PortSpec, Switch, now_secs};
+use dhcp::{DhcpServer, Outcome};
+use dns::DnsServer;
+use uplinks::UplinkSet;
+
+/// The router's MAC on its NI: locally administered, stable per NI.
+pub fn router_mac(ni_uuid: &uuid::Uuid) -> Mac {
+    let d = Sha256::new()
+        .chain_update(b"niswitch router")
+        .chain_update(ni_uuid.as_bytes())
+        .finalize();
+    Mac([0x02, 0x16, 0x3e, d[0], d[1], d[2]])
+}
+
+/// Counters shown in status.
+#[derive(Default)]
+pub struct RouterCounters {
+    pub dhcp_replies: AtomicU64,
+    pub dhcp_ignored: AtomicU64,
+    pub dhcp_malformed: AtomicU64,
+    pub dhcp_exhausted: AtomicU64,
+    pub dns_answered: AtomicU64,
+    pub dns_forwarded: AtomicU64,
+    pub dns_malformed: AtomicU64,
+    pub dns_upstream_failures: AtomicU64,
+    pub frames_refused: AtomicU64,
+}
+
+impl RouterCounters {
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("dhcp_replies", self.dhcp_replies.load(Relaxed)),
+            ("dhcp_ignored", self.dhcp_ignored.load(Relaxed)),
+            ("dhcp_malformed", self.dhcp_malformed.load(Relaxed)),
+            ("dhcp_exhausted", self.dhcp_exhausted.load(Relaxed)),
+            ("dns_answered", self.dns_answered.load(Relaxed)),
+            ("dns_forwarded", self.dns_forwarded.load(Relaxed)),
+            ("dns_malformed", self.dns_malformed.load(Relaxed)),
+            (
+                "dns_upstream_failures",
+                self.dns_upstream_failures.load(Relaxed),
+            ),
+            ("frames_refused", self.frames_refused.load(Relaxed)),
+        ]
+    }
+}
+
+/// What a router needs from the config.
+pub struct RouterSetup {
+    pub ni_name: String,
+    pub ni_uuid: uuid::Uuid,
+    pub local: LocalNi,
+    pub clients: Vec<Client>,
+    pub state_dir: PathBuf,
+    pub mtu: u16,
+    pub uplinks: Vec<UplinkPlan>,
+    /// The port maps of the NI's app interfaces.
+    pub maps: Vec<MapRule>,
+    /// Where the DNS server notes the addresses it answered (for `host` ACLs).
+    pub hosts: Arc<HostCache>,
+}
+
+/// An uplink of the NI: a port, its cost, its domain and its NIC.
+pub struct UplinkPlan {
+    pub port: String,
+    pub cost: u8,
+    pub domain: Arc<Domain>,
+    pub nic: Arc<PortEntry>,
+}
+
+/// The router's MAC on an uplink's domain.
+pub fn uplink_mac(ni_uuid: &uuid::Uuid, port: &str) -> Mac {
+    let d = Sha256::new()
+        .chain_update(b"niswitch uplink")
+        .chain_update(ni_uuid.as_bytes())
+        .chain_update(port.as_bytes())
+        .finalize();
+    Mac([0x02, 0x16, 0x3e, d[0], d[1], d[2]])
+}
+
+/// What a live apply changes in a running router.
+pub struct RouterUpdate {
+    pub clients: Vec<Client>,
+    pub maps: Vec<MapRule>,
+}
+
+/// A running router: its ports, its shared view for status, its thread.
+pub struct Router {
+    pub mac: Mac,
+    pub entry: Arc<PortEntry>,
+    /// The router's ports on its uplinks' domains.
+    pub uplink_entries: Vec<Arc<PortEntry>>,
+    uplink_info: Arc<Mutex<Vec<UplinkInfo>>>,
+    pub counters: Arc<RouterCounters>,
+    pub nat: Arc<Nat>,
+    leases: Arc<Mutex<Vec<Lease>>>,
+    port: Arc<RouterPort>,
+    pending: Arc<Mutex<Option<RouterUpdate>>>,
+    switch: Arc<Switch>,
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What the control thread shares with the rest of the router.
+struct Handles {
+    mac: Mac,
+    port: Arc<RouterPort>,
+    entry: Arc<PortEntry>,
+    switch: Arc<Switch>,
+    counters: Arc<RouterCounters>,
+    nat: Arc<Nat>,
+    pending: Arc<Mutex<Option<RouterUpdate>>>,
+}
+
+impl Router {
+    /// Attaches the router to `domain` and its uplinks' domains and starts
+    /// its control thread.
+    pub fn start(
+        switch: &Arc<Switch>,
+        domain: &Arc<Domain>,
+        setup: RouterSetup,
+    ) -> io::Result<Router> {
+        let mac = router_mac(&setup.ni_uuid);
+        let umacs: Vec<Mac> = setup
+            .uplinks
+            .iter()
+            .map(|p| uplink_mac(&setup.ni_uuid, &p.port))
+            .collect();
+        let nat = Arc::new(Nat::new(
+            mac,
+            setup.local.gateway,
+            setup.local.subnet,
+            umacs.clone(),
+            setup.maps.clone(),
+        )?);
+        let port = Arc::new(RouterPort::new(mac, Some((nat.clone(), Side::Inside)))?);
+        let entry = switch.add_port(
+            domain,
+            PortSpec::new(
+                format!("router:{}", setup.ni_name),
+                PortRole::Other,
+                Box::new(port.clone()),
+                setup.mtu as u32,
+            )
+            .own_mac(mac),
+        )?;
+        let mut uplinks = Vec::new();
+        let mut uplink_entries = Vec::new();
+        for (i, plan) in setup.uplinks.iter().enumerate() {
+            match start_uplink(switch, &setup, plan, umacs[i], i, &nat) {
+                Ok((u, e)) => {
+                    uplinks.push(u);
+                    uplink_entries.push(e);
+                }
+                Err(e) => {
+                    uplink_entries
+                        .iter()
+                        .chain([&entry])
+                        .for_each(|p| switch.remove_port(p));
+                    return Err(e);
+                }
+            }
+        }
+        nat.wire(switch.clone(), entry.clone(), uplink_entries.clone());
+        let counters = Arc::new(RouterCounters::default());
+        let uplink_info = Arc::new(Mutex::new(Vec::new()));
+        let leases = Arc::new(Mutex::new(Vec::new()));
+        let pending = Arc::new(Mutex::new(None));
+        let handles = Handles {
+            mac,
+            port: port.clone(),
+            entry: entry.clone(),
+            switch: switch.clone(),
+            counters: counters.clone(),
+            nat: nat.clone(),
+            pending: pending.clone(),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let uplinks = UplinkSet::new(uplinks, uplink_info.clone(), setup.ni_name.clone());
+        let started = Control::new(setup, handles, leases.clone(), uplinks).and_then(|mut ctl| {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name(format!("router-{}", ctl.name))
+                .spawn(move || ctl.run(&stop))
+        });
+        let thread = match started {
+            Ok(t) => t,
+            Err(e) => {
+                nat.unwire();
+                uplink_entries
+                    .iter()
+                    .chain([&entry])
+                    .for_each(|p| switch.remove_port(p));
+                return Err(e);
+            }
+        };
+        Ok(Router {
+            mac,
+            entry,
+            uplink_entries,
+            uplink_info,
+            counters,
+            nat,
+            leases,
+            port,
+            pending,
+            switch: switch.clone(),
+            stop,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Each uplink: address, gateway, health, and whether it is active.
+    pub fn uplinks(&self) -> Vec<UplinkInfo> {
+        self.uplink_info
+            .lock()
+            .map(|u| u.clone())
+            .unwrap_or_default()
+    }
+
+    /// Bound leases, as last written.
+    pub fn leases(&self) -> Vec<Lease> {
+        self.leases.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// New clients and port maps (a live apply); the control thread takes
+    /// them on its next round, which this starts at once.
+    pub fn update(&self, update: RouterUpdate) {
+        self.nat.set_maps(update.maps.clone());
+        if let Ok(mut p) = self.pending.lock() {
+            *p = Some(update);
+        }
+        self.port.wake();
+    }
+
+    /// Stops the control thread, detaches the NAT fast path and takes the
+    /// router's ports out of their domains.
+    pub fn stop(&self) {
+        self.stop.store(true, Relaxed);
+        self.port.wake();
+        self.nat.unwire();
+        let t = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = t {
+            let _ = t.join();
+        }
+        for e in self.uplink_entries.iter().chain([&self.entry]) {
+            self.switch.remove_port(e);
+        }
+    }
+}
+
+/// The router's port on one uplink's domain and the uplink's stack.
+fn start_uplink(
+    switch: &Arc<Switch>,
+    setup: &RouterSetup,
+    plan: &UplinkPlan,
+    umac: Mac,
+    i: usize,
+    nat: &Arc<Nat>,
+) -> io::Result<(Uplink, Arc<PortEntry>)> {
+    let queue = Arc::new(RouterPort::new(umac, Some((nat.clone(), Side::Uplink(i))))?);
+    let uentry = switch.add_port(
+        &plan.domain,
+        PortSpec::new(
+            format!("router:{}:{}", setup.ni_name, plan.port),
+            PortRole::Other,
+            Box::new(queue.clone()),
+            plan.nic.mtu.load(Relaxed),
+        )
+        .own_mac(umac),
+    )?;
+    let l = &setup.local;
+    let us = UplinkSetup {
+        port: plan.port.clone(),
+        cost: plan.cost,
+        mac: umac,
+        address: l.uplink_address,
+        gateway: l.uplink_gateway,
+        probe: l.probe.clone(),
+        nic: plan.nic.clone(),
+        entry: uentry.clone(),
+        queue,
+    };
+    // Probe identifiers stay clear of the NAT's port range.
+    let ident = 49152 | ((i as u16 ^ now_ms() as u16) & 0x3fff);
+    Ok((Uplink::new(us, ident), uentry))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+struct Control {
+    name: String,
+    gateway: Ipv4Addr,
+    h: Handles,
+    iface: Interface,
+    dev: QueueDevice,
+    sockets: SocketSet<'static>,
+    dhcp: DhcpServer,
+    dns: DnsServer,
+    uplinks: UplinkSet,
+    /// The DHCP generation the NAT's list of app addresses was made from.
+    nat_generation: u64,
+}
+
+impl Control {
+    fn new(
+        setup: RouterSetup,
+        h: Handles,
+        leases: Arc<Mutex<Vec<Lease>>>,
+        uplinks: UplinkSet,
+    ) -> io::Result<Control> {
+        let l = &setup.local;
+        let pool = Pool {
+            subnet: l.subnet,
+            gateway: l.gateway,
+            start: l.dhcp_range.start,
+            end: l.dhcp_range.end,
+            lease_secs: l.lease_time,
+            domain: l.dns.domain.clone(),
+            mtu: setup.mtu,
+            air_gapped: l.uplinks.is_empty(),
+        };
+        let file = setup
+            .state_dir
+            .join(format!("leases-{}.json", setup.ni_uuid));
+        let dhcp = DhcpServer::new(pool, setup.clients, file, leases, unix_now());
+        let mut dev = QueueDevice::default();
+        let mut iface = Interface::new(
+            IfConfig::new(EthernetAddress(h.mac.0).into()),
+            &mut dev,
+            SInstant::now(),
+        );
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(
+                IpAddress::Ipv4(l.gateway),
+                l.subnet.prefix_len(),
+            ));
+        });
+        let mut sockets = SocketSet::new(Vec::new());
+        let dns = DnsServer::new(l, &mut sockets, setup.hosts.clone(), h.counters.clone())?;
+        Ok(Control {
+            name: setup.ni_name,
+            gateway: l.gateway,
+            h,
+            iface,
+            dev,
+            sockets,
+            dhcp,
+            dns,
+            uplinks,
+            nat_generation: u64::MAX,
+        })
+    }
+
+    fn run(&mut self, stop: &AtomicBool) {
+        let mut last_tick = 0u64;
+        while !stop.load(Relaxed) {
+            self.wait();
+            let frames = self.h.port.drain();
+            for f in frames {
+                let guarded =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.frame(&f)));
+                if guarded.is_err() {
+                    self.h.counters.frames_refused.fetch_add(1, Relaxed);
+                    tracing::error!(ni = %self.name, "a frame made the router fail; dropped");
+                }
+            }
+            let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.round(&mut last_tick)
+            }));
+            if round.is_err() {
+                self.h.counters.frames_refused.fetch_add(1, Relaxed);
+                tracing::error!(ni = %self.name, "the router recovered from an internal error");
+            }
+        }
+    }
+
+    /// Sleeps until a frame, a held NAT packet or a stack's timer needs us.
+    fn wait(&mut self) {
+        let stack = self
+            .iface
+            .poll_delay(SInstant::now(), &self.sockets)
+            .map_or(200, |d| d.total_millis());
+        let delay = stack.min(self.uplinks.delay_ms()).min(200) as i32;
+        let mut fds: Vec<libc::pollfd> = [self.h.port.wake_fd(), self.h.nat.wake_fd()]
+            .into_iter()
+            .chain(self.uplinks.wake_fds())
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: a vector of valid pollfds.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, delay) };
+    }
+
+    /// Everything but frames for the router: updates, stacks, DNS, timers.
+    fn round(&mut self, last_tick: &mut u64) {
+        let update = self.h.pending.lock().ok().and_then(|mut p| p.take());
+        if let Some(u) = update {
+            self.dhcp.set_clients(u.clients, unix_now());
+        }
+        self.sync_nat();
+        self.poll_stack();
+        self.uplinks.poll(&self.h.switch);
+        self.h.nat.resolve();
+        let names = || self.dhcp.names();
+        self.dns.serve(
+            &mut self.sockets,
+            &mut self.uplinks,
+            self.dhcp.generation,
+            names,
+        );
+        self.dns.relay(&mut self.sockets, &mut self.uplinks);
+        self.poll_stack();
+        self.uplinks.poll(&self.h.switch);
+        let now = now_ms();
+        if now.saturating_sub(*last_tick) >= 1000 {
+            *last_tick = now;
+            let now_s = unix_now();
+            self.uplinks.tick(now_s, &self.h.nat);
+            self.dns.tick(&mut self.sockets);
+            self.dhcp.tick(now_s);
+            self.sync_nat();
+        }
+    }
+
+    /// Gives the NAT the apps' addresses when they changed.
+    fn sync_nat(&mut self) {
+        if self.nat_generation != self.dhcp.generation {
+            self.nat_generation = self.dhcp.generation;
+            self.h.nat.set_apps(self.dhcp.addresses());
+        }
+    }
+
+    fn poll_stack(&mut self) {
+        self.iface
+            .poll(SInstant::now(), &mut self.dev, &mut self.sockets);
+        for p in std::mem::take(&mut self.dev.tx) {
+            self.h.switch.process(&self.h.entry, &p, now_secs());
+        }
+    }
+
+    /// One frame for the router: DHCP here, the rest to smoltcp.
+    fn frame(&mut self, pkt: &[u8]) {
+        let Some(f) = wire::finish_frame(pkt) else {
+            self.h.counters.frames_refused.fetch_add(1, Relaxed);
+            return;
+        };
+        if let Some(u) = wire::parse_udp(&f)
+            && u.dport == 67
+        {
+            let src = u.src_mac;
+            let outcome = self.dhcp.handle(src, u.payload, unix_now());
+            self.dhcp_outcome(src, outcome);
+            self.sync_nat();
+            return;
+        }
+        if self.dev.rx.len() < 1024 {
+            self.dev.rx.push_back(f);
+        }
+    }
+
+    fn dhcp_outcome(&mut self, src: Mac, outcome: Outcome) {
+        let c = &self.h.counters;
+        match outcome {
+            Outcome::Reply { to, bytes } => {
+                let (ip, mac) = match to {
+                    Dest::Broadcast => (Ipv4Addr::BROADCAST, Mac::BROADCAST),
+                    Dest::Unicast(ip, mac) => (ip, mac),
+                };
+                let p = wire::udp_packet(self.h.mac, mac, (self.gateway, 67), (ip, 68), &bytes);
+                self.h.switch.process(&self.h.entry, &p, now_secs());
+                c.dhcp_replies.fetch_add(1, Relaxed);
+            }
+            Outcome::Malformed => {
+                c.dhcp_malformed.fetch_add(1, Relaxed);
+            }
+            Outcome::Ignored(Ignored::PoolExhausted) => {
+                c.dhcp_exhausted.fetch_add(1, Relaxed);
+                tracing::warn!(ni = %self.name, client = %src, "DHCP range is full: no offer");
+            }
+            Outcome::Ignored(Ignored::Silent) => {}
+            Outcome::Ignored(_) => {
+                c.dhcp_ignored.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
