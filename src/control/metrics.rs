@@ -1,4 +1,7 @@
-//! Prometheus text exposition of the port counters on `GET /metrics`.
+//! Prometheus text exposition on `GET /metrics`: per port and per app
+//! interface rx/tx packets and bytes and drops by reason; per network
+//! instance MAC-table size, leases, NAT sessions, uplink health and the
+//! active uplink; live applies and how the last one ended.
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -74,7 +77,96 @@ pub fn render(s: &Status) -> String {
             p.name, p.link_up as u8
         );
     }
+    network_instances(&mut o, s);
+    applies(&mut o, s);
     o
+}
+
+fn header(o: &mut String, metric: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
+}
+
+fn network_instances(o: &mut String, s: &Status) {
+    type Get = fn(&super::status::NiStatus) -> usize;
+    let gauges: [(&str, &str, Get); 3] = [
+        (
+            "niswitch_ni_mac_entries",
+            "MAC addresses learned in a network instance.",
+            |n| n.mac_table.len(),
+        ),
+        (
+            "niswitch_ni_leases",
+            "DHCP leases bound in a local network instance.",
+            |n| n.leases.len(),
+        ),
+        (
+            "niswitch_ni_nat_sessions",
+            "NAT sessions of a local network instance.",
+            |n| n.nat_sessions as usize,
+        ),
+    ];
+    for (metric, help, get) in gauges {
+        header(o, metric, "gauge", help);
+        for n in &s.network_instances {
+            let _ = writeln!(
+                o,
+                "{metric}{{ni=\"{}\",type=\"{}\"}} {}",
+                n.name,
+                n.kind,
+                get(n)
+            );
+        }
+    }
+    for (metric, help, active) in [
+        (
+            "niswitch_uplink_healthy",
+            "Whether an uplink of a local network instance passes its probes.",
+            false,
+        ),
+        (
+            "niswitch_uplink_active",
+            "Whether an uplink carries the network instance's traffic now.",
+            true,
+        ),
+    ] {
+        header(o, metric, "gauge", help);
+        for n in &s.network_instances {
+            for u in &n.uplinks {
+                let v = if active { u.active } else { u.healthy };
+                let _ = writeln!(
+                    o,
+                    "{metric}{{ni=\"{}\",port=\"{}\"}} {}",
+                    n.name, u.port, v as u8
+                );
+            }
+        }
+    }
+}
+
+fn applies(o: &mut String, s: &Status) {
+    let a = &s.apply;
+    header(
+        o,
+        "niswitch_apply_total",
+        "counter",
+        "Live applies (niswitch apply, SIGHUP).",
+    );
+    let _ = writeln!(o, "niswitch_apply_total {}", a.count);
+    header(
+        o,
+        "niswitch_apply_failed_total",
+        "counter",
+        "Live applies refused or reverted.",
+    );
+    let _ = writeln!(o, "niswitch_apply_failed_total {}", a.failed);
+    header(
+        o,
+        "niswitch_apply_last_success",
+        "gauge",
+        "1 when the last apply (if any) kept its config, 0 when it was refused or reverted.",
+    );
+    let ok = a.last_result.is_empty() || a.last_result == "ok";
+    let _ = writeln!(o, "niswitch_apply_last_success {}", ok as u8);
 }
 
 /// Serves `/metrics` until `stop` is set; `snapshot` gives the current status.
@@ -109,4 +201,57 @@ pub fn serve(
             let _ = write!(s, "HTTP/1.0 {code}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::status::{NiStatus, Uplink};
+
+    fn sample() -> Status {
+        let ni = NiStatus {
+            name: "lan".into(),
+            uuid: "u".into(),
+            kind: "local".into(),
+            port: None,
+            mac_table: Vec::new(),
+            leases: Vec::new(),
+            uplinks: vec![Uplink {
+                port: "eth0".into(),
+                address: None,
+                gateway: None,
+                healthy: true,
+                active: true,
+            }],
+            nat_sessions: 7,
+            router: None,
+        };
+        let mut s = Status {
+            network_instances: vec![ni],
+            ..Default::default()
+        };
+        s.apply.count = 3;
+        s.apply.failed = 1;
+        s.apply.last_result = "reverted".into();
+        s
+    }
+
+    #[test]
+    fn every_sample_line_is_a_name_labels_and_a_number() {
+        let text = render(&sample());
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').expect(line);
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+            assert!(name.starts_with("niswitch_"), "{line}");
+        }
+        for want in [
+            "niswitch_ni_nat_sessions{ni=\"lan\",type=\"local\"} 7",
+            "niswitch_uplink_active{ni=\"lan\",port=\"eth0\"} 1",
+            "niswitch_apply_total 3",
+            "niswitch_apply_failed_total 1",
+            "niswitch_apply_last_success 0",
+        ] {
+            assert!(text.contains(want), "{want} in\n{text}");
+        }
+    }
 }

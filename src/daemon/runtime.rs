@@ -107,7 +107,15 @@ impl Runtime {
     /// rest still run, so the data plane is as close to `new` as it can be.
     pub fn execute(&mut self, plan: &Plan, new: &Config) -> Vec<StepError> {
         let mut errors = Vec::new();
+        // Tests stretch an apply to kill the daemon between two steps.
+        let pause = std::env::var("NISWITCH_TEST_STEP_PAUSE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(std::time::Duration::from_millis);
         for step in &plan.steps {
+            if let Some(p) = pause {
+                std::thread::sleep(p);
+            }
             tracing::debug!(step = %step, "apply");
             if let Err(e) = self.step(step, new) {
                 tracing::warn!(step = %step, error = %format!("{e:#}"), "step failed");

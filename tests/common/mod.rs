@@ -11,10 +11,15 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_niswitch");
 
-/// True when the test can run; prints why it is skipped otherwise.
+/// True when the test can run; prints why it is skipped otherwise. Where
+/// skipping is not allowed (CI sets NISWITCH_REQUIRE_ROOT), it fails instead.
 pub fn root_or_skip(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var_os("NISWITCH_REQUIRE_ROOT").is_none(),
+            "{test} needs root to create network namespaces, and NISWITCH_REQUIRE_ROOT is set"
+        );
         eprintln!("SKIPPED {test}: needs root to create network namespaces");
         return false;
     }
@@ -39,6 +44,8 @@ pub struct Daemon {
     pub pid: u32,
     pub log: String,
     pub config: PathBuf,
+    /// Its `--state-dir`.
+    pub state: PathBuf,
 }
 
 impl Daemon {
@@ -67,37 +74,87 @@ impl Daemon {
 
 /// Writes `config` and starts niswitch with it in `ns`; waits until it answers.
 pub fn start(sb: &mut Sandbox, ns: &str, config: &str, name: &str) -> Daemon {
+    start_with(sb, ns, config, name, &[], &[])
+}
+
+/// `start` with more `run` arguments (say `--metrics ADDR`) and environment
+/// variables for the daemon.
+pub fn start_with(
+    sb: &mut Sandbox,
+    ns: &str,
+    config: &str,
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Daemon {
     let cfg = sb.path(&format!("{name}.yaml"));
     std::fs::write(&cfg, config).expect("write config");
-    let ctl = sb.path(&format!("{name}.sock"));
-    let state = sb.path(&format!("{name}-state"));
-    let log = format!("{name}.log");
+    let d = Daemon {
+        ns: ns.to_string(),
+        ctl: sb.path(&format!("{name}.sock")),
+        pid: 0,
+        log: format!("{name}.log"),
+        config: cfg,
+        state: sb.path(&format!("{name}-state")),
+    };
+    run_daemon(sb, &d, &d.log.clone(), args, env)
+}
+
+/// Starts niswitch again with the files of `d` (config file, control socket,
+/// state directory) after it stopped; its output goes to `log`.
+pub fn restart(sb: &mut Sandbox, d: &Daemon, log: &str, env: &[(&str, &str)]) -> Daemon {
+    run_daemon(sb, d, log, &[], env)
+}
+
+fn run_daemon(
+    sb: &mut Sandbox,
+    d: &Daemon,
+    log: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Daemon {
+    let (cfg, ctl, state) = (
+        d.config.to_string_lossy().into_owned(),
+        d.ctl.to_string_lossy().into_owned(),
+        d.state.to_string_lossy().into_owned(),
+    );
+    let mut args: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // `env` execs niswitch, so the PID is niswitch's own.
+    let program = if env.is_empty() {
+        BIN
+    } else {
+        args.push(BIN.to_string());
+        "/usr/bin/env"
+    };
+    for a in [
+        "run",
+        "--config",
+        &cfg,
+        "--control",
+        &ctl,
+        "--state-dir",
+        &state,
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    {
+        args.push(a.to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let pid = sb
-        .spawn(
-            ns,
-            std::path::Path::new(BIN),
-            &[
-                "run",
-                "--config",
-                &cfg.to_string_lossy(),
-                "--control",
-                &ctl.to_string_lossy(),
-                "--state-dir",
-                &state.to_string_lossy(),
-            ],
-            &log,
-        )
+        .spawn(&d.ns, std::path::Path::new(program), &args, log)
         .expect("spawn niswitch");
     let up = wait_until(Duration::from_secs(15), || {
-        control::call(&ctl, &Request::Status).is_ok()
+        control::call(&d.ctl, &Request::Status).is_ok()
     });
-    assert!(up, "niswitch did not come up:\n{}", sb.log(&log));
+    assert!(up, "niswitch did not come up:\n{}", sb.log(log));
     Daemon {
-        ns: ns.to_string(),
-        ctl,
+        ns: d.ns.clone(),
+        ctl: d.ctl.clone(),
         pid,
-        log,
-        config: cfg,
+        log: log.to_string(),
+        config: d.config.clone(),
+        state: d.state.clone(),
     }
 }
 
