@@ -96,26 +96,20 @@ pub fn flow_logger(
                 .flat_map(|f| f.flush())
                 .collect::<Vec<_>>()
         };
+        // Records of every current filter: swept (ended flows) or all.
+        let current = |all: bool| {
+            let now = st.load();
+            let filters = now.vifs.iter().filter_map(|v| v.filter.as_ref());
+            filters
+                .flat_map(|f| if all { f.flush() } else { f.sweep() })
+                .collect::<Vec<_>>()
+        };
         while !stop.load(Relaxed) {
             std::thread::sleep(Duration::from_millis(250));
-            let now = st.load();
-            write(
-                now.vifs
-                    .iter()
-                    .filter_map(|v| v.filter.as_ref())
-                    .flat_map(|f| f.sweep())
-                    .collect(),
-            );
+            write(current(false));
             write(gone());
         }
-        let now = st.load();
-        write(
-            now.vifs
-                .iter()
-                .filter_map(|v| v.filter.as_ref())
-                .flat_map(|f| f.flush())
-                .collect(),
-        );
+        write(current(true));
         write(gone());
     })
 }

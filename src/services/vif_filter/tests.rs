@@ -73,13 +73,42 @@ fn port(
     (e, m)
 }
 
-#[test]
-fn a_switch_ni_vif_passes_only_its_rules_and_the_replies() {
+/// A VIF whose filter allows UDP to port 53 of 192.0.2.0/24, and a LAN port.
+struct Lab {
+    f: Arc<VifFilter>,
+    sw: Arc<Switch>,
+    vif: Arc<PortEntry>,
+    vif_io: Arc<MemoryPort>,
+    lan: Arc<PortEntry>,
+    lan_io: Arc<MemoryPort>,
+}
+
+fn lab() -> Lab {
     let f = Arc::new(VifFilter::new(rules(allow_udp_53()), None));
     let sw = Switch::new();
     let d = Domain::new("flat");
     let (vif, vif_io) = port(&sw, &d, 1, Some(f.clone()));
     let (lan, lan_io) = port(&sw, &d, 2, None);
+    Lab {
+        f,
+        sw,
+        vif,
+        vif_io,
+        lan,
+        lan_io,
+    }
+}
+
+#[test]
+fn a_switch_ni_vif_passes_only_its_rules_and_the_replies() {
+    let Lab {
+        f,
+        sw,
+        vif,
+        vif_io,
+        lan,
+        lan_io,
+    } = lab();
     let (a, b) = (Mac([2, 0, 0, 0, 0, 1]), Mac([2, 0, 0, 0, 0, 2]));
 
     sw.process(&vif, &udp(a, b, (APP, 5000), (DNS, 53), 17), 1);
@@ -114,11 +143,14 @@ fn a_switch_ni_vif_passes_only_its_rules_and_the_replies() {
 
 #[test]
 fn new_rules_judge_running_flows_again_and_keep_their_direction() {
-    let f = Arc::new(VifFilter::new(rules(allow_udp_53()), None));
-    let sw = Switch::new();
-    let d = Domain::new("flat");
-    let (vif, vif_io) = port(&sw, &d, 1, Some(f.clone()));
-    let (lan, lan_io) = port(&sw, &d, 2, None);
+    let Lab {
+        f,
+        sw,
+        vif,
+        vif_io,
+        lan,
+        lan_io,
+    } = lab();
     let (a, b) = (Mac([2, 0, 0, 0, 0, 1]), Mac([2, 0, 0, 0, 0, 2]));
     let out = udp(a, b, (APP, 5000), (DNS, 53), 17);
     let back = udp(b, a, (DNS, 53), (APP, 5000), 17);
