@@ -1,6 +1,7 @@
 //! niswitch: a pure-userspace software switch for the network instances of an
 //! edge OS. See docs/ARCHITECTURE.md for how the modules fit together.
 
+pub mod cni;
 pub mod config;
 pub mod control;
 pub mod daemon;
@@ -8,6 +9,7 @@ pub mod demo;
 pub mod frame;
 pub mod ipstack;
 pub mod logging;
+pub mod nodeip;
 pub mod notify;
 pub mod ports;
 pub mod privileges;

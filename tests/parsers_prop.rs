@@ -6,7 +6,9 @@ use proptest::prelude::*;
 use niswitch::config;
 use niswitch::frame::Packet;
 use niswitch::ports::afpacket::insert_vlan;
+use niswitch::nodeip::{self, Family, Net};
 use niswitch::ports::linkwatch;
+use niswitch::ports::rtnl;
 use niswitch::ports::memory::{MemoryPort, Shared};
 use niswitch::switch::{Domain, PortRole, PortSpec, Switch, iplearn};
 
@@ -44,6 +46,39 @@ proptest! {
     #[test]
     fn netlink_parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let _ = linkwatch::parse(&bytes);
+    }
+
+    #[test]
+    fn rtnetlink_dumps_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let _ = (rtnl::parse_addresses(&bytes), rtnl::parse_routes(&bytes));
+        let _ = (rtnl::parse_address(&bytes), rtnl::parse_route(&bytes));
+    }
+
+    /// Well-framed RTM_NEWADDR/RTM_NEWROUTE messages of an IP family with
+    /// arbitrary bodies: the attribute walk and node-ip's choice on what
+    /// it yields never panic.
+    #[test]
+    fn rtnetlink_messages_never_panic(
+        route in any::<bool>(),
+        v6 in any::<bool>(),
+        body in proptest::collection::vec(any::<u8>(), 0..300),
+        vip in any::<[u8; 4]>(),
+    ) {
+        let mut m = ((16 + 1 + body.len()) as u32).to_ne_bytes().to_vec();
+        m.extend((if route { 24u16 } else { 20u16 }).to_ne_bytes());
+        m.extend([0u8; 10]);
+        m.push(if v6 { libc::AF_INET6 as u8 } else { libc::AF_INET as u8 });
+        m.extend(&body);
+        let net = Net {
+            addrs: rtnl::parse_addresses(&m),
+            routes4: rtnl::parse_routes(&m),
+            routes6: rtnl::parse_routes(&m),
+            names: Default::default(),
+        };
+        for family in [None, Some(Family::Ipv4), Some(Family::Ipv6), Some(Family::Dual)] {
+            let _ = nodeip::select(&net, &[], family);
+            let _ = nodeip::select(&net, &[std::net::IpAddr::from(vip)], family);
+        }
     }
 
     #[test]

@@ -19,6 +19,19 @@ pub fn vif_mac(app: &Uuid, ni: &Uuid, ifnum: u8, app_num: u8) -> Mac {
     Mac([0x02, 0x16, 0x3e, d[0], d[1], d[2]])
 }
 
+/// A pod interface's MAC: `02:16:3e:` + SHA-256(NI ‖ container ID ‖ ifname),
+/// stable for the same attachment.
+pub fn pod_mac(ni: &Uuid, container_id: &str, ifname: &str) -> Mac {
+    let mut h = Sha256::new();
+    h.update(b"niswitch pod");
+    h.update(ni.as_bytes());
+    h.update(container_id.as_bytes());
+    h.update([0]);
+    h.update(ifname.as_bytes());
+    let d = h.finalize();
+    Mac([0x02, 0x16, 0x3e, d[0], d[1], d[2]])
+}
+
 /// UUID of a network instance that the config names without one.
 pub fn ni_uuid(name: &str) -> Uuid {
     Uuid::new_v5(&NI_UUID_NAMESPACE, name.as_bytes())

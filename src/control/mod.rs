@@ -31,6 +31,8 @@ pub enum Request {
     Status,
     /// Where the daemon keeps its state and which config file it runs.
     Info,
+    /// Pod interfaces of the CNI plugin (SPEC §7).
+    Pod(PodRequest),
     /// A live apply of the config text (SPEC §8).
     Apply {
         config: String,
@@ -41,6 +43,80 @@ pub enum Request {
         #[serde(default)]
         dry_run: bool,
     },
+}
+
+/// What the CNI plugin asks of the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum PodRequest {
+    /// ConnectPodAtL2 (and the address for L3): a TAP named `ifname` in the
+    /// namespace at `netns`, on NI `ni`; idempotent for the same attachment.
+    Add {
+        network: String,
+        ni: String,
+        container_id: String,
+        ifname: String,
+        netns: String,
+        #[serde(default)]
+        mac: Option<String>,
+        /// The name the pod resolves as in the NI's DNS.
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// The attachment as the daemon holds it (CHECK).
+    Get {
+        network: String,
+        container_id: String,
+        ifname: String,
+    },
+    /// Removes the attachment and releases its address; nothing to remove is fine.
+    Del {
+        network: String,
+        container_id: String,
+        ifname: String,
+    },
+    /// Whether the NI exists (STATUS).
+    Ready { ni: String },
+    /// Removes the attachments of `network` not listed in `valid`.
+    Gc {
+        network: String,
+        valid: Vec<Attachment>,
+    },
+}
+
+/// A (container ID, interface name) pair, as CNI GC names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    pub ifname: String,
+}
+
+/// A pod interface as the daemon holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodInfo {
+    pub network: String,
+    pub ni: String,
+    pub container_id: String,
+    pub ifname: String,
+    pub netns: String,
+    pub mac: String,
+    pub mtu: u32,
+    /// For a local NI: the leased address (CIDR) and the gateway.
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub gateway: Option<String>,
+    /// Routes to set in the pod: (destination CIDR, next hop).
+    #[serde(default)]
+    pub routes: Vec<(String, String)>,
+    #[serde(default)]
+    pub dns_servers: Vec<String>,
+    #[serde(default)]
+    pub dns_domain: Option<String>,
+    /// The pod's name in the NI's DNS.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

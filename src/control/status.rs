@@ -10,9 +10,26 @@ pub struct Status {
     pub ports: Vec<PortStatus>,
     pub network_instances: Vec<NiStatus>,
     pub apps: Vec<AppStatus>,
+    /// Interfaces the CNI plugin attached (SPEC §7).
+    #[serde(default)]
+    pub pods: Vec<PodStatus>,
     /// Live applies (`niswitch apply`, SIGHUP) since the daemon started.
     #[serde(default)]
     pub apply: ApplyStatus,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodStatus {
+    pub container_id: String,
+    pub ifname: String,
+    pub network: String,
+    pub ni: String,
+    pub name: String,
+    pub mac: String,
+    pub ips: Vec<String>,
+    pub netns: String,
+    #[serde(flatten)]
+    pub counters: Counters,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -253,6 +270,28 @@ pub fn render(s: &Status) -> String {
                 drops_text(&v.counters)
             );
         }
+    }
+    if !s.pods.is_empty() {
+        let _ = writeln!(o, "PODS");
+    }
+    for p in &s.pods {
+        let ips = if p.ips.is_empty() {
+            "-".to_string()
+        } else {
+            p.ips.join(",")
+        };
+        let _ = writeln!(
+            o,
+            "  {} {} ({})  {:<8} {}  mac {}  ips {ips}  rx {} tx {}",
+            p.name,
+            p.ifname,
+            p.network,
+            p.ni,
+            p.container_id.chars().take(12).collect::<String>(),
+            p.mac,
+            p.counters.rx_packets,
+            p.counters.tx_packets
+        );
     }
     o
 }

@@ -10,6 +10,7 @@ mod apply;
 mod lastgood;
 mod nic;
 mod plan;
+mod pods;
 mod probe;
 mod records;
 mod runtime;
@@ -58,10 +59,13 @@ pub(crate) fn empty_config() -> Config {
     }
 }
 
-/// An apply asked for on the control socket, with where to answer.
+/// Work for the main thread (which owns the runtime) from the control
+/// socket, with where to answer.
+type Work = Box<dyn FnOnce(&mut Runtime) -> Result<Value, String> + Send>;
+
 struct Job {
-    req: ApplyRequest,
-    reply: mpsc::Sender<Result<ApplyReport, String>>,
+    work: Work,
+    reply: mpsc::Sender<Result<Value, String>>,
 }
 
 /// The config to start from: the file given, or the last good one when the
@@ -121,6 +125,7 @@ pub fn run(opts: RunOptions) -> Result<()> {
         rt.shutdown();
         bail!("{}: {}", e.step, e.error);
     }
+    rt.restore_pods();
     let stop = Arc::new(AtomicBool::new(false));
     let (jobs_tx, jobs) = mpsc::channel::<Job>();
     let threads = match start_workers(&opts, &rt, jobs_tx, &stop) {
@@ -204,8 +209,7 @@ fn probe_start(rt: &Runtime, cfg: Config, text: String) {
 fn main_loop(rt: &mut Runtime, jobs: &mpsc::Receiver<Job>, opts: &RunOptions) -> i32 {
     loop {
         if let Ok(job) = jobs.recv_timeout(Duration::from_millis(50)) {
-            let out = rt.apply(&job.req);
-            let _ = job.reply.send(out);
+            let _ = job.reply.send((job.work)(rt));
         }
         match signals::wait(0) {
             Some(libc::SIGHUP) => reload(rt, opts),
@@ -250,6 +254,21 @@ struct ControlHandler {
     config: PathBuf,
 }
 
+impl ControlHandler {
+    /// Runs `work` on the main thread, after the work queued before it.
+    fn on_main(&self, work: Work) -> Result<Value, String> {
+        let (tx, rx) = mpsc::channel();
+        let sent = self
+            .jobs
+            .lock()
+            .map_err(|_| "the daemon's work queue failed; restart niswitch".to_string())?
+            .send(Job { work, reply: tx });
+        sent.map_err(|_| "niswitch is shutting down; try again once it runs".to_string())?;
+        rx.recv()
+            .map_err(|_| "niswitch stopped before it answered".to_string())?
+    }
+}
+
 impl Handler for ControlHandler {
     fn handle(&self, req: Request) -> Result<Value, String> {
         match req {
@@ -265,6 +284,7 @@ impl Handler for ControlHandler {
                     "state_dir": st.state_dir,
                 }))
             }
+            Request::Pod(p) => self.on_main(Box::new(move |rt| Ok(rt.pod_request(p)))),
             Request::Apply {
                 config,
                 source,
@@ -277,17 +297,10 @@ impl Handler for ControlHandler {
                     probe_timeout: Duration::from_secs(probe_timeout),
                     dry_run,
                 };
-                let (tx, rx) = mpsc::channel();
-                let sent = self
-                    .jobs
-                    .lock()
-                    .map_err(|_| "the daemon's apply queue failed; restart niswitch".to_string())?
-                    .send(Job { req, reply: tx });
-                sent.map_err(|_| "niswitch is shutting down; try again once it runs".to_string())?;
-                let report = rx
-                    .recv()
-                    .map_err(|_| "niswitch stopped during the apply".to_string())??;
-                serde_json::to_value(report).map_err(|e| e.to_string())
+                self.on_main(Box::new(move |rt| {
+                    let report = rt.apply(&req)?;
+                    serde_json::to_value(report).map_err(|e| e.to_string())
+                }))
             }
         }
     }

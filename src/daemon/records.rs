@@ -1,6 +1,7 @@
 //! What niswitch made on the host, written down before it is made: the
 //! TAPs (persistent while niswitch runs, so apps and the host keep their
-//! interfaces through a crash) and the NICs it renamed. After a crash, even
+//! interfaces through a crash), the NICs it renamed, and the pod interfaces
+//! the CNI plugin asked for (attached again after a restart). After a crash, even
 //! one in the middle of an apply, the next start removes recorded TAPs its
 //! config no longer names and gives recorded NICs their names back, and
 //! only recorded TAPs may be re-attached.
@@ -26,14 +27,29 @@ pub struct Rename {
     pub to: String,
 }
 
+/// A pod interface: what the CNI plugin asked for and what it was given.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PodRecord {
+    pub network: String,
+    pub ni: String,
+    pub container_id: String,
+    pub ifname: String,
+    pub netns: String,
+    pub mac: crate::config::Mac,
+    pub ip: Option<std::net::Ipv4Addr>,
+    pub name: String,
+}
+
 const TAPS: &str = "taps.json";
 const RENAMES: &str = "renamed.json";
+const PODS: &str = "pods.json";
 
 /// The records, kept in the state directory.
 pub struct Ledger {
     dir: PathBuf,
     taps: Vec<Recorded>,
     renames: Vec<Rename>,
+    pods: Vec<PodRecord>,
 }
 
 fn load<T: for<'de> Deserialize<'de>>(dir: &Path, file: &str) -> Vec<T> {
@@ -67,7 +83,25 @@ impl Ledger {
             dir: dir.to_path_buf(),
             taps: load(dir, TAPS),
             renames: load(dir, RENAMES),
+            pods: load(dir, PODS),
         }
+    }
+
+    pub fn pods(&self) -> &[PodRecord] {
+        &self.pods
+    }
+
+    pub fn add_pod(&mut self, p: PodRecord) {
+        self.pods
+            .retain(|x| (&x.container_id, &x.ifname) != (&p.container_id, &p.ifname));
+        self.pods.push(p);
+        save(&self.dir, PODS, &self.pods);
+    }
+
+    pub fn remove_pod(&mut self, container_id: &str, ifname: &str) {
+        self.pods
+            .retain(|x| (x.container_id.as_str(), x.ifname.as_str()) != (container_id, ifname));
+        save(&self.dir, PODS, &self.pods);
     }
 
     pub fn has_tap(&self, t: &Recorded) -> bool {

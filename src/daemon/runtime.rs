@@ -49,6 +49,14 @@ pub(super) struct VifRt {
     pub filter: Option<Arc<VifFilter>>,
 }
 
+/// A pod interface of the CNI plugin.
+pub(super) struct PodRt {
+    pub rec: super::records::PodRecord,
+    pub tap: Arc<Tap>,
+    /// None while detached (its NI is being rebuilt).
+    pub entry: Option<Arc<PortEntry>>,
+}
+
 /// Filters whose interface went away or lost its ACLs: the flow logger
 /// writes their last records.
 pub(super) type Retired = Arc<Mutex<Vec<Arc<VifFilter>>>>;
@@ -62,6 +70,8 @@ pub(super) struct Runtime {
     pub vifs: BTreeMap<String, VifRt>,
     /// App interfaces that could not be made, with the reason.
     pub failed: BTreeMap<String, state::FailedVif>,
+    /// Pod interfaces by (container ID, interface name).
+    pub pods: BTreeMap<(String, String), PodRt>,
     pub ledger: Ledger,
     pub retired: Retired,
     pub published: Arc<ArcSwap<State>>,
@@ -89,6 +99,7 @@ impl Runtime {
             nis: BTreeMap::new(),
             vifs: BTreeMap::new(),
             failed: BTreeMap::new(),
+            pods: BTreeMap::new(),
             ledger,
             retired: Arc::default(),
             published,
@@ -126,6 +137,7 @@ impl Runtime {
             }
         }
         self.cfg = new.clone();
+        self.drop_orphan_pods();
         self.reap_rx();
         self.publish();
         errors
@@ -172,6 +184,7 @@ impl Runtime {
     pub fn shutdown(mut self) {
         let plan = super::plan::diff(&self.cfg, &super::empty_config(), &BTreeSet::new());
         self.stop.store(true, Relaxed);
+        self.leave_pods();
         let empty = super::empty_config();
         for e in self.execute(&plan, &empty) {
             tracing::warn!(step = %e.step, error = %e.error, "during shutdown");

@@ -46,6 +46,11 @@ pub struct FailedVif {
     pub error: String,
 }
 
+pub struct PodState {
+    pub rec: super::records::PodRecord,
+    pub entry: Option<Arc<PortEntry>>,
+}
+
 /// Applies so far and how the last one ended.
 #[derive(Debug, Clone, Default)]
 pub struct ApplyInfo {
@@ -64,6 +69,7 @@ pub struct State {
     pub nis: Vec<NiState>,
     pub vifs: Vec<VifState>,
     pub failed_vifs: Vec<FailedVif>,
+    pub pods: Vec<PodState>,
     pub apply: ApplyInfo,
     pub state_dir: PathBuf,
 }
@@ -114,6 +120,14 @@ pub(super) fn snapshot(rt: &Runtime) -> State {
             })
             .collect(),
         failed_vifs: rt.failed.values().cloned().collect(),
+        pods: rt
+            .pods
+            .values()
+            .map(|p| PodState {
+                rec: p.rec.clone(),
+                entry: p.entry.clone(),
+            })
+            .collect(),
         apply: rt.apply_info.clone(),
         state_dir: rt.state_dir.clone(),
     }
@@ -143,6 +157,7 @@ impl State {
             nis: Vec::new(),
             vifs: Vec::new(),
             failed_vifs: Vec::new(),
+            pods: Vec::new(),
             apply: ApplyInfo::default(),
             state_dir: PathBuf::new(),
         }
@@ -317,10 +332,34 @@ impl State {
             })
             .collect();
         let a = &self.apply;
+        let pods = self
+            .pods
+            .iter()
+            .map(|p| PodStatus {
+                container_id: p.rec.container_id.clone(),
+                ifname: p.rec.ifname.clone(),
+                network: p.rec.network.clone(),
+                ni: p.rec.ni.clone(),
+                name: p.rec.name.clone(),
+                mac: p.rec.mac.to_string(),
+                ips: match (p.rec.ip, &p.entry) {
+                    (Some(ip), _) => vec![ip.to_string()],
+                    (None, Some(e)) => e
+                        .learned_ips
+                        .lock()
+                        .map(|ips| ips.iter().map(|i| i.to_string()).collect())
+                        .unwrap_or_default(),
+                    (None, None) => Vec::new(),
+                },
+                netns: p.rec.netns.clone(),
+                counters: p.entry.as_deref().map(counters).unwrap_or_default(),
+            })
+            .collect();
         Status {
             ports,
             network_instances,
             apps,
+            pods,
             apply: ApplyStatus {
                 count: a.count,
                 failed: a.failed,

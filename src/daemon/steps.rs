@@ -47,7 +47,7 @@ impl Runtime {
 
     /// Takes ports out of the switch, ends their receive threads and waits
     /// until nothing else holds them, so their descriptors close.
-    fn release(&mut self, entries: Vec<Arc<PortEntry>>) {
+    pub(super) fn release(&mut self, entries: Vec<Arc<PortEntry>>) {
         for e in &entries {
             self.switch.remove_port(e);
         }
@@ -194,10 +194,12 @@ impl Runtime {
         if ni.local.is_some() {
             self.start_router(name, new)?;
         }
+        self.attach_pods(name);
         Ok(())
     }
 
     fn remove_ni(&mut self, name: &str) -> Result<()> {
+        self.detach_pods(name);
         if let Some(ni) = self.nis.remove(name)
             && let Some(r) = ni.router
         {
@@ -228,7 +230,7 @@ impl Runtime {
                 })
             })
             .collect();
-        let (clients, maps) = router_view(new, name);
+        let (clients, maps) = self.router_view(new, name);
         let setup = RouterSetup {
             ni_name: name.to_string(),
             ni_uuid: ni_cfg.uuid,
@@ -260,7 +262,7 @@ impl Runtime {
     fn refresh_router(&mut self, name: &str, new: &Config) -> Result<()> {
         let ni = self.nis.get(name).context("network instance not running")?;
         let r = ni.router.as_ref().context("the NI has no router")?;
-        let (clients, maps) = router_view(new, name);
+        let (clients, maps) = self.router_view(new, name);
         r.update(RouterUpdate { clients, maps });
         Ok(())
     }
@@ -277,7 +279,7 @@ impl Runtime {
         let topts = TapOptions {
             name: vif.tap.clone(),
             mac: Some(vif.mac),
-            mtu: Some(self.vif_mtu(vif)),
+            mtu: Some(self.ni_mtu(&vif.ni)),
             persist: true,
             exclusive: !reattach,
         };
@@ -322,9 +324,10 @@ impl Runtime {
         Ok(())
     }
 
-    fn vif_mtu(&self, vif: &Vif) -> u32 {
+    /// The MTU of NI `ni`'s interfaces: its port's, else 1500.
+    pub(super) fn ni_mtu(&self, ni: &str) -> u32 {
         self.nis
-            .get(&vif.ni)
+            .get(ni)
             .and_then(|n| n.cfg.port.as_ref())
             .and_then(|p| self.ports.get(p))
             .map_or(1500, |p| p.nic.mtu.load(Relaxed))
@@ -374,7 +377,7 @@ impl Runtime {
                 ifnum: v.cfg.ifnum,
             },
             Box::new(v.tap.clone()),
-            self.vif_mtu(&v.cfg),
+            self.ni_mtu(&v.cfg.ni),
         )
         .own_mac(v.cfg.mac);
         let entry = self.switch.add_port(&ni.domain, spec)?;
@@ -454,8 +457,27 @@ fn find_vif<'a>(cfg: &'a Config, tap: &str) -> Option<(&'a App, &'a Vif)> {
         .find_map(|a| Some((a, a.interfaces.iter().find(|v| v.tap == tap)?)))
 }
 
-/// The clients (DHCP, DNS names) and port maps of NI `ni` in `cfg`.
-fn router_view(cfg: &Config, ni: &str) -> (Vec<Client>, Vec<MapRule>) {
+impl Runtime {
+    /// The clients (DHCP, DNS names) and port maps of NI `ni`: the app
+    /// interfaces of `cfg` and the pods on it (with their addresses fixed).
+    fn router_view(&self, cfg: &Config, ni: &str) -> (Vec<Client>, Vec<MapRule>) {
+        let (mut clients, maps) = config_view(cfg, ni);
+        clients.extend(
+            self.pods
+                .values()
+                .filter(|p| p.rec.ni == ni)
+                .map(|p| Client {
+                    mac: p.rec.mac,
+                    app: p.rec.name.clone(),
+                    fixed: p.rec.ip,
+                }),
+        );
+        (clients, maps)
+    }
+}
+
+/// The clients and port maps of NI `ni` in `cfg`.
+fn config_view(cfg: &Config, ni: &str) -> (Vec<Client>, Vec<MapRule>) {
     let vifs = || {
         cfg.apps.iter().flat_map(|a| {
             a.interfaces

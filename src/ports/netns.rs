@@ -1,10 +1,12 @@
-//! Runs work inside a named network namespace (as `ip netns` makes them,
-//! under /run/netns) on a short-lived thread, so the daemon's own namespace
-//! is never changed. Descriptors opened there keep working everywhere.
+//! Runs work inside a network namespace — a named one (as `ip netns` makes
+//! them, under /run/netns) or one given by path (a container runtime's
+//! `CNI_NETNS`) — on a short-lived thread, so the caller's own namespace is
+//! never changed. Descriptors opened there keep working everywhere.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 
 use super::cvt;
 
@@ -23,13 +25,17 @@ pub fn run_in<T: Send>(
             format!("bad namespace name `{name}`"),
         ));
     }
-    let path = format!("{NETNS_DIR}/{name}");
-    let ns = File::open(&path).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("network namespace `{name}` ({path}): {e}"),
-        )
-    })?;
+    run_in_path(Path::new(&format!("{NETNS_DIR}/{name}")), f)
+        .map_err(|e| io::Error::new(e.kind(), format!("network namespace `{name}`: {e}")))
+}
+
+/// Runs `f` inside the network namespace at `path`.
+pub fn run_in_path<T: Send>(
+    path: &Path,
+    f: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
+    let ns = File::open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     std::thread::scope(|s| {
         s.spawn(move || {
             // SAFETY: setns on a namespace fd we hold; affects this thread only.
