@@ -88,6 +88,18 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         appnum: u8,
     },
+    /// Print the address kubelet should use as --node-ip (SPEC §7.1).
+    NodeIp {
+        /// The address(es) of the interface whose subnet holds this VIP (one per family).
+        #[arg(long, value_delimiter = ',', value_name = "IP[,IP]")]
+        vip: Vec<String>,
+        /// ipv4 (the default, or ipv6 when only IPv6 has a default route), ipv6, or dual.
+        #[arg(long, value_enum)]
+        family: Option<niswitch::nodeip::Family>,
+        /// Print {"node_ip": …, "ipv4": …, "ipv6": …}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Build a sandbox of namespaces, run niswitch in it, show it working, tear it down.
     Demo {
         /// Keep going after a failed step (still exits non-zero).
@@ -176,6 +188,13 @@ fn main() -> ExitCode {
             };
             flows(&dir, json, follow)
         }
+        Cmd::NodeIp { vip, family, json } => match niswitch::nodeip::command(&vip, family, json) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Cmd::Demo { keep_going } => {
             if let Err(m) = privileges::require_net_admin("demo") {
                 return fail(m);

@@ -5,11 +5,11 @@ use proptest::prelude::*;
 
 use niswitch::config;
 use niswitch::frame::Packet;
-use niswitch::ports::afpacket::insert_vlan;
 use niswitch::nodeip::{self, Family, Net};
+use niswitch::ports::afpacket::insert_vlan;
 use niswitch::ports::linkwatch;
-use niswitch::ports::rtnl;
 use niswitch::ports::memory::{MemoryPort, Shared};
+use niswitch::ports::rtnl;
 use niswitch::switch::{Domain, PortRole, PortSpec, Switch, iplearn};
 
 proptest! {
