@@ -189,9 +189,7 @@ pub fn serve(
                             active.fetch_sub(1, Relaxed);
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(50))
-                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_readable(&listener),
                     Err(e) => {
                         tracing::warn!(error = %e, "control accept failed");
                         std::thread::sleep(Duration::from_millis(200));
@@ -200,6 +198,18 @@ pub fn serve(
             }
             let _ = std::fs::remove_file(&path);
         })
+}
+
+/// Waits up to 200 ms for a client to connect (then `stop` is looked at).
+fn wait_readable(l: &UnixListener) {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: l.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, 200) };
 }
 
 /// Binds under a temporary name, makes the socket root-only, then renames

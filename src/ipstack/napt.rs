@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -18,7 +18,7 @@ use ipnet::Ipv4Net;
 
 use super::translate::{self, Kind};
 use crate::config::{L4Proto, Mac};
-use crate::ports::cvt;
+use crate::ports::waker::Waker;
 use crate::services::nat::{NatError, NatTable, Proto, Rewrite, TCP_RST};
 use crate::switch::{PortEntry, Switch, now_secs};
 
@@ -153,7 +153,7 @@ pub struct Nat {
     subnet: Ipv4Net,
     state: Mutex<State>,
     wiring: ArcSwapOption<Wiring>,
-    wake: OwnedFd,
+    wake: Waker,
     pub counters: NatCounters,
 }
 
@@ -186,8 +186,6 @@ impl Nat {
         uplink_macs: Vec<Mac>,
         maps: Vec<MapRule>,
     ) -> io::Result<Nat> {
-        // SAFETY: plain eventfd(2) call; the fd is owned below.
-        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
         let reserved = maps.iter().map(|m| (map_proto(m.proto), m.uplink_port));
         let table = NatTable::new(NAT_PORTS, reserved, MAX_SESSIONS);
         let uplinks = uplink_macs
@@ -216,8 +214,7 @@ impl Nat {
                 asked: HashMap::new(),
             }),
             wiring: ArcSwapOption::empty(),
-            // SAFETY: fd was just returned by eventfd(2).
-            wake: unsafe { OwnedFd::from_raw_fd(fd) },
+            wake: Waker::new()?,
             counters: NatCounters::default(),
         })
     }
@@ -238,7 +235,7 @@ impl Nat {
     /// The descriptor that wakes the control thread when packets wait for
     /// a next hop.
     pub fn wake_fd(&self) -> RawFd {
-        self.wake.as_raw_fd()
+        self.wake.fd()
     }
 
     pub fn sessions(&self) -> usize {
@@ -487,9 +484,7 @@ impl Nat {
             pkt: buf.to_vec(),
             since: now_ms(),
         });
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writing 8 bytes to our eventfd.
-        unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), 8) };
+        self.wake.ring();
         true
     }
 
@@ -554,9 +549,7 @@ impl Nat {
     /// is now known, asks (ARP) for the others once a second, and gives up
     /// on them after a few seconds.
     pub fn resolve(&self) {
-        let mut v = [0u8; 8];
-        // SAFETY: reading 8 bytes from our eventfd into a buffer we own.
-        unsafe { libc::read(self.wake.as_raw_fd(), v.as_mut_ptr().cast(), 8) };
+        self.wake.clear();
         let now = now_ms();
         let mut ready = Vec::new();
         let mut ask = Vec::new();

@@ -6,13 +6,14 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 
 use super::napt::{Nat, Side};
 use crate::config::Mac;
 use crate::frame::VNET_HDR_LEN;
-use crate::ports::{PortIo, cvt};
+use crate::ports::PortIo;
+use crate::ports::waker::Waker;
 
 const QUEUE: usize = 1024;
 
@@ -20,40 +21,33 @@ pub struct RouterPort {
     mac: Mac,
     nat: Option<(Arc<Nat>, Side)>,
     queue: Mutex<VecDeque<Vec<u8>>>,
-    wake: OwnedFd,
+    wake: Waker,
 }
 
 impl RouterPort {
     /// A port with MAC `mac`; with `nat`, frames go through its fast path first.
     pub fn new(mac: Mac, nat: Option<(Arc<Nat>, Side)>) -> io::Result<RouterPort> {
-        // SAFETY: plain eventfd(2) call; the fd is owned below.
-        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
-        // SAFETY: fd was just returned by eventfd(2).
         Ok(RouterPort {
             mac,
             nat,
             queue: Mutex::new(VecDeque::new()),
-            wake: unsafe { OwnedFd::from_raw_fd(fd) },
+            wake: Waker::new()?,
         })
     }
 
     /// The descriptor the control thread polls.
     pub fn wake_fd(&self) -> RawFd {
-        self.wake.as_raw_fd()
+        self.wake.fd()
     }
 
     /// Wakes the control thread without a frame.
     pub fn wake(&self) {
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writing 8 bytes to our eventfd.
-        unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), 8) };
+        self.wake.ring();
     }
 
     /// Clears the wake-up and takes every queued packet.
     pub fn drain(&self) -> Vec<Vec<u8>> {
-        let mut v = [0u8; 8];
-        // SAFETY: reading 8 bytes from our eventfd into a buffer we own.
-        unsafe { libc::read(self.wake.as_raw_fd(), v.as_mut_ptr().cast(), 8) };
+        self.wake.clear();
         self.queue
             .lock()
             .map(|mut q| q.drain(..).collect())

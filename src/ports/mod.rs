@@ -10,6 +10,7 @@ pub mod memory;
 pub mod netns;
 pub mod rtnl;
 pub mod tap;
+pub mod waker;
 
 use std::io;
 use std::os::fd::RawFd;

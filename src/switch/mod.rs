@@ -18,6 +18,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use crate::config::Mac;
 use crate::frame::{FrameError, MAX_PACKET, Packet, VNET_HDR_LEN};
 use crate::ports::PortIo;
+use crate::ports::waker::Waker;
 pub use mactable::{Learn, MacTable, PortId};
 pub use stats::{DropReason, PortStats};
 
@@ -164,6 +165,8 @@ pub struct PortEntry {
     /// Whether `hook` is set: one relaxed load per frame when it is not.
     hooked: AtomicBool,
     closing: AtomicBool,
+    /// Rung when the port is removed, so its receive loop ends at once.
+    wake: Waker,
 }
 
 impl PortEntry {
@@ -252,6 +255,7 @@ impl Switch {
             hook: ArcSwapOption::empty(),
             hooked: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            wake: Waker::new()?,
         });
         self.ports[id].store(Some(entry.clone()));
         if let Some(m) = spec.own_mac.or(spec.pinned) {
@@ -271,6 +275,7 @@ impl Switch {
         if port.closing.swap(true, Relaxed) {
             return;
         }
+        port.wake.ring();
         port.domain.members.rcu(|m| {
             m.iter()
                 .filter(|p| p.id != port.id)
@@ -366,15 +371,14 @@ impl Switch {
         let Some(fd) = port.io.fd() else { return };
         let mut buf = vec![0u8; MAX_PACKET];
         while !stop.load(Relaxed) && !port.is_closing() {
-            let mut pfd = libc::pollfd {
+            let mut pfd = [fd, port.wake.fd()].map(|fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,
                 revents: 0,
-            };
-            // A removed port's thread ends within one timeout.
-            // SAFETY: one valid pollfd.
-            let r = unsafe { libc::poll(&mut pfd, 1, 50) };
-            if r <= 0 {
+            });
+            // SAFETY: two valid pollfds.
+            let r = unsafe { libc::poll(pfd.as_mut_ptr(), 2, 200) };
+            if r <= 0 || pfd[0].revents == 0 {
                 continue;
             }
             let now = now_secs();
