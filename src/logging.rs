@@ -26,7 +26,9 @@ pub fn init(level: &str) {
             .event_format(JournalFormat)
             .try_init()
     } else {
-        builder.with_target(false).try_init()
+        // Colours only on a terminal, never into a log file.
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        builder.with_target(false).with_ansi(tty).try_init()
     };
 }
 

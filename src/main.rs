@@ -52,8 +52,8 @@ enum Cmd {
     Apply {
         #[arg(long)]
         config: PathBuf,
-        /// Seconds the probe may take before the previous config is restored.
-        #[arg(long, default_value_t = 30)]
+        /// Seconds the probe may take before the previous config is restored (up to 600).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=600))]
         probe_timeout: u64,
         /// Print the plan and change nothing.
         #[arg(long)]
@@ -250,7 +250,7 @@ fn apply(control: &std::path::Path, file: &std::path::Path, probe: u64, dry_run:
         dry_run,
     };
     // Room for the steps, the probe and a revert after it.
-    let wait = std::time::Duration::from_secs(probe.saturating_mul(2) + 120);
+    let wait = std::time::Duration::from_secs(probe.saturating_mul(2).saturating_add(120));
     match control::call_with_timeout(control, &req, wait) {
         Ok(v) => {
             let steps: Vec<&str> = v["plan"]

@@ -3,15 +3,9 @@
 //! nothing when NOTIFY_SOCKET is unset (not started by systemd), and a failed
 //! notification is only logged at debug level: it never stops the daemon.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
-
-/// The longest the watchdog thread sleeps before it looks at its stop flag.
-const WATCHDOG_SLICE: Duration = Duration::from_millis(100);
 
 /// Whether a service manager is listening (NOTIFY_SOCKET is set).
 fn enabled() -> bool {
@@ -61,12 +55,17 @@ pub fn stopping() {
     send("stopping", &[NotifyState::Stopping]);
 }
 
-/// Starts a thread named "watchdog" that sends WATCHDOG=1 every half of the
-/// unit's WatchdogSec until `stop` is set; it ends within a few hundred
-/// milliseconds of that. Returns None when systemd asked for no watchdog
-/// (WATCHDOG_USEC unset or not meant for this process) or NOTIFY_SOCKET is
-/// unset.
-pub fn watchdog(stop: Arc<AtomicBool>) -> Option<JoinHandle<()>> {
+/// The watchdog heartbeat, kicked by the thread whose liveness it proves
+/// (the daemon's main thread, which owns the data plane's configuration):
+/// a stuck main thread stops the heartbeat and systemd restarts the daemon.
+pub struct Watchdog {
+    period: Duration,
+    next: Instant,
+}
+
+/// The watchdog systemd asked for (WATCHDOG_USEC, meant for this process),
+/// or None without one or without NOTIFY_SOCKET.
+pub fn watchdog() -> Option<Watchdog> {
     if !enabled() {
         return None;
     }
@@ -74,29 +73,20 @@ pub fn watchdog(stop: Arc<AtomicBool>) -> Option<JoinHandle<()>> {
     if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
         return None;
     }
-    let period = Duration::from_micros(usec) / 2;
-    let spawned = thread::Builder::new()
-        .name("watchdog".into())
-        .spawn(move || heartbeat(period, &stop));
-    match spawned {
-        Ok(handle) => Some(handle),
-        Err(e) => {
-            tracing::debug!(error = %e, "starting the watchdog thread failed");
-            None
-        }
-    }
+    Some(Watchdog {
+        period: Duration::from_micros(usec) / 2,
+        next: Instant::now(),
+    })
 }
 
-/// Sends WATCHDOG=1 now and then every `period` until `stop` is set.
-fn heartbeat(period: Duration, stop: &AtomicBool) {
-    let mut next = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
+impl Watchdog {
+    /// Sends WATCHDOG=1 when half the interval has passed since the last one.
+    pub fn kick(&mut self) {
         let now = Instant::now();
-        if now >= next {
+        if now >= self.next {
             send("watchdog", &[NotifyState::Watchdog]);
-            next = now + period;
+            self.next = now + self.period;
         }
-        thread::sleep(next.saturating_duration_since(now).min(WATCHDOG_SLICE));
     }
 }
 
@@ -131,7 +121,7 @@ mod tests {
         reloading();
         status("idle");
         stopping();
-        assert!(watchdog(Arc::new(AtomicBool::new(false))).is_none());
+        assert!(watchdog().is_none());
 
         // With a socket standing in for systemd's.
         let dir = tempfile::tempdir().expect("tempdir");
@@ -162,21 +152,25 @@ mod tests {
         stopping();
         assert_eq!(recv(&sock), "STOPPING=1\n");
 
-        // The watchdog beats at once, then every half second, and ends soon
-        // after it is told to stop.
-        let stop = Arc::new(AtomicBool::new(false));
-        let handle = watchdog(stop.clone()).expect("watchdog enabled");
+        // The watchdog beats at the first kick, then once per half interval.
+        let mut w = watchdog().expect("watchdog enabled");
+        w.kick();
+        w.kick();
         assert_eq!(recv(&sock), "WATCHDOG=1\n");
+        sock.set_nonblocking(true).expect("nonblocking");
+        assert!(
+            sock.recv(&mut [0u8; 64]).is_err(),
+            "one beat per half interval"
+        );
+        sock.set_nonblocking(false).expect("blocking");
+        std::thread::sleep(Duration::from_millis(510));
+        w.kick();
         assert_eq!(recv(&sock), "WATCHDOG=1\n");
-        stop.store(true, Ordering::Relaxed);
-        let asked = Instant::now();
-        handle.join().expect("watchdog thread");
-        assert!(asked.elapsed() < Duration::from_millis(250));
 
         // A watchdog meant for another process is not ours.
         // SAFETY: as above.
         unsafe { std::env::set_var("WATCHDOG_PID", "0") };
-        assert!(watchdog(Arc::new(AtomicBool::new(false))).is_none());
+        assert!(watchdog().is_none());
 
         // A socket that went away is logged, not fatal.
         drop(sock);

@@ -414,6 +414,14 @@ fn lifecycle_on_a_local_ni() {
     let r = net_verb("STATUS", &conf("1.1.0", "nope", &d.ctl));
     assert_error(&r, 50, "STATUS of an unknown NI", &tail(sb, d));
 
+    // GC without the list of valid attachments removes nothing.
+    let r = net_verb("GC", &c);
+    assert_error(&r, 7, "GC without cni.dev/valid-attachments", &tail(sb, d));
+    assert!(
+        pod_status(d, &pod.cid).is_some(),
+        "GC without a list removed the pod"
+    );
+
     // GC keeps what is valid, removes the rest, never a configured app.
     let mut gc = c.clone();
     gc["cni.dev/valid-attachments"] = json!([
@@ -884,7 +892,16 @@ fn bad_input_gets_the_right_error_and_leaves_nothing() {
     for (what, path) in [("no socket", &nobody), ("stale socket", &stale)] {
         let r = net_verb("STATUS", &conf("1.1.0", "lan", path));
         assert_error(&r, 50, &format!("STATUS, {what}"), &tail(sb, d));
+        // DEL does not fail for a daemon that is not there.
+        let r = verb("DEL", &pod(), &conf("1.1.0", "lan", path));
+        assert_eq!(r.code, 0, "DEL, {what}\n{}", ctx(sb, d, &r));
     }
+    let r = net_verb("STATUS", &without_ni);
+    assert_error(&r, 50, "STATUS without ni", &tail(sb, d));
+    let mut bad_if = pod();
+    bad_if.ifname = "much-too-long-name".into();
+    let r = verb("ADD", &bad_if, &good);
+    assert_error(&r, 4, "CNI_IFNAME too long", &tail(sb, d));
     // The daemon is unharmed and the same attachment works now.
     let r = verb("ADD", &pod(), &good);
     assert_eq!(

@@ -115,6 +115,7 @@ fn add(env: &Env, conf: &NetConf) -> Result<Option<Value>, CniError> {
         env.need(&env.netns, "CNI_NETNS")?,
         env.need(&env.ifname, "CNI_IFNAME")?,
     );
+    spec::check_ifname(ifname)?;
     let args = spec::parse_args(&env.args)?;
     let mac = args
         .get("MAC")
@@ -146,12 +147,22 @@ fn del_request(conf: &NetConf, cid: &str, ifname: &str) -> PodRequest {
     }
 }
 
-/// Idempotent: nothing to delete is success; the netns may be gone.
+/// Idempotent: nothing to delete is success; the netns may be gone. A
+/// daemon that does not answer is no reason to fail: the pod's TAP goes
+/// with its namespace, and the daemon forgets it when it starts or on GC.
 fn del(env: &Env, conf: &NetConf) -> Result<Option<Value>, CniError> {
     let cid = env.need(&env.container_id, "CNI_CONTAINERID")?;
     let ifname = env.need(&env.ifname, "CNI_IFNAME")?;
-    ask(conf, del_request(conf, cid, ifname), code::TRY_AGAIN_LATER)?;
-    Ok(None)
+    match ask(conf, del_request(conf, cid, ifname), code::TRY_AGAIN_LATER) {
+        Err(e) if e.code == code::TRY_AGAIN_LATER => {
+            eprintln!(
+                "niswitch-cni: DEL of {cid}/{ifname}: {} ({})",
+                e.msg, e.details
+            );
+            Ok(None)
+        }
+        other => other.map(|_| None),
+    }
 }
 
 fn check(env: &Env, conf: &NetConf) -> Result<Option<Value>, CniError> {
@@ -176,15 +187,26 @@ fn check(env: &Env, conf: &NetConf) -> Result<Option<Value>, CniError> {
 }
 
 fn status(conf: &NetConf) -> Result<Option<Value>, CniError> {
-    let ni = conf.ni()?.to_string();
+    // Not ready to attach anything: 50, whatever the reason.
+    let ni = conf
+        .ni()
+        .map_err(|e| CniError::new(code::NOT_AVAILABLE, e.msg))?
+        .to_string();
     ask(conf, PodRequest::Ready { ni }, code::NOT_AVAILABLE)?;
     Ok(None)
 }
 
 fn gc(conf: &NetConf) -> Result<Option<Value>, CniError> {
+    // Without the list, GC cannot tell what is still in use: remove nothing.
+    let valid = conf.valid_attachments.clone().ok_or_else(|| {
+        CniError::new(
+            code::INVALID_CONFIG,
+            "GC needs cni.dev/valid-attachments in the network config",
+        )
+    })?;
     let req = PodRequest::Gc {
         network: conf.name.clone(),
-        valid: conf.valid_attachments.clone().unwrap_or_default(),
+        valid,
     };
     ask(conf, req, code::TRY_AGAIN_LATER)?;
     Ok(None)

@@ -156,6 +156,26 @@ pub fn parse_args(s: &str) -> Result<BTreeMap<String, String>, CniError> {
     Ok(m)
 }
 
+/// CNI_IFNAME must be a valid interface name: 1 to 15 bytes, no `/`,
+/// whitespace or `:` (the kernel's rules), not `.` or `..`.
+pub fn check_ifname(n: &str) -> Result<(), CniError> {
+    let bad = n.is_empty()
+        || n.len() > 15
+        || n == "."
+        || n == ".."
+        || n.chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    match bad {
+        true => Err(CniError::new(
+            code::INVALID_ENV,
+            format!(
+                "CNI_IFNAME `{n}` is not an interface name (1-15 bytes, no '/', ':' or spaces)"
+            ),
+        )),
+        false => Ok(()),
+    }
+}
+
 /// A DNS label for the pod: its Kubernetes name, or the container ID's
 /// first 12 characters.
 pub fn pod_name(args: &BTreeMap<String, String>, container_id: &str) -> String {

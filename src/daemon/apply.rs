@@ -11,6 +11,13 @@ use super::runtime::Runtime;
 use super::{lastgood, probe};
 use crate::config::{self, Config};
 
+/// The longest probe an apply may ask for.
+pub const MAX_PROBE: Duration = Duration::from_secs(600);
+
+/// What the main thread does while a probe waits: serve pod requests, look
+/// at signals; true asks the apply to stop (SIGTERM came) and revert.
+pub type Between<'a> = &'a mut dyn FnMut(&mut Runtime) -> bool;
+
 /// What `niswitch apply` (or SIGHUP) asks for.
 #[derive(Debug, Clone)]
 pub struct ApplyRequest {
@@ -45,8 +52,8 @@ fn now_rfc3339() -> String {
 
 impl Runtime {
     /// Applies a config; the Err text is what the user reads.
-    pub fn apply(&mut self, req: &ApplyRequest) -> Result<ApplyReport, String> {
-        let result = self.try_apply(req);
+    pub fn apply(&mut self, req: &ApplyRequest, between: Between) -> Result<ApplyReport, String> {
+        let result = self.try_apply(req, between);
         if !req.dry_run {
             let a = &mut self.apply_info;
             a.count += 1;
@@ -65,7 +72,11 @@ impl Runtime {
         result.map_err(|(_, m)| m)
     }
 
-    fn try_apply(&mut self, req: &ApplyRequest) -> Result<ApplyReport, (&'static str, String)> {
+    fn try_apply(
+        &mut self,
+        req: &ApplyRequest,
+        between: Between,
+    ) -> Result<ApplyReport, (&'static str, String)> {
         let new = config::parse(&req.text).map_err(|errs| {
             let mut lines: Vec<String> = errs.iter().map(|e| format!("{}: {e}", req.source)).collect();
             lines.push(format!(
@@ -76,7 +87,7 @@ impl Runtime {
             ("refused", lines.join("\n"))
         })?;
         let old = self.cfg.clone();
-        let plan = plan::diff(&old, &new, &self.failed_taps());
+        let plan = plan::diff(&old, &new, &self.damaged());
         if req.dry_run {
             return Ok(ApplyReport {
                 plan: steps_text(&plan),
@@ -93,7 +104,10 @@ impl Runtime {
         let applied_ms = t0.elapsed().as_millis() as u64;
         let failed = match errors.first() {
             Some(e) => Err(format!("step \"{}\" failed: {}", e.step, e.error)),
-            None => probe::run(&self.published.load(), &new, &known, req.probe_timeout)
+            // Nothing changed: nothing to prove.
+            None if plan.steps.is_empty() => Ok(()),
+            None => self
+                .probe(&new, &known, req.probe_timeout.min(MAX_PROBE), between)
                 .map_err(|why| format!("the probe failed: {why}")),
         };
         let probe_ms = t0.elapsed().as_millis() as u64 - applied_ms;
@@ -104,6 +118,8 @@ impl Runtime {
         }
         lastgood::save(&self.state_dir, &req.text);
         lastgood::end(&self.state_dir);
+        // Kept: pods whose NI it removed go now (a revert would have kept them).
+        self.drop_orphan_pods();
         tracing::info!(steps = plan.steps.len(), applied_ms, probe_ms, source = %req.source, "config applied");
         Ok(ApplyReport {
             plan: steps_text(&plan),
@@ -118,9 +134,31 @@ impl Runtime {
         })
     }
 
+    /// Probes the running data plane for `cfg`, serving `between` each round.
+    fn probe(
+        &mut self,
+        cfg: &Config,
+        known: &std::collections::BTreeMap<String, std::net::Ipv4Addr>,
+        timeout: Duration,
+        between: Between,
+    ) -> Result<(), String> {
+        let mut p = probe::Probe::new(cfg, known, timeout);
+        loop {
+            if let Some(done) = p.round(&self.published.load()) {
+                return done;
+            }
+            for _ in 0..4 {
+                if between(self) {
+                    return Err("niswitch was told to stop".into());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
     /// Runs the plan back to `old`; says how that went.
     fn revert(&mut self, old: &Config) -> String {
-        let back = plan::diff(&self.cfg, old, &self.failed_taps());
+        let back = plan::diff(&self.cfg, old, &self.damaged());
         let errors = self.execute(&back, old);
         if errors.is_empty() {
             tracing::warn!("apply failed; the previous config was restored");

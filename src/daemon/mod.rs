@@ -8,6 +8,7 @@
 
 mod apply;
 mod lastgood;
+mod mainloop;
 mod nic;
 mod plan;
 mod pods;
@@ -34,6 +35,7 @@ use crate::config::{self, Config};
 use crate::control::{self, Handler, Request};
 use crate::notify;
 pub use apply::{ApplyReport, ApplyRequest};
+use mainloop::{Job, MainLoop, Work};
 use runtime::Runtime;
 pub use state::State;
 
@@ -57,15 +59,6 @@ pub(crate) fn empty_config() -> Config {
         network_instances: Vec::new(),
         apps: Vec::new(),
     }
-}
-
-/// Work for the main thread (which owns the runtime) from the control
-/// socket, with where to answer.
-type Work = Box<dyn FnOnce(&mut Runtime) -> Result<Value, String> + Send>;
-
-struct Job {
-    work: Work,
-    reply: mpsc::Sender<Result<Value, String>>,
 }
 
 /// The config to start from: the file given, or the last good one when the
@@ -137,8 +130,7 @@ pub fn run(opts: RunOptions) -> Result<()> {
     };
     tracing::info!(control = %opts.control.display(), config = %source, "niswitch is running");
     notify::ready();
-    probe_start(&rt, cfg, text);
-    let sig = main_loop(&mut rt, &jobs, &opts);
+    let sig = MainLoop::new(&jobs, &cfg, text).run(&mut rt, &opts.config);
     tracing::info!(signal = sig, "shutting down");
     notify::stopping();
     rt.shutdown();
@@ -182,68 +174,7 @@ fn start_workers(
         control::serve(opts.control.clone(), handler, stop.clone())
             .context("starting the control socket")?,
     );
-    threads.extend(notify::watchdog(stop.clone()));
     Ok(threads)
-}
-
-/// The start's own probe, in the background: a config that passes it
-/// becomes the last good one (unless an apply came first).
-fn probe_start(rt: &Runtime, cfg: Config, text: String) {
-    let (st, dir) = (rt.published.clone(), rt.state_dir.clone());
-    let spawned = std::thread::Builder::new().name("probe".into()).spawn(move || {
-        let known = probe::host_gateways(&cfg);
-        match probe::run(&st.load(), &cfg, &known, DEFAULT_PROBE_TIMEOUT) {
-            Ok(()) if st.load().apply.count == 0 => lastgood::save(&dir, &text),
-            Ok(()) => {}
-            Err(why) => tracing::warn!(
-                "the starting config failed its probe ({why}); it is not kept as the last good config"
-            ),
-        }
-    });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "could not probe the starting config");
-    }
-}
-
-/// Serves applies until SIGINT or SIGTERM, which it returns.
-fn main_loop(rt: &mut Runtime, jobs: &mpsc::Receiver<Job>, opts: &RunOptions) -> i32 {
-    loop {
-        if let Ok(job) = jobs.recv_timeout(Duration::from_millis(50)) {
-            let _ = job.reply.send((job.work)(rt));
-        }
-        match signals::wait(0) {
-            Some(libc::SIGHUP) => reload(rt, opts),
-            Some(sig) => return sig,
-            None => {}
-        }
-    }
-}
-
-/// SIGHUP: the `--config` file again, applied as `niswitch apply` does.
-fn reload(rt: &mut Runtime, opts: &RunOptions) {
-    notify::reloading();
-    let file = opts.config.display().to_string();
-    let outcome = std::fs::read_to_string(&opts.config)
-        .map_err(|e| format!("cannot read {file}: {e}"))
-        .and_then(|text| {
-            rt.apply(&ApplyRequest {
-                text,
-                source: file.clone(),
-                probe_timeout: DEFAULT_PROBE_TIMEOUT,
-                dry_run: false,
-            })
-        });
-    match outcome {
-        Ok(r) => {
-            tracing::info!(steps = r.plan.len(), "SIGHUP: {file} applied");
-            notify::status("running");
-        }
-        Err(e) => {
-            tracing::error!("SIGHUP: {file} not applied: {e}");
-            notify::status(&format!("reload failed: {e}"));
-        }
-    }
-    notify::ready();
 }
 
 /// Answers the control socket: status from the published snapshot, applies
@@ -256,13 +187,17 @@ struct ControlHandler {
 
 impl ControlHandler {
     /// Runs `work` on the main thread, after the work queued before it.
-    fn on_main(&self, work: Work) -> Result<Value, String> {
+    fn on_main(&self, work: Work, pod: bool) -> Result<Value, String> {
         let (tx, rx) = mpsc::channel();
         let sent = self
             .jobs
             .lock()
             .map_err(|_| "the daemon's work queue failed; restart niswitch".to_string())?
-            .send(Job { work, reply: tx });
+            .send(Job {
+                work,
+                reply: tx,
+                pod,
+            });
         sent.map_err(|_| "niswitch is shutting down; try again once it runs".to_string())?;
         rx.recv()
             .map_err(|_| "niswitch stopped before it answered".to_string())?
@@ -284,7 +219,7 @@ impl Handler for ControlHandler {
                     "state_dir": st.state_dir,
                 }))
             }
-            Request::Pod(p) => self.on_main(Box::new(move |rt| Ok(rt.pod_request(p)))),
+            Request::Pod(p) => self.on_main(Box::new(move |rt, _| Ok(rt.pod_request(p))), true),
             Request::Apply {
                 config,
                 source,
@@ -297,10 +232,11 @@ impl Handler for ControlHandler {
                     probe_timeout: Duration::from_secs(probe_timeout),
                     dry_run,
                 };
-                self.on_main(Box::new(move |rt| {
-                    let report = rt.apply(&req)?;
+                let work: Work = Box::new(move |rt, between| {
+                    let report = rt.apply(&req, between)?;
                     serde_json::to_value(report).map_err(|e| e.to_string())
-                }))
+                });
+                self.on_main(work, false)
             }
         }
     }

@@ -134,18 +134,11 @@ pub fn open(cfg: &Port, reattach: bool) -> io::Result<OpenedNic> {
 }
 
 impl OpenedNic {
-    /// A new MTU on the NIC (a live apply); the first one is restored on exit.
-    pub fn set_mtu(&mut self, mtu: u32) -> io::Result<()> {
-        let before = ifctl::mtu(&self.nic_name)?;
-        ifctl::set_mtu(&self.nic_name, mtu)?;
-        self.mtu_was.get_or_insert(before);
-        self.mtu = mtu;
-        Ok(())
-    }
-
-    /// Removes the host TAP and gives the NIC back its name and settings.
+    /// Removes the host TAP and gives the NIC back its name and settings;
+    /// false when the name could not be given back (the record of the
+    /// rename must then stay, for the next start to retry).
     /// The caller has already dropped every other handle to the host TAP.
-    pub fn restore(self) {
+    pub fn restore(self) -> bool {
         if let Some(h) = self.host {
             let _ = h.unpersist();
             drop(h);
@@ -166,9 +159,11 @@ impl OpenedNic {
                     tracing::info!(nic = %self.cfg.device, "restored NIC name");
                 }
                 Err(e) => {
-                    tracing::error!(nic = %self.nic_name, error = %e, "could not restore the NIC's name")
+                    tracing::error!(nic = %self.nic_name, error = %e, "could not restore the NIC's name; the next start retries");
+                    return false;
                 }
             }
         }
+        true
     }
 }

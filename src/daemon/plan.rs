@@ -5,8 +5,9 @@
 //! Identity: a port and a network instance are known by name, an app
 //! interface (VIF) by its TAP name. What changes in place and what is made
 //! again:
-//! - a port whose `cost` or `mtu` changes is updated in place; any other
-//!   change makes it again, and every NI on it with it;
+//! - a port whose `cost` changes is updated in place (the routers using it
+//!   as an uplink restart); any other change (an MTU too: every interface
+//!   of its domain follows it) makes it again, and every NI on it with it;
 //! - a local NI whose settings change (or whose uplink ports change) gets a
 //!   new router on the same domain: its VIFs and MAC table stay; a switch
 //!   NI whose port changes gets a new domain and its VIFs move to it;
@@ -47,7 +48,7 @@ impl fmt::Display for Step {
             Step::RemoveNi(n) => write!(f, "remove network instance {n}"),
             Step::RemovePort(p) => write!(f, "remove port {p}"),
             Step::AddPort(p) => write!(f, "add port {p}"),
-            Step::UpdatePort(p) => write!(f, "update port {p} (cost, mtu)"),
+            Step::UpdatePort(p) => write!(f, "update port {p} (cost)"),
             Step::AddNi(n) => write!(f, "add network instance {n}"),
             Step::StartRouter(n) => write!(f, "start the router of network instance {n}"),
             Step::RefreshRouter(n) => {
@@ -99,7 +100,6 @@ fn port_change(old: &Port, new: &Port) -> PortChange {
     }
     let settled = Port {
         cost: new.cost,
-        mtu: new.mtu,
         ..old.clone()
     };
     if settled == *new {
@@ -150,9 +150,18 @@ fn router_view(v: &VifOf) -> impl PartialEq + use<> {
     )
 }
 
-/// The plan from `old` to `new`. `failed` lists VIFs (by TAP) of the
-/// running config that could not be made: they are tried again.
-pub fn diff(old: &Config, new: &Config, failed: &BTreeSet<String>) -> Plan {
+/// What of the running config could not be made; the next plan tries again.
+#[derive(Debug, Clone, Default)]
+pub struct Damaged {
+    /// App interfaces by TAP.
+    pub vifs: BTreeSet<String>,
+    /// Local NIs whose router did not start.
+    pub routers: BTreeSet<String>,
+}
+
+/// The plan from `old` to `new`, making again what `damaged` names.
+pub fn diff(old: &Config, new: &Config, damaged: &Damaged) -> Plan {
+    let failed = &damaged.vifs;
     let mut p = Phases::default();
     // Ports.
     let mut replaced_ports = BTreeSet::new();
@@ -189,6 +198,9 @@ pub fn diff(old: &Config, new: &Config, failed: &BTreeSet<String>) -> Plan {
         let change = ni_change(o, n, &replaced_ports, &cost_changed);
         ni_changes.insert(o.name.as_str(), change);
         match change {
+            NiChange::Same if damaged.routers.contains(&o.name) && n.local.is_some() => {
+                p.add_nis.push(Step::StartRouter(o.name.clone()));
+            }
             NiChange::Same => {}
             NiChange::Router => {
                 if o.local.is_some() {

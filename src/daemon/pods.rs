@@ -161,21 +161,31 @@ impl Runtime {
                 format!("network namespace {} does not exist", w.netns),
             ));
         }
+        let used = self.macs_in_use(&w.ni);
         let mac = match &w.mac {
-            None => derive::pod_mac(&ni.cfg.uuid, &w.container_id, &w.ifname),
-            Some(m) => m
-                .parse::<Mac>()
-                .map_err(|e| err(INVALID_CONFIG, format!("MAC `{m}`: {e}")))?,
+            None => self.derive_mac(ni.cfg.uuid, w, &used)?,
+            Some(m) => {
+                let mac = m
+                    .parse::<Mac>()
+                    .map_err(|e| err(INVALID_CONFIG, format!("MAC `{m}`: {e}")))?;
+                if mac.is_multicast() || mac.is_zero() {
+                    return Err(err(
+                        INVALID_CONFIG,
+                        format!("MAC {mac} is multicast or all-zero; give a unicast MAC"),
+                    ));
+                }
+                if used.contains(&mac) {
+                    return Err(err(
+                        MAC_IN_USE,
+                        format!(
+                            "MAC {mac} is used by another interface on the domain of {}; pick another or leave MAC unset",
+                            w.ni
+                        ),
+                    ));
+                }
+                mac
+            }
         };
-        if self.macs_of(&w.ni).contains(&mac) {
-            return Err(err(
-                MAC_IN_USE,
-                format!(
-                    "MAC {mac} is used by another interface of network instance {}; pick another or leave MAC unset",
-                    w.ni
-                ),
-            ));
-        }
         let ip = match &ni.cfg.local {
             None => None,
             Some(_) => Some(self.free_address(&w.ni).ok_or_else(|| {
@@ -194,21 +204,43 @@ impl Runtime {
         })
     }
 
-    /// Every MAC on NI `ni`: app interfaces and pods.
-    fn macs_of(&self, ni: &str) -> Vec<Mac> {
-        let vifs = self
-            .cfg
-            .apps
-            .iter()
-            .flat_map(|a| &a.interfaces)
-            .filter(|v| v.ni == ni)
-            .map(|v| v.mac);
-        let pods = self
-            .pods
-            .values()
-            .filter(|p| p.rec.ni == ni)
-            .map(|p| p.rec.mac);
-        vifs.chain(pods).collect()
+    /// Every MAC on NI `ni`'s domain: its ports' own MACs (interfaces of
+    /// every NI sharing the domain, routers), the host's, the configured
+    /// interfaces and the pods (attached or not).
+    fn macs_in_use(&self, ni: &str) -> Vec<Mac> {
+        let Some(n) = self.nis.get(ni) else {
+            return Vec::new();
+        };
+        let members = n.domain.members();
+        let own = members.iter().filter_map(|e| e.own_mac);
+        let host = n.cfg.port.as_ref().and_then(|p| self.ports.get(p));
+        let vifs = self.cfg.apps.iter().flat_map(|a| &a.interfaces);
+        let pods = self.pods.values().map(|p| p.rec.mac);
+        own.chain(host.map(|p| p.opened.mac))
+            .chain(vifs.map(|v| v.mac))
+            .chain(pods)
+            .collect()
+    }
+
+    /// The attachment's derived MAC; one that collides is derived again
+    /// from a counter.
+    fn derive_mac(&self, ni: uuid::Uuid, w: &PodWant, used: &[Mac]) -> Result<Mac, PodError> {
+        (0..8u8)
+            .map(|n| {
+                let salt = if n == 0 {
+                    String::new()
+                } else {
+                    format!("#{n}")
+                };
+                derive::pod_mac(&ni, &w.container_id, &format!("{}{salt}", w.ifname))
+            })
+            .find(|m| !used.contains(m))
+            .ok_or_else(|| {
+                err(
+                    MAC_IN_USE,
+                    "no free MAC could be derived; pass one with MAC= in CNI_ARGS",
+                )
+            })
     }
 
     /// The highest address of the DHCP range nobody holds (DHCP hands out
@@ -275,7 +307,10 @@ impl Runtime {
         )
         .own_mac(p.rec.mac);
         let entry: Arc<PortEntry> = self.switch.add_port(&ni.domain, spec)?;
-        self.serve(&entry)?;
+        if let Err(e) = self.serve(&entry) {
+            self.switch.remove_port(&entry);
+            return Err(e);
+        }
         if let Some(p) = self.pods.get_mut(key) {
             p.entry = Some(entry);
         }
@@ -378,21 +413,24 @@ impl Runtime {
     /// is gone are forgotten.
     pub fn restore_pods(&mut self) {
         let recs: Vec<PodRecord> = self.ledger.pods().to_vec();
-        let mut nis = Vec::new();
+        let mut nis = std::collections::BTreeSet::new();
         for rec in recs {
             let key = (rec.container_id.clone(), rec.ifname.clone());
-            let ok = self.nis.contains_key(&rec.ni) && Path::new(&rec.netns).exists();
-            let tap = if ok {
-                self.make_pod_tap(&rec, false).ok()
-            } else {
-                None
+            // A namespace that is gone took the TAP with it.
+            let tap = match Path::new(&rec.netns).exists() {
+                true => self.make_pod_tap(&rec, false).map_err(|e| e.msg),
+                false => Err("its namespace is gone".into()),
             };
-            let Some(tap) = tap else {
-                tracing::info!(container = %rec.container_id, "pod interface not restored: its namespace or network instance is gone");
-                self.ledger.remove_pod(&rec.container_id, &rec.ifname);
-                continue;
+            let tap = match tap {
+                Ok(t) => t,
+                Err(why) => {
+                    tracing::info!(container = %rec.container_id, "pod interface not restored: {why}");
+                    self.ledger.remove_pod(&rec.container_id, &rec.ifname);
+                    continue;
+                }
             };
-            nis.push(rec.ni.clone());
+            // A pod whose NI is not running stays detached until it is.
+            nis.insert(rec.ni.clone());
             self.pods.insert(
                 key.clone(),
                 PodRt {
@@ -405,7 +443,6 @@ impl Runtime {
                 tracing::warn!(container = %key.0, error = %e, "could not attach a restored pod interface");
             }
         }
-        nis.dedup();
         for ni in nis {
             self.refresh_pod_router(&ni);
         }

@@ -1,7 +1,8 @@
 //! The connectivity probe after an apply (SPEC §8): every management port's
 //! host TAP still reaches its gateway (an ARP request sent as the host
 //! would), and every local NI with uplinks has a healthy one, within the
-//! timeout. A check that passed once stays passed.
+//! timeout. A check that passed once stays passed. The probe runs in rounds
+//! on the current snapshot, so its caller can serve other work in between.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -39,7 +40,7 @@ impl Check {
     fn run(&self, st: &State) -> Option<String> {
         match self {
             Check::HostGateway { port, tap, gw } => {
-                match arping::arping(tap, *gw, Duration::from_millis(500)) {
+                match arping::arping(tap, *gw, Duration::from_millis(200)) {
                     Ok(true) => None,
                     Ok(false) => Some(format!(
                         "management port `{port}`: the host TAP {tap} got no ARP reply from its gateway {gw}"
@@ -101,31 +102,36 @@ fn checks(cfg: &Config, known: &BTreeMap<String, Ipv4Addr>) -> Vec<Check> {
     v
 }
 
-/// Runs the probe of `cfg` on the running data plane `st`; Err names what
-/// still failed when `timeout` ran out.
-pub fn run(
-    st: &State,
-    cfg: &Config,
-    known: &BTreeMap<String, Ipv4Addr>,
-    timeout: Duration,
-) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    let mut open = checks(cfg, known);
-    loop {
+/// A probe under way.
+pub struct Probe {
+    open: Vec<Check>,
+    deadline: Instant,
+}
+
+impl Probe {
+    /// The checks of `cfg`; `known` are the host gateways seen before.
+    pub fn new(cfg: &Config, known: &BTreeMap<String, Ipv4Addr>, timeout: Duration) -> Probe {
+        let now = Instant::now();
+        Probe {
+            open: checks(cfg, known),
+            deadline: now.checked_add(timeout).unwrap_or(now),
+        }
+    }
+
+    /// One round on the snapshot `st`: None while checks are still open and
+    /// time is left; Err names what still failed when it ran out.
+    pub fn round(&mut self, st: &State) -> Option<Result<(), String>> {
         let mut failures = Vec::new();
-        open.retain(|c| match c.run(st) {
+        self.open.retain(|c| match c.run(st) {
             None => false,
             Some(why) => {
                 failures.push(why);
                 true
             }
         });
-        if open.is_empty() {
-            return Ok(());
+        if self.open.is_empty() {
+            return Some(Ok(()));
         }
-        if Instant::now() >= deadline {
-            return Err(failures.join("; "));
-        }
-        std::thread::sleep(Duration::from_millis(200));
+        (Instant::now() >= self.deadline).then(|| Err(failures.join("; ")))
     }
 }

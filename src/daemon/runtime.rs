@@ -3,7 +3,7 @@
 //! (`steps.rs`) change it; after each apply a snapshot is published for
 //! status, metrics and the background threads.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -109,18 +109,27 @@ impl Runtime {
         }
     }
 
-    /// TAP names of the interfaces that could not be made.
-    pub fn failed_taps(&self) -> BTreeSet<String> {
-        self.failed.keys().cloned().collect()
+    /// What could not be made: interfaces, and routers of local NIs.
+    pub fn damaged(&self) -> super::plan::Damaged {
+        super::plan::Damaged {
+            vifs: self.failed.keys().cloned().collect(),
+            routers: self
+                .nis
+                .iter()
+                .filter(|(_, n)| n.cfg.local.is_some() && n.router.is_none())
+                .map(|(name, _)| name.clone())
+                .collect(),
+        }
     }
 
     /// Runs a plan's steps towards `new`; a failed step is reported and the
     /// rest still run, so the data plane is as close to `new` as it can be.
     pub fn execute(&mut self, plan: &Plan, new: &Config) -> Vec<StepError> {
         let mut errors = Vec::new();
-        // Tests stretch an apply to kill the daemon between two steps.
-        let pause = std::env::var("NISWITCH_TEST_STEP_PAUSE_MS")
-            .ok()
+        // Tests (debug builds) stretch an apply to kill the daemon between steps.
+        let pause = cfg!(debug_assertions)
+            .then(|| std::env::var("NISWITCH_TEST_STEP_PAUSE_MS").ok())
+            .flatten()
             .and_then(|v| v.parse().ok())
             .map(std::time::Duration::from_millis);
         for step in &plan.steps {
@@ -137,7 +146,6 @@ impl Runtime {
             }
         }
         self.cfg = new.clone();
-        self.drop_orphan_pods();
         self.reap_rx();
         self.publish();
         errors
@@ -182,7 +190,7 @@ impl Runtime {
 
     /// Takes everything down: apps, NIs, ports; names given back to NICs.
     pub fn shutdown(mut self) {
-        let plan = super::plan::diff(&self.cfg, &super::empty_config(), &BTreeSet::new());
+        let plan = super::plan::diff(&self.cfg, &super::empty_config(), &Default::default());
         self.stop.store(true, Relaxed);
         self.leave_pods();
         let empty = super::empty_config();

@@ -54,7 +54,12 @@ impl Runtime {
         self.join_rx(&entries);
         self.publish();
         let deadline = Instant::now() + RELEASE_WAIT;
-        while entries.iter().any(|e| Arc::strong_count(e) > 1) && Instant::now() < deadline {
+        while entries.iter().any(|e| Arc::strong_count(e) > 1) {
+            if Instant::now() >= deadline {
+                let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+                tracing::warn!(ports = ?names, "a removed port is still referenced; its interface closes later");
+                break;
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -81,6 +86,13 @@ impl Runtime {
                 if let Some(h) = host.filter(|_| !reattach) {
                     self.ledger.remove_tap(&h);
                 }
+                // nic::open gave the NIC its name back.
+                if let Some(to) = &p.renamed_to {
+                    self.ledger.remove_rename(&Rename {
+                        device: p.device.clone(),
+                        to: to.clone(),
+                    });
+                }
                 return Err(anyhow!(
                     "opening port `{}` (device {}): {e}",
                     p.name,
@@ -89,45 +101,64 @@ impl Runtime {
             }
         };
         let domain = Domain::new(format!("port:{}", p.name));
-        let nic = self.switch.add_port(
-            &domain,
-            PortSpec::new(
-                opened.nic_name.clone(),
-                PortRole::Nic {
-                    port: p.name.clone(),
-                },
-                Box::new(opened.sock.clone()),
-                opened.mtu,
-            )
-            .link_up(ifctl::is_running(&opened.nic_name)),
-        )?;
-        self.serve(&nic)?;
-        let host = match &opened.host {
-            None => None,
-            Some(tap) => {
-                let spec = PortSpec::new(
-                    tap.name(),
-                    PortRole::Host {
-                        port: p.name.clone(),
-                    },
-                    Box::new(tap.clone()),
-                    opened.mtu,
-                )
-                // The host's MAC lives behind its TAP, never on the LAN side.
-                .pinned(opened.mac);
-                let e = self.switch.add_port(&domain, spec)?;
-                self.serve(&e)?;
-                Some(e)
+        let mut made = Vec::new();
+        match self.attach_port(p, &opened, &domain, &mut made) {
+            Ok((nic, host)) => {
+                let rt = PortRt {
+                    opened,
+                    domain,
+                    nic,
+                    host,
+                };
+                self.ports.insert(name.to_string(), rt);
+                Ok(())
             }
+            Err(e) => {
+                // Undo: a half-made port gives its NIC back.
+                self.release(made);
+                self.close_port(opened);
+                Err(e)
+            }
+        }
+    }
+
+    /// The NIC's entry and the host TAP's on the port's domain, served.
+    fn attach_port(
+        &mut self,
+        p: &crate::config::Port,
+        opened: &nic::OpenedNic,
+        domain: &Arc<Domain>,
+        made: &mut Vec<Arc<PortEntry>>,
+    ) -> Result<(Arc<PortEntry>, Option<Arc<PortEntry>>)> {
+        let spec = PortSpec::new(
+            opened.nic_name.clone(),
+            PortRole::Nic {
+                port: p.name.clone(),
+            },
+            Box::new(opened.sock.clone()),
+            opened.mtu,
+        )
+        .link_up(ifctl::is_running(&opened.nic_name));
+        let nic = self.switch.add_port(domain, spec)?;
+        made.push(nic.clone());
+        self.serve(&nic)?;
+        let Some(tap) = &opened.host else {
+            return Ok((nic, None));
         };
-        let rt = PortRt {
-            opened,
-            domain,
-            nic,
-            host,
-        };
-        self.ports.insert(name.to_string(), rt);
-        Ok(())
+        let spec = PortSpec::new(
+            tap.name(),
+            PortRole::Host {
+                port: p.name.clone(),
+            },
+            Box::new(tap.clone()),
+            opened.mtu,
+        )
+        // The host's MAC lives behind its TAP, never on the LAN side.
+        .pinned(opened.mac);
+        let host = self.switch.add_port(domain, spec)?;
+        made.push(host.clone());
+        self.serve(&host)?;
+        Ok((nic, Some(host)))
     }
 
     fn remove_port(&mut self, name: &str) -> Result<()> {
@@ -138,34 +169,32 @@ impl Runtime {
             opened, nic, host, ..
         } = p;
         self.release([nic].into_iter().chain(host).collect());
+        self.close_port(opened);
+        Ok(())
+    }
+
+    /// Gives a NIC back its name and settings and forgets what was recorded.
+    fn close_port(&mut self, opened: nic::OpenedNic) {
         let cfg = opened.cfg.clone();
-        opened.restore();
+        let named = opened.restore();
         if let Some(h) = &cfg.host_interface {
             self.ledger.remove_tap(&Recorded {
                 name: h.clone(),
                 netns: None,
             });
         }
-        if let Some(to) = &cfg.renamed_to {
+        if let Some(to) = cfg.renamed_to.as_ref().filter(|_| named) {
             self.ledger.remove_rename(&Rename {
                 device: cfg.device.clone(),
                 to: to.clone(),
             });
         }
-        Ok(())
     }
 
-    /// Cost and MTU; the routers that use the port as an uplink are
-    /// restarted by the plan when its cost changes.
+    /// Cost: the plan restarts the routers that use the port as an uplink.
     fn update_port(&mut self, name: &str, new: &Config) -> Result<()> {
         let cfg = new.port(name).context("port missing from the config")?;
         let p = self.ports.get_mut(name).context("port not running")?;
-        if let Some(m) = cfg.mtu.filter(|m| Some(*m) != p.opened.cfg.mtu) {
-            p.opened.set_mtu(m)?;
-            for e in [&p.nic].into_iter().chain(&p.host) {
-                e.mtu.store(m, Relaxed);
-            }
-        }
         p.opened.cfg = cfg.clone();
         Ok(())
     }
@@ -191,10 +220,10 @@ impl Runtime {
                 hosts: Arc::new(HostCache::default()),
             },
         );
+        self.attach_pods(name);
         if ni.local.is_some() {
             self.start_router(name, new)?;
         }
-        self.attach_pods(name);
         Ok(())
     }
 
@@ -261,7 +290,10 @@ impl Runtime {
 
     fn refresh_router(&mut self, name: &str, new: &Config) -> Result<()> {
         let ni = self.nis.get(name).context("network instance not running")?;
-        let r = ni.router.as_ref().context("the NI has no router")?;
+        // Without a router (its start failed) the next apply starts one.
+        let Some(r) = ni.router.as_ref() else {
+            return Ok(());
+        };
         let (clients, maps) = self.router_view(new, name);
         r.update(RouterUpdate { clients, maps });
         Ok(())
@@ -384,7 +416,10 @@ impl Runtime {
         if let Some(f) = &v.filter {
             entry.set_hook(Some(Box::new(f.clone()) as Box<dyn PortHook>));
         }
-        self.serve(&entry)?;
+        if let Err(e) = self.serve(&entry) {
+            self.switch.remove_port(&entry);
+            return Err(e.into());
+        }
         if let Some(v) = self.vifs.get_mut(tap) {
             v.entry = Some(entry);
         }

@@ -330,6 +330,12 @@ impl Leases {
         let lease_end = now + pool.lease_secs as u64;
         match kind {
             MessageType::Discover => {
+                // A bound client is offered its address and keeps its
+                // binding (RFC 2131 §4.3.1): only RELEASE, DECLINE or
+                // expiry end it.
+                if let Some(ip) = self.ip_of(c.mac, now).filter(|_| c.fixed.is_none()) {
+                    return Ok(self.reply(pool, msg, MessageType::Offer, ip));
+                }
                 let ip = self
                     .choose(pool, clients, c, requested, now)
                     .ok_or(Ignored::PoolExhausted)?;
@@ -352,9 +358,12 @@ impl Leases {
                 } else {
                     requested
                 };
+                // A bound client may renew its address, never swap it.
+                let bound = self.ip_of(c.mac, now);
                 match want {
                     Some(ip)
                         if pool.subnet.contains(&ip)
+                            && bound.is_none_or(|b| b == ip)
                             && self.acceptable(pool, clients, c, ip, now) =>
                     {
                         self.bind(c.mac, ip, lease_end, false);

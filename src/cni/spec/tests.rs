@@ -87,6 +87,20 @@ fn results_have_the_shape_of_their_version() {
 }
 
 #[test]
+fn interface_names_follow_the_kernel_rules() {
+    for ok in ["eth0", "net1", "a", "fifteen-chars-x"] {
+        assert!(check_ifname(ok).is_ok(), "{ok}");
+    }
+    for bad in ["", "sixteen-chars-xx", "a/b", "a b", "a:1", ".", ".."] {
+        assert_eq!(
+            check_ifname(bad).unwrap_err().code,
+            code::INVALID_ENV,
+            "{bad}"
+        );
+    }
+}
+
+#[test]
 fn errors_carry_version_code_and_message() {
     let e = CniError::new(code::TRY_AGAIN_LATER, "later").details("why");
     let v = e.to_json("1.0.0");

@@ -29,7 +29,7 @@ fn cfg(text: &str) -> Config {
 }
 
 fn plan(old: &str, new: &str) -> Vec<Step> {
-    diff(&cfg(old), &cfg(new), &BTreeSet::new()).steps
+    diff(&cfg(old), &cfg(new), &Damaged::default()).steps
 }
 
 fn empty() -> Config {
@@ -43,7 +43,7 @@ fn the_same_config_changes_nothing() {
 
 #[test]
 fn a_start_adds_everything_ports_first() {
-    let steps = diff(&empty(), &cfg(BASE), &BTreeSet::new()).steps;
+    let steps = diff(&empty(), &cfg(BASE), &Damaged::default()).steps;
     let s = |x: &str| x.to_string();
     assert_eq!(
         steps,
@@ -58,7 +58,7 @@ fn a_start_adds_everything_ports_first() {
         ]
     );
     // And a stop removes everything, interfaces first.
-    let back = diff(&cfg(BASE), &empty(), &BTreeSet::new()).steps;
+    let back = diff(&cfg(BASE), &empty(), &Damaged::default()).steps;
     assert_eq!(back.first(), Some(&Step::RemoveVif(s("db0"))));
     assert_eq!(back.last(), Some(&Step::RemovePort(s("eth1"))));
 }
@@ -133,6 +133,23 @@ fn a_local_ni_change_restarts_only_its_router() {
 }
 
 #[test]
+fn an_mtu_change_makes_the_port_and_its_nis_again() {
+    let new = BASE.replace(
+        "{ name: eth1, device: veth1 }",
+        "{ name: eth1, device: veth1, mtu: 1400 }",
+    );
+    assert_eq!(
+        plan(BASE, &new),
+        vec![
+            Step::StopRouter("lan".into()),
+            Step::RemovePort("eth1".into()),
+            Step::AddPort("eth1".into()),
+            Step::StartRouter("lan".into())
+        ]
+    );
+}
+
+#[test]
 fn cost_changes_in_place_but_its_routers_restart() {
     let new = BASE.replace(
         "{ name: eth1, device: veth1 }",
@@ -166,14 +183,20 @@ fn a_replaced_port_moves_its_switch_ni_and_keeps_the_taps() {
 
 #[test]
 fn interfaces_that_failed_are_tried_again() {
-    let failed: BTreeSet<String> = ["db0".to_string()].into();
+    let failed = Damaged {
+        vifs: ["db0".to_string()].into(),
+        routers: ["lan".to_string()].into(),
+    };
     let steps = diff(&cfg(BASE), &cfg(BASE), &failed).steps;
-    assert_eq!(steps, vec![Step::AddVif("db0".into())]);
+    assert_eq!(
+        steps,
+        vec![Step::StartRouter("lan".into()), Step::AddVif("db0".into())]
+    );
 }
 
 #[test]
 fn steps_read_as_sentences() {
-    let steps = diff(&empty(), &cfg(BASE), &BTreeSet::new()).steps;
+    let steps = diff(&empty(), &cfg(BASE), &Damaged::default()).steps;
     assert_eq!(steps[0].to_string(), "add port eth0");
     assert_eq!(
         Step::RefreshRouter("lan".into()).to_string(),
