@@ -1,6 +1,7 @@
 //! niswitch: a pure-userspace software switch for the network instances of an
 //! edge OS. See docs/ARCHITECTURE.md for how the modules fit together.
 
+pub mod clock;
 pub mod cni;
 pub mod config;
 pub mod control;

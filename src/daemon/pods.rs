@@ -125,7 +125,9 @@ impl Runtime {
             ));
         }
         let rec = self.pod_record(&want)?;
-        self.ledger.add_pod(rec.clone());
+        self.ledger
+            .add_pod(rec.clone())
+            .map_err(|e| err(IO_FAILURE, e.to_string()))?;
         let made = self.make_pod_tap(&rec, true).and_then(|tap| {
             self.pods.insert(
                 key.clone(),
@@ -215,7 +217,7 @@ impl Runtime {
         let own = members.iter().filter_map(|e| e.own_mac);
         let host = n.cfg.port.as_ref().and_then(|p| self.ports.get(p));
         let vifs = self.cfg.apps.iter().flat_map(|a| &a.interfaces);
-        let pods = self.pods.values().map(|p| p.rec.mac);
+        let pods = self.ledger.pods().iter().map(|p| p.mac);
         own.chain(host.map(|p| p.opened.mac))
             .chain(vifs.map(|v| v.mac))
             .chain(pods)
@@ -259,7 +261,7 @@ impl Runtime {
             .iter()
             .flat_map(|a| &a.interfaces)
             .filter_map(|v| v.ip);
-        let pods = self.pods.values().filter_map(|p| p.rec.ip);
+        let pods = self.ledger.pods().iter().filter_map(|p| p.ip);
         let taken: Vec<Ipv4Addr> = fixed.chain(pods).chain(leased).chain([l.gateway]).collect();
         (u32::from(l.dhcp_range.start)..=u32::from(l.dhcp_range.end))
             .rev()

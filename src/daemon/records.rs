@@ -62,17 +62,32 @@ fn load<T: for<'de> Deserialize<'de>>(dir: &Path, file: &str) -> Vec<T> {
     })
 }
 
-/// Writes a list atomically and durably (temp file, fsync, rename).
-fn save<T: Serialize>(dir: &Path, file: &str, list: &[T]) {
-    let Ok(text) = serde_json::to_string_pretty(list) else {
-        return;
-    };
+/// Writes a list atomically and durably (temp file, fsync, rename, fsync
+/// of the directory).
+fn write<T: Serialize>(dir: &Path, file: &str, list: &[T]) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(list).map_err(std::io::Error::other)?;
     let tmp = dir.join(format!("{file}.tmp"));
-    let ok = std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
-        .and_then(|_| std::fs::rename(&tmp, dir.join(file)));
-    if let Err(e) = ok {
-        tracing::warn!(file, error = %e, "could not write the record of what niswitch made");
+    std::fs::write(&tmp, text)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, dir.join(file))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Writes a record before something is made: failing, it is not made.
+fn save<T: Serialize>(dir: &Path, file: &str, list: &[T]) -> std::io::Result<()> {
+    write(dir, file, list).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot record it in {}: {e}", dir.join(file).display()),
+        )
+    })
+}
+
+/// Writes a record after something is gone: failing, the next start
+/// looks for it in vain, which is harmless.
+fn forget<T: Serialize>(dir: &Path, file: &str, list: &[T]) {
+    if let Err(e) = write(dir, file, list) {
+        tracing::warn!(file, error = %e, "could not update the record of what niswitch made");
     }
 }
 
@@ -91,45 +106,47 @@ impl Ledger {
         &self.pods
     }
 
-    pub fn add_pod(&mut self, p: PodRecord) {
+    pub fn add_pod(&mut self, p: PodRecord) -> std::io::Result<()> {
         self.pods
             .retain(|x| (&x.container_id, &x.ifname) != (&p.container_id, &p.ifname));
         self.pods.push(p);
-        save(&self.dir, PODS, &self.pods);
+        save(&self.dir, PODS, &self.pods)
     }
 
     pub fn remove_pod(&mut self, container_id: &str, ifname: &str) {
         self.pods
             .retain(|x| (x.container_id.as_str(), x.ifname.as_str()) != (container_id, ifname));
-        save(&self.dir, PODS, &self.pods);
+        forget(&self.dir, PODS, &self.pods);
     }
 
     pub fn has_tap(&self, t: &Recorded) -> bool {
         self.taps.contains(t)
     }
 
-    pub fn add_tap(&mut self, t: Recorded) {
-        if !self.taps.contains(&t) {
-            self.taps.push(t);
-            save(&self.dir, TAPS, &self.taps);
+    pub fn add_tap(&mut self, t: Recorded) -> std::io::Result<()> {
+        if self.taps.contains(&t) {
+            return Ok(());
         }
+        self.taps.push(t);
+        save(&self.dir, TAPS, &self.taps)
     }
 
     pub fn remove_tap(&mut self, t: &Recorded) {
         self.taps.retain(|x| x != t);
-        save(&self.dir, TAPS, &self.taps);
+        forget(&self.dir, TAPS, &self.taps);
     }
 
-    pub fn add_rename(&mut self, r: Rename) {
-        if !self.renames.contains(&r) {
-            self.renames.push(r);
-            save(&self.dir, RENAMES, &self.renames);
+    pub fn add_rename(&mut self, r: Rename) -> std::io::Result<()> {
+        if self.renames.contains(&r) {
+            return Ok(());
         }
+        self.renames.push(r);
+        save(&self.dir, RENAMES, &self.renames)
     }
 
     pub fn remove_rename(&mut self, r: &Rename) {
         self.renames.retain(|x| x != r);
-        save(&self.dir, RENAMES, &self.renames);
+        forget(&self.dir, RENAMES, &self.renames);
     }
 
     /// Undoes what an earlier run left and `cfg` does not want: its TAPs

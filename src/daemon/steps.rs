@@ -70,7 +70,7 @@ impl Runtime {
             self.ledger.add_rename(Rename {
                 device: p.device.clone(),
                 to: to.clone(),
-            });
+            })?;
         }
         let host = p.host_interface.as_ref().map(|h| Recorded {
             name: h.clone(),
@@ -78,7 +78,7 @@ impl Runtime {
         });
         let reattach = host.as_ref().is_some_and(|h| self.ledger.has_tap(h));
         if let Some(h) = &host {
-            self.ledger.add_tap(h.clone());
+            self.ledger.add_tap(h.clone())?;
         }
         let opened = match nic::open(p, reattach) {
             Ok(o) => o,
@@ -307,7 +307,7 @@ impl Runtime {
             netns: vif.netns.clone(),
         };
         let reattach = self.ledger.has_tap(&rec);
-        self.ledger.add_tap(rec.clone());
+        self.ledger.add_tap(rec.clone())?;
         let topts = TapOptions {
             name: vif.tap.clone(),
             mac: Some(vif.mac),
@@ -494,19 +494,17 @@ fn find_vif<'a>(cfg: &'a Config, tap: &str) -> Option<(&'a App, &'a Vif)> {
 
 impl Runtime {
     /// The clients (DHCP, DNS names) and port maps of NI `ni`: the app
-    /// interfaces of `cfg` and the pods on it (with their addresses fixed).
+    /// interfaces of `cfg` and the recorded pods on it (with their
+    /// addresses fixed; recorded ones count before they are attached again,
+    /// so DHCP never hands out a pod's address).
     fn router_view(&self, cfg: &Config, ni: &str) -> (Vec<Client>, Vec<MapRule>) {
         let (mut clients, maps) = config_view(cfg, ni);
-        clients.extend(
-            self.pods
-                .values()
-                .filter(|p| p.rec.ni == ni)
-                .map(|p| Client {
-                    mac: p.rec.mac,
-                    app: p.rec.name.clone(),
-                    fixed: p.rec.ip,
-                }),
-        );
+        let pods = self.ledger.pods().iter().filter(|p| p.ni == ni);
+        clients.extend(pods.map(|p| Client {
+            mac: p.mac,
+            app: p.name.clone(),
+            fixed: p.ip,
+        }));
         (clients, maps)
     }
 }

@@ -17,6 +17,7 @@ use arc_swap::ArcSwapOption;
 use ipnet::Ipv4Net;
 
 use super::translate::{self, Kind};
+use crate::clock::mono_ms as now_ms;
 use crate::config::{L4Proto, Mac};
 use crate::ports::waker::Waker;
 use crate::services::nat::{NatError, NatTable, Proto, Rewrite, TCP_RST};
@@ -166,16 +167,6 @@ fn map_proto(p: L4Proto) -> Proto {
         L4Proto::Tcp => Proto::Tcp,
         L4Proto::Udp => Proto::Udp,
     }
-}
-
-fn now_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
 impl Nat {

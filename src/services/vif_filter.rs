@@ -13,12 +13,12 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
 use super::acl::{Acl, Bucket, FlowKey, HostCache};
 use super::flowlog::FlowRecord;
+use crate::clock::{mono_f64_coarse as mono, unix_ms};
 use crate::frame::{ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, Packet};
 use crate::switch::{DropReason, PortHook};
 
@@ -95,22 +95,6 @@ struct View {
     /// Packets on the wire (a GSO packet counts its segments) and bytes.
     pkts: u64,
     bytes: u64,
-}
-
-fn mono() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn rfc3339(ms: u64) -> String {

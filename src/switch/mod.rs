@@ -33,16 +33,7 @@ pub const DEFAULT_AGING_SECS: u32 = 300;
 /// Frames handled per wake-up of a port's thread before polling again.
 const BATCH: usize = 64;
 
-/// Seconds on a coarse monotonic clock: cheap enough to read once per batch.
-pub fn now_secs() -> u32 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u32
-}
+pub use crate::clock::mono_secs_coarse as now_secs;
 
 /// What a port is, for status and policy.
 #[derive(Debug, Clone, PartialEq)]

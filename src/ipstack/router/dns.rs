@@ -13,8 +13,9 @@ use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::udp;
 use smoltcp::wire::{IpAddress, IpEndpoint};
 
+use super::RouterCounters;
 use super::uplinks::UplinkSet;
-use super::{RouterCounters, now_ms, unix_now};
+use crate::clock::{mono_ms as now_ms, unix_secs as unix_now};
 use crate::config::LocalNi;
 use crate::services::acl::HostCache;
 use crate::services::dns::{self, Forwarder, Verdict, Zone};

@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 use smoltcp::iface::{Config as IfConfig, Interface, SocketSet};
@@ -27,6 +26,7 @@ use super::napt::{MapRule, Nat, Side};
 use super::port::RouterPort;
 use super::uplink::{Uplink, UplinkInfo, UplinkSetup};
 use super::wire;
+use crate::clock::{mono_ms as now_ms, unix_secs as unix_now};
 use crate::config::{LocalNi, Mac};
 use crate::services::acl::HostCache;
 use crate::services::dhcp::{Client, Dest, Ignored, Lease, Pool};
@@ -316,18 +316,6 @@ fn start_uplink(
     // Probe identifiers stay clear of the NAT's port range.
     let ident = 49152 | ((i as u16 ^ now_ms() as u16) & 0x3fff);
     Ok((Uplink::new(us, ident), uentry))
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 struct Control {

@@ -497,3 +497,62 @@ fn fixed_size_options_with_wrong_length_are_refused_not_trusted() {
         .insert(DhcpOption::MessageType(MessageType::Discover));
     assert!(decode(&encode(&ok)).is_some());
 }
+
+#[test]
+fn a_bound_client_keeps_its_binding_through_discover_and_foreign_requests() {
+    let (p, c) = (pool(), clients());
+    let mut l = Leases::default();
+    let send = |l: &mut Leases, kind, ci: &str, req: Option<&str>, now| {
+        l.handle(&p, &c, mac(1), &msg(kind, mac(1), ci, req, None), now)
+    };
+    send(&mut l, MessageType::Discover, "0.0.0.0", None, 100).unwrap();
+    let ack = send(
+        &mut l,
+        MessageType::Request,
+        "0.0.0.0",
+        Some("10.50.0.100"),
+        101,
+    )
+    .unwrap();
+    assert_eq!(kind(&ack.msg), Some(MessageType::Ack));
+    let bound = vec![(mac(1), ip("10.50.0.100"))];
+
+    // RFC 2131 4.3.1: a DISCOVER from a bound client is offered its
+    // address, and the binding stays (not turned back into an offer).
+    let offer = send(
+        &mut l,
+        MessageType::Discover,
+        "0.0.0.0",
+        Some("10.50.0.101"),
+        200,
+    )
+    .unwrap();
+    assert_eq!(offer.msg.yiaddr(), ip("10.50.0.100"));
+    assert_eq!(l.bindings(), bound);
+    // Long after the offer would have lapsed, the binding is still there.
+    assert!(!l.expire(200 + 120));
+    assert_eq!(l.bindings(), bound);
+
+    // A REQUEST for another (free) address is refused; the binding stays.
+    let nak = send(
+        &mut l,
+        MessageType::Request,
+        "0.0.0.0",
+        Some("10.50.0.102"),
+        300,
+    )
+    .unwrap();
+    assert_eq!(kind(&nak.msg), Some(MessageType::Nak));
+    assert_eq!(l.bindings(), bound);
+    // Renewing its own address still works.
+    let renew = send(&mut l, MessageType::Request, "10.50.0.100", None, 400).unwrap();
+    assert_eq!(kind(&renew.msg), Some(MessageType::Ack));
+    // A malformed message (no message type) changes nothing.
+    let mut junk = msg(MessageType::Discover, mac(1), "0.0.0.0", None, None);
+    junk.opts_mut().remove(OptionCode::MessageType);
+    assert!(l.handle(&p, &c, mac(1), &junk, 500).is_err());
+    assert_eq!(l.bindings(), bound);
+    // RELEASE ends it.
+    let _ = send(&mut l, MessageType::Release, "10.50.0.100", None, 600);
+    assert!(l.bindings().is_empty());
+}
