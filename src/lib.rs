@@ -14,6 +14,7 @@ pub mod nodeip;
 pub mod notify;
 pub mod ports;
 pub mod privileges;
+pub mod rand;
 pub mod sandbox;
 pub mod services;
 pub mod switch;

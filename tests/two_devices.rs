@@ -20,7 +20,7 @@ ports:
 network_instances:
   - {{ name: flat, uuid: 2d7b0f4e-5a3c-4b8e-9f61-0c1d2e3f4a5b, type: switch, port: lan }}
 apps:
-  - {{ name: k3s, uuid: {app_uuid}, interfaces: [{{ ni: flat, tap: {p}{dev}x, netns: {p}-{dev}x }}] }}
+  - {{ name: k3s, uuid: {app_uuid}, interfaces: [{{ ni: flat, tap: {p}{dev}x, netns: {p}-{dev}x, allowed_ips: [{VIP}] }}] }}
 "
     )
 }

@@ -40,6 +40,9 @@ impl Port {
     }
 }
 
+/// Flooded frames a second one port or VIF may send, unless its NI says.
+pub const DEFAULT_FLOOD_LIMIT: u32 = 2000;
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Ni {
     pub name: String,
@@ -48,6 +51,8 @@ pub struct Ni {
     pub kind: NiType,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<String>,
+    /// Flooded frames a second one port or VIF may send (0: no limit).
+    pub flood_limit: u32,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub local: Option<LocalNi>,
 }
@@ -159,6 +164,9 @@ pub struct Vif {
     pub acls: Option<Vec<Acl>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub port_maps: Vec<PortMap>,
+    /// More addresses it may send from, past port security (VRRP VIPs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_ips: Vec<Ipv4Net>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -63,6 +63,8 @@ pub struct RawNi {
     pub uplink_address: Option<String>,
     pub uplink_gateway: Option<IpText>,
     pub probe: Option<RawProbe>,
+    /// Flooded frames a second one port or VIF may send (0: no limit).
+    pub flood_limit: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +112,9 @@ pub struct RawVif {
     pub acls: Option<Vec<RawAcl>>,
     #[serde(default)]
     pub port_maps: Vec<RawPortMap>,
+    /// More addresses the VIF may send from (VRRP or keepalived VIPs).
+    #[serde(default)]
+    pub allowed_ips: Vec<NetText>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -267,6 +267,7 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
                     uuid,
                     kind: n.kind,
                     port,
+                    flood_limit: n.flood_limit.unwrap_or(super::model::DEFAULT_FLOOD_LIMIT),
                     local: None,
                 }
             }
@@ -289,6 +290,7 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
                     uuid,
                     kind: n.kind,
                     port: None,
+                    flood_limit: n.flood_limit.unwrap_or(super::model::DEFAULT_FLOOD_LIMIT),
                     local,
                 }
             }
@@ -313,6 +315,23 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
         }
     }
     out
+}
+
+/// IPv4 networks (or addresses) a VIF may also send from, past port security.
+fn allowed_ips(cx: &mut Ctx, vb: &str, list: &[super::addr::NetText]) -> Vec<Ipv4Net> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, n)| match n.0 {
+            IpNet::V4(v) => Some(v),
+            IpNet::V6(v) => {
+                cx.err(
+                    format!("{vb}.allowed_ips[{i}]"),
+                    format!("`{v}` is IPv6; port security guards IPv4 addresses (give an IPv4 address or CIDR)"),
+                );
+                None
+            }
+        })
+        .collect()
 }
 
 fn v4(cx: &mut Ctx, path: &str, ip: IpAddr, what: &str) -> Option<Ipv4Addr> {
@@ -666,6 +685,7 @@ fn apps(cx: &mut Ctx, raw: &[RawApp], nis: &[Ni], ports: &[Port]) -> Vec<App> {
             }
             let acls = v.acls.as_ref().map(|list| acls(cx, &vb, list, ni));
             let port_maps = port_maps(cx, &vb, &v.port_maps, ni, &mut maps);
+            let allowed_ips = allowed_ips(cx, &vb, &v.allowed_ips);
             vifs.push(Vif {
                 ni: v.ni.clone(),
                 ifnum,
@@ -675,6 +695,7 @@ fn apps(cx: &mut Ctx, raw: &[RawApp], nis: &[Ni], ports: &[Port]) -> Vec<App> {
                 ip,
                 acls,
                 port_maps,
+                allowed_ips,
             });
         }
         out.push(App {

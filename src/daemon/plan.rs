@@ -34,6 +34,8 @@ pub enum Step {
     StartRouter(String),
     /// Give a running router its NI's new clients and port maps.
     RefreshRouter(String),
+    /// Change an NI's flood limit in place.
+    UpdateNi(String),
     AddVif(String),
     AttachVif(String),
     UpdateVif(String),
@@ -54,6 +56,7 @@ impl fmt::Display for Step {
             Step::RefreshRouter(n) => {
                 write!(f, "update the DHCP clients, names and port maps of {n}")
             }
+            Step::UpdateNi(n) => write!(f, "update network instance {n} in place (flood_limit)"),
             Step::AddVif(t) => write!(f, "add app interface {t}"),
             Step::AttachVif(t) => write!(f, "attach app interface {t} again"),
             Step::UpdateVif(t) => {
@@ -113,6 +116,8 @@ fn port_change(old: &Port, new: &Port) -> PortChange {
 #[derive(PartialEq, Clone, Copy)]
 enum NiChange {
     Same,
+    /// Only its flood limit.
+    InPlace,
     /// New router, same domain and VIFs.
     Router,
     /// New domain: its VIFs move.
@@ -133,8 +138,14 @@ fn ni_change(old: &Ni, new: &Ni, replaced: &BTreeSet<&str>, cost: &BTreeSet<&str
     let uplink_moved = uplinks
         .iter()
         .any(|u| replaced.contains(u.as_str()) || cost.contains(u.as_str()));
-    if old != new || (new.kind == NiType::Local && uplink_moved) {
+    let limit_only = Ni {
+        flood_limit: new.flood_limit,
+        ..old.clone()
+    } == *new;
+    if (old != new && !limit_only) || (new.kind == NiType::Local && uplink_moved) {
         NiChange::Router
+    } else if old != new {
+        NiChange::InPlace
     } else {
         NiChange::Same
     }
@@ -202,6 +213,7 @@ pub fn diff(old: &Config, new: &Config, damaged: &Damaged) -> Plan {
                 p.add_nis.push(Step::StartRouter(o.name.clone()));
             }
             NiChange::Same => {}
+            NiChange::InPlace => p.add_nis.push(Step::UpdateNi(o.name.clone())),
             NiChange::Router => {
                 if o.local.is_some() {
                     p.remove_nis.push(Step::StopRouter(o.name.clone()));
@@ -258,7 +270,10 @@ pub fn diff(old: &Config, new: &Config, damaged: &Damaged) -> Plan {
     // Routers that keep running learn their NI's new clients before the
     // new interfaces appear.
     for ni in refresh {
-        let running = ni_changes.get(ni.as_str()) == Some(&NiChange::Same);
+        let running = matches!(
+            ni_changes.get(ni.as_str()),
+            Some(NiChange::Same | NiChange::InPlace)
+        );
         if running && new.ni(&ni).is_some_and(|n| n.local.is_some()) {
             p.add_nis.push(Step::RefreshRouter(ni));
         }

@@ -37,6 +37,7 @@ impl Runtime {
             Step::StartRouter(n) => self.start_router(n, new),
             Step::StopRouter(n) => self.stop_router(n),
             Step::RefreshRouter(n) => self.refresh_router(n, new),
+            Step::UpdateNi(n) => self.update_ni(n, new),
             Step::AddVif(t) => self.add_vif(t, new),
             Step::RemoveVif(t) => self.remove_vif(t),
             Step::DetachVif(t) => self.detach_vif(t),
@@ -221,6 +222,9 @@ impl Runtime {
             },
         );
         self.attach_pods(name);
+        if let Some(n) = self.nis.get(name) {
+            set_flood_limits(self, n);
+        }
         if ni.local.is_some() {
             self.start_router(name, new)?;
         }
@@ -277,6 +281,9 @@ impl Runtime {
             ni.cfg = ni_cfg.clone();
             ni.router = Some(Arc::new(router));
         }
+        if let Some(n) = self.nis.get(name) {
+            set_flood_limits(self, n);
+        }
         self.refresh_filters(name);
         Ok(())
     }
@@ -284,6 +291,22 @@ impl Runtime {
     fn stop_router(&mut self, name: &str) -> Result<()> {
         if let Some(r) = self.nis.get_mut(name).and_then(|n| n.router.take()) {
             r.stop();
+        }
+        Ok(())
+    }
+
+    /// The NI's flood limit, in place.
+    fn update_ni(&mut self, name: &str, new: &Config) -> Result<()> {
+        let cfg = new
+            .ni(name)
+            .context("network instance missing from the config")?;
+        let ni = self
+            .nis
+            .get_mut(name)
+            .context("network instance not running")?;
+        ni.cfg = cfg.clone();
+        if let Some(n) = self.nis.get(name) {
+            set_flood_limits(self, n);
         }
         Ok(())
     }
@@ -416,6 +439,8 @@ impl Runtime {
         if let Some(f) = &v.filter {
             entry.set_hook(Some(Box::new(f.clone()) as Box<dyn PortHook>));
         }
+        guard_port(&entry, ni, v.cfg.ip);
+        entry.guard.set_extra(v.cfg.allowed_ips.clone());
         if let Err(e) = self.serve(&entry) {
             self.switch.remove_port(&entry);
             return Err(e.into());
@@ -433,6 +458,9 @@ impl Runtime {
         v.app = app.name.clone();
         v.app_uuid = app.uuid;
         v.cfg = vif.clone();
+        if let Some(e) = &v.entry {
+            e.guard.set_extra(vif.allowed_ips.clone());
+        }
         self.update_filter(tap);
         Ok(())
     }
@@ -483,6 +511,47 @@ impl Runtime {
         if let Ok(mut r) = self.retired.lock() {
             r.push(f);
         }
+    }
+}
+
+/// Port security and storm control of an app (or pod) interface on `ni`:
+/// on a local NI only its fixed or leased address, else learned.
+pub(super) fn guard_port(entry: &PortEntry, ni: &NiRt, fixed: Option<std::net::Ipv4Addr>) {
+    entry.floods.set_limit(ni.cfg.flood_limit);
+    entry.guard.enable(ni.cfg.local.is_some());
+    if ni.cfg.local.is_none() {
+        return;
+    }
+    let leased = ni.router.as_ref().map(|r| r.leases()).unwrap_or_default();
+    let mine = leased
+        .iter()
+        .filter(|l| Some(l.mac) == entry.own_mac)
+        .map(|l| l.ip);
+    entry
+        .guard
+        .set(&fixed.into_iter().chain(mine).collect::<Vec<_>>());
+}
+
+/// The flood limit of a switch NI's port (its NIC and host TAP) and of
+/// every interface on the NI.
+fn set_flood_limits(rt: &Runtime, ni: &NiRt) {
+    let port = ni.cfg.port.as_ref().and_then(|p| rt.ports.get(p));
+    let ports = port
+        .into_iter()
+        .flat_map(|p| [Some(&p.nic), p.host.as_ref()])
+        .flatten();
+    let vifs = rt
+        .vifs
+        .values()
+        .filter(|v| v.cfg.ni == ni.cfg.name)
+        .filter_map(|v| v.entry.as_ref());
+    let pods = rt
+        .pods
+        .values()
+        .filter(|p| p.rec.ni == ni.cfg.name)
+        .filter_map(|p| p.entry.as_ref());
+    for e in ports.chain(vifs).chain(pods) {
+        e.floods.set_limit(ni.cfg.flood_limit);
     }
 }
 

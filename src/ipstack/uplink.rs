@@ -21,8 +21,10 @@ use super::wire;
 use crate::config::{Mac, Probe, ProbeTarget, UplinkAddress};
 use crate::switch::{PortEntry, Switch, now_secs};
 
-/// UDP port the router's DNS relay uses on its uplink address.
-pub const DNS_RELAY_PORT: u16 = 53053;
+/// UDP ports the DNS relay draws from, one per query: above the NAT's range.
+const RELAY_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;
+/// Queries one uplink relays at once.
+const RELAY_MAX: usize = 256;
 const PROBE_PAYLOAD: &[u8] = b"niswitch uplink probe";
 
 /// An uplink as status shows it.
@@ -58,7 +60,8 @@ pub struct Uplink {
     dhcp: Option<SocketHandle>,
     icmp: SocketHandle,
     tcp: SocketHandle,
-    pub dns_relay: SocketHandle,
+    /// The DNS relay's sockets, one per query waiting upstream, by port.
+    relay: std::collections::HashMap<u16, SocketHandle>,
     pub address: Option<Ipv4Cidr>,
     pub gateway: Option<Ipv4Addr>,
     pub dns_servers: Vec<Ipv4Addr>,
@@ -93,14 +96,6 @@ impl Uplink {
             tcp::SocketBuffer::new(vec![0u8; 1024]),
             tcp::SocketBuffer::new(vec![0u8; 1024]),
         ));
-        let ubuf =
-            || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 128], vec![0u8; 128 * 1024]);
-        let mut relay = udp::Socket::new(ubuf(), ubuf());
-        let _ = relay.bind(IpListenEndpoint {
-            addr: None,
-            port: DNS_RELAY_PORT,
-        });
-        let dns_relay = sockets.add(relay);
         let mut up = Uplink {
             setup,
             iface,
@@ -109,7 +104,7 @@ impl Uplink {
             dhcp,
             icmp,
             tcp,
-            dns_relay,
+            relay: std::collections::HashMap::new(),
             address: None,
             gateway: None,
             dns_servers: Vec::new(),
@@ -316,27 +311,62 @@ impl Uplink {
         }
     }
 
-    /// Sends a DNS query from the uplink address.
-    pub fn send_dns(&mut self, query: &[u8], server: Ipv4Addr) {
-        let ep = smoltcp::wire::IpEndpoint::new(IpAddress::Ipv4(server), 53);
-        let _ = self
-            .sockets
-            .get_mut::<udp::Socket>(self.dns_relay)
-            .send_slice(query, ep);
+    /// A fresh UDP socket on a random port for one relayed query; None
+    /// when too many wait.
+    pub fn relay_port(&mut self) -> Option<u16> {
+        if self.relay.len() >= RELAY_MAX {
+            return None;
+        }
+        let span = (*RELAY_PORTS.end() - *RELAY_PORTS.start()) as u32 + 1;
+        for _ in 0..16 {
+            let port = RELAY_PORTS.start() + (crate::rand::u32() % span) as u16;
+            if self.relay.contains_key(&port) {
+                continue;
+            }
+            let buf =
+                || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0u8; 8192]);
+            let mut s = udp::Socket::new(buf(), buf());
+            if s.bind(IpListenEndpoint { addr: None, port }).is_ok() {
+                self.relay.insert(port, self.sockets.add(s));
+                return Some(port);
+            }
+        }
+        None
     }
 
-    /// DNS answers that came back, with their source.
-    pub fn dns_answers(&mut self) -> Vec<(Vec<u8>, Ipv4Addr)> {
+    /// Sends a DNS query from the uplink address and relay port `port`.
+    pub fn send_dns(&mut self, query: &[u8], server: Ipv4Addr, port: u16) {
+        let ep = smoltcp::wire::IpEndpoint::new(IpAddress::Ipv4(server), 53);
+        if let Some(h) = self.relay.get(&port) {
+            let _ = self
+                .sockets
+                .get_mut::<udp::Socket>(*h)
+                .send_slice(query, ep);
+        }
+    }
+
+    /// DNS answers that came back from port 53: the answer, its source,
+    /// and the relay port it reached.
+    pub fn dns_answers(&mut self) -> Vec<(Vec<u8>, Ipv4Addr, u16)> {
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
-        let sock = self.sockets.get_mut::<udp::Socket>(self.dns_relay);
-        while let Ok((n, meta)) = sock.recv_slice(&mut buf) {
-            let IpAddress::Ipv4(from) = meta.endpoint.addr;
-            if meta.endpoint.port == 53 {
-                out.push((buf[..n].to_vec(), from));
+        for (port, h) in &self.relay {
+            let sock = self.sockets.get_mut::<udp::Socket>(*h);
+            while let Ok((n, meta)) = sock.recv_slice(&mut buf) {
+                let IpAddress::Ipv4(from) = meta.endpoint.addr;
+                if meta.endpoint.port == 53 {
+                    out.push((buf[..n].to_vec(), from, *port));
+                }
             }
         }
         out
+    }
+
+    /// Closes the socket of a query that was answered or given up.
+    pub fn release_port(&mut self, port: u16) {
+        if let Some(h) = self.relay.remove(&port) {
+            self.sockets.remove(h);
+        }
     }
 
     pub fn info(&self, active: bool) -> UplinkInfo {

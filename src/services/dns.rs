@@ -249,22 +249,47 @@ struct Pending {
     client: SocketAddr,
     sent: u64,
     query: Vec<u8>,
+    /// The relay port it left from: its answer must come back to it.
+    port: u16,
 }
 
-/// Relays queries to upstream servers under fresh, unpredictable ids and
-/// matches the answers back to their clients.
+/// Relays queries to upstream servers under fresh ids (drawn by `ids`, an
+/// unpredictable source), each from its own port, and accepts an answer
+/// only when id, port and question all match: an off-path attacker must
+/// guess about 30 bits, and a guess that misses leaves the query waiting
+/// for the real answer.
 pub struct Forwarder {
     pending: HashMap<u16, Pending>,
-    rng: u64,
+    ids: Box<dyn FnMut() -> u16 + Send>,
     cap: usize,
     timeout_ms: u64,
 }
 
+/// The question section (name, type, class) of a message with one
+/// question, with the name in lowercase.
+fn question(m: &[u8]) -> Option<Vec<u8>> {
+    if m.len() < 12 || m[4..6] != [0, 1] {
+        return None;
+    }
+    let mut i = 12;
+    loop {
+        let len = *m.get(i)? as usize;
+        if len == 0 || len & 0xc0 != 0 {
+            break;
+        }
+        i += 1 + len;
+    }
+    if m.get(i)? & 0xc0 != 0 {
+        return None;
+    }
+    Some(m.get(12..i + 5)?.to_ascii_lowercase())
+}
+
 impl Forwarder {
-    pub fn new(seed: u64) -> Self {
+    pub fn new(ids: impl FnMut() -> u16 + Send + 'static) -> Self {
         Forwarder {
             pending: HashMap::new(),
-            rng: seed | 1,
+            ids: Box::new(ids),
             cap: 4096,
             timeout_ms: 4000,
         }
@@ -272,52 +297,67 @@ impl Forwarder {
 
     fn next_id(&mut self) -> u16 {
         loop {
-            // xorshift64
-            self.rng ^= self.rng << 13;
-            self.rng ^= self.rng >> 7;
-            self.rng ^= self.rng << 17;
-            let id = (self.rng >> 24) as u16;
+            let id = (self.ids)();
             if !self.pending.contains_key(&id) {
                 return id;
             }
         }
     }
 
-    /// The query to send upstream (with a new id), or None when too many wait.
-    pub fn outgoing(&mut self, query: &[u8], client: SocketAddr, now_ms: u64) -> Option<Vec<u8>> {
-        if query.len() < 12 || self.pending.len() >= self.cap {
+    /// The query to send upstream from relay port `port` (with a new id),
+    /// or None when too many wait or it is not a one-question query.
+    pub fn outgoing(
+        &mut self,
+        query: &[u8],
+        client: SocketAddr,
+        now_ms: u64,
+        port: u16,
+    ) -> Option<Vec<u8>> {
+        if self.pending.len() >= self.cap {
             return None;
         }
+        question(query)?;
         let id = self.next_id();
         let mut q = query.to_vec();
         let orig = u16::from_be_bytes([q[0], q[1]]);
         q[0..2].copy_from_slice(&id.to_be_bytes());
-        self.pending.insert(
-            id,
-            Pending {
-                id: orig,
-                client,
-                sent: now_ms,
-                query: query.to_vec(),
-            },
-        );
+        let p = Pending {
+            id: orig,
+            client,
+            sent: now_ms,
+            query: query.to_vec(),
+            port,
+        };
+        self.pending.insert(id, p);
         Some(q)
     }
 
-    /// An upstream answer, restored to the client's id, and where it goes.
-    pub fn incoming(&mut self, reply: &[u8]) -> Option<(Vec<u8>, SocketAddr)> {
+    /// An upstream answer that reached relay port `port`: restored to the
+    /// client's id, where it goes, and the port that is now free. An
+    /// answer whose id, port or question does not match is dropped.
+    pub fn incoming(&mut self, reply: &[u8], port: u16) -> Option<(Vec<u8>, SocketAddr)> {
         if reply.len() < 12 || reply[2] & 0x80 == 0 {
             return None;
         }
         let id = u16::from_be_bytes([reply[0], reply[1]]);
+        let p = self.pending.get(&id)?;
+        if p.port != port || question(reply)? != question(&p.query)? {
+            return None;
+        }
         let p = self.pending.remove(&id)?;
         let mut r = reply.to_vec();
         r[0..2].copy_from_slice(&p.id.to_be_bytes());
         Some((r, p.client))
     }
 
-    /// Queries that waited too long: a SERVFAIL for each, and where it goes.
-    pub fn expire(&mut self, now_ms: u64) -> Vec<(Vec<u8>, SocketAddr)> {
+    /// Whether a query still waits on relay port `port`.
+    pub fn waits_on(&self, port: u16) -> bool {
+        self.pending.values().any(|p| p.port == port)
+    }
+
+    /// Queries that waited too long: a SERVFAIL for each, where it goes,
+    /// and the relay port to close.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<(Vec<u8>, SocketAddr, u16)> {
         let t = self.timeout_ms;
         let old: Vec<u16> = self
             .pending
@@ -327,7 +367,7 @@ impl Forwarder {
             .collect();
         old.into_iter()
             .filter_map(|k| self.pending.remove(&k))
-            .filter_map(|p| servfail(&p.query).map(|r| (r, p.client)))
+            .filter_map(|p| servfail(&p.query).map(|r| (r, p.client, p.port)))
             .collect()
     }
 

@@ -3,6 +3,7 @@
 //! frame (learn the source, look up the destination, write to its port or
 //! flood the domain). No channel hop, no lock and no allocation per frame.
 
+pub mod guard;
 pub mod iplearn;
 pub mod mactable;
 pub mod stats;
@@ -155,6 +156,10 @@ pub struct PortEntry {
     hook: ArcSwapOption<Box<dyn PortHook>>,
     /// Whether `hook` is set: one relaxed load per frame when it is not.
     hooked: AtomicBool,
+    /// Port security of an app interface (on when it has its own MAC).
+    pub guard: guard::Guard,
+    /// Storm control of what the port floods.
+    pub floods: guard::FloodBudget,
     closing: AtomicBool,
     /// Rung when the port is removed, so its receive loop ends at once.
     wake: Waker,
@@ -245,6 +250,8 @@ impl Switch {
             learned_ips: Mutex::new(Vec::new()),
             hook: ArcSwapOption::empty(),
             hooked: AtomicBool::new(false),
+            guard: guard::Guard::default(),
+            floods: guard::FloodBudget::new(guard::DEFAULT_FLOOD_LIMIT),
             closing: AtomicBool::new(false),
             wake: Waker::new()?,
         });
@@ -302,10 +309,13 @@ impl Switch {
         if src.is_multicast() || src.is_zero() {
             return from.stats.drop(DropReason::InvalidSrcMac);
         }
-        if let Some(own) = from.own_mac
-            && own != src
-        {
-            return from.stats.drop(DropReason::SpoofedSrcMac);
+        if let Some(own) = from.own_mac {
+            if own != src {
+                return from.stats.drop(DropReason::SpoofedSrcMac);
+            }
+            if let Some(why) = from.guard.egress(&pkt, own) {
+                return from.stats.drop(why);
+            }
         }
         if let Err(why) = from.judge(&pkt, true) {
             return from.stats.drop(why);
@@ -330,6 +340,9 @@ impl Switch {
                 return;
             }
         }
+        if !from.floods.take(now) {
+            return from.stats.drop(DropReason::Storm);
+        }
         for out in domain.members.load().iter() {
             if out.id != from.id {
                 deliver(out, &pkt);
@@ -352,6 +365,7 @@ impl Switch {
         for p in from.domain.members.load().iter() {
             if p.own_mac == Some(s.mac) {
                 p.note_ip(s.ip);
+                p.guard.learn_from_server(s.ip);
             }
         }
     }

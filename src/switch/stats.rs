@@ -31,10 +31,24 @@ pub enum DropReason {
     AclDenied,
     /// The flow's ACL rule is over its rate limit.
     AclRateLimited,
+    /// An app's ARP named a sender MAC that is not its own.
+    ArpSpoofedMac,
+    /// An app's ARP named a sender IP it does not hold.
+    ArpSpoofedIp,
+    /// An app's ARP was too short to inspect.
+    ArpMalformed,
+    /// An app on a local NI sent from an address it does not hold.
+    IpSpoofed,
+    /// An app answered as a DHCP (or DHCPv6) server.
+    DhcpServer,
+    /// An app sent an IPv6 router advertisement or redirect.
+    RaGuard,
+    /// The port flooded more than its NI's flood_limit frames a second.
+    Storm,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Runt,
         DropReason::BadVnetHeader,
         DropReason::InvalidSrcMac,
@@ -47,6 +61,13 @@ impl DropReason {
         DropReason::Internal,
         DropReason::AclDenied,
         DropReason::AclRateLimited,
+        DropReason::ArpSpoofedMac,
+        DropReason::ArpSpoofedIp,
+        DropReason::ArpMalformed,
+        DropReason::IpSpoofed,
+        DropReason::DhcpServer,
+        DropReason::RaGuard,
+        DropReason::Storm,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -62,6 +83,13 @@ impl DropReason {
             DropReason::Internal => "internal_error",
             DropReason::AclDenied => "acl_denied",
             DropReason::AclRateLimited => "acl_rate_limited",
+            DropReason::ArpSpoofedMac => "arp_spoofed_mac",
+            DropReason::ArpSpoofedIp => "arp_spoofed_ip",
+            DropReason::ArpMalformed => "arp_malformed",
+            DropReason::IpSpoofed => "ip_spoofed",
+            DropReason::DhcpServer => "dhcp_server",
+            DropReason::RaGuard => "ra_guard",
+            DropReason::Storm => "storm",
         }
     }
 }

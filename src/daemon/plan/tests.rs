@@ -150,6 +150,15 @@ fn an_mtu_change_makes_the_port_and_its_nis_again() {
 }
 
 #[test]
+fn a_flood_limit_changes_in_place() {
+    let new = BASE.replace(
+        "{ name: flat, type: switch, port: eth0 }",
+        "{ name: flat, type: switch, port: eth0, flood_limit: 100 }",
+    );
+    assert_eq!(plan(BASE, &new), vec![Step::UpdateNi("flat".into())]);
+}
+
+#[test]
 fn cost_changes_in_place_but_its_routers_restart() {
     let new = BASE.replace(
         "{ name: eth1, device: veth1 }",

@@ -71,7 +71,7 @@ impl DnsServer {
             base,
             zone: None,
             configured,
-            forwarder: Forwarder::new(now_ms() ^ 0x5DEECE66D),
+            forwarder: Forwarder::new(crate::rand::u16),
             hosts,
             socket: sockets.add(sock),
             counters,
@@ -144,16 +144,20 @@ impl DnsServer {
     ) -> Option<Vec<u8>> {
         let sa = SocketAddr::new(IpAddr::from(client.addr), client.port);
         let servers = self.servers(uplinks);
-        let q = match servers.is_empty() || !uplinks.has_active() {
+        let port = match servers.is_empty() {
             true => None,
-            false => self.forwarder.outgoing(query, sa, now_ms()),
+            false => uplinks.relay_port(),
         };
-        let Some(q) = q else {
+        let q = port.and_then(|p| self.forwarder.outgoing(query, sa, now_ms(), p));
+        let (Some(q), Some(port)) = (q, port) else {
+            if let Some(p) = port {
+                uplinks.release_port(p);
+            }
             self.counters.dns_upstream_failures.fetch_add(1, Relaxed);
             return dns::servfail(query);
         };
         for s in servers {
-            uplinks.send_dns(&q, s);
+            uplinks.send_dns(&q, s, port);
         }
         self.counters.dns_forwarded.fetch_add(1, Relaxed);
         None
@@ -163,21 +167,25 @@ impl DnsServer {
     pub fn relay(&mut self, sockets: &mut SocketSet<'static>, uplinks: &mut UplinkSet) {
         let servers = self.servers(uplinks);
         let answers = uplinks.dns_answers();
-        for (answer, from) in answers {
+        for (answer, from, port) in answers {
             if !servers.contains(&from) {
                 continue;
             }
-            if let Some((r, to)) = self.forwarder.incoming(&answer) {
+            if let Some((r, to)) = self.forwarder.incoming(&answer, port) {
                 self.send(sockets, &r, to);
+            }
+            if !self.forwarder.waits_on(port) {
+                uplinks.release_port(port);
             }
         }
     }
 
     /// Once a second: queries upstream never answered get a SERVFAIL.
-    pub fn tick(&mut self, sockets: &mut SocketSet<'static>) {
-        for (r, to) in self.forwarder.expire(now_ms()) {
+    pub fn tick(&mut self, sockets: &mut SocketSet<'static>, uplinks: &mut UplinkSet) {
+        for (r, to, port) in self.forwarder.expire(now_ms()) {
             self.counters.dns_upstream_failures.fetch_add(1, Relaxed);
             self.send(sockets, &r, to);
+            uplinks.release_port(port);
         }
     }
 

@@ -176,6 +176,8 @@ impl Router {
             )
             .own_mac(mac),
         )?;
+        // The router answers every app's broadcast: never storm-limited.
+        entry.floods.set_limit(0);
         let mut uplinks = Vec::new();
         let mut uplink_entries = Vec::new();
         for (i, plan) in setup.uplinks.iter().enumerate() {
@@ -301,6 +303,7 @@ fn start_uplink(
         )
         .own_mac(umac),
     )?;
+    uentry.floods.set_limit(0);
     let l = &setup.local;
     let us = UplinkSetup {
         port: plan.port.clone(),
@@ -450,17 +453,29 @@ impl Control {
             *last_tick = now;
             let now_s = unix_now();
             self.uplinks.tick(now_s, &self.h.nat);
-            self.dns.tick(&mut self.sockets);
+            self.dns.tick(&mut self.sockets, &mut self.uplinks);
             self.dhcp.tick(now_s);
             self.sync_nat();
         }
     }
 
-    /// Gives the NAT the apps' addresses when they changed.
+    /// Gives the NAT and the app interfaces' source guards the apps'
+    /// addresses when they changed.
     fn sync_nat(&mut self) {
         if self.nat_generation != self.dhcp.generation {
             self.nat_generation = self.dhcp.generation;
-            self.h.nat.set_apps(self.dhcp.addresses());
+            let addrs = self.dhcp.addresses();
+            for m in self.h.entry.domain.members().iter() {
+                if let Some(mac) = m.own_mac.filter(|_| m.id != self.h.entry.id) {
+                    let ips: Vec<Ipv4Addr> = addrs
+                        .iter()
+                        .filter(|(_, x)| *x == mac)
+                        .map(|(ip, _)| *ip)
+                        .collect();
+                    m.guard.set(&ips);
+                }
+            }
+            self.h.nat.set_apps(addrs);
         }
     }
 
@@ -483,8 +498,10 @@ impl Control {
         {
             let src = u.src_mac;
             let outcome = self.dhcp.handle(src, u.payload, unix_now());
-            self.dhcp_outcome(src, outcome);
+            // The app may use its address once the ACK is out: the guards
+            // and the NAT know it first.
             self.sync_nat();
+            self.dhcp_outcome(src, outcome);
             return;
         }
         if self.dev.rx.len() < 1024 {

@@ -50,10 +50,6 @@ impl UplinkSet {
         self.list.iter().map(|u| u.wake_fd()).collect()
     }
 
-    pub fn has_active(&self) -> bool {
-        self.active.is_some()
-    }
-
     /// The resolvers the active uplink learned.
     pub fn active_dns(&self) -> Vec<Ipv4Addr> {
         self.active
@@ -62,16 +58,30 @@ impl UplinkSet {
             .unwrap_or_default()
     }
 
-    /// Sends a DNS query through the active uplink.
-    pub fn send_dns(&mut self, query: &[u8], server: Ipv4Addr) {
+    /// A fresh relay port on the active uplink for one query.
+    pub fn relay_port(&mut self) -> Option<u16> {
+        self.active
+            .and_then(|i| self.list.get_mut(i))
+            .and_then(|u| u.relay_port())
+    }
+
+    /// Sends a DNS query through the active uplink from relay port `port`.
+    pub fn send_dns(&mut self, query: &[u8], server: Ipv4Addr, port: u16) {
         if let Some(u) = self.active.and_then(|i| self.list.get_mut(i)) {
-            u.send_dns(query, server);
+            u.send_dns(query, server, port);
         }
     }
 
-    /// DNS answers that came back on any uplink, with their source.
-    pub fn dns_answers(&mut self) -> Vec<(Vec<u8>, Ipv4Addr)> {
+    /// DNS answers that came back on any uplink: answer, source, relay port.
+    pub fn dns_answers(&mut self) -> Vec<(Vec<u8>, Ipv4Addr, u16)> {
         self.list.iter_mut().flat_map(|u| u.dns_answers()).collect()
+    }
+
+    /// Closes a relay port, on whichever uplink has it.
+    pub fn release_port(&mut self, port: u16) {
+        for u in &mut self.list {
+            u.release_port(port);
+        }
     }
 
     /// Once a second: probes, the active uplink, the NAT's view, status.

@@ -119,25 +119,67 @@ fn malformed() {
     assert_eq!(answer(&zone(), &resp), Verdict::Drop);
 }
 
+fn ids() -> impl FnMut() -> u16 + Send {
+    let mut n = 0x4000u16;
+    move || {
+        n = n.wrapping_add(7);
+        n
+    }
+}
+
 #[test]
 fn forwarder_rewrites_and_restores_ids() {
-    let mut f = Forwarder::new(42);
+    let mut f = Forwarder::new(ids());
     let client: SocketAddr = "10.50.0.20:5353".parse().unwrap();
     let q = query("example.com", RecordType::A);
-    let up = f.outgoing(&q, client, 0).unwrap();
+    let up = f.outgoing(&q, client, 0, 50000).unwrap();
     let new_id = [up[0], up[1]];
     assert_ne!(new_id, [0x12, 0x34]);
     let mut reply = up.clone();
     reply[2] |= 0x80;
-    let (back, to) = f.incoming(&reply).unwrap();
+    let (back, to) = f.incoming(&reply, 50000).unwrap();
     assert_eq!(&back[0..2], &[0x12, 0x34]);
     assert_eq!(to, client);
-    assert!(f.incoming(&reply).is_none(), "answered once");
-    f.outgoing(&q, client, 0).unwrap();
+    assert!(f.incoming(&reply, 50000).is_none(), "answered once");
+    assert!(!f.waits_on(50000));
+    f.outgoing(&q, client, 0, 50001).unwrap();
     let expired = f.expire(10_000);
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].0[3] & 0x0f, 2, "SERVFAIL");
+    assert_eq!(expired[0].2, 50001, "its port is freed");
     assert_eq!(f.waiting(), 0);
+}
+
+#[test]
+fn an_answer_counts_only_with_its_id_port_and_question() {
+    let mut f = Forwarder::new(ids());
+    let client: SocketAddr = "10.50.0.20:5353".parse().unwrap();
+    let up = f
+        .outgoing(&query("example.com", RecordType::A), client, 0, 50000)
+        .unwrap();
+    let mut reply = up.clone();
+    reply[2] |= 0x80;
+    // The right id to the wrong port: an off-path guess.
+    assert!(f.incoming(&reply, 50001).is_none());
+    // The right id and port, another question: a poisoning attempt.
+    let mut other = query("evil.example", RecordType::A);
+    other[0..2].copy_from_slice(&up[0..2]);
+    other[2] |= 0x80;
+    assert!(f.incoming(&other, 50000).is_none());
+    let mut aaaa = up.clone();
+    let n = aaaa.len();
+    aaaa[n - 3] = 28;
+    aaaa[2] |= 0x80;
+    assert!(f.incoming(&aaaa, 50000).is_none(), "another type");
+    // The misses left the query waiting: the real answer (name in another
+    // case, as a resolver using 0x20 bits would send) still gets through.
+    assert_eq!(f.waiting(), 1);
+    reply[13] = reply[13].to_ascii_uppercase();
+    assert!(f.incoming(&reply, 50000).is_some());
+    // A query without exactly one question is not relayed.
+    let mut two = query("example.com", RecordType::A);
+    two[5] = 2;
+    assert!(f.outgoing(&two, client, 0, 50002).is_none());
 }
 
 #[test]

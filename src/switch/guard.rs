@@ -1,0 +1,238 @@
+//! Port security on app interfaces (SPEC §3.2), checked on every frame a
+//! VIF sends before it is switched: ARP inspection (the sender MAC is the
+//! VIF's, the sender IP one it holds), the IPv4 source guard of local NIs,
+//! the DHCP-server and router-advertisement guards; and storm control of
+//! the frames any port floods. All lock-free: a VIF's addresses are a few
+//! atomic slots, the flood budget a per-second window.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+
+use arc_swap::ArcSwap;
+use ipnet::Ipv4Net;
+
+use super::stats::DropReason;
+use crate::config::Mac;
+use crate::frame::{ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, Packet};
+
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+const ETHERTYPE_VLAN: u16 = 0x8100;
+/// Addresses one interface may hold at once.
+const SLOTS: usize = 4;
+pub use crate::config::DEFAULT_FLOOD_LIMIT;
+
+/// What a VIF may use as its IPv4 source, and how that is known.
+#[derive(Default)]
+pub struct Guard {
+    /// On: a VIF (a port with its own MAC).
+    on: AtomicBool,
+    /// The list is the truth (a local NI's lease or fixed address); off,
+    /// it is learned (a switch NI: the DHCP ACK seen, else the first ARP).
+    strict: AtomicBool,
+    ips: [AtomicU32; SLOTS],
+    /// Allowed besides (the VIF's `allowed_ips`: VRRP VIPs and the like);
+    /// looked at only when the slots do not match.
+    extra: ArcSwap<Vec<Ipv4Net>>,
+}
+
+impl Guard {
+    pub fn enable(&self, strict: bool) {
+        self.strict.store(strict, Relaxed);
+        self.on.store(true, Relaxed);
+    }
+
+    /// The addresses the VIF holds now (a local NI's router sets them).
+    pub fn set(&self, ips: &[Ipv4Addr]) {
+        for (i, slot) in self.ips.iter().enumerate() {
+            slot.store(ips.get(i).map_or(0, |ip| u32::from(*ip)), Relaxed);
+        }
+    }
+
+    /// The networks the VIF may use besides its own address.
+    pub fn set_extra(&self, nets: Vec<Ipv4Net>) {
+        self.extra.store(std::sync::Arc::new(nets));
+    }
+
+    /// Held, or allowed besides.
+    fn allows(&self, ip: Ipv4Addr) -> bool {
+        self.holds(ip) || self.extra.load().iter().any(|n| n.contains(&ip))
+    }
+
+    pub fn ips(&self) -> Vec<Ipv4Addr> {
+        self.ips
+            .iter()
+            .map(|s| s.load(Relaxed))
+            .filter(|v| *v != 0)
+            .map(Ipv4Addr::from)
+            .collect()
+    }
+
+    #[inline]
+    fn holds(&self, ip: Ipv4Addr) -> bool {
+        // 0 marks an empty slot: 0.0.0.0 is never held.
+        let v = u32::from(ip);
+        v != 0 && self.ips.iter().any(|s| s.load(Relaxed) == v)
+    }
+
+    fn known(&self) -> bool {
+        self.ips.iter().any(|s| s.load(Relaxed) != 0)
+    }
+
+    /// A switch NI's VIF: a DHCP ACK to it names its address.
+    pub fn learn_from_server(&self, ip: Ipv4Addr) {
+        if !self.strict.load(Relaxed) {
+            self.set(&[ip]);
+        }
+    }
+
+    /// Checks a frame the VIF sent; None passes.
+    #[inline]
+    pub fn egress(&self, p: &Packet, own: Mac) -> Option<DropReason> {
+        if !self.on.load(Relaxed) {
+            return None;
+        }
+        let f = p.frame();
+        let (ethertype, l3) = match p.ethertype() {
+            ETHERTYPE_VLAN if f.len() >= ETH_HDR_LEN + 4 => {
+                (u16::from_be_bytes([f[16], f[17]]), &f[ETH_HDR_LEN + 4..])
+            }
+            t => (t, &f[ETH_HDR_LEN..]),
+        };
+        match ethertype {
+            ETHERTYPE_ARP => self.arp(l3, own),
+            ETHERTYPE_IPV4 => self.ipv4(l3),
+            ETHERTYPE_IPV6 => ipv6(l3),
+            _ => None,
+        }
+    }
+
+    /// ARP inspection: the sender MAC is the VIF's; the sender IP is one it
+    /// holds, or 0.0.0.0 (a probe); on a switch NI the first one is learned.
+    fn arp(&self, a: &[u8], own: Mac) -> Option<DropReason> {
+        if a.len() < 28 {
+            return Some(DropReason::ArpMalformed);
+        }
+        if a[8..14] != own.0 {
+            return Some(DropReason::ArpSpoofedMac);
+        }
+        let spa = Ipv4Addr::new(a[14], a[15], a[16], a[17]);
+        if spa.is_unspecified() || self.allows(spa) {
+            return None;
+        }
+        if !self.strict.load(Relaxed) && !self.known() {
+            self.set(&[spa]);
+            return None;
+        }
+        Some(DropReason::ArpSpoofedIp)
+    }
+
+    /// The IPv4 source guard (local NIs) and the DHCP-server guard.
+    fn ipv4(&self, ip: &[u8]) -> Option<DropReason> {
+        if ip.len() < 20 {
+            return None;
+        }
+        let ihl = (ip[0] & 0x0f) as usize * 4;
+        let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+        let first = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
+        let ports = (ip[9] == 17 && first)
+            .then(|| ip.get(ihl..ihl + 4))
+            .flatten()
+            .map(|u| {
+                (
+                    u16::from_be_bytes([u[0], u[1]]),
+                    u16::from_be_bytes([u[2], u[3]]),
+                )
+            });
+        if ports.is_some_and(|(s, _)| s == 67) {
+            return Some(DropReason::DhcpServer);
+        }
+        if !self.strict.load(Relaxed) || self.allows(src) {
+            return None;
+        }
+        let dhcp_client = src.is_unspecified() && ports == Some((68, 67));
+        (!dhcp_client).then_some(DropReason::IpSpoofed)
+    }
+}
+
+/// Extension headers walked to find the ICMPv6 or UDP header of an IPv6
+/// packet (RFC 7113: an RA hidden behind them is still an RA).
+const V6_EXT: [u8; 4] = [0, 43, 60, 51];
+
+/// The RA guard (router advertisements and redirects) and the DHCPv6
+/// server guard.
+fn ipv6(ip: &[u8]) -> Option<DropReason> {
+    let mut next = *ip.get(6)?;
+    let mut off = 40;
+    for _ in 0..8 {
+        match next {
+            58 => {
+                let t = *ip.get(off)?;
+                return matches!(t, 134 | 137).then_some(DropReason::RaGuard);
+            }
+            17 => {
+                let sport = ip.get(off..off + 2)?;
+                return (sport == [2, 35]).then_some(DropReason::DhcpServer);
+            }
+            44 => {
+                // A later fragment carries no header to judge; a first one does.
+                let h = ip.get(off..off + 8)?;
+                if u16::from_be_bytes([h[2], h[3]]) & 0xfff8 != 0 {
+                    return None;
+                }
+                next = h[0];
+                off += 8;
+            }
+            n if V6_EXT.contains(&n) => {
+                let h = ip.get(off..off + 2)?;
+                next = h[0];
+                off += if n == 51 {
+                    (h[1] as usize + 2) * 4
+                } else {
+                    (h[1] as usize + 1) * 8
+                };
+            }
+            _ => return None,
+        }
+    }
+    // A chain too long to judge is not passed on from an app.
+    Some(DropReason::RaGuard)
+}
+
+/// Storm control: the frames one port floods in a second.
+pub struct FloodBudget {
+    limit: AtomicU32,
+    second: AtomicU32,
+    used: AtomicU32,
+}
+
+impl FloodBudget {
+    pub fn new(limit: u32) -> Self {
+        FloodBudget {
+            limit: AtomicU32::new(limit),
+            second: AtomicU32::new(0),
+            used: AtomicU32::new(0),
+        }
+    }
+
+    /// Frames per second; 0 is no limit.
+    pub fn set_limit(&self, limit: u32) {
+        self.limit.store(limit, Relaxed);
+    }
+
+    /// Whether one more flooded frame fits in second `now`.
+    #[inline]
+    pub fn take(&self, now: u32) -> bool {
+        let limit = self.limit.load(Relaxed);
+        if limit == 0 {
+            return true;
+        }
+        if self.second.load(Relaxed) != now {
+            self.second.store(now, Relaxed);
+            self.used.store(0, Relaxed);
+        }
+        self.used.fetch_add(1, Relaxed) < limit
+    }
+}
+
+#[cfg(test)]
+mod tests;
