@@ -867,8 +867,8 @@ apps:
     for n in &apps[1..] {
         assert!(!taps.contains(&format!("\"{p}-{n}\"")), "{taps}");
     }
-    let renamed = std::fs::read_to_string(d.state.join("renamed.json")).unwrap_or_default();
-    assert!(!renamed.contains(&knic), "{renamed}");
+    let nics = std::fs::read_to_string(d.state.join("nics.json")).unwrap_or_default();
+    assert!(!nics.contains(&knic), "{nics}");
 }
 
 /// One sample of Prometheus text: name, labels, value.

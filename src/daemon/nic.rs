@@ -1,10 +1,14 @@
 //! Opening a configured port: the NIC (renamed to `k<device>` when its host
 //! TAP takes its name, or adopted as found after a crash) and, for a
-//! management port, the host TAP carrying the NIC's own MAC. `restore` puts
-//! the names back on a clean exit.
+//! management port, the host TAP carrying the NIC's own MAC. What the NIC
+//! was like (name, MTU, IPv6 state) is handed to the caller to record
+//! before anything changes; `restore` puts it back on a clean exit, and
+//! `restore_original` after a crash.
 
 use std::io;
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Mac, Port};
 use crate::ports::afpacket::AfPacket;
@@ -24,13 +28,82 @@ pub struct OpenedNic {
     mtu_was: Option<u32>,
 }
 
+/// A NIC as it was before niswitch changed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Original {
+    pub device: String,
+    /// The name niswitch gives it while it runs, if any.
+    pub renamed_to: Option<String>,
+    /// Its MTU, when niswitch sets one.
+    pub mtu: Option<u32>,
+    /// Its `disable_ipv6`, when niswitch turns IPv6 off (a management port).
+    pub ipv6: Option<String>,
+}
+
+/// Puts a NIC that an earlier run changed back as it was (after a crash,
+/// when the config no longer names it).
+pub fn restore_original(o: &Original) {
+    let name = match &o.renamed_to {
+        Some(k) if ifctl::exists(k) && !ifctl::is_tap(k) && !ifctl::exists(&o.device) => {
+            let ok = ifctl::set_up(k, false)
+                .and_then(|_| ifctl::rename(k, &o.device))
+                .and_then(|_| ifctl::set_up(&o.device, true));
+            match ok {
+                Ok(()) => {
+                    tracing::info!(nic = %o.device, "gave a NIC renamed by an earlier run its name back")
+                }
+                Err(e) => {
+                    tracing::warn!(nic = %k, error = %e, "could not give the NIC its name back")
+                }
+            }
+            o.device.clone()
+        }
+        _ => o.device.clone(),
+    };
+    if let Some(m) = o.mtu {
+        let _ = ifctl::set_mtu(&name, m);
+    }
+    if let Some(v) = &o.ipv6 {
+        let _ = ifctl::write_sysctl(&ipv6_sysctl(&name), v);
+    }
+}
+
 fn ipv6_sysctl(name: &str) -> String {
     format!("net/ipv6/conf/{name}/disable_ipv6")
 }
 
+/// What the NIC named `now` was like: `prior` (recorded by an earlier run
+/// that changed it) wins over what is seen now.
+fn original(cfg: &Port, now: &str, prior: Option<&Original>) -> Original {
+    let mtu = cfg.mtu.and_then(|_| ifctl::mtu(now).ok());
+    let ipv6 = cfg
+        .management
+        .then(|| std::fs::read_to_string(format!("/proc/sys/{}", ipv6_sysctl(now))).ok())
+        .flatten()
+        .map(|v| v.trim().to_string());
+    Original {
+        device: cfg.device.clone(),
+        renamed_to: cfg.renamed_to.clone(),
+        mtu: prior.and_then(|p| p.mtu).or(mtu),
+        ipv6: prior.and_then(|p| p.ipv6.clone()).or(ipv6),
+    }
+}
+
 /// Opens a configured port; `reattach` allows taking over the host TAP an
-/// earlier run of niswitch left (and recorded).
-pub fn open(cfg: &Port, reattach: bool) -> io::Result<OpenedNic> {
+/// earlier run of niswitch left (and recorded). `record` is called with
+/// what the NIC was like before anything changes; its error stops the open.
+pub fn open(
+    cfg: &Port,
+    reattach: bool,
+    prior: Option<&Original>,
+    record: &mut dyn FnMut(&Original) -> io::Result<()>,
+) -> io::Result<OpenedNic> {
+    let adopted = cfg
+        .renamed_to
+        .as_ref()
+        .filter(|k| ifctl::exists(k) && !ifctl::is_tap(k));
+    let orig = original(cfg, adopted.unwrap_or(&cfg.device), prior);
+    record(&orig)?;
     let mut renamed = false;
     let nic_name = match &cfg.renamed_to {
         None => cfg.device.clone(),
@@ -75,23 +148,14 @@ pub fn open(cfg: &Port, reattach: bool) -> io::Result<OpenedNic> {
         e
     };
     let mac = ifctl::mac(&nic_name).map_err(rollback)?;
-    let mut mtu_was = None;
     if let Some(m) = cfg.mtu {
-        let before = ifctl::mtu(&nic_name).map_err(rollback)?;
-        if before != m {
-            ifctl::set_mtu(&nic_name, m).map_err(rollback)?;
-            mtu_was = Some(before);
-        }
+        ifctl::set_mtu(&nic_name, m).map_err(rollback)?;
     }
     let mtu = ifctl::mtu(&nic_name).map_err(rollback)?;
-    let mut ipv6_was = None;
-    if cfg.management {
-        let path = ipv6_sysctl(&nic_name);
-        if let Ok(v) = std::fs::read_to_string(format!("/proc/sys/{path}")) {
-            let _ = ifctl::write_sysctl(&path, "1");
-            ipv6_was = Some(v.trim().to_string());
-        }
+    if orig.ipv6.is_some() {
+        let _ = ifctl::write_sysctl(&ipv6_sysctl(&nic_name), "1");
     }
+    let (mtu_was, ipv6_was) = (orig.mtu, orig.ipv6.clone());
     let sock = Arc::new(AfPacket::open(&nic_name).map_err(rollback)?);
     if cfg.management {
         // The host now lives on its TAP; an address left on the NIC would

@@ -1,7 +1,8 @@
 //! What niswitch made on the host, written down before it is made: the
 //! TAPs (persistent while niswitch runs, so apps and the host keep their
-//! interfaces through a crash), the NICs it renamed, and the pod interfaces
-//! the CNI plugin asked for (attached again after a restart). After a crash, even
+//! interfaces through a crash), the NICs it changed (with their original
+//! name, MTU and IPv6 state), and the pod interfaces the CNI plugin asked
+//! for (attached again after a restart). After a crash, even
 //! one in the middle of an apply, the next start removes recorded TAPs its
 //! config no longer names and gives recorded NICs their names back, and
 //! only recorded TAPs may be re-attached.
@@ -20,12 +21,7 @@ pub struct Recorded {
     pub netns: Option<String>,
 }
 
-/// A NIC renamed from `device` to `to`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Rename {
-    pub device: String,
-    pub to: String,
-}
+pub use super::nic::Original;
 
 /// A pod interface: what the CNI plugin asked for and what it was given.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -41,14 +37,14 @@ pub struct PodRecord {
 }
 
 const TAPS: &str = "taps.json";
-const RENAMES: &str = "renamed.json";
+const NICS: &str = "nics.json";
 const PODS: &str = "pods.json";
 
 /// The records, kept in the state directory.
 pub struct Ledger {
     dir: PathBuf,
     taps: Vec<Recorded>,
-    renames: Vec<Rename>,
+    nics: Vec<Original>,
     pods: Vec<PodRecord>,
 }
 
@@ -97,7 +93,7 @@ impl Ledger {
         Ledger {
             dir: dir.to_path_buf(),
             taps: load(dir, TAPS),
-            renames: load(dir, RENAMES),
+            nics: load(dir, NICS),
             pods: load(dir, PODS),
         }
     }
@@ -136,17 +132,24 @@ impl Ledger {
         forget(&self.dir, TAPS, &self.taps);
     }
 
-    pub fn add_rename(&mut self, r: Rename) -> std::io::Result<()> {
-        if self.renames.contains(&r) {
-            return Ok(());
-        }
-        self.renames.push(r);
-        save(&self.dir, RENAMES, &self.renames)
+    /// What an earlier run recorded of the NIC `device`.
+    pub fn nic(&self, device: &str) -> Option<&Original> {
+        self.nics.iter().find(|n| n.device == device)
     }
 
-    pub fn remove_rename(&mut self, r: &Rename) {
-        self.renames.retain(|x| x != r);
-        forget(&self.dir, RENAMES, &self.renames);
+    /// Records a NIC as it was, before niswitch changes it.
+    pub fn add_nic(&mut self, o: Original) -> std::io::Result<()> {
+        if self.nics.contains(&o) {
+            return Ok(());
+        }
+        self.nics.retain(|n| n.device != o.device);
+        self.nics.push(o);
+        save(&self.dir, NICS, &self.nics)
+    }
+
+    pub fn remove_nic(&mut self, device: &str) {
+        self.nics.retain(|n| n.device != device);
+        forget(&self.dir, NICS, &self.nics);
     }
 
     /// Undoes what an earlier run left and `cfg` does not want: its TAPs
@@ -157,14 +160,16 @@ impl Ledger {
             remove_tap(&r);
             self.remove_tap(&r);
         }
-        let keep = |r: &Rename| {
+        // A NIC the config still names keeps its record: opening it again
+        // restores its true original on the next clean exit.
+        let keep = |o: &Original| {
             cfg.ports
                 .iter()
-                .any(|p| p.device == r.device && p.renamed_to.as_deref() == Some(&r.to))
+                .any(|p| p.device == o.device && p.renamed_to == o.renamed_to)
         };
-        for r in self.renames.clone().into_iter().filter(|r| !keep(r)) {
-            restore_name(&r);
-            self.remove_rename(&r);
+        for o in self.nics.clone().into_iter().filter(|o| !keep(o)) {
+            super::nic::restore_original(&o);
+            self.remove_nic(&o.device);
         }
     }
 }
@@ -202,20 +207,5 @@ fn remove_tap(r: &Recorded) {
     match res {
         Ok(()) => tracing::info!(tap = %r.name, "removed TAP left by an earlier run"),
         Err(e) => tracing::debug!(tap = %r.name, error = %e, "stale TAP not removed"),
-    }
-}
-
-fn restore_name(r: &Rename) {
-    if !ifctl::exists(&r.to) || ifctl::is_tap(&r.to) || ifctl::exists(&r.device) {
-        return;
-    }
-    let ok = ifctl::set_up(&r.to, false)
-        .and_then(|_| ifctl::rename(&r.to, &r.device))
-        .and_then(|_| ifctl::set_up(&r.device, true));
-    match ok {
-        Ok(()) => {
-            tracing::info!(nic = %r.device, "gave a NIC renamed by an earlier run its name back")
-        }
-        Err(e) => tracing::warn!(nic = %r.to, error = %e, "could not give the NIC its name back"),
     }
 }

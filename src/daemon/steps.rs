@@ -10,7 +10,7 @@ use anyhow::{Context, Result, anyhow};
 
 use super::nic;
 use super::plan::Step;
-use super::records::{Recorded, Rename};
+use super::records::Recorded;
 use super::runtime::{NiRt, PortRt, Runtime, VifRt};
 use super::state::FailedVif;
 use crate::config::{App, Config, L4Proto, Vif};
@@ -67,12 +67,6 @@ impl Runtime {
 
     fn add_port(&mut self, name: &str, new: &Config) -> Result<()> {
         let p = new.port(name).context("port missing from the config")?;
-        if let Some(to) = &p.renamed_to {
-            self.ledger.add_rename(Rename {
-                device: p.device.clone(),
-                to: to.clone(),
-            })?;
-        }
         let host = p.host_interface.as_ref().map(|h| Recorded {
             name: h.clone(),
             netns: None,
@@ -81,19 +75,17 @@ impl Runtime {
         if let Some(h) = &host {
             self.ledger.add_tap(h.clone())?;
         }
-        let opened = match nic::open(p, reattach) {
+        let prior = self.ledger.nic(&p.device).cloned();
+        let ledger = &mut self.ledger;
+        let mut record = |o: &nic::Original| ledger.add_nic(o.clone());
+        let opened = match nic::open(p, reattach, prior.as_ref(), &mut record) {
             Ok(o) => o,
             Err(e) => {
                 if let Some(h) = host.filter(|_| !reattach) {
                     self.ledger.remove_tap(&h);
                 }
-                // nic::open gave the NIC its name back.
-                if let Some(to) = &p.renamed_to {
-                    self.ledger.remove_rename(&Rename {
-                        device: p.device.clone(),
-                        to: to.clone(),
-                    });
-                }
+                // The NIC's record stays: the next start or apply puts back
+                // whatever the failed open had changed already.
                 return Err(anyhow!(
                     "opening port `{}` (device {}): {e}",
                     p.name,
@@ -184,11 +176,8 @@ impl Runtime {
                 netns: None,
             });
         }
-        if let Some(to) = cfg.renamed_to.as_ref().filter(|_| named) {
-            self.ledger.remove_rename(&Rename {
-                device: cfg.device.clone(),
-                to: to.clone(),
-            });
+        if named {
+            self.ledger.remove_nic(&cfg.device);
         }
     }
 
