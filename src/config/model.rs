@@ -167,6 +167,8 @@ pub struct Vif {
     /// More addresses it may send from, past port security (VRRP VIPs).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed_ips: Vec<Ipv4Net>,
+    /// ARP inspection, source guard, DHCP and RA guard (SPEC §3.2).
+    pub port_security: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

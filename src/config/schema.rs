@@ -115,6 +115,9 @@ pub struct RawVif {
     /// More addresses the VIF may send from (VRRP or keepalived VIPs).
     #[serde(default)]
     pub allowed_ips: Vec<NetText>,
+    /// Off: no ARP inspection, source guard, DHCP or RA guard (an app that
+    /// forwards others' traffic); its source MAC is still checked.
+    pub port_security: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -696,6 +696,7 @@ fn apps(cx: &mut Ctx, raw: &[RawApp], nis: &[Ni], ports: &[Port]) -> Vec<App> {
                 acls,
                 port_maps,
                 allowed_ips,
+                port_security: v.port_security.unwrap_or(true),
             });
         }
         out.push(App {

@@ -309,7 +309,7 @@ impl Runtime {
         )
         .own_mac(p.rec.mac);
         let entry: Arc<PortEntry> = self.switch.add_port(&ni.domain, spec)?;
-        super::steps::guard_port(&entry, ni, p.rec.ip);
+        super::steps::guard_port(&entry, ni, p.rec.ip, true);
         if let Err(e) = self.serve(&entry) {
             self.switch.remove_port(&entry);
             return Err(e);

@@ -428,7 +428,7 @@ impl Runtime {
         if let Some(f) = &v.filter {
             entry.set_hook(Some(Box::new(f.clone()) as Box<dyn PortHook>));
         }
-        guard_port(&entry, ni, v.cfg.ip);
+        guard_port(&entry, ni, v.cfg.ip, v.cfg.port_security);
         entry.guard.set_extra(v.cfg.allowed_ips.clone());
         if let Err(e) = self.serve(&entry) {
             self.switch.remove_port(&entry);
@@ -443,12 +443,14 @@ impl Runtime {
     /// ACLs, port maps, fixed IP and app name, in place.
     fn update_vif(&mut self, tap: &str, new: &Config) -> Result<()> {
         let (app, vif) = find_vif(new, tap).context("interface missing from the config")?;
+        let local = self.nis.get(&vif.ni).is_some_and(|n| n.cfg.local.is_some());
         let v = self.vifs.get_mut(tap).context("interface not running")?;
         v.app = app.name.clone();
         v.app_uuid = app.uuid;
         v.cfg = vif.clone();
         if let Some(e) = &v.entry {
             e.guard.set_extra(vif.allowed_ips.clone());
+            e.guard.enable(vif.port_security, local);
         }
         self.update_filter(tap);
         Ok(())
@@ -505,9 +507,14 @@ impl Runtime {
 
 /// Port security and storm control of an app (or pod) interface on `ni`:
 /// on a local NI only its fixed or leased address, else learned.
-pub(super) fn guard_port(entry: &PortEntry, ni: &NiRt, fixed: Option<std::net::Ipv4Addr>) {
+pub(super) fn guard_port(
+    entry: &PortEntry,
+    ni: &NiRt,
+    fixed: Option<std::net::Ipv4Addr>,
+    on: bool,
+) {
     entry.floods.set_limit(ni.cfg.flood_limit);
-    entry.guard.enable(ni.cfg.local.is_some());
+    entry.guard.enable(on, ni.cfg.local.is_some());
     if ni.cfg.local.is_none() {
         return;
     }

@@ -36,9 +36,10 @@ pub struct Guard {
 }
 
 impl Guard {
-    pub fn enable(&self, strict: bool) {
+    /// Turns the guard on (strict: the addresses are set, not learned) or off.
+    pub fn enable(&self, on: bool, strict: bool) {
         self.strict.store(strict, Relaxed);
-        self.on.store(true, Relaxed);
+        self.on.store(on, Relaxed);
     }
 
     /// The addresses the VIF holds now (a local NI's router sets them).

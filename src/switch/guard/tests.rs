@@ -48,7 +48,7 @@ fn verdict(g: &Guard, f: &[u8]) -> Option<DropReason> {
 #[test]
 fn arp_must_name_the_vifs_mac_and_an_address_it_holds() {
     let g = Guard::default();
-    g.enable(true);
+    g.enable(true, true);
     g.set(&[Ipv4Addr::new(10, 0, 0, 5)]);
     assert_eq!(verdict(&g, &arp(OWN, [10, 0, 0, 5])), None);
     assert_eq!(verdict(&g, &arp(OWN, [0, 0, 0, 0])), None, "a probe");
@@ -70,7 +70,7 @@ fn arp_must_name_the_vifs_mac_and_an_address_it_holds() {
 #[test]
 fn a_switch_ni_vif_learns_its_address_from_dhcp_or_its_first_arp() {
     let g = Guard::default();
-    g.enable(false);
+    g.enable(true, false);
     assert_eq!(verdict(&g, &arp(OWN, [10, 0, 0, 7])), None, "first ARP");
     assert_eq!(
         verdict(&g, &arp(OWN, [10, 0, 0, 8])),
@@ -93,7 +93,7 @@ fn a_switch_ni_vif_learns_its_address_from_dhcp_or_its_first_arp() {
 #[test]
 fn a_local_ni_vif_sends_only_from_its_address_and_dhcp_from_zero() {
     let g = Guard::default();
-    g.enable(true);
+    g.enable(true, true);
     g.set(&[Ipv4Addr::new(10, 0, 0, 5)]);
     assert_eq!(verdict(&g, &udp4([10, 0, 0, 5], 5000, 53)), None);
     assert_eq!(
@@ -121,7 +121,7 @@ fn a_local_ni_vif_sends_only_from_its_address_and_dhcp_from_zero() {
 #[test]
 fn no_app_answers_as_a_dhcp_server_or_a_router() {
     let g = Guard::default();
-    g.enable(false);
+    g.enable(true, false);
     assert_eq!(
         verdict(&g, &udp4([10, 0, 0, 5], 67, 68)),
         Some(DropReason::DhcpServer)
@@ -164,7 +164,7 @@ fn no_app_answers_as_a_dhcp_server_or_a_router() {
 #[test]
 fn allowed_ips_pass_besides_the_own_address() {
     let g = Guard::default();
-    g.enable(false);
+    g.enable(true, false);
     g.set_extra(vec!["10.20.0.100/32".parse().unwrap()]);
     assert_eq!(
         verdict(&g, &arp(OWN, [10, 0, 0, 7])),
@@ -177,7 +177,7 @@ fn allowed_ips_pass_besides_the_own_address() {
         Some(DropReason::ArpSpoofedIp)
     );
     let strict = Guard::default();
-    strict.enable(true);
+    strict.enable(true, true);
     strict.set_extra(vec!["10.20.0.96/28".parse().unwrap()]);
     assert_eq!(verdict(&strict, &udp4([10, 20, 0, 100], 5000, 53)), None);
 }
