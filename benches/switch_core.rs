@@ -1,5 +1,6 @@
 //! Frames per second of the switch core on in-memory ports (64 B and 1500 B
-//! frames, unicast to a learned MAC and flooded), and the MAC table under
+//! frames, unicast to a learned MAC and flooded; 64 B IPv4 with and without
+//! port security on the sending interface), and the MAC table under
 //! learning churn.
 
 use std::sync::Arc;
@@ -76,6 +77,46 @@ fn forwarding(c: &mut Criterion) {
     g.finish();
 }
 
+/// A 64-byte IPv4 UDP frame from 10.0.0.1.
+fn udp_frame(dst: Mac, src: Mac) -> Vec<u8> {
+    let mut v = frame(dst, src, 64);
+    let ip = VNET_HDR_LEN + 14;
+    v[ip..ip + 20].copy_from_slice(&[
+        0x45, 0, 0, 50, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ]);
+    v[ip + 20..ip + 24].copy_from_slice(&[0x13, 0x88, 0x13, 0x89]);
+    v
+}
+
+fn port_security(c: &mut Criterion) {
+    let mut g = c.benchmark_group("port_security");
+    g.throughput(Throughput::Elements(32));
+    for (name, on) in [("off", false), ("strict", true)] {
+        let (sw, ports) = setup(4);
+        sw.process(&ports[1], &frame(Mac::BROADCAST, mac(2), 64), 1);
+        ports[0].guard.enable(on, true);
+        ports[0].guard.set(&["10.0.0.1".parse().expect("ip")]);
+        let f = udp_frame(mac(2), mac(1));
+        g.bench_function(format!("unicast_64B_udp_{name}"), |b| {
+            b.iter(|| {
+                for _ in 0..32 {
+                    sw.process(&ports[0], &f, 1);
+                }
+            })
+        });
+        assert_eq!(
+            ports[0]
+                .stats
+                .drop_counts()
+                .iter()
+                .map(|(_, n)| n)
+                .sum::<u64>(),
+            0
+        );
+    }
+    g.finish();
+}
+
 fn table(c: &mut Criterion) {
     let t = MacTable::new(16384, 300, 16);
     for i in 0..1000 {
@@ -107,5 +148,5 @@ fn table(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, forwarding, table);
+criterion_group!(benches, forwarding, port_security, table);
 criterion_main!(benches);
