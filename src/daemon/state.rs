@@ -224,9 +224,24 @@ impl State {
     }
 
     pub fn status(&self) -> Status {
-        let now = now_secs();
-        let ports = self
-            .ports
+        let a = &self.apply;
+        Status {
+            ports: self.ports_status(),
+            network_instances: self.nis_status(),
+            apps: self.apps_status(),
+            pods: self.pods_status(),
+            apply: ApplyStatus {
+                count: a.count,
+                failed: a.failed,
+                last_result: a.last_result.clone(),
+                last_message: a.last_message.clone(),
+                last_at: a.last_at.clone(),
+            },
+        }
+    }
+
+    fn ports_status(&self) -> Vec<PortStatus> {
+        self.ports
             .iter()
             .map(|p| PortStatus {
                 name: p.name.clone(),
@@ -240,9 +255,12 @@ impl State {
                     counters: counters(h),
                 }),
             })
-            .collect();
-        let network_instances = self
-            .nis
+            .collect()
+    }
+
+    fn nis_status(&self) -> Vec<NiStatus> {
+        let now = now_secs();
+        self.nis
             .iter()
             .map(|n| {
                 let mut mac_table: Vec<MacEntry> = n
@@ -291,9 +309,11 @@ impl State {
                     }),
                 }
             })
-            .collect();
-        let apps = self
-            .cfg
+            .collect()
+    }
+
+    fn apps_status(&self) -> Vec<AppStatus> {
+        self.cfg
             .apps
             .iter()
             .map(|a| AppStatus {
@@ -330,10 +350,11 @@ impl State {
                     )
                     .collect(),
             })
-            .collect();
-        let a = &self.apply;
-        let pods = self
-            .pods
+            .collect()
+    }
+
+    fn pods_status(&self) -> Vec<PodStatus> {
+        self.pods
             .iter()
             .map(|p| PodStatus {
                 container_id: p.rec.container_id.clone(),
@@ -354,20 +375,7 @@ impl State {
                 netns: p.rec.netns.clone(),
                 counters: p.entry.as_deref().map(counters).unwrap_or_default(),
             })
-            .collect();
-        Status {
-            ports,
-            network_instances,
-            apps,
-            pods,
-            apply: ApplyStatus {
-                count: a.count,
-                failed: a.failed,
-                last_result: a.last_result.clone(),
-                last_message: a.last_message.clone(),
-                last_at: a.last_at.clone(),
-            },
-        }
+            .collect()
     }
 }
 
