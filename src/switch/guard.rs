@@ -17,6 +17,7 @@ use crate::frame::{ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, Packet};
 
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERTYPE_VLAN: u16 = 0x8100;
+const ETHERTYPE_QINQ: u16 = 0x88a8;
 /// Addresses one interface may hold at once.
 const SLOTS: usize = 4;
 pub use crate::config::DEFAULT_FLOOD_LIMIT;
@@ -92,13 +93,18 @@ impl Guard {
         if !self.on.load(Relaxed) {
             return None;
         }
+        // Judged by what they carry, under up to two tags (802.1Q, 802.1ad).
         let f = p.frame();
-        let (ethertype, l3) = match p.ethertype() {
-            ETHERTYPE_VLAN if f.len() >= ETH_HDR_LEN + 4 => {
-                (u16::from_be_bytes([f[16], f[17]]), &f[ETH_HDR_LEN + 4..])
+        let (mut ethertype, mut at) = (p.ethertype(), ETH_HDR_LEN);
+        for _ in 0..2 {
+            if !matches!(ethertype, ETHERTYPE_VLAN | ETHERTYPE_QINQ) {
+                break;
             }
-            t => (t, &f[ETH_HDR_LEN..]),
-        };
+            let inner = f.get(at + 2..at + 4)?;
+            ethertype = u16::from_be_bytes([inner[0], inner[1]]);
+            at += 4;
+        }
+        let l3 = f.get(at..)?;
         match ethertype {
             ETHERTYPE_ARP => self.arp(l3, own),
             ETHERTYPE_IPV4 => self.ipv4(l3),
@@ -144,7 +150,8 @@ impl Guard {
                     u16::from_be_bytes([u[2], u[3]]),
                 )
             });
-        if ports.is_some_and(|(s, _)| s == 67) {
+        // A server answers from port 67 to port 68: an app does neither.
+        if ports.is_some_and(|(s, d)| s == 67 || d == 68) {
             return Some(DropReason::DhcpServer);
         }
         if !self.strict.load(Relaxed) || self.allows(src) {
@@ -171,8 +178,10 @@ fn ipv6(ip: &[u8]) -> Option<DropReason> {
                 return matches!(t, 134 | 137).then_some(DropReason::RaGuard);
             }
             17 => {
-                let sport = ip.get(off..off + 2)?;
-                return (sport == [2, 35]).then_some(DropReason::DhcpServer);
+                // From the server port 547, or to the client port 546.
+                let ports = ip.get(off..off + 4)?;
+                let server = ports[..2] == [2, 35] || ports[2..] == [2, 34];
+                return server.then_some(DropReason::DhcpServer);
             }
             44 => {
                 // A later fragment carries no header to judge; a first one does.

@@ -122,10 +122,15 @@ fn a_local_ni_vif_sends_only_from_its_address_and_dhcp_from_zero() {
 fn no_app_answers_as_a_dhcp_server_or_a_router() {
     let g = Guard::default();
     g.enable(true, false);
-    assert_eq!(
-        verdict(&g, &udp4([10, 0, 0, 5], 67, 68)),
-        Some(DropReason::DhcpServer)
-    );
+    for (sport, dport) in [(67, 68), (4242, 68), (67, 4242)] {
+        let f = udp4([10, 0, 0, 5], sport, dport);
+        assert_eq!(
+            verdict(&g, &f),
+            Some(DropReason::DhcpServer),
+            "{sport}->{dport}"
+        );
+    }
+    assert_eq!(verdict(&g, &udp4([0, 0, 0, 0], 68, 67)), None, "a client");
     assert_eq!(verdict(&g, &icmp6(&[], 58, 134)), Some(DropReason::RaGuard));
     assert_eq!(
         verdict(&g, &icmp6(&[], 58, 137)),
@@ -152,6 +157,16 @@ fn no_app_answers_as_a_dhcp_server_or_a_router() {
         verdict(&g, &frame(ETHERTYPE_IPV6, &dhcp6)),
         Some(DropReason::DhcpServer)
     );
+    let n = dhcp6.len();
+    dhcp6[n - 8..n - 6].copy_from_slice(&[0x10, 0x92]);
+    let to_client = verdict(&g, &frame(ETHERTYPE_IPV6, &dhcp6));
+    assert_eq!(to_client, Some(DropReason::DhcpServer), "any port to 546");
+    dhcp6[n - 6..n - 4].copy_from_slice(&[2, 35]);
+    assert_eq!(
+        verdict(&g, &frame(ETHERTYPE_IPV6, &dhcp6)),
+        None,
+        "a client"
+    );
     // Tagged frames are judged by what they carry.
     let mut tagged = udp4([10, 0, 0, 5], 67, 68);
     tagged.splice(
@@ -159,6 +174,12 @@ fn no_app_answers_as_a_dhcp_server_or_a_router() {
         [0x81, 0x00, 0x00, 0x64],
     );
     assert_eq!(verdict(&g, &tagged), Some(DropReason::DhcpServer));
+    tagged.splice(
+        VNET_HDR_LEN + 12..VNET_HDR_LEN + 12,
+        [0x88, 0xa8, 0x00, 0x0a],
+    );
+    let qinq = verdict(&g, &tagged);
+    assert_eq!(qinq, Some(DropReason::DhcpServer), "under two tags");
 }
 
 #[test]
