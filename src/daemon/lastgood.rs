@@ -3,22 +3,10 @@
 //! config when the one it is given is invalid, and after a crash in the
 //! middle of an apply.
 
-use std::io;
 use std::path::{Path, PathBuf};
 
 const LAST_GOOD: &str = "last-good.yaml";
 const PENDING: &str = "apply-in-progress";
-
-fn write_durably(path: &Path, text: &str) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
 
 pub fn path(dir: &Path) -> PathBuf {
     dir.join(LAST_GOOD)
@@ -31,14 +19,14 @@ pub fn load(dir: &Path) -> Option<String> {
 
 /// Keeps `text` as the last good config.
 pub fn save(dir: &Path, text: &str) {
-    if let Err(e) = write_durably(&path(dir), text) {
+    if let Err(e) = crate::durable::write(&path(dir), text.as_bytes()) {
         tracing::warn!(error = %e, "could not keep the last good config");
     }
 }
 
 /// An apply starts: until `end`, a crash leaves this marker behind.
 pub fn begin(dir: &Path) {
-    if let Err(e) = write_durably(&dir.join(PENDING), "") {
+    if let Err(e) = crate::durable::write(&dir.join(PENDING), b"") {
         tracing::warn!(error = %e, "could not mark the apply as under way");
     }
 }

@@ -62,11 +62,7 @@ fn load<T: for<'de> Deserialize<'de>>(dir: &Path, file: &str) -> Vec<T> {
 /// of the directory).
 fn write<T: Serialize>(dir: &Path, file: &str, list: &[T]) -> std::io::Result<()> {
     let text = serde_json::to_string_pretty(list).map_err(std::io::Error::other)?;
-    let tmp = dir.join(format!("{file}.tmp"));
-    std::fs::write(&tmp, text)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, dir.join(file))?;
-    std::fs::File::open(dir)?.sync_all()
+    crate::durable::write(&dir.join(file), text.as_bytes())
 }
 
 /// Writes a record before something is made: failing, it is not made.

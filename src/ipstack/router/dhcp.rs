@@ -148,11 +148,7 @@ fn save(path: &Path, leases: &[Lease]) {
     let Ok(text) = serde_json::to_string_pretty(leases) else {
         return;
     };
-    let tmp = path.with_extension("json.tmp");
-    let ok = std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = ok {
+    if let Err(e) = crate::durable::write(path, text.as_bytes()) {
         tracing::warn!(file = %path.display(), error = %e, "could not save leases");
     }
 }
