@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
         air_gapped: false,
     };
     let mac = Mac([2, 0, 0, 0, 0, 1]);
-    let clients = vec![Client { mac, app: "a".into(), fixed: None }];
+    let clients = vec![Client {
+        mac,
+        app: "a".into(),
+        fixed: None,
+    }];
     let mut leases = Leases::default();
     if let Some(m) = dhcp::decode(data)
         && let Ok(r) = leases.handle(&pool, &clients, mac, &m, 1000)

@@ -255,6 +255,17 @@ fn rewrite_headers(
         if port_at + 2 <= end {
             put16(b, port_at, new_ports);
         }
+        // An ICMP message has no pseudo-header: when the incremental update
+        // lands on 0x0000 the message may sum to zero, and only a sum from
+        // scratch can tell 0x0000 from 0xffff.
+        if !partial && at + 2 <= end && be16(b, at) == 0 {
+            // The field is zero already: the sum covers the message as is.
+            put16(
+                b,
+                at,
+                super::wire::csum_fold(super::wire::csum_add(0, &b[l4..end])),
+            );
+        }
     } else if l4 + 4 <= end {
         put16(b, l4, to.sport);
         put16(b, l4 + 2, to.dport);
