@@ -3,8 +3,10 @@
 //! apps and the device's own host interface — then shows, step by step, that
 //! the apps get addresses, reach each other and the upstream host (directly
 //! on the flat network, through NAT from the local one), that a port map
-//! reaches an app from the LAN, and that traffic keeps flowing while the
-//! first NIC's link is down (the local NI fails over to the second uplink).
+//! reaches an app from the LAN, that traffic keeps flowing while the
+//! first NIC's link is down (the local NI fails over to the second uplink),
+//! and that a live `niswitch apply` adds an app without disturbing the
+//! others, while an invalid config is refused.
 
 use std::path::Path;
 use std::time::Duration;
@@ -66,10 +68,15 @@ fn have(cmd: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn demo_config() -> String {
+/// The app a live apply adds to the local NI.
+const ADDED_APP: (&str, &str) = ("cache", "6ba7b810-9dad-11d1-80b4-00c04fd430d3");
+
+/// The bundled config; `added`: with the app a live apply brings.
+fn demo_config(added: bool) -> String {
     let mut apps = String::new();
     let mut local_apps = String::new();
-    for (name, uuid) in LOCAL_APPS {
+    let extra = added.then_some(ADDED_APP);
+    for (name, uuid) in LOCAL_APPS.into_iter().chain(extra) {
         // web's HTTP server is reachable from the LAN on the uplink address, port 8080.
         let maps = if name == "web" {
             ", port_maps: [{ protocol: tcp, uplink_port: 8080, app_port: 80 }]"
@@ -171,6 +178,87 @@ fn nat_steps(sb: &Sandbox, st: &mut Steps, ctl: &Path, web: &str, up: &str) -> R
     )
 }
 
+/// Runs `niswitch apply` on the demo's daemon; its exit status and output.
+fn apply(exe: &Path, ctl: &Path, cfg: &Path) -> Result<(bool, String)> {
+    let o = std::process::Command::new(exe)
+        .args(["apply", "--probe-timeout", "10", "--config"])
+        .arg(cfg)
+        .arg("--control")
+        .arg(ctl)
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Ok((o.status.success(), text))
+}
+
+/// A live apply: `cache` joins the local NI while db pings web at 20 a
+/// second; then a broken config is refused and nothing changes.
+fn apply_steps(sb: &Sandbox, st: &mut Steps, exe: &Path, ctl: &Path, ns: &[String]) -> Result<()> {
+    let ifindex =
+        |sb: &Sandbox| sb.out(&ns[0], &format!("cat /sys/class/net/{PREFIX}-web/ifindex"));
+    let before = ifindex(sb);
+    let pings = sb.path("pings.txt");
+    let bg = format!("ping -i 0.05 -c 60 -q web > {} 2>&1 &", pings.display());
+    sb.sh(&ns[1], &bg);
+    let new = sb.path("demo-added.yaml");
+    std::fs::write(&new, demo_config(true))?;
+    let (ok, out) = apply(exe, ctl, &new)?;
+    let timing = out
+        .lines()
+        .find(|l| l.starts_with("applied"))
+        .unwrap_or("")
+        .to_string();
+    st.check(
+        &format!("niswitch apply adds app `cache` live ({timing})"),
+        ok,
+    )?;
+    let lease = sb.ok(
+        &ns[2],
+        &format!("udhcpc -i {PREFIX}-cache -n -q -t 6 -T 1 >/dev/null 2>&1"),
+    );
+    st.check(
+        "cache gets a lease at once, and pings web by name",
+        lease && ping(sb, &ns[2], "web"),
+    )?;
+    st.check(
+        "web kept its TAP (same ifindex) across the apply",
+        ifindex(sb) == before,
+    )?;
+    let done = wait_until(Duration::from_secs(10), || {
+        sb.log("pings.txt").contains("packet loss")
+    });
+    let summary = sb.log("pings.txt");
+    let line = summary
+        .lines()
+        .find(|l| l.contains("packet loss"))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let lost = line.split(',').find_map(|p| {
+        p.trim()
+            .strip_suffix("% packet loss")
+            .and_then(|v| v.parse::<f64>().ok())
+    });
+    st.check(
+        &format!("db's 20 pings a second to web went on: {line}"),
+        done && lost.is_some_and(|l| l <= 2.0),
+    )?;
+    let bad = sb.path("demo-bad.yaml");
+    std::fs::write(
+        &bad,
+        demo_config(true).replace("type: local", "type: locall"),
+    )?;
+    let (ok, out) = apply(exe, ctl, &bad)?;
+    let first = out.lines().next().unwrap_or("").to_string();
+    st.check(
+        &format!("a broken config is refused, nothing changes: {first}"),
+        !ok,
+    )
+}
+
 /// Runs the demo; Ok(true) when every step passed.
 pub fn run(keep_going: bool) -> Result<bool> {
     let exe = std::env::current_exe().context("locating the niswitch binary")?;
@@ -198,7 +286,7 @@ fn steps(exe: &Path, st: &mut Steps) -> Result<()> {
         app_ns.push(sb.ns(name)?);
     }
     let mut local_ns = Vec::new();
-    for (name, _) in LOCAL_APPS {
+    for (name, _) in LOCAL_APPS.into_iter().chain([ADDED_APP]) {
         local_ns.push(sb.ns(name)?);
     }
     sb.veth(
@@ -222,12 +310,12 @@ fn steps(exe: &Path, st: &mut Steps) -> Result<()> {
         &format!("ip addr add {UPSTREAM2_IP}/24 dev {PREFIX}-lan2"),
     );
     st.check(
-        "sandbox: two upstream LAN hosts, a device whose two NICs are veths to them, five app namespaces",
+        "sandbox: two upstream LAN hosts, a device whose two NICs are veths to them, six app namespaces",
         true,
     )?;
 
     let cfg_path = sb.path("demo.yaml");
-    std::fs::write(&cfg_path, demo_config())?;
+    std::fs::write(&cfg_path, demo_config(false))?;
     let cfg = config::load(&cfg_path).map_err(|e| anyhow::anyhow!("bundled config: {}", e[0]))?;
     let ctl = sb.path("ctl.sock");
     let state = sb.path("state");
@@ -418,6 +506,10 @@ fn steps(exe: &Path, st: &mut Steps) -> Result<()> {
             "local NI `lan` is back on its cheaper uplink `uplink`",
             wait_active(&ctl, "uplink", 10).is_some(),
         )?;
+    }
+
+    if dhcp {
+        apply_steps(&sb, st, exe, &ctl, &local_ns)?;
     }
 
     sb.signal(pid, libc::SIGTERM);
