@@ -59,45 +59,91 @@ fn switch_cfg(apps: &str) -> String {
     format!("version: 1\nnetwork_instances: [{{ name: n, type: switch }}]\napps:\n{apps}")
 }
 
-/// A device namespace `dev` whose NIC `{p}-n` is a veth to `up`, where
-/// dnsmasq leases 192.0.2.100-150 (192.0.2.1 is the upstream host); and
-/// one namespace per app.
-fn lab(p: &str, apps: &[&str]) -> (Sandbox, String, String) {
+/// Switch NI `n` with the apps `names`, numbered from 1.
+fn switch_apps(p: &str, names: &[&str]) -> String {
+    let apps: Vec<String> = (1..)
+        .zip(names)
+        .map(|(i, n)| app(p, n, i, "n", ""))
+        .collect();
+    switch_cfg(&apps.concat())
+}
+
+/// A sandbox `p` with the device namespace `dev` and one namespace per app.
+fn sandbox(p: &str, apps: &[&str]) -> (Sandbox, String) {
     let mut sb = Sandbox::new(p).unwrap();
     let dev = sb.ns("dev").unwrap();
-    let up = sb.ns("up").unwrap();
     for a in apps {
         sb.ns(a).unwrap();
     }
-    sb.veth(&dev, &format!("{p}-n"), &up, &format!("{p}-l"))
-        .unwrap();
-    lan_dnsmasq(
-        &mut sb,
-        &up,
-        &format!("{p}-l"),
-        "192.0.2",
-        "dnsmasq",
-        &["--port=0"],
-    );
+    (sb, dev)
+}
+
+/// A sandbox `p` running niswitch with app `a` on switch NI `n`; `more` apps get namespaces.
+fn switch_lab(p: &str, more: &[&str]) -> (Sandbox, Daemon) {
+    let (mut sb, dev) = sandbox(p, &[&["a"], more].concat());
+    let d = start(&mut sb, &dev, &switch_apps(p, &["a"]), "nsw");
+    (sb, d)
+}
+
+/// `sandbox` and a namespace `up`, whose `{p}-lan` is a veth to the NIC `nic` in `dev`.
+fn with_up(p: &str, nic: &str, apps: &[&str]) -> (Sandbox, String, String) {
+    let (mut sb, dev) = sandbox(p, apps);
+    let up = sb.ns("up").unwrap();
+    sb.veth(&dev, nic, &up, &format!("{p}-lan")).unwrap();
     (sb, dev, up)
 }
 
-fn write_cfg(sb: &Sandbox, name: &str, text: &str) -> PathBuf {
-    let f = sb.path(name);
-    std::fs::write(&f, text).expect("write config");
-    f
+/// `with_up` where dnsmasq leases 192.0.2.100-150 (192.0.2.1 is the upstream host).
+fn lab(p: &str, nic: &str, apps: &[&str]) -> (Sandbox, String, String) {
+    let (mut sb, dev, up) = with_up(p, nic, apps);
+    upstream_dhcp(&mut sb, &up, &format!("{p}-lan"), "dnsmasq");
+    (sb, dev, up)
 }
 
-/// `niswitch apply` against `d` (run in the daemon's namespace).
-fn apply(sb: &Sandbox, d: &Daemon, file: &Path, extra: &str) -> Output {
-    sb.sh(
-        &d.ns,
-        &format!(
-            "{BIN} apply --config {} --control {} {extra}",
-            file.display(),
-            d.ctl.display()
-        ),
-    )
+/// Applies `file` `settle` after `job` starts in a thread: (output, `job` still ran, its result).
+fn apply_during<T: Send>(
+    sb: &Sandbox,
+    d: &Daemon,
+    file: &Path,
+    settle: Duration,
+    job: impl FnOnce() -> T + Send,
+) -> (Output, bool, T) {
+    std::thread::scope(|s| {
+        let job = s.spawn(job);
+        std::thread::sleep(settle);
+        let applied = apply(sb, d, file, "");
+        let still_running = !job.is_finished();
+        (applied, still_running, job.join().unwrap())
+    })
+}
+
+/// The apply exited 0; else the test fails with its output and the daemon's log.
+fn assert_applied(sb: &Sandbox, d: &Daemon, applied: &Output) {
+    let (out, err) = (text(&applied.stdout), text(&applied.stderr));
+    let log = sb.log(&d.log);
+    assert_eq!(
+        applied.status.code(),
+        Some(0),
+        "apply failed:\n{out}{err}\nlog:\n{log}"
+    );
+}
+
+/// `niswitch apply` of `file` against `d`, started in the background; its PID.
+fn spawn_apply(sb: &mut Sandbox, d: &Daemon, file: &Path, log: &str) -> u32 {
+    let (file, ctl) = (file.to_string_lossy(), d.ctl.to_string_lossy());
+    let args = ["apply", "--config", &file, "--control", &ctl];
+    sb.spawn(&d.ns, Path::new(BIN), &args, log).unwrap()
+}
+
+/// Waits until `d` keeps its config as the last good one; that file.
+fn wait_last_good(sb: &Sandbox, d: &Daemon) -> PathBuf {
+    let last_good = d.state.join("last-good.yaml");
+    assert!(
+        wait_until(Duration::from_secs(10), || last_good.exists()),
+        "the starting config is kept as the last good one\nlog:\n{}",
+        sb.log(&d.log)
+    );
+    last_good
 }
 
 fn text(b: &[u8]) -> String {
@@ -150,28 +196,20 @@ fn shape(d: &Daemon) -> Value {
     serde_json::json!({"ports": names("ports"), "nis": names("network_instances"), "apps": apps})
 }
 
-fn is_tap(sb: &Sandbox, ns: &str, ifname: &str) -> bool {
-    sb.ok(ns, &format!("test -e /sys/class/net/{ifname}/tun_flags"))
+/// True when app `n`'s TAP `{p}-{n}` is in its namespace of the same name.
+fn app_tap(sb: &Sandbox, p: &str, n: &str) -> bool {
+    let t = format!("{p}-{n}");
+    is_tap(sb, &t, &t)
 }
 
-fn exists(sb: &Sandbox, ns: &str, ifname: &str) -> bool {
-    sb.ok(ns, &format!("ip link show dev {ifname} >/dev/null 2>&1"))
+/// True when app `n`'s namespace `{p}-{n}` has no interface `{p}-{n}`.
+fn app_tap_gone(sb: &Sandbox, p: &str, n: &str) -> bool {
+    let t = format!("{p}-{n}");
+    !has_link(sb, &t, &t)
 }
 
 fn ifindex(sb: &Sandbox, ns: &str, ifname: &str) -> String {
     sb.out(ns, &format!("cat /sys/class/net/{ifname}/ifindex"))
-}
-
-/// A lease by udhcpc on `ifname`; the address it got.
-fn lease(sb: &Sandbox, ns: &str, ifname: &str) -> String {
-    assert!(
-        sb.ok(
-            ns,
-            &format!("udhcpc -i {ifname} -n -q -t 10 -T 1 >/dev/null 2>&1")
-        ),
-        "no lease on {ifname} in {ns}"
-    );
-    ipv4_of(sb, ns, ifname)
 }
 
 fn uplink(d: &Daemon) -> Value {
@@ -199,7 +237,7 @@ fn nat_transfer_of_an_unchanged_app_survives_an_apply() {
     }
     need(&["dnsmasq", "udhcpc", "iperf3", "ss"]);
     let p = "nswap1";
-    let (mut sb, dev, up) = lab(p, &["a", "b", "c"]);
+    let (mut sb, dev, up) = lab(p, &format!("{p}-n"), &["a", "b", "c"]);
     let (a_ns, c_ns) = (format!("{p}-a"), format!("{p}-c"));
     let (a_tap, c_tap) = (format!("{p}-a"), format!("{p}-c"));
     sb.spawn(
@@ -249,24 +287,15 @@ fn nat_transfer_of_an_unchanged_app_survives_an_apply() {
         "iperf3 server listening: {}",
         sb.log("iperf3-server.log")
     );
-    let new_file = write_cfg(&sb, "new.yaml", &new);
+    let new_file = write_file(&sb, "new.yaml", &new);
 
-    let (applied, still_running, iperf) = std::thread::scope(|s| {
-        let client = s.spawn(|| sb.sh(&a_ns, "iperf3 -c 192.0.2.1 -p 5201 -t 8 -J"));
-        // Let the transfer run for a while before the apply.
-        std::thread::sleep(Duration::from_secs(2));
-        let applied = apply(&sb, &d, &new_file, "");
-        let still_running = !client.is_finished();
-        (applied, still_running, client.join().unwrap())
-    });
+    // Let the transfer run for a while before the apply.
+    let (applied, still_running, iperf) =
+        apply_during(&sb, &d, &new_file, Duration::from_secs(2), || {
+            sb.sh(&a_ns, "iperf3 -c 192.0.2.1 -p 5201 -t 8 -J")
+        });
+    assert_applied(&sb, &d, &applied);
     let log = sb.log(&d.log);
-    assert_eq!(
-        applied.status.code(),
-        Some(0),
-        "apply failed:\n{}{}\nlog:\n{log}",
-        text(&applied.stdout),
-        text(&applied.stderr)
-    );
     let plan = text(&applied.stdout);
     assert!(
         plan.contains(&format!("add app interface {c_tap}"))
@@ -342,7 +371,7 @@ fn ping_between_unchanged_apps_loses_at_most_one_packet_across_an_apply() {
     }
     need(&["dnsmasq", "udhcpc", "ping"]);
     let p = "nswap2";
-    let (mut sb, dev, _up) = lab(p, &["a", "b", "c", "d", "e"]);
+    let (mut sb, dev, _up) = lab(p, &format!("{p}-n"), &["a", "b", "c", "d", "e"]);
     let ns = |n: &str| format!("{p}-{n}");
     let icmp = ", acls: [{ match: { protocol: icmp }, action: allow }]";
     let icmp_tcp = ", acls: [{ match: { protocol: icmp }, action: allow }, { match: { protocol: tcp }, action: allow }]";
@@ -371,24 +400,15 @@ fn ping_between_unchanged_apps_loses_at_most_one_packet_across_an_apply() {
     lease(&sb, &ns("a"), &ns("a"));
     let b_ip = lease(&sb, &ns("b"), &ns("b"));
     assert!(ping(&sb, &ns("a"), &b_ip), "a reaches b");
-    let new_file = write_cfg(&sb, "new.yaml", &new);
+    let new_file = write_file(&sb, "new.yaml", &new);
 
-    let (applied, still_running, pinged) = std::thread::scope(|s| {
-        let pinger = s.spawn(|| sb.sh(&ns("a"), &format!("ping -i 0.05 -c 100 -W 1 {b_ip}")));
-        // A second of pings before the apply.
-        std::thread::sleep(Duration::from_secs(1));
-        let applied = apply(&sb, &d, &new_file, "");
-        let still_running = !pinger.is_finished();
-        (applied, still_running, pinger.join().unwrap())
-    });
+    // A second of pings before the apply.
+    let (applied, still_running, pinged) =
+        apply_during(&sb, &d, &new_file, Duration::from_secs(1), || {
+            sb.sh(&ns("a"), &format!("ping -i 0.05 -c 100 -W 1 {b_ip}"))
+        });
+    assert_applied(&sb, &d, &applied);
     let log = sb.log(&d.log);
-    assert_eq!(
-        applied.status.code(),
-        Some(0),
-        "apply failed:\n{}{}\nlog:\n{log}",
-        text(&applied.stdout),
-        text(&applied.stderr)
-    );
     let plan = text(&applied.stdout);
     for step in [
         format!("remove app interface {p}-c"),
@@ -422,13 +442,13 @@ fn ping_between_unchanged_apps_loses_at_most_one_packet_across_an_apply() {
 
     // The removed app's TAP goes, and it leaves status.
     assert!(
-        wait_until(Duration::from_secs(5), || !exists(&sb, &ns("c"), &ns("c"))),
+        wait_until(Duration::from_secs(5), || app_tap_gone(&sb, p, "c")),
         "{}-c still exists in its namespace",
         p
     );
     let names = app_names(&d);
     assert_eq!(names, ["a", "b", "d", "e"], "status after the apply");
-    assert!(is_tap(&sb, &ns("e"), &ns("e")), "the new app's TAP");
+    assert!(app_tap(&sb, p, "e"), "the new app's TAP");
 }
 
 #[test]
@@ -439,19 +459,7 @@ fn a_failed_probe_restores_the_previous_config() {
     need(&["dnsmasq", "udhcpc", "ping"]);
     let p = "nswap3";
     let nic = format!("{p}e0");
-    let mut sb = Sandbox::new(p).unwrap();
-    let dev = sb.ns("dev").unwrap();
-    let up = sb.ns("up").unwrap();
-    sb.ns("a").unwrap();
-    sb.veth(&dev, &nic, &up, &format!("{p}-lan")).unwrap();
-    lan_dnsmasq(
-        &mut sb,
-        &up,
-        &format!("{p}-lan"),
-        "192.0.2",
-        "dnsmasq",
-        &["--port=0"],
-    );
+    let (mut sb, dev, _up) = lab(p, &nic, &["a"]);
     let cfg = |uplink: &str| {
         format!(
             "version: 1
@@ -484,7 +492,7 @@ apps:
     let before = shape(&d);
 
     // Valid, but nobody answers at this gateway.
-    let bad = write_cfg(
+    let bad = write_file(
         &sb,
         "bad.yaml",
         &cfg(", uplink_address: 192.0.2.50/24, uplink_gateway: 192.0.2.77"),
@@ -549,12 +557,7 @@ fn an_invalid_config_is_refused_and_a_dry_run_changes_nothing() {
         return;
     }
     let p = "nswap4";
-    let mut sb = Sandbox::new(p).unwrap();
-    let dev = sb.ns("dev").unwrap();
-    for n in ["a", "x"] {
-        sb.ns(n).unwrap();
-    }
-    let d = start(&mut sb, &dev, &switch_cfg(&app(p, "a", 1, "n", "")), "nsw");
+    let (sb, d) = switch_lab(p, &["x"]);
     let before = shape(&d);
     let count = || d.status()["apply"]["count"].as_u64();
     let count_before = count();
@@ -564,8 +567,8 @@ fn an_invalid_config_is_refused_and_a_dry_run_changes_nothing() {
         app(p, "a", 1, "nope", ""),
         "  - { name: b, uuid: 6ba7b810-9dad-11d1-80b4-00c04fd43102, interfaces: [{ ni: n, tap: waytoolongtapname0 }] }\n"
     ));
-    let bad = write_cfg(&sb, "bad.yaml", &bad_text);
-    let checked = sb.sh(&dev, &format!("{BIN} check --config {}", bad.display()));
+    let bad = write_file(&sb, "bad.yaml", &bad_text);
+    let checked = sb.sh(&d.ns, &format!("{BIN} check --config {}", bad.display()));
     assert_eq!(checked.status.code(), Some(1));
     let problems: Vec<String> = text(&checked.stderr)
         .lines()
@@ -612,15 +615,7 @@ fn an_invalid_config_is_refused_and_a_dry_run_changes_nothing() {
     assert_eq!(d.status()["apply"]["last_result"], "refused");
 
     // A dry run prints the plan and makes nothing.
-    let more = write_cfg(
-        &sb,
-        "more.yaml",
-        &switch_cfg(&format!(
-            "{}{}",
-            app(p, "a", 1, "n", ""),
-            app(p, "x", 2, "n", "")
-        )),
-    );
+    let more = write_file(&sb, "more.yaml", &switch_apps(p, &["a", "x"]));
     let dry = apply(&sb, &d, &more, "--dry-run");
     let (stdout, stderr) = (text(&dry.stdout), text(&dry.stderr));
     assert_eq!(dry.status.code(), Some(0), "{stdout}{stderr}");
@@ -629,10 +624,7 @@ fn an_invalid_config_is_refused_and_a_dry_run_changes_nothing() {
         "the plan: {stdout}"
     );
     assert!(!stdout.contains("applied in"), "{stdout}");
-    assert!(
-        !exists(&sb, &format!("{p}-x"), &format!("{p}-x")),
-        "a dry run made the TAP"
-    );
+    assert!(app_tap_gone(&sb, p, "x"), "a dry run made the TAP");
     assert_eq!(shape(&d), before, "status unchanged by the dry run");
     assert_eq!(app_names(&d), ["a"]);
 }
@@ -643,34 +635,20 @@ fn sighup_applies_the_rewritten_config_file() {
         return;
     }
     let p = "nswap5";
-    let mut sb = Sandbox::new(p).unwrap();
-    let dev = sb.ns("dev").unwrap();
-    for n in ["a", "b"] {
-        sb.ns(n).unwrap();
-    }
-    let d = start(&mut sb, &dev, &switch_cfg(&app(p, "a", 1, "n", "")), "nsw");
+    let (sb, d) = switch_lab(p, &["b"]);
     assert_eq!(app_names(&d), ["a"]);
-    std::fs::write(
-        &d.config,
-        switch_cfg(&format!(
-            "{}{}",
-            app(p, "a", 1, "n", ""),
-            app(p, "b", 2, "n", "")
-        )),
-    )
-    .unwrap();
+    std::fs::write(&d.config, switch_apps(p, &["a", "b"])).unwrap();
     sb.signal(d.pid, libc::SIGHUP);
-    let b = format!("{p}-b");
     assert!(
         wait_until(Duration::from_secs(10), || app_names(&d) == ["a", "b"]
-            && is_tap(&sb, &b, &b)),
+            && app_tap(&sb, p, "b")),
         "after SIGHUP: apps {:?}, TAP b {}\nlog:\n{}",
         app_names(&d),
-        is_tap(&sb, &b, &b),
+        app_tap(&sb, p, "b"),
         sb.log(&d.log)
     );
     assert_eq!(d.status()["apply"]["last_result"], "ok");
-    assert!(is_tap(&sb, &format!("{p}-a"), &format!("{p}-a")));
+    assert!(app_tap(&sb, p, "a"));
 }
 
 #[test]
@@ -679,23 +657,9 @@ fn an_invalid_config_at_start_falls_back_to_the_last_good_one() {
         return;
     }
     let p = "nswap6";
-    let mut sb = Sandbox::new(p).unwrap();
-    let dev = sb.ns("dev").unwrap();
-    for n in ["a", "b"] {
-        sb.ns(n).unwrap();
-    }
-    let good = switch_cfg(&format!(
-        "{}{}",
-        app(p, "a", 1, "n", ""),
-        app(p, "b", 2, "n", "")
-    ));
-    let d = start(&mut sb, &dev, &good, "nsw");
-    let last_good = d.state.join("last-good.yaml");
-    assert!(
-        wait_until(Duration::from_secs(10), || last_good.exists()),
-        "the start's probe keeps the config as the last good one\nlog:\n{}",
-        sb.log(&d.log)
-    );
+    let (mut sb, dev) = sandbox(p, &["a", "b"]);
+    let d = start(&mut sb, &dev, &switch_apps(p, &["a", "b"]), "nsw");
+    let last_good = wait_last_good(&sb, &d);
     sb.signal(d.pid, libc::SIGTERM);
     assert_eq!(
         sb.wait(d.pid, Duration::from_secs(10)),
@@ -703,7 +667,7 @@ fn an_invalid_config_at_start_falls_back_to_the_last_good_one() {
         "{}",
         sb.log(&d.log)
     );
-    assert!(!exists(&sb, &format!("{p}-a"), &format!("{p}-a")));
+    assert!(app_tap_gone(&sb, p, "a"));
 
     std::fs::write(
         &d.config,
@@ -718,10 +682,9 @@ fn an_invalid_config_at_start_falls_back_to_the_last_good_one() {
         "the last good config runs\n{log}"
     );
     for n in ["a", "b"] {
-        let t = format!("{p}-{n}");
         assert!(
-            wait_until(Duration::from_secs(5), || is_tap(&sb, &t, &t)),
-            "{t}\n{log}"
+            wait_until(Duration::from_secs(5), || app_tap(&sb, p, n)),
+            "{p}-{n}\n{log}"
         );
     }
     let said: Vec<&str> = log
@@ -745,16 +708,10 @@ fn kill_9_during_an_apply_leaves_nothing_behind() {
     let p = "nswap7";
     let nic = format!("{p}e0");
     let knic = format!("k{nic}");
-    let mut sb = Sandbox::new(p).unwrap();
-    let dev = sb.ns("dev").unwrap();
-    let up = sb.ns("up").unwrap();
     let apps = ["a", "b", "c", "d", "e"];
-    for n in apps {
-        sb.ns(n).unwrap();
-    }
-    sb.veth(&dev, &nic, &up, &format!("{p}-lan")).unwrap();
-    let nic_mac = sb.out(&dev, &format!("cat /sys/class/net/{nic}/address"));
-    let old = switch_cfg(&app(p, "a", 1, "n", ""));
+    let (mut sb, dev, _up) = with_up(p, &nic, &apps);
+    let nic_mac = mac_of(&sb, &dev, &nic);
+    let old = switch_apps(p, &["a"]);
     let new = format!(
         "version: 1
 ports:
@@ -781,42 +738,22 @@ apps:
         &[],
         &[("NISWITCH_TEST_STEP_PAUSE_MS", "400")],
     );
-    let last_good = d.state.join("last-good.yaml");
-    assert!(
-        wait_until(Duration::from_secs(10), || last_good.exists()),
-        "the starting config is kept as the last good one\nlog:\n{}",
-        sb.log(&d.log)
-    );
-    let new_file = write_cfg(&sb, "new.yaml", &new);
-    let applier = sb
-        .spawn(
-            &dev,
-            Path::new(BIN),
-            &[
-                "apply",
-                "--config",
-                &new_file.to_string_lossy(),
-                "--control",
-                &d.ctl.to_string_lossy(),
-            ],
-            "apply.log",
-        )
-        .unwrap();
+    wait_last_good(&sb, &d);
+    let new_file = write_file(&sb, "new.yaml", &new);
+    let applier = spawn_apply(&mut sb, &d, &new_file, "apply.log");
     // Some steps done: the NIC renamed, the host TAP and b's TAP made ...
-    let b = format!("{p}-b");
     assert!(
-        wait_until(Duration::from_secs(10), || is_tap(&sb, &b, &b)),
-        "the apply never made {b}\nlog:\n{}\n{}",
+        wait_until(Duration::from_secs(10), || app_tap(&sb, p, "b")),
+        "the apply never made {p}-b\nlog:\n{}\n{}",
         sb.log(&d.log),
         sb.log("apply.log")
     );
     sb.signal(d.pid, libc::SIGKILL);
     sb.wait(d.pid, Duration::from_secs(5));
     // ... but not all.
-    assert!(exists(&sb, &dev, &knic), "the NIC was renamed");
+    assert!(has_link(&sb, &dev, &knic), "the NIC was renamed");
     assert!(is_tap(&sb, &dev, &nic), "the host TAP was made");
-    let e = format!("{p}-e");
-    assert!(!exists(&sb, &e, &e), "the apply was not finished");
+    assert!(app_tap_gone(&sb, p, "e"), "the apply was not finished");
     assert!(d.state.join("apply-in-progress").exists());
     assert_ne!(
         sb.wait(applier, Duration::from_secs(5)),
@@ -829,21 +766,17 @@ apps:
     let d2 = restart(&mut sb, &d, "nsw2.log", &[]);
     let log = sb.log(&d2.log);
     for n in &apps[1..] {
-        let t = format!("{p}-{n}");
         assert!(
-            !exists(&sb, &t, &t),
-            "{t} of the aborted apply remains\n{log}"
+            app_tap_gone(&sb, p, n),
+            "{p}-{n} of the aborted apply remains\n{log}"
         );
     }
-    assert!(!exists(&sb, &dev, &knic), "{knic} remains\n{log}");
+    assert!(!has_link(&sb, &dev, &knic), "{knic} remains\n{log}");
     assert!(
-        exists(&sb, &dev, &nic) && !is_tap(&sb, &dev, &nic),
+        has_link(&sb, &dev, &nic) && !is_tap(&sb, &dev, &nic),
         "{nic} is the NIC again\n{log}"
     );
-    assert_eq!(
-        sb.out(&dev, &format!("cat /sys/class/net/{nic}/address")),
-        nic_mac
-    );
+    assert_eq!(mac_of(&sb, &dev, &nic), nic_mac);
     assert!(
         sb.ok(&dev, &format!("ip -o link show dev {nic} | grep -q ',UP'")),
         "the NIC is up again: {}",
@@ -859,8 +792,7 @@ apps:
     );
     assert_eq!(app_names(&d2), ["a"], "the last good config runs\n{log}");
     assert_eq!(d2.status()["ports"], serde_json::json!([]));
-    let a = format!("{p}-a");
-    assert!(is_tap(&sb, &a, &a), "app a's TAP\n{log}");
+    assert!(app_tap(&sb, p, "a"), "app a's TAP\n{log}");
     assert!(!d.state.join("apply-in-progress").exists());
     // The ledger holds only what runs now.
     let taps = std::fs::read_to_string(d.state.join("taps.json")).unwrap_or_default();
@@ -964,7 +896,7 @@ fn metrics_are_valid_prometheus_text_with_ni_uplink_and_apply_metrics() {
     }
     need(&["dnsmasq", "udhcpc", "curl", "ping"]);
     let p = "nswap8";
-    let (mut sb, dev, _up) = lab(p, &["a", "b"]);
+    let (mut sb, dev, _up) = lab(p, &format!("{p}-n"), &["a", "b"]);
     let addr = "127.0.0.1:19408";
     let d = start_with(
         &mut sb,
@@ -978,7 +910,7 @@ fn metrics_are_valid_prometheus_text_with_ni_uplink_and_apply_metrics() {
     let a = format!("{p}-a");
     lease(&sb, &a, &a);
     assert!(ping(&sb, &a, "10.50.0.1"), "a pings its gateway");
-    let more = write_cfg(
+    let more = write_file(
         &sb,
         "more.yaml",
         &local_cfg(
@@ -986,14 +918,7 @@ fn metrics_are_valid_prometheus_text_with_ni_uplink_and_apply_metrics() {
             &format!("{}{}", app(p, "a", 1, "lan", ""), app(p, "b", 2, "lan", "")),
         ),
     );
-    let applied = apply(&sb, &d, &more, "");
-    assert_eq!(
-        applied.status.code(),
-        Some(0),
-        "{}{}",
-        text(&applied.stdout),
-        text(&applied.stderr)
-    );
+    assert_applied(&sb, &d, &apply(&sb, &d, &more, ""));
 
     let body = sb.sh(&dev, &format!("curl -sf -m 5 http://{addr}/metrics"));
     assert!(
@@ -1078,10 +1003,7 @@ fn control_socket_is_private_and_refuses_oversized_requests() {
         return;
     }
     let p = "nswap9";
-    let mut sb = Sandbox::new(p).unwrap();
-    let dev = sb.ns("dev").unwrap();
-    sb.ns("a").unwrap();
-    let d = start(&mut sb, &dev, &switch_cfg(&app(p, "a", 1, "n", "")), "nsw");
+    let (sb, d) = switch_lab(p, &[]);
     let mode = std::fs::metadata(&d.ctl).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "control socket mode {mode:o}");
 
@@ -1123,12 +1045,7 @@ fn two_applies_at_once_are_serialized() {
         return;
     }
     let p = "nswap0";
-    let mut sb = Sandbox::new(p).unwrap();
-    let dev = sb.ns("dev").unwrap();
-    let names = ["a", "x1", "x2", "y1", "y2"];
-    for n in names {
-        sb.ns(n).unwrap();
-    }
+    let (mut sb, dev) = sandbox(p, &["a", "x1", "x2", "y1", "y2"]);
     let with = |extra: &[(&str, u8)]| {
         let mut apps = app(p, "a", 1, "n", "");
         for (n, i) in extra {
@@ -1146,28 +1063,14 @@ fn two_applies_at_once_are_serialized() {
         &[("NISWITCH_TEST_STEP_PAUSE_MS", "300")],
     );
     let files = [
-        write_cfg(&sb, "x.yaml", &with(&[("x1", 2), ("x2", 3)])),
-        write_cfg(&sb, "y.yaml", &with(&[("y1", 4), ("y2", 5)])),
+        write_file(&sb, "x.yaml", &with(&[("x1", 2), ("x2", 3)])),
+        write_file(&sb, "y.yaml", &with(&[("y1", 4), ("y2", 5)])),
     ];
     let t0 = Instant::now();
     let pids: Vec<u32> = files
         .iter()
         .zip(["apply-x.log", "apply-y.log"])
-        .map(|(f, log)| {
-            sb.spawn(
-                &dev,
-                Path::new(BIN),
-                &[
-                    "apply",
-                    "--config",
-                    &f.to_string_lossy(),
-                    "--control",
-                    &d.ctl.to_string_lossy(),
-                ],
-                log,
-            )
-            .unwrap()
-        })
+        .map(|(f, log)| spawn_apply(&mut sb, &d, f, log))
         .collect();
     for (pid, log) in pids.iter().zip(["apply-x.log", "apply-y.log"]) {
         assert_eq!(
@@ -1200,12 +1103,13 @@ fn two_applies_at_once_are_serialized() {
         (["y1", "y2"], ["x1", "x2"])
     };
     for n in ["a"].iter().chain(&kept) {
-        let t = format!("{p}-{n}");
-        assert!(is_tap(&sb, &t, &t), "{t} runs");
+        assert!(app_tap(&sb, p, n), "{p}-{n} runs");
     }
     for n in gone {
-        let t = format!("{p}-{n}");
-        assert!(!exists(&sb, &t, &t), "{t} of the first apply is gone");
+        assert!(
+            app_tap_gone(&sb, p, n),
+            "{p}-{n} of the first apply is gone"
+        );
     }
     // The second apply planned from the first one's result.
     let later = if kept[0] == "x1" {

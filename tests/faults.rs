@@ -97,17 +97,6 @@ impl Lab {
     }
 }
 
-fn udhcpc(sb: &Sandbox, ns: &str, ifname: &str) -> String {
-    assert!(
-        sb.ok(
-            ns,
-            &format!("udhcpc -i {ifname} -n -q -t 10 -T 1 >/dev/null 2>&1")
-        ),
-        "no lease on {ifname} in {ns}"
-    );
-    ipv4_of(sb, ns, ifname)
-}
-
 fn lan(d: &Daemon) -> Value {
     let st = d.status();
     st["network_instances"]
@@ -120,25 +109,18 @@ fn uplink(d: &Daemon) -> Value {
     lan(d)["uplinks"][0].clone()
 }
 
+/// The lab of both tests (see the module doc): every app has its lease, the uplink is active.
 fn lab(p: &str) -> Lab {
+    need(&["dnsmasq", "udhcpc", "ping"]);
     let mut sb = Sandbox::new(p).unwrap();
-    let dev = sb.ns("dev").unwrap();
-    let up = sb.ns("up").unwrap();
+    let (nic, lan_if) = (format!("{p}e0"), format!("{p}-lan"));
+    let (dev, up) = dev_and_up(&mut sb, &nic, &lan_if);
     let ns: BTreeMap<String, String> = ALL
         .iter()
         .map(|n| (n.to_string(), sb.ns(n).unwrap()))
         .collect();
-    let nic = format!("{p}e0");
-    sb.veth(&dev, &nic, &up, &format!("{p}-lan")).unwrap();
-    lan_dnsmasq(
-        &mut sb,
-        &up,
-        &format!("{p}-lan"),
-        "192.0.2",
-        "upstream",
-        &["--port=0"],
-    );
-    let nic_mac = sb.out(&dev, &format!("cat /sys/class/net/{nic}/address"));
+    upstream_dhcp(&mut sb, &up, &lan_if, "upstream");
+    let nic_mac = mac_of(&sb, &dev, &nic);
     let nic_ipv6 = sb.out(
         &dev,
         &format!("cat /proc/sys/net/ipv6/conf/{nic}/disable_ipv6"),
@@ -148,18 +130,15 @@ fn lab(p: &str) -> Lab {
     let mut mac = BTreeMap::new();
     for (n, app_ns) in &ns {
         let tap = format!("{p}-{n}");
-        ip.insert(n.clone(), udhcpc(&sb, app_ns, &tap));
-        mac.insert(
-            n.clone(),
-            sb.out(app_ns, &format!("cat /sys/class/net/{tap}/address")),
-        );
+        ip.insert(n.clone(), lease(&sb, app_ns, &tap));
+        mac.insert(n.clone(), mac_of(&sb, app_ns, &tap));
     }
     for n in LOCAL {
         assert!(ip[n].starts_with("10.50.0."), "{n}: {ip:?}");
     }
     assert!(ip["s"].starts_with("192.0.2."), "s: {ip:?}");
     // The host keeps using the NIC through its TAP.
-    let host_ip = udhcpc(&sb, &dev, &nic);
+    let host_ip = lease(&sb, &dev, &nic);
     assert!(host_ip.starts_with("192.0.2."), "{host_ip}");
     assert!(
         wait_until(Duration::from_secs(15), || uplink(&d)["active"] == true),
@@ -405,35 +384,44 @@ fn root_links(p: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `name` is in `links` and is a TAP or (`tap` false) not; else fails with `what`.
+fn assert_link(links: &Links, name: &str, tap: bool, what: &str) {
+    assert_eq!(links.get(name).map(|x| x.1), Some(tap), "{what}: {links:?}");
+}
+
+/// The interface names in `links`.
+fn names(links: &Links) -> BTreeSet<&str> {
+    links.keys().map(String::as_str).collect()
+}
+
 /// The running layout: the NIC is `k<device>`, the host TAP `<device>`,
 /// each app's TAP is in the app's namespace, and there is nothing else.
 fn check_layout(l: &Lab, inv: &BTreeMap<String, Links>, when: &str) {
     let dev = &inv[&l.dev];
     let (nic, knic) = (l.nic(), l.knic());
-    assert!(
-        dev.get(&knic).is_some_and(|x| !x.1),
-        "{when}: the NIC is not {knic}: {dev:?}"
+    assert_link(dev, &knic, false, &format!("{when}: the NIC is not {knic}"));
+    assert_link(
+        dev,
+        &nic,
+        true,
+        &format!("{when}: the host TAP {nic} is missing"),
     );
-    assert!(
-        dev.get(&nic).is_some_and(|x| x.1),
-        "{when}: the host TAP {nic} is missing: {dev:?}"
-    );
-    let names: BTreeSet<&str> = dev.keys().map(String::as_str).collect();
     assert_eq!(
-        names,
+        names(dev),
         BTreeSet::from(["lo", nic.as_str(), knic.as_str()]),
         "{when}: interfaces of the device namespace"
     );
     for (app, ns) in &l.ns {
         let tap = l.tap(app);
         let here = &inv[ns];
-        assert!(
-            here.get(&tap).is_some_and(|x| x.1),
-            "{when}: TAP {tap} missing in {ns}: {here:?}"
+        assert_link(
+            here,
+            &tap,
+            true,
+            &format!("{when}: TAP {tap} missing in {ns}"),
         );
-        let names: BTreeSet<&str> = here.keys().map(String::as_str).collect();
         assert_eq!(
-            names,
+            names(here),
             BTreeSet::from(["lo", tap.as_str()]),
             "{when}: interfaces of {ns}"
         );
@@ -458,6 +446,13 @@ fn check_layout(l: &Lab, inv: &BTreeMap<String, Links>, when: &str) {
         root.is_empty(),
         "{when}: links of the lab in the root namespace: {root:?}"
     );
+}
+
+/// True when `ns` pings `ip` once within 5 s.
+fn reaches(sb: &Sandbox, ns: &str, ip: &str) -> bool {
+    wait_until(Duration::from_secs(5), || {
+        sb.ok(ns, &format!("ping -c 1 -W 1 {ip}"))
+    })
 }
 
 fn read_json(path: &Path) -> Value {
@@ -515,10 +510,7 @@ fn check_leases(l: &Lab, when: &str) {
     let ni = lan(&l.d);
     let st = l.d.status();
     let file = read_json(&l.d.state.join(format!("leases-{LAN_UUID}.json")));
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = now_s() as u64;
     for app in LOCAL {
         let (ip, mac) = (&l.ip[app], &l.mac[app]);
         let same_mac = |v: &Value| v.as_str().is_some_and(|m| m.eq_ignore_ascii_case(mac));
@@ -560,18 +552,14 @@ fn check_leases(l: &Lab, when: &str) {
             "{when}: {app}'s address"
         );
         assert!(
-            wait_until(Duration::from_secs(5), || l
-                .sb
-                .ok(ns, &format!("ping -c 1 -W 1 {GW}"))),
+            reaches(&l.sb, ns, GW),
             "{when}: {app} cannot ping the gateway"
         );
     }
     // The switch NI's app and the host keep their upstream leases.
     assert_eq!(ipv4_of(&l.sb, &l.ns["s"], &l.tap("s")), l.ip["s"], "{when}");
     assert!(
-        wait_until(Duration::from_secs(5), || l
-            .sb
-            .ok(&l.ns["s"], &format!("ping -c 1 -W 1 {UPSTREAM}"))),
+        reaches(&l.sb, &l.ns["s"], UPSTREAM),
         "{when}: the switch NI's app cannot reach the upstream LAN"
     );
     assert_eq!(ipv4_of(&l.sb, &l.dev, &l.nic()), l.host_ip, "{when}");
@@ -642,7 +630,6 @@ fn kill_9_restarts_under_traffic_keep_leases_taps_and_names() {
     if !root_or_skip("kill_9_restarts_under_traffic_keep_leases_taps_and_names") {
         return;
     }
-    need(&["dnsmasq", "udhcpc", "ping"]);
     let t_test = Instant::now();
     let mut l = lab("nswfk");
     let first = inventory(&l);
@@ -766,16 +753,14 @@ fn kill_9_restarts_under_traffic_keep_leases_taps_and_names() {
     );
     let inv = inventory(&l);
     let dev = &inv[&l.dev];
-    assert!(
-        dev.get(&l.nic()).is_some_and(|x| !x.1),
-        "{} is the NIC again: {dev:?}",
-        l.nic()
+    assert_link(
+        dev,
+        &l.nic(),
+        false,
+        &format!("{} is the NIC again", l.nic()),
     );
     assert!(!dev.contains_key(&l.knic()), "no renamed NIC left: {dev:?}");
-    assert_eq!(
-        l.sb.out(&l.dev, &format!("cat /sys/class/net/{}/address", l.nic())),
-        l.nic_mac
-    );
+    assert_eq!(mac_of(&l.sb, &l.dev, &l.nic()), l.nic_mac);
     assert_eq!(
         l.sb.out(
             &l.dev,
@@ -802,7 +787,6 @@ fn link_flaps_under_traffic() {
     if !root_or_skip("link_flaps_under_traffic") {
         return;
     }
-    need(&["dnsmasq", "udhcpc", "ping"]);
     let t_test = Instant::now();
     let mut l = lab("nswff");
     let pid = l.d.pid;

@@ -5,7 +5,6 @@
 
 mod common;
 use common::*;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const P: &str = "nswmg";
@@ -23,19 +22,12 @@ apps:
     )
 }
 
-fn udhcpc(sb: &Sandbox, ns: &str, ifname: &str) -> String {
-    assert!(
-        sb.ok(
-            ns,
-            &format!("udhcpc -i {ifname} -n -q -t 10 -T 1 >/dev/null 2>&1")
-        ),
-        "no lease on {ifname}"
-    );
-    ipv4_of(sb, ns, ifname)
-}
-
-fn is_tap(sb: &Sandbox, ns: &str, ifname: &str) -> bool {
-    sb.ok(ns, &format!("test -e /sys/class/net/{ifname}/tun_flags"))
+/// The `packet loss` line of 30 pings, 50 ms apart, from `ns` to `ip`.
+fn loss(sb: &Sandbox, ns: &str, ip: &str) -> String {
+    sb.out(
+        ns,
+        &format!("ping -c 30 -i 0.05 -W 1 {ip} | grep 'packet loss'"),
+    )
 }
 
 #[test]
@@ -47,47 +39,33 @@ fn host_lease_link_loss_crash_and_clean_exit() {
     let p = P;
     let nic = format!("{p}e0");
     let knic = format!("k{nic}");
+    let lan = format!("{p}-lan");
     let mut sb = Sandbox::new(p).unwrap();
-    let dev = sb.ns("dev").unwrap();
-    let up = sb.ns("up").unwrap();
+    let (dev, up) = dev_and_up(&mut sb, &nic, &lan);
     let app = sb.ns("a").unwrap();
-    sb.veth(&dev, &nic, &up, &format!("{p}-lan")).unwrap();
-    lan_dnsmasq(
-        &mut sb,
-        &up,
-        &format!("{p}-lan"),
-        "192.0.2",
-        "dnsmasq",
-        &["--port=0"],
-    );
+    upstream_dhcp(&mut sb, &up, &lan, "dnsmasq");
 
     // Before niswitch: the host's DHCP client on the NIC.
-    let nic_mac = sb.out(&dev, &format!("cat /sys/class/net/{nic}/address"));
-    let before = udhcpc(&sb, &dev, &nic);
+    let nic_mac = mac_of(&sb, &dev, &nic);
+    let before = lease(&sb, &dev, &nic);
     assert!(before.starts_with("192.0.2."), "{before}");
 
     let d = start(&mut sb, &dev, &config(p), "nsw");
     // The NIC is renamed and keeps its MAC; the host TAP has the NIC's name and MAC.
-    assert_eq!(
-        sb.out(&dev, &format!("cat /sys/class/net/{knic}/address")),
-        nic_mac
-    );
+    assert_eq!(mac_of(&sb, &dev, &knic), nic_mac);
     assert!(is_tap(&sb, &dev, &nic), "{nic} is now the host TAP");
-    assert_eq!(
-        sb.out(&dev, &format!("cat /sys/class/net/{nic}/address")),
-        nic_mac
-    );
+    assert_eq!(mac_of(&sb, &dev, &nic), nic_mac);
     let nic_addrs = sb.out(&dev, &format!("ip -o addr show dev {knic}"));
     assert!(
         !nic_addrs.contains("inet"),
         "the NIC carries no address: {nic_addrs}"
     );
     // The host's DHCP client on the TAP gets the very same lease.
-    let after = udhcpc(&sb, &dev, &nic);
+    let after = lease(&sb, &dev, &nic);
     assert_eq!(after, before, "same lease through the host TAP");
 
     // The app joins the LAN.
-    let app_ip = udhcpc(&sb, &app, &format!("{p}-a"));
+    let app_ip = lease(&sb, &app, &format!("{p}-a"));
     assert!(ping(&sb, &app, &after), "app -> host");
     assert!(ping(&sb, &app, "192.0.2.1"), "app -> upstream");
     assert_eq!(d.status()["ports"][0]["device"], knic.as_str());
@@ -99,18 +77,12 @@ fn host_lease_link_loss_crash_and_clean_exit() {
             == false),
         "status shows the link down"
     );
-    let out = sb.out(
-        &dev,
-        &format!("ping -c 30 -i 0.05 -W 1 {app_ip} | grep 'packet loss'"),
-    );
+    let out = loss(&sb, &dev, &app_ip);
     assert!(
         out.contains(" 0% packet loss"),
         "host -> app while down: {out}"
     );
-    let out = sb.out(
-        &app,
-        &format!("ping -c 30 -i 0.05 -W 1 {after} | grep 'packet loss'"),
-    );
+    let out = loss(&sb, &app, &after);
     assert!(
         out.contains(" 0% packet loss"),
         "app -> host while down: {out}"
@@ -129,23 +101,7 @@ fn host_lease_link_loss_crash_and_clean_exit() {
     assert!(is_tap(&sb, &dev, &nic), "host TAP survives the crash");
     assert_eq!(ipv4_of(&sb, &dev, &nic), after, "with its address");
     let t0 = Instant::now();
-    let state = sb.path("nsw-state");
-    let pid2 = sb
-        .spawn(
-            &dev,
-            Path::new(BIN),
-            &[
-                "run",
-                "--config",
-                &d.config.to_string_lossy(),
-                "--control",
-                &d.ctl.to_string_lossy(),
-                "--state-dir",
-                &state.to_string_lossy(),
-            ],
-            "nsw2.log",
-        )
-        .unwrap();
+    let pid2 = spawn_daemon(&mut sb, &d, "nsw2.log", &[], &[]);
     let resumed = wait_until(Duration::from_secs(5), || {
         sb.ok(&app, &format!("ping -c 1 -W 0.2 {after}"))
     });
@@ -172,10 +128,7 @@ fn host_lease_link_loss_crash_and_clean_exit() {
         sb.log("nsw2.log")
     );
     assert!(!is_tap(&sb, &dev, &nic), "{nic} is the NIC again");
-    assert_eq!(
-        sb.out(&dev, &format!("cat /sys/class/net/{nic}/address")),
-        nic_mac
-    );
+    assert_eq!(mac_of(&sb, &dev, &nic), nic_mac);
     assert!(
         !sb.ok(&dev, &format!("ip link show {knic}")),
         "no renamed NIC left behind"

@@ -4,8 +4,6 @@
 
 mod common;
 use common::*;
-use std::path::Path;
-use std::time::Duration;
 
 const P: &str = "nswlrn";
 
@@ -34,15 +32,12 @@ struct Lab {
 fn lab(prefix_suffix: &str) -> Lab {
     let p = format!("{P}{prefix_suffix}");
     let mut sb = Sandbox::new(&p).unwrap();
-    let dev = sb.ns("dev").unwrap();
-    let up = sb.ns("up").unwrap();
+    let (dev, up) = dev_and_up(&mut sb, &format!("{p}-nic"), &format!("{p}-lan"));
     // The config names namespaces with P; keep a per-test prefix by rewriting.
     let ns: Vec<String> = ["a", "b", "c", "d"]
         .iter()
         .map(|n| sb.ns(n).unwrap())
         .collect();
-    sb.veth(&dev, &format!("{p}-nic"), &up, &format!("{p}-lan"))
-        .unwrap();
     assert!(sb.ok(&up, &format!("ip addr add 10.9.0.254/24 dev {p}-lan")));
     let d = start(&mut sb, &dev, &config().replace(P, &p), "nsw");
     for (i, n) in ["a", "b", "c", "d"].iter().enumerate() {
@@ -52,21 +47,6 @@ fn lab(prefix_suffix: &str) -> Lab {
         ));
     }
     Lab { sb, d, ns, up }
-}
-
-/// Starts tcpdump on `ifname` in `ns`, writing text to `file`; waits until it listens.
-fn capture(sb: &mut Sandbox, ns: &str, ifname: &str, filter: &str, file: &str) -> u32 {
-    let args = ["-n", "-e", "-l", "-i", ifname, filter];
-    let pid = sb
-        .spawn(ns, Path::new("/usr/bin/tcpdump"), &args, file)
-        .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(5), || sb
-            .log(file)
-            .contains("listening on")),
-        "tcpdump did not start"
-    );
-    pid
 }
 
 #[test]
@@ -89,10 +69,7 @@ fn learned_unicast_is_not_flooded_but_broadcast_is() {
     // Forget the neighbour so a broadcasts an ARP request again, then unicast pings.
     l.sb.sh(&l.ns[0], &format!("ip neigh flush dev {p}-a"));
     assert!(l.sb.ok(&l.ns[0], "ping -c 5 -i 0.1 -W 1 10.9.0.2"));
-    std::thread::sleep(Duration::from_millis(500));
-    l.sb.signal(cap, libc::SIGTERM);
-    l.sb.wait(cap, Duration::from_secs(3));
-    let seen = l.sb.log("c.pcap.txt");
+    let seen = captured(&mut l.sb, cap, "c.pcap.txt");
     assert!(
         seen.contains("Request who-has 10.9.0.2"),
         "c sees a's broadcast:\n{seen}"
@@ -130,13 +107,9 @@ fn spoofed_source_mac_is_dropped_and_counted() {
         )
     };
     assert!(l.sb.ok(&l.ns[0], &send("02:66:66:66:66:66", "spoofed")));
-    let own =
-        l.sb.out(&l.ns[0], &format!("cat /sys/class/net/{p}-a/address"));
+    let own = mac_of(&l.sb, &l.ns[0], &format!("{p}-a"));
     assert!(l.sb.ok(&l.ns[0], &send(&own, "genuine")));
-    std::thread::sleep(Duration::from_millis(500));
-    l.sb.signal(cap, libc::SIGTERM);
-    l.sb.wait(cap, Duration::from_secs(3));
-    let seen = l.sb.log("b.txt");
+    let seen = captured(&mut l.sb, cap, "b.txt");
     assert!(
         seen.matches("UDP").count() >= 5,
         "genuine frames arrive:\n{seen}"
@@ -184,8 +157,7 @@ fn malformed_frames_are_counted_and_forwarding_goes_on() {
     }
     let l = lab("m");
     let p = l.sb.prefix().to_string();
-    let own =
-        l.sb.out(&l.ns[0], &format!("cat /sys/class/net/{p}-a/address"));
+    let own = mac_of(&l.sb, &l.ns[0], &format!("{p}-a"));
     // Garbage of every length, a truncated IPv4 header, a bogus ethertype,
     // a multicast source, all from app a.
     let script = format!(
@@ -194,8 +166,7 @@ fn malformed_frames_are_counted_and_forwarding_goes_on() {
          sendp(Ether(src='{own}', dst='ff:ff:ff:ff:ff:ff', type=0x1234)/Raw(os.urandom(30)), iface='{p}-a', count=5, verbose=0)\n\
          sendp(Ether(src='01:00:5e:00:00:01', dst='ff:ff:ff:ff:ff:ff')/Raw(b'x'*50), iface='{p}-a', count=5, verbose=0)\n"
     );
-    let file = l.sb.path("garbage.py");
-    std::fs::write(&file, script).unwrap();
+    let file = write_file(&l.sb, "garbage.py", &script);
     assert!(
         l.sb.ok(&l.ns[0], &format!("/usr/bin/python3 {}", file.display())),
         "scapy ran"
@@ -236,10 +207,7 @@ fn vlan_tagged_frames_cross_the_nic_with_their_tag() {
         "/usr/bin/python3 -c \"from scapy.all import *; sendp(Ether(src='02:77:00:00:00:01',dst='ff:ff:ff:ff:ff:ff')/Dot1Q(vlan=100)/IP(src='10.100.0.254',dst='10.100.0.255')/UDP(sport=9998,dport=9998)/'tagged', iface='{p}-lan', count=3, verbose=0)\""
     );
     assert!(l.sb.ok(&l.up, &send));
-    std::thread::sleep(Duration::from_millis(500));
-    l.sb.signal(cap, libc::SIGTERM);
-    l.sb.wait(cap, Duration::from_secs(3));
-    let seen = l.sb.log("d.txt");
+    let seen = captured(&mut l.sb, cap, "d.txt");
     assert!(
         seen.matches("vlan 100").count() >= 3,
         "tagged frames reach the app with their tag:\n{seen}"

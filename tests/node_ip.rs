@@ -6,6 +6,12 @@
 mod common;
 use common::*;
 
+/// e0's IPv4 address and default route, then its IPv6 address and default route.
+const V4_ADDR: &str = "ip addr add 10.1.0.5/24 dev e0";
+const V4_ROUTE: &str = "ip route add default via 10.1.0.1 dev e0";
+const V6_ADDR: &str = "ip -6 addr add 2001:db8:1::5/64 dev e0 nodad";
+const V6_ROUTE: &str = "ip -6 route add default via 2001:db8:1::1 dev e0";
+
 /// A namespace `node` whose links e0 and e1 are veths to a namespace `peer`.
 fn node(sb: &mut Sandbox) -> String {
     let node = sb.ns("node").expect("node namespace");
@@ -13,6 +19,14 @@ fn node(sb: &mut Sandbox) -> String {
     sb.veth(&node, "e0", &peer, "p0").expect("veth e0");
     sb.veth(&node, "e1", &peer, "p1").expect("veth e1");
     node
+}
+
+/// A sandbox `prefix` with the namespace `node`, set up by `cmds`.
+fn lab(prefix: &str, cmds: &[&str]) -> (Sandbox, String) {
+    let mut sb = Sandbox::new(prefix).expect("sandbox");
+    let n = node(&mut sb);
+    setup(&sb, &n, cmds);
+    (sb, n)
 }
 
 /// Runs each command in `ns`; a failure fails the test.
@@ -38,13 +52,18 @@ fn ok(sb: &Sandbox, ns: &str, args: &str) -> String {
     out
 }
 
-/// The one line node-ip writes on stderr when it exits 1.
-fn fails(sb: &Sandbox, ns: &str, args: &str) -> String {
+/// node-ip exits 1, printing nothing but one line on stderr that contains `want`.
+fn fails_with(sb: &Sandbox, ns: &str, args: &str, want: &str) {
     let (code, out, err) = node_ip(sb, ns, args);
     assert_eq!(code, Some(1), "node-ip {args} printed {out}");
     assert!(out.is_empty(), "node-ip {args} printed {out}");
     assert_eq!(err.lines().count(), 1, "node-ip {args}: {err}");
-    err
+    assert!(err.contains(want), "{err}");
+}
+
+/// node-ip's output, parsed as JSON.
+fn json(sb: &Sandbox, ns: &str, args: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(sb, ns, args)).expect("JSON")
 }
 
 #[test]
@@ -52,13 +71,10 @@ fn ipv4_default_route_prefsrc() {
     if !root_or_skip("ipv4_default_route_prefsrc") {
         return;
     }
-    let mut sb = Sandbox::new("nswnipv4").expect("sandbox");
-    let n = node(&mut sb);
-    setup(
-        &sb,
-        &n,
+    let (sb, n) = lab(
+        "nswnipv4",
         &[
-            "ip addr add 10.1.0.5/24 dev e0",
+            V4_ADDR,
             "ip addr add 10.1.0.6/24 dev e0",
             "ip addr add 10.2.0.5/24 dev e1",
             "ip route add default via 10.1.0.1 dev e0 src 10.1.0.6",
@@ -76,22 +92,18 @@ fn ipv6_only_default_route_means_ipv6() {
     if !root_or_skip("ipv6_only_default_route_means_ipv6") {
         return;
     }
-    let mut sb = Sandbox::new("nswnipv6").expect("sandbox");
-    let n = node(&mut sb);
-    setup(
-        &sb,
-        &n,
+    let (sb, n) = lab(
+        "nswnipv6",
         &[
-            "ip addr add 10.1.0.5/24 dev e0",
-            "ip -6 addr add 2001:db8:1::5/64 dev e0 nodad",
+            V4_ADDR,
+            V6_ADDR,
             // Deprecated, and listed first by the kernel: never chosen.
             "ip -6 addr add 2001:db8:1::7/64 dev e0 nodad preferred_lft 0",
-            "ip -6 route add default via 2001:db8:1::1 dev e0",
+            V6_ROUTE,
         ],
     );
     assert_eq!(ok(&sb, &n, ""), "2001:db8:1::5");
-    let err = fails(&sb, &n, "--family ipv4");
-    assert!(err.contains("no IPv4 default route"), "{err}");
+    fails_with(&sb, &n, "--family ipv4", "no IPv4 default route");
 }
 
 #[test]
@@ -99,18 +111,7 @@ fn dual_prints_ipv4_then_ipv6() {
     if !root_or_skip("dual_prints_ipv4_then_ipv6") {
         return;
     }
-    let mut sb = Sandbox::new("nswnipdu").expect("sandbox");
-    let n = node(&mut sb);
-    setup(
-        &sb,
-        &n,
-        &[
-            "ip -6 addr add 2001:db8:1::5/64 dev e0 nodad",
-            "ip -6 route add default via 2001:db8:1::1 dev e0",
-            "ip addr add 10.1.0.5/24 dev e0",
-            "ip route add default via 10.1.0.1 dev e0",
-        ],
-    );
+    let (sb, n) = lab("nswnipdu", &[V6_ADDR, V6_ROUTE, V4_ADDR, V4_ROUTE]);
     assert_eq!(ok(&sb, &n, "--family dual"), "10.1.0.5,2001:db8:1::5");
     assert_eq!(ok(&sb, &n, ""), "10.1.0.5");
     assert_eq!(ok(&sb, &n, "--family ipv6"), "2001:db8:1::5");
@@ -118,39 +119,31 @@ fn dual_prints_ipv4_then_ipv6() {
 
 /// e0: 10.1.0.5/24 with the IPv4 default route; e1: 10.2.0.5/24,
 /// 2001:db8:2::5/64 and the IPv4-mapped ::ffff:10.3.0.5/120.
-fn vip_node(sb: &mut Sandbox) -> String {
-    let n = node(sb);
-    setup(
-        sb,
-        &n,
-        &[
-            "ip addr add 10.1.0.5/24 dev e0",
-            "ip route add default via 10.1.0.1 dev e0",
-            "ip addr add 10.2.0.5/24 dev e1",
-            "ip -6 addr add 2001:db8:2::5/64 dev e1 nodad",
-            "ip -6 addr add ::ffff:10.3.0.5/120 dev e1 nodad",
-        ],
-    );
-    n
-}
+const VIP_NODE: &[&str] = &[
+    V4_ADDR,
+    V4_ROUTE,
+    "ip addr add 10.2.0.5/24 dev e1",
+    "ip -6 addr add 2001:db8:2::5/64 dev e1 nodad",
+    "ip -6 addr add ::ffff:10.3.0.5/120 dev e1 nodad",
+];
 
 #[test]
 fn vip_picks_the_interface_whose_subnet_holds_it() {
     if !root_or_skip("vip_picks_the_interface_whose_subnet_holds_it") {
         return;
     }
-    let mut sb = Sandbox::new("nswnipvip").expect("sandbox");
-    let n = vip_node(&mut sb);
+    let (sb, n) = lab("nswnipvip", VIP_NODE);
     assert_eq!(ok(&sb, &n, "--vip 10.2.0.100"), "10.2.0.5");
     assert_eq!(ok(&sb, &n, "--vip 2001:db8:2::100"), "2001:db8:2::5");
     assert_eq!(
         ok(&sb, &n, "--vip 2001:db8:2::100,10.1.0.100"),
         "10.1.0.5,2001:db8:2::5"
     );
-    let err = fails(&sb, &n, "--vip 10.9.9.9");
-    assert!(
-        err.contains("no interface subnet holds the VIP 10.9.9.9"),
-        "{err}"
+    fails_with(
+        &sb,
+        &n,
+        "--vip 10.9.9.9",
+        "no interface subnet holds the VIP 10.9.9.9",
     );
 }
 
@@ -159,14 +152,11 @@ fn ipv4_mapped_vip_and_address_count_as_ipv4() {
     if !root_or_skip("ipv4_mapped_vip_and_address_count_as_ipv4") {
         return;
     }
-    let mut sb = Sandbox::new("nswnipmap").expect("sandbox");
-    let n = vip_node(&mut sb);
+    let (sb, n) = lab("nswnipmap", VIP_NODE);
     assert_eq!(ok(&sb, &n, "--vip ::ffff:10.2.0.100"), "10.2.0.5");
     assert_eq!(ok(&sb, &n, "--vip 10.3.0.100"), "10.3.0.5");
-    let v: serde_json::Value =
-        serde_json::from_str(&ok(&sb, &n, "--vip ::ffff:10.3.0.100 --json")).expect("JSON");
     assert_eq!(
-        v,
+        json(&sb, &n, "--vip ::ffff:10.3.0.100 --json"),
         serde_json::json!({"node_ip": "10.3.0.5", "ipv4": "10.3.0.5", "ipv6": null})
     );
 }
@@ -176,29 +166,23 @@ fn link_local_is_never_the_node_ip() {
     if !root_or_skip("link_local_is_never_the_node_ip") {
         return;
     }
-    let mut sb = Sandbox::new("nswniplk").expect("sandbox");
-    let n = node(&mut sb);
-    setup(
-        &sb,
-        &n,
+    let (sb, n) = lab(
+        "nswniplk",
         &[
             "ip addr add 169.254.1.5/16 dev e0",
             "ip route add default via 169.254.1.1 dev e0 src 169.254.1.5",
             "ip -6 route add default via fe80::1 dev e0",
         ],
     );
-    let err = fails(&sb, &n, "");
-    assert!(
-        err.contains("IPv4 default route via 169.254.1.1 dev e0"),
-        "{err}"
-    );
+    fails_with(&sb, &n, "", "IPv4 default route via 169.254.1.1 dev e0");
     // e0 has its own fe80:: address, and nothing else of IPv6.
-    let err = fails(&sb, &n, "--family ipv6");
-    assert!(
-        err.contains("IPv6 default route via fe80::1 dev e0"),
-        "{err}"
+    fails_with(
+        &sb,
+        &n,
+        "--family ipv6",
+        "IPv6 default route via fe80::1 dev e0",
     );
-    setup(&sb, &n, &["ip addr add 10.1.0.5/24 dev e0"]);
+    setup(&sb, &n, &[V4_ADDR]);
     assert_eq!(ok(&sb, &n, ""), "10.1.0.5");
 }
 
@@ -207,23 +191,11 @@ fn no_default_route_is_one_line_and_exit_1() {
     if !root_or_skip("no_default_route_is_one_line_and_exit_1") {
         return;
     }
-    let mut sb = Sandbox::new("nswnipnr").expect("sandbox");
-    let n = node(&mut sb);
-    setup(
-        &sb,
-        &n,
-        &[
-            "ip addr add 10.1.0.5/24 dev e0",
-            "ip -6 addr add 2001:db8:1::5/64 dev e0 nodad",
-        ],
-    );
-    let err = fails(&sb, &n, "");
-    assert!(err.contains("no default route (IPv4 or IPv6)"), "{err}");
-    let err = fails(&sb, &n, "--family dual --json");
-    assert!(err.contains("no IPv4 default route"), "{err}");
-    setup(&sb, &n, &["ip route add default via 10.1.0.1 dev e0"]);
-    let err = fails(&sb, &n, "--family dual");
-    assert!(err.contains("no IPv6 default route"), "{err}");
+    let (sb, n) = lab("nswnipnr", &[V4_ADDR, V6_ADDR]);
+    fails_with(&sb, &n, "", "no default route (IPv4 or IPv6)");
+    fails_with(&sb, &n, "--family dual --json", "no IPv4 default route");
+    setup(&sb, &n, &[V4_ROUTE]);
+    fails_with(&sb, &n, "--family dual", "no IPv6 default route");
 }
 
 #[test]
@@ -231,32 +203,18 @@ fn json_has_node_ip_ipv4_and_ipv6() {
     if !root_or_skip("json_has_node_ip_ipv4_and_ipv6") {
         return;
     }
-    let mut sb = Sandbox::new("nswnipjs").expect("sandbox");
-    let n = node(&mut sb);
-    setup(
-        &sb,
-        &n,
-        &[
-            "ip addr add 10.1.0.5/24 dev e0",
-            "ip route add default via 10.1.0.1 dev e0",
-            "ip -6 addr add 2001:db8:1::5/64 dev e0 nodad",
-            "ip -6 route add default via 2001:db8:1::1 dev e0",
-        ],
-    );
-    let json = |args: &str| -> serde_json::Value {
-        serde_json::from_str(&ok(&sb, &n, args)).expect("JSON")
-    };
+    let (sb, n) = lab("nswnipjs", &[V4_ADDR, V4_ROUTE, V6_ADDR, V6_ROUTE]);
     assert_eq!(
-        json("--json --family dual"),
+        json(&sb, &n, "--json --family dual"),
         serde_json::json!({"node_ip": "10.1.0.5,2001:db8:1::5",
                            "ipv4": "10.1.0.5", "ipv6": "2001:db8:1::5"})
     );
     assert_eq!(
-        json("--json"),
+        json(&sb, &n, "--json"),
         serde_json::json!({"node_ip": "10.1.0.5", "ipv4": "10.1.0.5", "ipv6": null})
     );
     assert_eq!(
-        json("--json --family ipv6"),
+        json(&sb, &n, "--json --family ipv6"),
         serde_json::json!({"node_ip": "2001:db8:1::5", "ipv4": null, "ipv6": "2001:db8:1::5"})
     );
 }

@@ -124,19 +124,12 @@ fn a_podman_container_gets_an_address_a_name_and_the_upstream() {
     need(&["podman", "runc", "dnsmasq", "python3", "busybox"]);
     let p = "nswpm";
     let mut sb = Sandbox::new(p).unwrap();
-    let dev = sb.ns("dev").unwrap();
-    let up = sb.ns("up").unwrap();
+    let (dev, up) = dev_and_up(&mut sb, &format!("{p}-n1"), &format!("{p}-l1"));
     let app = sb.ns("app").unwrap();
-    sb.veth(&dev, &format!("{p}-n1"), &up, &format!("{p}-l1"))
-        .unwrap();
     lan_dnsmasq(&mut sb, &up, &format!("{p}-l1"), "192.0.2", "up", &[]);
-    sb.spawn(
-        &up,
-        Path::new("/usr/bin/python3"),
-        &["-m", "http.server", "8080", "--bind", "192.0.2.1"],
-        "http.log",
-    )
-    .unwrap();
+    let http = ["-m", "http.server", "8080", "--bind", "192.0.2.1"];
+    let python = Path::new("/usr/bin/python3");
+    sb.spawn(&up, python, &http, "http.log").unwrap();
     let config = format!(
         "version: 1
 ports: [{{ name: wan, device: {p}-n1 }}]

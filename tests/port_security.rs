@@ -49,7 +49,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::HashSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const P: &str = "nswps";
@@ -119,6 +118,61 @@ impl Lab {
     fn scapy(&self, i: usize, name: &str, body: &str) -> String {
         scapy(&self.sb, &self.ns[i], name, body)
     }
+    /// The LAN's end of the NIC's veth, in `up`.
+    fn lan_if(&self) -> String {
+        format!("{}-lan", self.p)
+    }
+    /// Starts the LAN's DHCP server (192.0.2.0/24, log `lan-dnsmasq.log`) behind the NIC.
+    fn lan_dhcp(&mut self) {
+        let lan_if = self.lan_if();
+        upstream_dhcp(&mut self.sb, &self.up, &lan_if, "lan-dnsmasq");
+    }
+    /// Starts tcpdump on app `i`'s interface (see `common::capture`).
+    fn capture(&mut self, i: usize, filter: &str, file: &str) -> u32 {
+        let (ns, tap) = (self.ns[i].clone(), self.tap(i));
+        capture(&mut self.sb, &ns, &tap, filter, file)
+    }
+    /// True when app `i`'s udhcpc got a lease.
+    fn dhcp(&self, i: usize) -> bool {
+        udhcpc(&self.sb, &self.ns[i], &self.tap(i))
+    }
+    /// App `i`'s IPv4 address.
+    fn ip(&self, i: usize) -> String {
+        ipv4_of(&self.sb, &self.ns[i], &self.tap(i))
+    }
+    /// App `i`'s lease by udhcpc (the test fails without one); its address.
+    fn lease(&self, i: usize) -> String {
+        assert!(self.dhcp(i), "no lease for {}\n{}", self.tap(i), self.log());
+        self.ip(i)
+    }
+    /// True when app `i` pings `ip` (see `common::ping`).
+    fn ping(&self, i: usize, ip: &str) -> bool {
+        ping(&self.sb, &self.ns[i], ip)
+    }
+    /// App `i`'s neighbour entry for `ip` (see `neigh`).
+    fn neigh(&self, i: usize, ip: &str) -> String {
+        neigh(&self.sb, &self.ns[i], &self.tap(i), ip)
+    }
+    /// Waits (3 s at most) until app `i` holds `mac` for `ip`; fails with `what` otherwise.
+    fn wait_neigh(&self, i: usize, ip: &str, mac: &str, what: &str) {
+        assert!(
+            wait_until(Duration::from_secs(3), || self.neigh(i, ip) == mac),
+            "{what}: {} ({})\n{}",
+            self.sb.out(&self.ns[i], "ip neigh"),
+            self.vif(0),
+            self.log()
+        );
+    }
+    /// App `i`'s interface counted at least `min` drops for `reason` (`why`: what they are).
+    fn assert_drops(&self, i: usize, reason: &str, min: u64, why: &str) {
+        let n = self.drops(i, reason);
+        assert!(
+            n >= min,
+            "{reason} {n} (want >= {min}{why}): {}\n{}",
+            self.vif(i),
+            self.log()
+        );
+    }
 }
 
 /// Apps named a, b, c, ... (with `extra` VIF fields each) on one NI of
@@ -126,15 +180,12 @@ impl Lab {
 fn lab(suffix: &str, ni: &str, extras: &[&str]) -> Lab {
     let p = format!("{P}{suffix}");
     let mut sb = Sandbox::new(&p).unwrap();
-    let dev = sb.ns("dev").unwrap();
-    let up = sb.ns("up").unwrap();
+    let (dev, up) = dev_and_up(&mut sb, &format!("{p}-nic"), &format!("{p}-lan"));
     let names = ["a", "b", "c", "d"];
     let ns: Vec<String> = names[..extras.len()]
         .iter()
         .map(|n| sb.ns(n).unwrap())
         .collect();
-    sb.veth(&dev, &format!("{p}-nic"), &up, &format!("{p}-lan"))
-        .unwrap();
     let apps: Vec<(&str, &str)> = names.iter().copied().zip(extras.iter().copied()).collect();
     let d = start(&mut sb, &dev, &config(&p, ni, &apps), "nsw");
     let l = Lab { sb, d, p, up, ns };
@@ -161,13 +212,10 @@ fn static_ips(l: &Lab) {
     }
 }
 
+/// Runs a scapy script (`body`, written to `{name}.py`) in `ns`; returns its stdout.
 fn scapy(sb: &Sandbox, ns: &str, name: &str, body: &str) -> String {
-    let file = sb.path(&format!("{name}.py"));
-    std::fs::write(
-        &file,
-        format!("import time\nfrom scapy.all import *\n{body}"),
-    )
-    .unwrap();
+    let script = format!("import time\nfrom scapy.all import *\n{body}");
+    let file = write_file(sb, &format!("{name}.py"), &script);
     let out = sb.sh(ns, &format!("{PY} {}", file.display()));
     assert!(
         out.status.success(),
@@ -199,34 +247,13 @@ fn fake_neigh(sb: &Sandbox, ns: &str, ifname: &str, ip: &str) {
 }
 const FAKE: &str = "02:00:00:00:00:99";
 
-/// Starts tcpdump on `ifname` in `ns`, writing text to `file`; waits until it listens.
-fn capture(sb: &mut Sandbox, ns: &str, ifname: &str, filter: &str, file: &str) -> u32 {
-    let args = ["-n", "-e", "-l", "-i", ifname, filter];
-    let pid = sb
-        .spawn(ns, Path::new("/usr/bin/tcpdump"), &args, file)
-        .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(5), || sb
-            .log(file)
-            .contains("listening on")),
-        "tcpdump did not start"
-    );
-    pid
-}
-
-/// Stops a capture (after letting the last frames arrive) and returns what it saw.
-fn captured(sb: &mut Sandbox, pid: u32, file: &str) -> String {
-    std::thread::sleep(Duration::from_millis(500));
-    sb.signal(pid, libc::SIGTERM);
-    sb.wait(pid, Duration::from_secs(3));
-    sb.log(file)
-}
-
-fn udhcpc(sb: &Sandbox, ns: &str, ifname: &str) -> bool {
-    sb.ok(
-        ns,
-        &format!("udhcpc -i {ifname} -n -q -t 10 -T 1 >/dev/null 2>&1"),
-    )
+/// Runs the python script `text` (written to `name`) in `ns` with `args`; waits until it prints `ready`.
+fn python_until(l: &mut Lab, ns: &str, name: &str, text: &str, args: &[&str], within: Duration) {
+    let file = write_file(&l.sb, name, text).to_string_lossy().into_owned();
+    let mut all = vec!["-u", file.as_str()];
+    all.extend(args);
+    let log = name.replace(".py", ".log");
+    spawn_until(&mut l.sb, ns, PY, &all, &log, "ready", within);
 }
 
 #[test]
@@ -241,9 +268,9 @@ fn arp_spoofing_on_a_switch_ni_is_dropped() {
     let (sb, b_if) = (&l.sb, l.tap(1));
     let (amac, bmac, cmac) = (l.mac(0), l.mac(1), l.mac(2));
     // a's first ARP names its address (10.9.0.1): now known as its own.
-    assert!(ping(sb, &l.ns[0], "10.9.0.2"), "a -> b\n{}", l.log());
-    assert!(ping(sb, &l.ns[1], "10.9.0.3"), "b -> c\n{}", l.log());
-    assert_eq!(neigh(sb, &l.ns[1], &b_if, "10.9.0.3"), cmac);
+    assert!(l.ping(0, "10.9.0.2"), "a -> b\n{}", l.log());
+    assert!(l.ping(1, "10.9.0.3"), "b -> c\n{}", l.log());
+    assert_eq!(l.neigh(1, "10.9.0.3"), cmac);
 
     // Control: a's gratuitous ARP for its own address updates b's entry.
     fake_neigh(sb, &l.ns[1], &b_if, "10.9.0.1");
@@ -255,15 +282,7 @@ fn arp_spoofing_on_a_switch_ni_is_dropped() {
             "sendp(Ether(src='{amac}', dst='ff:ff:ff:ff:ff:ff')/ARP(op=1, hwsrc='{amac}', psrc='10.9.0.1', pdst='10.9.0.1'), iface='{iface}', count=3, inter=0.2, verbose=0)\n"
         ),
     );
-    assert!(
-        wait_until(Duration::from_secs(3), || neigh(
-            sb, &l.ns[1], &b_if, "10.9.0.1"
-        ) == amac),
-        "a's own gratuitous ARP must update b: {} ({})\n{}",
-        sb.out(&l.ns[1], "ip neigh"),
-        l.vif(0),
-        l.log()
-    );
+    l.wait_neigh(1, "10.9.0.1", &amac, "a's own gratuitous ARP must update b");
 
     // The attack, spread over more than the victim's ARP lock time (1 s)
     // so that, delivered, each kind would override b's entries.
@@ -302,7 +321,7 @@ for _ in range(6):
     });
     let (sip, smac, bad) = counts();
     assert_eq!(
-        neigh(sb, &l.ns[1], &b_if, "10.9.0.3"),
+        l.neigh(1, "10.9.0.3"),
         cmac,
         "b's entry for c must keep c's MAC: {}\n{}\n{}",
         sb.out(&l.ns[1], "ip neigh"),
@@ -310,7 +329,7 @@ for _ in range(6):
         l.log()
     );
     assert_eq!(
-        neigh(sb, &l.ns[1], &b_if, "10.9.0.1"),
+        l.neigh(1, "10.9.0.1"),
         amac,
         "b's entry for a must not take the forged MAC: {}",
         sb.out(&l.ns[1], "ip neigh")
@@ -322,8 +341,8 @@ for _ in range(6):
         l.log()
     );
     // The victim still reaches c, and a keeps working with its own address.
-    assert!(ping(sb, &l.ns[1], "10.9.0.3"), "b -> c after the attack");
-    assert!(ping(sb, &l.ns[0], "10.9.0.3"), "a -> c after the attack");
+    assert!(l.ping(1, "10.9.0.3"), "b -> c after the attack");
+    assert!(l.ping(0, "10.9.0.3"), "a -> c after the attack");
     let ips = l.vif(0)["ips"].to_string();
     assert!(
         ips.contains("10.9.0.1") && !ips.contains("10.9.0.3"),
@@ -338,30 +357,17 @@ fn local_ni_source_guard_drops_spoofed_ipv4_and_arp() {
     }
     need(&["udhcpc", "tcpdump", "ping", PY]);
     let mut l = lab("2", LOCAL, &["", "", ""]);
-    let (a_if, b_if, c_if) = (l.tap(0), l.tap(1), l.tap(2));
-    assert!(
-        udhcpc(&l.sb, &l.ns[0], &a_if) && udhcpc(&l.sb, &l.ns[1], &b_if),
-        "leases for a and b\n{}",
-        l.log()
-    );
-    let ip_a = ipv4_of(&l.sb, &l.ns[0], &a_if);
-    let ip_b = ipv4_of(&l.sb, &l.ns[1], &b_if);
+    let (a_if, b_if) = (l.tap(0), l.tap(1));
+    let (ip_a, ip_b) = (l.lease(0), l.lease(1));
     assert!(ip_a.starts_with("10.50.0.1") && ip_b.starts_with("10.50.0.1"));
     let (amac, bmac) = (l.mac(0), l.mac(1));
     // Both know the router; b has an entry for a.
-    assert!(ping(&l.sb, &l.ns[0], GW) && ping(&l.sb, &l.ns[1], GW));
-    assert!(ping(&l.sb, &l.ns[1], &ip_a), "b -> a\n{}", l.log());
-    let gwmac = neigh(&l.sb, &l.ns[0], &a_if, GW);
-    assert_eq!(neigh(&l.sb, &l.ns[1], &b_if, GW), gwmac);
+    assert!(l.ping(0, GW) && l.ping(1, GW));
+    assert!(l.ping(1, &ip_a), "b -> a\n{}", l.log());
+    let gwmac = l.neigh(0, GW);
+    assert_eq!(l.neigh(1, GW), gwmac);
 
-    let b_ns = l.ns[1].clone();
-    let cap = capture(
-        &mut l.sb,
-        &b_ns,
-        &b_if,
-        "udp port 9999 or icmp or arp",
-        "b.txt",
-    );
+    let cap = l.capture(1, "udp port 9999 or icmp or arp", "b.txt");
     fake_neigh(&l.sb, &l.ns[1], &b_if, &ip_a);
     let out = l.scapy(
         0,
@@ -395,11 +401,7 @@ for ip in ['{GW}', '{ip_b}']:
         seen.matches(&format!("{ip_a}.9999 > {ip_b}.9999")).count() >= 3,
         "b receives a's genuine packets:\n{seen}\n{st}"
     );
-    assert_eq!(
-        neigh(&l.sb, &l.ns[1], &b_if, &ip_a),
-        amac,
-        "a's ARP for its lease updates b"
-    );
+    assert_eq!(l.neigh(1, &ip_a), amac, "a's ARP for its lease updates b");
     assert!(
         !seen.contains("10.50.0.77") && !seen.contains("192.0.2.9"),
         "spoofed sources must not reach b:\n{seen}"
@@ -413,25 +415,19 @@ for ip in ['{GW}', '{ip_b}']:
         "a's ARP claiming the gateway must not reach b:\n{seen}"
     );
     assert_eq!(
-        neigh(&l.sb, &l.ns[1], &b_if, GW),
+        l.neigh(1, GW),
         gwmac,
         "b's entry for the gateway: {}",
         l.sb.out(&l.ns[1], "ip neigh")
     );
-    let (ips, arp) = (l.drops(0, "ip_spoofed"), l.drops(0, "arp_spoofed_ip"));
-    assert!(
-        ips >= 9 && arp >= 12,
-        "ip_spoofed {ips} (want >= 9), arp_spoofed_ip {arp} (want >= 12): {st}\n{}",
-        l.log()
-    );
+    l.assert_drops(0, "ip_spoofed", 9, "");
+    l.assert_drops(0, "arp_spoofed_ip", 12, "");
     // DHCP from 0.0.0.0 passes: a fresh app gets a lease, a renews its own.
-    assert!(udhcpc(&l.sb, &l.ns[2], &c_if), "udhcpc in c\n{}", l.log());
-    let ip_c = ipv4_of(&l.sb, &l.ns[2], &c_if);
+    let ip_c = l.lease(2);
     assert!(ip_c.starts_with("10.50.0.1") && ip_c != ip_a && ip_c != ip_b);
-    assert!(ping(&l.sb, &l.ns[2], GW), "c from its new lease");
-    assert!(udhcpc(&l.sb, &l.ns[0], &a_if), "a asks again");
-    assert_eq!(ipv4_of(&l.sb, &l.ns[0], &a_if), ip_a);
-    assert!(ping(&l.sb, &l.ns[0], &ip_b), "a -> b from its lease");
+    assert!(l.ping(2, GW), "c from its new lease");
+    assert_eq!(l.lease(0), ip_a, "a asks again");
+    assert!(l.ping(0, &ip_b), "a -> b from its lease");
 }
 
 #[test]
@@ -442,72 +438,33 @@ fn rogue_dhcp_server_in_an_app_is_never_heard() {
     need(&["dnsmasq", "udhcpc", "tcpdump", PY]);
     // a runs the rogue server; b and c are victims.
     let mut l = lab("3", SWITCH, &["", "", ""]);
-    let p = l.p.clone();
-    let up = l.up.clone();
-    lan_dnsmasq(
-        &mut l.sb,
-        &up,
-        &format!("{p}-lan"),
-        "192.0.2",
-        "lan-dnsmasq",
-        &["--port=0"],
-    );
-    let (a_if, b_if, c_if) = (l.tap(0), l.tap(1), l.tap(2));
-    assert!(l.sb.ok(&l.ns[0], &format!("ip addr add 10.66.0.1/24 dev {a_if}")));
-    let leases = l.sb.path("rogue.leases");
+    l.lan_dhcp();
+    let a_if = l.tap(0);
     let a_ns = l.ns[0].clone();
-    let rogue_args = [
-        "--keep-in-foreground".to_string(),
-        "--conf-file=/dev/null".into(),
-        "--no-resolv".into(),
-        "--no-hosts".into(),
-        "--port=0".into(),
-        "--log-facility=-".into(),
-        "--log-dhcp".into(),
-        format!("--interface={a_if}"),
-        "--bind-interfaces".into(),
-        "--dhcp-authoritative".into(),
-        "--no-ping".into(),
-        "--dhcp-range=10.66.0.100,10.66.0.150,255.255.255.0,1h".into(),
-        "--dhcp-option=3,10.66.0.1".into(),
-        format!("--dhcp-leasefile={}", leases.display()),
-        "--pid-file".into(),
+    let rogue = [
+        "--port=0",
+        "--log-facility=-",
+        "--log-dhcp",
+        "--dhcp-authoritative",
+        "--no-ping",
+        "--dhcp-option=3,10.66.0.1",
     ];
-    let rogue_args: Vec<&str> = rogue_args.iter().map(String::as_str).collect();
-    l.sb.spawn(
-        &a_ns,
-        Path::new("/usr/sbin/dnsmasq"),
-        &rogue_args,
-        "rogue.log",
-    )
-    .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(5), || l
-            .sb
-            .log("rogue.log")
-            .contains("DHCP, IP range")),
-        "rogue dnsmasq:\n{}",
-        l.sb.log("rogue.log")
-    );
-    let b_ns = l.ns[1].clone();
-    let cap = capture(
-        &mut l.sb,
-        &b_ns,
-        &b_if,
-        "udp port 67 or udp port 68 or udp port 546 or udp port 547",
-        "b.txt",
-    );
+    lan_dnsmasq(&mut l.sb, &a_ns, &a_if, "10.66.0", "rogue", &rogue);
+    wait_log(&l.sb, "rogue.log", "DHCP, IP range", Duration::from_secs(5));
+    let dhcp_ports = "udp port 67 or udp port 68 or udp port 546 or udp port 547";
+    let cap = l.capture(1, dhcp_ports, "b.txt");
     // Three DHCP exchanges of the victims: every time both servers answer.
     let mut got = Vec::new();
-    for (i, ifname) in [(1, &b_if), (2, &c_if), (1, &b_if)] {
+    for i in [1, 2, 1] {
         assert!(
-            udhcpc(&l.sb, &l.ns[i], ifname),
-            "{ifname} got no lease; LAN dnsmasq:\n{}\nrogue:\n{}\n{}",
+            l.dhcp(i),
+            "{} got no lease; LAN dnsmasq:\n{}\nrogue:\n{}\n{}",
+            l.tap(i),
             l.sb.log("lan-dnsmasq.log"),
             l.sb.log("rogue.log"),
             l.log()
         );
-        got.push(ipv4_of(&l.sb, &l.ns[i], ifname));
+        got.push(l.ip(i));
     }
     // A DHCPv6 server answer from the app is dropped as well.
     let amac = l.mac(0);
@@ -543,17 +500,12 @@ fn rogue_dhcp_server_in_an_app_is_never_heard() {
         let ips = l.vif(i)["ips"].to_string();
         assert!(ips.contains(ip.as_str()), "status ips of app {i}: {ips}");
     }
-    let n = l.drops(0, "dhcp_server");
-    assert!(
-        n >= 6,
-        "dhcp_server {n} (want >= 3 offers/acks + 3 DHCPv6): {st}\n{}",
-        l.log()
-    );
+    l.assert_drops(0, "dhcp_server", 6, ": 3 offers/acks + 3 DHCPv6");
     // The victims use their leases: their ARPs name the address the LAN's
     // server gave them, which their VIFs now hold.
     for (i, ip) in [(1, &got[2]), (2, &got[1])] {
         assert!(
-            ping(&l.sb, &l.ns[i], "192.0.2.1"),
+            l.ping(i, "192.0.2.1"),
             "app {i} ({ip}) -> the LAN: {}\n{}",
             l.vif(i),
             l.log()
@@ -591,40 +543,19 @@ fn rogue_dhcp_answers_from_another_source_port_are_dropped_too() {
     }
     need(&["dnsmasq", "udhcpc", "tcpdump", PY]);
     let mut l = lab("9", SWITCH, &["", ""]);
-    let (p, up) = (l.p.clone(), l.up.clone());
-    lan_dnsmasq(
-        &mut l.sb,
-        &up,
-        &format!("{p}-lan"),
-        "192.0.2",
-        "lan-dnsmasq",
-        &["--port=0"],
-    );
-    let (a_if, b_if) = (l.tap(0), l.tap(1));
-    let amac = l.mac(0);
-    let file = l.sb.path("rogue.py");
-    std::fs::write(&file, ROGUE_PY).unwrap();
-    let file = file.to_string_lossy().into_owned();
-    let a_ns = l.ns[0].clone();
-    l.sb.spawn(
+    l.lan_dhcp();
+    let (a_if, amac, a_ns) = (l.tap(0), l.mac(0), l.ns[0].clone());
+    let args = [a_if.as_str(), &amac, "4242"];
+    python_until(
+        &mut l,
         &a_ns,
-        Path::new(PY),
-        &["-u", &file, &a_if, &amac, "4242"],
-        "rogue.log",
-    )
-    .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(30), || l
-            .sb
-            .log("rogue.log")
-            .contains("ready")),
-        "rogue: {}",
-        l.sb.log("rogue.log")
+        "rogue.py",
+        ROGUE_PY,
+        &args,
+        Duration::from_secs(30),
     );
-    let b_ns = l.ns[1].clone();
-    let cap = capture(&mut l.sb, &b_ns, &b_if, "udp port 68", "b.txt");
-    let leased = udhcpc(&l.sb, &l.ns[1], &b_if);
-    let ip = ipv4_of(&l.sb, &l.ns[1], &b_if);
+    let cap = l.capture(1, "udp port 68", "b.txt");
+    let (leased, ip) = (l.dhcp(1), l.ip(1));
     let seen = captured(&mut l.sb, cap, "b.txt");
     let rogue = l.sb.log("rogue.log");
     assert!(
@@ -640,11 +571,7 @@ fn rogue_dhcp_answers_from_another_source_port_are_dropped_too() {
         !seen.contains("10.66.0.1.4242"),
         "b must never see the rogue's answers:\n{seen}\n{drops}"
     );
-    assert!(
-        l.drops(0, "dhcp_server") >= 1,
-        "dropped as dhcp_server: {drops}\n{}",
-        l.log()
-    );
+    l.assert_drops(0, "dhcp_server", 1, "");
 }
 
 #[test]
@@ -656,7 +583,7 @@ fn router_advertisements_from_an_app_are_dropped() {
     // a sends the RAs, b is the victim; the LAN sends the genuine one.
     let l = lab("4", SWITCH, &["", ""]);
     let (a_if, b_if) = (l.tap(0), l.tap(1));
-    let lan_if = format!("{}-lan", l.p);
+    let lan_if = l.lan_if();
     assert!(l.sb.ok(
         &l.ns[1],
         &format!("sysctl -qw net.ipv6.conf.{b_if}.accept_ra=2")
@@ -701,8 +628,7 @@ for _ in range(3):
         ),
     );
     // Control: the LAN's RA, through the NIC, is taken by b.
-    let upmac =
-        l.sb.out(&l.up, &format!("cat /sys/class/net/{lan_if}/address"));
+    let upmac = mac_of(&l.sb, &l.up, &lan_if);
     scapy(
         &l.sb,
         &l.up,
@@ -731,13 +657,7 @@ for _ in range(3):
         !route.contains(&format!("via {a_ll}")),
         "no route through the app:\n{route}"
     );
-    let n = l.drops(0, "ra_guard");
-    assert!(
-        n >= 9,
-        "ra_guard {n} (want >= 9: 6 RAs, 3 redirects): {}\n{}",
-        l.vif(0),
-        l.log()
-    );
+    l.assert_drops(0, "ra_guard", 9, ": 6 RAs, 3 redirects");
     assert!(
         l.sb.ok(&l.ns[0], &format!("ping -6 -c 2 -i 0.2 -W 1 {b_ll}%{a_if}")),
         "ordinary IPv6 still passes"
@@ -758,8 +678,7 @@ fn flood(
     secs: u32,
     mac: &str,
 ) -> (u64, f64) {
-    let file = sb.path("flood.py");
-    std::fs::write(&file, FLOOD_PY).unwrap();
+    let file = write_file(sb, "flood.py", FLOOD_PY);
     let out = sb.sh(
         ns,
         &format!("{PY} {} {ifname} {kind} {n} {secs} {mac}", file.display()),
@@ -814,22 +733,9 @@ print(sent, full, '%.3f' % (time.monotonic() - t0))
 
 /// Pings `ip` from `ns` at 20 per second in the background.
 fn start_ping(sb: &mut Sandbox, ns: &str, ip: &str, log: &str) -> u32 {
-    let pid = sb
-        .spawn(
-            ns,
-            Path::new("/usr/bin/ping"),
-            &["-i", "0.05", "-W", "1", "-c", "2000", ip],
-            log,
-        )
-        .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(5), || sb
-            .log(log)
-            .contains("bytes from")),
-        "ping did not start:\n{}",
-        sb.log(log)
-    );
-    pid
+    let args = ["-i", "0.05", "-W", "1", "-c", "2000", ip];
+    let (ping, five) = ("/usr/bin/ping", Duration::from_secs(5));
+    spawn_until(sb, ns, ping, &args, log, "bytes from", five)
 }
 
 /// Stops a background ping; returns (sent, lost), leaving out the last
@@ -865,8 +771,7 @@ fn rx_packets(sb: &Sandbox, ns: &str, ifname: &str) -> u64 {
 /// A MAC flood from the LAN (random sources, unknown unicast destinations)
 /// while b pings c, under the NI's flood limit `limit`; returns the numbers.
 fn mac_flood(l: &mut Lab, b_ns: &str, limit: u64) -> String {
-    let up = l.up.clone();
-    let lan_if = format!("{}-lan", l.p);
+    let (up, lan_if) = (l.up.clone(), l.lan_if());
     let nic_rx = |l: &Lab| l.d.status()["ports"][0]["rx_packets"].as_u64().unwrap_or(0);
     let (nic0, rx0) = (l.d.drops("lan", "storm"), nic_rx(l));
     let pid = start_ping(&mut l.sb, b_ns, "10.9.0.3", "ping-mac.txt");
@@ -915,7 +820,7 @@ fn storm_control_keeps_other_traffic_undisturbed() {
     let mut l = lab("5", SWITCH, &["", "", ""]);
     static_ips(&l);
     let (b_ns, c_if) = (l.ns[1].clone(), l.tap(2));
-    assert!(ping(&l.sb, &b_ns, "10.9.0.3"), "b -> c\n{}", l.log());
+    assert!(l.ping(1, "10.9.0.3"), "b -> c\n{}", l.log());
     let amac = l.mac(0);
     let a_tap = l.tap(0);
     let vif_rx = |l: &Lab| l.vif(0)["rx_packets"].as_u64().unwrap_or(0);
@@ -930,16 +835,8 @@ fn storm_control_keeps_other_traffic_undisturbed() {
                 &format!("{SWITCH}, flood_limit: {limit}"),
                 &[("a", ""), ("b", ""), ("c", "")],
             );
-            let file = l.sb.path("limit.yaml");
-            std::fs::write(&file, text).unwrap();
-            let out = l.sb.sh(
-                &l.d.ns,
-                &format!(
-                    "{BIN} apply --config {} --control {}",
-                    file.display(),
-                    l.d.ctl.display()
-                ),
-            );
+            let file = write_file(&l.sb, "limit.yaml", &text);
+            let out = apply(&l.sb, &l.d, &file, "");
             assert!(
                 out.status.success(),
                 "apply flood_limit: {}{}\n{}",
@@ -985,7 +882,7 @@ fn storm_control_keeps_other_traffic_undisturbed() {
         }
     }
 
-    assert!(ping(&l.sb, &b_ns, "10.9.0.3"), "b -> c after the floods");
+    assert!(l.ping(1, "10.9.0.3"), "b -> c after the floods");
     eprintln!("storm test took {:?}:\n{}", t0.elapsed(), report.join("\n"));
 }
 
@@ -996,14 +893,8 @@ fn a_bound_dhcp_client_keeps_its_lease() {
     }
     need(&["udhcpc", "dig", "ping", PY]);
     let l = lab("6", LOCAL, &["", ""]);
-    let (a_if, b_if) = (l.tap(0), l.tap(1));
-    assert!(
-        udhcpc(&l.sb, &l.ns[0], &a_if) && udhcpc(&l.sb, &l.ns[1], &b_if),
-        "leases\n{}",
-        l.log()
-    );
-    let ip_a = ipv4_of(&l.sb, &l.ns[0], &a_if);
-    let ip_b = ipv4_of(&l.sb, &l.ns[1], &b_if);
+    let a_if = l.tap(0);
+    let (ip_a, ip_b) = (l.lease(0), l.lease(1));
     let name = |n: &str| {
         l.sb.out(
             &l.ns[1],
@@ -1073,10 +964,9 @@ ask('request-own', [('message-type', 'request'), ('requested_addr', '{ip_a}'), '
     assert!(!leases.contains(free), "{msg}");
     assert_eq!(name("a"), ip_a, "a's name: {msg}");
     assert_eq!(name("b.lan"), ip_b, "b's name: {msg}");
-    assert!(ping(&l.sb, &l.ns[0], &ip_b), "a still sends from {ip_a}");
+    assert!(l.ping(0, &ip_b), "a still sends from {ip_a}");
     assert_eq!(l.drops(0, "ip_spoofed"), 0, "{}", l.vif(0));
-    assert!(udhcpc(&l.sb, &l.ns[0], &a_if), "a asks again");
-    assert_eq!(ipv4_of(&l.sb, &l.ns[0], &a_if), ip_a);
+    assert_eq!(l.lease(0), ip_a, "a asks again");
 }
 
 #[test]
@@ -1089,7 +979,7 @@ fn allowed_ips_let_an_app_claim_its_vip_only() {
     static_ips(&l);
     let (a_if, b_if) = (l.tap(0), l.tap(1));
     // a's own address first: known from its first ARP.
-    assert!(ping(&l.sb, &l.ns[0], "10.9.0.2"), "a -> b\n{}", l.log());
+    assert!(l.ping(0, "10.9.0.2"), "a -> b\n{}", l.log());
     for vip in ["10.9.0.100", "10.9.0.101"] {
         assert!(l.sb.ok(&l.ns[0], &format!("ip addr add {vip}/32 dev {a_if}")));
         fake_neigh(&l.sb, &l.ns[1], &b_if, vip);
@@ -1105,25 +995,14 @@ fn allowed_ips_let_an_app_claim_its_vip_only() {
 "
         ),
     );
-    assert!(
-        wait_until(Duration::from_secs(3), || neigh(
-            &l.sb,
-            &l.ns[1],
-            &b_if,
-            "10.9.0.100"
-        ) == amac),
-        "b learns the listed VIP from a: {}\n{}\n{}",
-        l.sb.out(&l.ns[1], "ip neigh"),
-        l.vif(0),
-        l.log()
-    );
+    l.wait_neigh(1, "10.9.0.100", &amac, "b learns the listed VIP from a");
     assert_eq!(
-        neigh(&l.sb, &l.ns[1], &b_if, "10.9.0.101"),
+        l.neigh(1, "10.9.0.101"),
         FAKE,
         "the unlisted VIP must not be taken over: {}",
         l.sb.out(&l.ns[1], "ip neigh")
     );
-    assert!(ping(&l.sb, &l.ns[1], "10.9.0.100"), "b -> the listed VIP");
+    assert!(l.ping(1, "10.9.0.100"), "b -> the listed VIP");
     // a's ARP answers for the unlisted VIP are dropped too.
     l.sb.sh(&l.ns[1], &format!("ip neigh del 10.9.0.101 dev {b_if}"));
     assert!(
@@ -1131,16 +1010,9 @@ fn allowed_ips_let_an_app_claim_its_vip_only() {
         "b must not reach the unlisted VIP: {}",
         l.sb.out(&l.ns[1], "ip neigh")
     );
-    let n = l.drops(0, "arp_spoofed_ip");
-    assert!(
-        n >= 4,
-        "arp_spoofed_ip {n} (want >= 4: 3 GARPs for 10.9.0.101 and the ARP replies for it): {}",
-        l.vif(0)
-    );
-    assert!(
-        ping(&l.sb, &l.ns[0], "10.9.0.2"),
-        "a's own address still works"
-    );
+    let why = ": 3 GARPs for 10.9.0.101 and the ARP replies for it";
+    l.assert_drops(0, "arp_spoofed_ip", 4, why);
+    assert!(l.ping(0, "10.9.0.2"), "a's own address still works");
 }
 
 /// An upstream resolver on 192.0.2.53 that, for every query the router
@@ -1192,34 +1064,14 @@ fn dns_relay_refuses_forged_upstream_answers() {
     need(&["dnsmasq", "udhcpc", "dig", PY]);
     let ni = "type: local, subnet: 10.50.0.0/24, dhcp_range: 10.50.0.100-10.50.0.199, dns: { domain: lan, upstream: [192.0.2.53] }, uplinks: [lan]";
     let mut l = lab("8", ni, &[""]);
-    let (p, up) = (l.p.clone(), l.up.clone());
-    let lan_if = format!("{p}-lan");
-    lan_dnsmasq(
-        &mut l.sb,
-        &up,
-        &lan_if,
-        "192.0.2",
-        "lan-dnsmasq",
-        &["--port=0"],
-    );
+    l.lan_dhcp();
+    let (up, lan_if) = (l.up.clone(), l.lan_if());
     for ip in ["192.0.2.53", "192.0.2.54"] {
         assert!(l.sb.ok(&up, &format!("ip addr add {ip}/24 dev {lan_if}")));
     }
-    let file = l.sb.path("resolver.py");
-    std::fs::write(&file, RESOLVER_PY).unwrap();
-    let file = file.to_string_lossy().into_owned();
-    l.sb.spawn(&up, Path::new(PY), &["-u", &file], "resolver.log")
-        .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(10), || l
-            .sb
-            .log("resolver.log")
-            .contains("ready")),
-        "resolver: {}",
-        l.sb.log("resolver.log")
-    );
-    let a_if = l.tap(0);
-    assert!(udhcpc(&l.sb, &l.ns[0], &a_if), "lease\n{}", l.log());
+    let ten = Duration::from_secs(10);
+    python_until(&mut l, &up, "resolver.py", RESOLVER_PY, &[], ten);
+    l.lease(0);
     let active = || l.d.status()["network_instances"][0]["uplinks"][0]["active"] == true;
     assert!(
         wait_until(Duration::from_secs(20), active),

@@ -1,8 +1,10 @@
 //! Shared helpers of the integration tests: root check, starting niswitch in
-//! a sandbox namespace, asking it for status.
+//! a sandbox namespace, asking it for status, and the namespaces, DHCP
+//! clients and servers, captures and background programs of the labs.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::Duration;
 
 use niswitch::control::{self, Request};
@@ -97,22 +99,41 @@ pub fn start_with(
         config: cfg,
         state: sb.path(&format!("{name}-state")),
     };
-    run_daemon(sb, &d, &d.log.clone(), args, env)
+    let pid = spawn_daemon(sb, &d, &d.log, args, env);
+    running(sb, &d, &d.log, pid)
 }
 
 /// Starts niswitch again with the files of `d` (config file, control socket,
 /// state directory) after it stopped; its output goes to `log`.
 pub fn restart(sb: &mut Sandbox, d: &Daemon, log: &str, env: &[(&str, &str)]) -> Daemon {
-    run_daemon(sb, d, log, &[], env)
+    let pid = spawn_daemon(sb, d, log, &[], env);
+    running(sb, d, log, pid)
 }
 
-fn run_daemon(
+/// Waits until niswitch `pid`, started with the files of `d`, answers; it as a `Daemon`.
+fn running(sb: &Sandbox, d: &Daemon, log: &str, pid: u32) -> Daemon {
+    let up = wait_until(Duration::from_secs(15), || {
+        control::call(&d.ctl, &Request::Status).is_ok()
+    });
+    assert!(up, "niswitch did not come up:\n{}", sb.log(log));
+    Daemon {
+        ns: d.ns.clone(),
+        ctl: d.ctl.clone(),
+        pid,
+        log: log.to_string(),
+        config: d.config.clone(),
+        state: d.state.clone(),
+    }
+}
+
+/// Spawns `niswitch run` with the files of `d` without waiting for it; its PID.
+pub fn spawn_daemon(
     sb: &mut Sandbox,
     d: &Daemon,
     log: &str,
     extra: &[&str],
     env: &[(&str, &str)],
-) -> Daemon {
+) -> u32 {
     let (cfg, ctl, state) = (
         d.config.to_string_lossy().into_owned(),
         d.ctl.to_string_lossy().into_owned(),
@@ -141,21 +162,24 @@ fn run_daemon(
         args.push(a.to_string());
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let pid = sb
-        .spawn(&d.ns, std::path::Path::new(program), &args, log)
-        .expect("spawn niswitch");
-    let up = wait_until(Duration::from_secs(15), || {
-        control::call(&d.ctl, &Request::Status).is_ok()
-    });
-    assert!(up, "niswitch did not come up:\n{}", sb.log(log));
-    Daemon {
-        ns: d.ns.clone(),
-        ctl: d.ctl.clone(),
-        pid,
-        log: log.to_string(),
-        config: d.config.clone(),
-        state: d.state.clone(),
-    }
+    sb.spawn(&d.ns, Path::new(program), &args, log)
+        .expect("spawn niswitch")
+}
+
+/// `niswitch apply` of `file` against `d` (run in the daemon's namespace).
+pub fn apply(sb: &Sandbox, d: &Daemon, file: &Path, extra: &str) -> Output {
+    let (file, ctl) = (file.display(), d.ctl.display());
+    sb.sh(
+        &d.ns,
+        &format!("{BIN} apply --config {file} --control {ctl} {extra}"),
+    )
+}
+
+/// Writes `text` to the file `name` in the sandbox's directory; its path.
+pub fn write_file(sb: &Sandbox, name: &str, text: &str) -> PathBuf {
+    let f = sb.path(name);
+    std::fs::write(&f, text).expect("write a file of the test");
+    f
 }
 
 /// The first IPv4 address on an interface in a namespace.
@@ -168,6 +192,89 @@ pub fn ipv4_of(sb: &Sandbox, ns: &str, ifname: &str) -> String {
 
 pub fn ping(sb: &Sandbox, ns: &str, ip: &str) -> bool {
     sb.ok(ns, &format!("ping -c 2 -i 0.2 -W 1 {ip}"))
+}
+
+/// The MAC address of an interface in a namespace.
+pub fn mac_of(sb: &Sandbox, ns: &str, ifname: &str) -> String {
+    sb.out(ns, &format!("cat /sys/class/net/{ifname}/address"))
+}
+
+/// True when the interface is a TAP.
+pub fn is_tap(sb: &Sandbox, ns: &str, ifname: &str) -> bool {
+    sb.ok(ns, &format!("test -e /sys/class/net/{ifname}/tun_flags"))
+}
+
+/// True when the interface exists in the namespace.
+pub fn has_link(sb: &Sandbox, ns: &str, ifname: &str) -> bool {
+    sb.ok(ns, &format!("ip link show dev {ifname} >/dev/null 2>&1"))
+}
+
+/// One udhcpc run on `ifname` (10 tries, 1 s apart); true when it got a lease.
+pub fn udhcpc(sb: &Sandbox, ns: &str, ifname: &str) -> bool {
+    sb.ok(
+        ns,
+        &format!("udhcpc -i {ifname} -n -q -t 10 -T 1 >/dev/null 2>&1"),
+    )
+}
+
+/// A lease by udhcpc on `ifname` (the test fails without one); the address it got.
+pub fn lease(sb: &Sandbox, ns: &str, ifname: &str) -> String {
+    assert!(udhcpc(sb, ns, ifname), "no lease on {ifname} in {ns}");
+    ipv4_of(sb, ns, ifname)
+}
+
+/// Namespaces `dev` and `up` joined by a veth: `nic` in `dev`, `lan` in `up`.
+pub fn dev_and_up(sb: &mut Sandbox, nic: &str, lan: &str) -> (String, String) {
+    let dev = sb.ns("dev").expect("dev namespace");
+    let up = sb.ns("up").expect("up namespace");
+    sb.veth(&dev, nic, &up, lan).expect("veth dev-up");
+    (dev, up)
+}
+
+/// The upstream LAN's DHCP server on `lan` in `up`: 192.0.2.0/24, no DNS, files named `tag`.
+pub fn upstream_dhcp(sb: &mut Sandbox, up: &str, lan: &str, tag: &str) {
+    lan_dnsmasq(sb, up, lan, "192.0.2", tag, &["--port=0"]);
+}
+
+/// Spawns `program` in `ns`; waits (at most `within`) until its log shows `ready`.
+pub fn spawn_until(
+    sb: &mut Sandbox,
+    ns: &str,
+    program: &str,
+    args: &[&str],
+    log: &str,
+    ready: &str,
+    within: Duration,
+) -> u32 {
+    let pid = sb
+        .spawn(ns, Path::new(program), args, log)
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+    wait_log(sb, log, ready, within);
+    pid
+}
+
+/// Waits (at most `within`) until the background program's `log` shows `ready`.
+pub fn wait_log(sb: &Sandbox, log: &str, ready: &str, within: Duration) {
+    assert!(
+        wait_until(within, || sb.log(log).contains(ready)),
+        "{log} never said `{ready}` in {within:?}:\n{}",
+        sb.log(log)
+    );
+}
+
+/// Starts tcpdump on `ifname` in `ns`, writing text to `file`; waits until it listens.
+pub fn capture(sb: &mut Sandbox, ns: &str, ifname: &str, filter: &str, file: &str) -> u32 {
+    let args = ["-n", "-e", "-l", "-i", ifname, filter];
+    let (tcpdump, five) = ("/usr/bin/tcpdump", Duration::from_secs(5));
+    spawn_until(sb, ns, tcpdump, &args, file, "listening on", five)
+}
+
+/// Stops a capture (after letting the last frames arrive) and returns what it saw.
+pub fn captured(sb: &mut Sandbox, pid: u32, file: &str) -> String {
+    std::thread::sleep(Duration::from_millis(500));
+    sb.signal(pid, libc::SIGTERM);
+    sb.wait(pid, Duration::from_secs(3));
+    sb.log(file)
 }
 
 /// The LAN's DHCP (and DNS) server: gives `ifname` in `ns` the address
@@ -194,7 +301,7 @@ pub fn lan_dnsmasq(sb: &mut Sandbox, ns: &str, ifname: &str, net: &str, tag: &st
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     sb.spawn(
         ns,
-        std::path::Path::new("/usr/sbin/dnsmasq"),
+        Path::new("/usr/sbin/dnsmasq"),
         &args,
         &format!("{tag}.log"),
     )
