@@ -27,12 +27,7 @@ pub fn configure(p: &PodInfo) -> Result<(), CniError> {
     })?;
     let routes = parse_routes(&p.routes)?;
     netns::run_in_path(Path::new(&p.netns), || {
-        let index = ifctl::index(&p.ifname).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no interface {}", p.ifname),
-            )
-        })?;
+        let index = pod_ifindex(p)?;
         ignore_exists(rtnl::add_address(index, net.addr(), net.prefix_len()))?;
         for (dst, gw) in &routes {
             ignore_exists(rtnl::add_route(*dst, Some(*gw), index))?;
@@ -43,6 +38,16 @@ pub fn configure(p: &PodInfo) -> Result<(), CniError> {
         CniError::new(
             code::IO_FAILURE,
             format!("configuring {} in {}: {e}", p.ifname, p.netns),
+        )
+    })
+}
+
+/// The pod interface's index, in the pod's namespace (the caller's thread is in it).
+fn pod_ifindex(p: &PodInfo) -> io::Result<u32> {
+    ifctl::index(&p.ifname).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface {}", p.ifname),
         )
     })
 }
@@ -78,12 +83,7 @@ struct Seen {
 
 fn look(p: &PodInfo) -> io::Result<Seen> {
     netns::run_in_path(Path::new(&p.netns), || {
-        let index = ifctl::index(&p.ifname).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no interface {}", p.ifname),
-            )
-        })?;
+        let index = pod_ifindex(p)?;
         let mac = ifctl::mac(&p.ifname)?.to_string();
         let addrs = rtnl::addresses()?
             .into_iter()
