@@ -235,7 +235,7 @@ fn nat_transfer_of_an_unchanged_app_survives_an_apply() {
     if !root_or_skip("nat_transfer_of_an_unchanged_app_survives_an_apply") {
         return;
     }
-    need(&["dnsmasq", "udhcpc", "iperf3", "ss"]);
+    need(&["dnsmasq", "udhcpc", "iperf3", "ss", "dig"]);
     let p = "nswap1";
     let (mut sb, dev, up) = lab(p, &format!("{p}-n"), &["a", "b", "c"]);
     let (a_ns, c_ns) = (format!("{p}-a"), format!("{p}-c"));
@@ -275,6 +275,11 @@ fn nat_transfer_of_an_unchanged_app_survives_an_apply() {
             ),
             app(p, "c", 3, "lan", "")
         ),
+    )
+    // The NI's own DNS changes too: in place, its NAT sessions stay.
+    .replace(
+        "subnet: 10.50.0.0/24,",
+        "subnet: 10.50.0.0/24, dns: { records: [{ name: added.example, ip: 10.50.0.9 }] },",
     );
     let d = start(&mut sb, &dev, &old, "nsw");
     wait_uplink(&sb, &d);
@@ -299,7 +304,9 @@ fn nat_transfer_of_an_unchanged_app_survives_an_apply() {
     let plan = text(&applied.stdout);
     assert!(
         plan.contains(&format!("add app interface {c_tap}"))
-            && plan.contains(&format!("update app interface {p}-b in place")),
+            && plan.contains(&format!("update app interface {p}-b in place"))
+            && plan.contains("update network instance lan in place")
+            && !plan.contains("router"),
         "plan:\n{plan}"
     );
     assert!(
@@ -362,6 +369,9 @@ fn nat_transfer_of_an_unchanged_app_survives_an_apply() {
         d.status()["network_instances"][0]["leases"]
     );
     assert_eq!(d.status()["apply"]["last_result"], "ok");
+    // The new record answers.
+    let added = sb.out(&a_ns, "dig +short +time=2 @10.50.0.1 -q added.example");
+    assert_eq!(added, "10.50.0.9", "the NI's new DNS record");
 }
 
 #[test]

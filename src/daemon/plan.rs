@@ -8,9 +8,10 @@
 //! - a port whose `cost` changes is updated in place (the routers using it
 //!   as an uplink restart); any other change (an MTU too: every interface
 //!   of its domain follows it) makes it again, and every NI on it with it;
-//! - a local NI whose settings change (or whose uplink ports change) gets a
-//!   new router on the same domain: its VIFs and MAC table stay; a switch
-//!   NI whose port changes gets a new domain and its VIFs move to it;
+//! - an NI's flood limit and a local NI's DNS settings change in place; a
+//!   local NI whose other settings change (or whose uplink ports change)
+//!   gets a new router on the same domain: its VIFs and MAC table stay; a
+//!   switch NI whose port changes gets a new domain and its VIFs move to it;
 //! - a VIF is made again only when its NI, MAC or namespace changes; its
 //!   ACLs, port maps, fixed IP and app name change in place.
 
@@ -56,7 +57,9 @@ impl fmt::Display for Step {
             Step::RefreshRouter(n) => {
                 write!(f, "update the DHCP clients, names and port maps of {n}")
             }
-            Step::UpdateNi(n) => write!(f, "update network instance {n} in place (flood_limit)"),
+            Step::UpdateNi(n) => {
+                write!(f, "update network instance {n} in place (flood_limit, dns)")
+            }
             Step::AddVif(t) => write!(f, "add app interface {t}"),
             Step::AttachVif(t) => write!(f, "attach app interface {t} again"),
             Step::UpdateVif(t) => {
@@ -138,10 +141,16 @@ fn ni_change(old: &Ni, new: &Ni, replaced: &BTreeSet<&str>, cost: &BTreeSet<&str
     let uplink_moved = uplinks
         .iter()
         .any(|u| replaced.contains(u.as_str()) || cost.contains(u.as_str()));
-    let limit_only = Ni {
+    // The flood limit and a local NI's DNS change in place.
+    let settled = Ni {
         flood_limit: new.flood_limit,
+        local: old.local.clone().map(|l| crate::config::LocalNi {
+            dns: new.local.as_ref().map_or(l.dns.clone(), |n| n.dns.clone()),
+            ..l
+        }),
         ..old.clone()
-    } == *new;
+    };
+    let limit_only = settled == *new;
     if (old != new && !limit_only) || (new.kind == NiType::Local && uplink_moved) {
         NiChange::Router
     } else if old != new {

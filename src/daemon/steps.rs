@@ -284,7 +284,7 @@ impl Runtime {
         Ok(())
     }
 
-    /// The NI's flood limit, in place.
+    /// The NI's flood limit and a local NI's DNS settings, in place.
     fn update_ni(&mut self, name: &str, new: &Config) -> Result<()> {
         let cfg = new
             .ni(name)
@@ -294,8 +294,14 @@ impl Runtime {
             .get_mut(name)
             .context("network instance not running")?;
         ni.cfg = cfg.clone();
-        if let Some(n) = self.nis.get(name) {
-            set_flood_limits(self, n);
+        let (clients, maps) = self.router_view(new, name);
+        let Some(n) = self.nis.get(name) else {
+            return Ok(());
+        };
+        set_flood_limits(self, n);
+        if let (Some(r), Some(l)) = (&n.router, &cfg.local) {
+            let dns = Some(l.dns.clone());
+            r.update(RouterUpdate { clients, maps, dns });
         }
         Ok(())
     }
@@ -307,7 +313,11 @@ impl Runtime {
             return Ok(());
         };
         let (clients, maps) = self.router_view(new, name);
-        r.update(RouterUpdate { clients, maps });
+        r.update(RouterUpdate {
+            clients,
+            maps,
+            dns: None,
+        });
         Ok(())
     }
 

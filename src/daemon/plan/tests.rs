@@ -118,10 +118,15 @@ fn a_new_mac_or_ni_makes_the_interface_again() {
 }
 
 #[test]
-fn a_local_ni_change_restarts_only_its_router() {
-    let new = BASE.replace(
+fn dns_changes_in_place_other_local_ni_changes_restart_its_router() {
+    let dns = BASE.replace(
         "subnet: 10.50.0.0/24,",
         "subnet: 10.50.0.0/24, dns: { records: [{ name: a.example, ip: 10.50.0.9 }] },",
+    );
+    assert_eq!(plan(BASE, &dns), vec![Step::UpdateNi("lan".into())]);
+    let new = BASE.replace(
+        "subnet: 10.50.0.0/24,",
+        "subnet: 10.50.0.0/24, lease_time: 60,",
     );
     assert_eq!(
         plan(BASE, &new),

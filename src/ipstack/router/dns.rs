@@ -16,9 +16,30 @@ use smoltcp::wire::{IpAddress, IpEndpoint};
 use super::RouterCounters;
 use super::uplinks::UplinkSet;
 use crate::clock::{mono_ms as now_ms, unix_secs as unix_now};
-use crate::config::LocalNi;
+use crate::config::{Dns, LocalNi};
 use crate::services::acl::HostCache;
 use crate::services::dns::{self, Forwarder, Verdict, Zone};
+
+/// The zone without the apps' names, and the configured upstream servers.
+fn settings(gateway: Ipv4Addr, subnet: Option<ipnet::Ipv4Net>, dns: &Dns) -> (Zone, Vec<Ipv4Addr>) {
+    let configured = dns
+        .upstream
+        .iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    let base = Zone {
+        domain: dns.domain.clone(),
+        router: Some(gateway),
+        hosts: HashMap::new(),
+        records: dns.records.iter().map(|r| (r.name.clone(), r.ip)).collect(),
+        ttl: 30,
+        subnet,
+    };
+    (base, configured)
+}
 
 pub(super) struct DnsServer {
     base: Zone,
@@ -45,28 +66,7 @@ impl DnsServer {
         let mut sock = udp::Socket::new(buf(), buf());
         sock.bind(IpEndpoint::new(IpAddress::Ipv4(l.gateway), 53))
             .map_err(|e| io::Error::other(format!("DNS socket: {e}")))?;
-        let configured = l
-            .dns
-            .upstream
-            .iter()
-            .filter_map(|ip| match ip {
-                IpAddr::V4(a) => Some(*a),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
-        let base = Zone {
-            domain: l.dns.domain.clone(),
-            router: Some(l.gateway),
-            hosts: HashMap::new(),
-            records: l
-                .dns
-                .records
-                .iter()
-                .map(|r| (r.name.clone(), r.ip))
-                .collect(),
-            ttl: 30,
-            subnet: Some(l.subnet),
-        };
+        let (base, configured) = settings(l.gateway, Some(l.subnet), &l.dns);
         Ok(DnsServer {
             base,
             zone: None,
@@ -76,6 +76,12 @@ impl DnsServer {
             socket: sockets.add(sock),
             counters,
         })
+    }
+
+    /// New DNS settings (a live apply): domain, records, upstream servers.
+    pub fn set(&mut self, gateway: Ipv4Addr, dns: &Dns) {
+        (self.base, self.configured) = settings(gateway, self.base.subnet, dns);
+        self.zone = None;
     }
 
     /// Answers every waiting query; `names` gives the apps' names when the

@@ -114,6 +114,8 @@ pub fn uplink_mac(ni_uuid: &uuid::Uuid, port: &str) -> Mac {
 pub struct RouterUpdate {
     pub clients: Vec<Client>,
     pub maps: Vec<MapRule>,
+    /// New DNS settings (domain, records, upstream servers), if they changed.
+    pub dns: Option<crate::config::Dns>,
 }
 
 /// A running router: its ports, its shared view for status, its thread.
@@ -259,9 +261,13 @@ impl Router {
 
     /// New clients and port maps (a live apply); the control thread takes
     /// them on its next round, which this starts at once.
-    pub fn update(&self, update: RouterUpdate) {
+    pub fn update(&self, mut update: RouterUpdate) {
         self.nat.set_maps(update.maps.clone());
         if let Ok(mut p) = self.pending.lock() {
+            // DNS settings not yet taken are kept by a later update without.
+            if update.dns.is_none() {
+                update.dns = p.take().and_then(|old| old.dns);
+            }
             *p = Some(update);
         }
         self.port.wake();
@@ -432,6 +438,10 @@ impl Control {
     fn round(&mut self, last_tick: &mut u64) {
         let update = self.h.pending.lock().ok().and_then(|mut p| p.take());
         if let Some(u) = update {
+            if let Some(dns) = u.dns {
+                self.dns.set(self.gateway, &dns);
+                self.dhcp.pool.domain = dns.domain;
+            }
             self.dhcp.set_clients(u.clients, unix_now());
         }
         self.sync_nat();
