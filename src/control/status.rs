@@ -148,6 +148,15 @@ pub struct VifStatus {
     pub acl_hits: Vec<u64>,
 }
 
+/// Addresses comma-separated, or `-`.
+fn list(ips: &[String]) -> String {
+    if ips.is_empty() {
+        "-".into()
+    } else {
+        ips.join(",")
+    }
+}
+
 fn drops_text(c: &Counters) -> String {
     let nz: Vec<String> = c
         .drops
@@ -254,11 +263,7 @@ pub fn render(s: &Status) -> String {
                 let _ = writeln!(o, "    {:<8} tap {:<15} DOWN: {e}", v.ni, v.tap);
                 continue;
             }
-            let ips = if v.ips.is_empty() {
-                "-".to_string()
-            } else {
-                v.ips.join(",")
-            };
+            let ips = list(&v.ips);
             let _ = writeln!(
                 o,
                 "    {:<8} tap {:<15} mac {}  ips {ips}  rx {} tx {}  drops {}",
@@ -275,11 +280,7 @@ pub fn render(s: &Status) -> String {
         let _ = writeln!(o, "PODS");
     }
     for p in &s.pods {
-        let ips = if p.ips.is_empty() {
-            "-".to_string()
-        } else {
-            p.ips.join(",")
-        };
+        let ips = list(&p.ips);
         let _ = writeln!(
             o,
             "  {} {} ({})  {:<8} {}  mac {}  ips {ips}  rx {} tx {}",
