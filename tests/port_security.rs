@@ -214,7 +214,7 @@ fn static_ips(l: &Lab) {
 
 /// Runs a scapy script (`body`, written to `{name}.py`) in `ns`; returns its stdout.
 fn scapy(sb: &Sandbox, ns: &str, name: &str, body: &str) -> String {
-    let script = format!("import time\nfrom scapy.all import *\n{body}");
+    let script = format!("import threading, time\nfrom scapy.all import *\n{body}");
     let file = write_file(sb, &format!("{name}.py"), &script);
     let out = sb.sh(ns, &format!("{PY} {}", file.display()));
     assert!(
@@ -768,6 +768,15 @@ fn rx_packets(sb: &Sandbox, ns: &str, ifname: &str) -> u64 {
     .unwrap_or(0)
 }
 
+/// Waits until `count` stops moving: the flood queued in the kernel is drained.
+fn settle(count: impl Fn() -> u64) {
+    let mut last = u64::MAX;
+    wait_until(Duration::from_secs(5), || {
+        let now = count();
+        std::mem::replace(&mut last, now) == now
+    });
+}
+
 /// A MAC flood from the LAN (random sources, unknown unicast destinations)
 /// while b pings c, under the NI's flood limit `limit`; returns the numbers.
 fn mac_flood(l: &mut Lab, b_ns: &str, limit: u64) -> String {
@@ -776,7 +785,7 @@ fn mac_flood(l: &mut Lab, b_ns: &str, limit: u64) -> String {
     let (nic0, rx0) = (l.d.drops("lan", "storm"), nic_rx(l));
     let pid = start_ping(&mut l.sb, b_ns, "10.9.0.3", "ping-mac.txt");
     let (sent, secs) = flood(&l.sb, &up, &lan_if, "macs", 200_000, 3, "-");
-    std::thread::sleep(Duration::from_millis(500));
+    settle(|| nic_rx(l));
     let (pings, lost) = stop_ping(&mut l.sb, pid, "ping-mac.txt");
     let storm = l.d.drops("lan", "storm") - nic0;
     let rx = nic_rx(l) - rx0;
@@ -850,7 +859,7 @@ fn storm_control_keeps_other_traffic_undisturbed() {
         let log = format!("ping{round}.txt");
         let pid = start_ping(&mut l.sb, &b_ns, "10.9.0.3", &log);
         let (sent, secs) = flood(&l.sb, &l.ns[0], &a_tap, "bcast", 100_000, 3, &amac);
-        std::thread::sleep(Duration::from_millis(500));
+        settle(|| vif_rx(&l));
         let (pings, lost) = stop_ping(&mut l.sb, pid, &log);
         let rx = vif_rx(&l) - rx0;
         let storm = l.drops(0, "storm") - storm0;
@@ -917,9 +926,10 @@ fn a_bound_dhcp_client_keeps_its_lease() {
             "i = '{a_if}'
 ch = bytes.fromhex('{hex}') + bytes(10)
 def ask(what, opts, xid):
-    s = AsyncSniffer(iface=i, timeout=3, count=1, lfilter=lambda p: BOOTP in p and p[BOOTP].op == 2 and p[BOOTP].xid == xid)
+    ready = threading.Event()
+    s = AsyncSniffer(iface=i, timeout=3, count=1, started_callback=ready.set, lfilter=lambda p: BOOTP in p and p[BOOTP].op == 2 and p[BOOTP].xid == xid)
     s.start()
-    time.sleep(0.3)
+    ready.wait(3)
     sendp(Ether(src='{amac}', dst='ff:ff:ff:ff:ff:ff')/IP(src='0.0.0.0', dst='255.255.255.255')/UDP(sport=68, dport=67)/BOOTP(op=1, chaddr=ch, xid=xid, flags=0x8000)/DHCP(options=opts), iface=i, verbose=0)
     s.join()
     if not s.results:
