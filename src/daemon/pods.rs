@@ -97,7 +97,6 @@ impl Runtime {
                 Ok(json!({ "removed": self.pod_gc(&network, &valid) }))
             }
         };
-        self.publish();
         out.unwrap_or_else(|e| json!({"error": {"code": e.code, "msg": e.msg}}))
     }
 
@@ -149,6 +148,7 @@ impl Runtime {
         }
         self.refresh_pod_router(&rec.ni);
         tracing::info!(container = %rec.container_id, ifname = %rec.ifname, ni = %rec.ni, "pod interface added");
+        self.publish();
         Ok(self.pod_info(&rec))
     }
 
@@ -391,6 +391,7 @@ impl Runtime {
         self.ledger.remove_pod(cid, ifname);
         self.refresh_pod_router(&p.rec.ni);
         tracing::info!(container = %cid, ifname, "pod interface removed");
+        self.publish();
         Ok(())
     }
 
