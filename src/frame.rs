@@ -116,11 +116,33 @@ impl<'a> Packet<'a> {
         } else {
             0
         };
-        if self.is_gso() && self.hdr_len() as usize > ETH_HDR_LEN {
-            (self.hdr_len() as usize).saturating_sub(ETH_HDR_LEN + vlan) + self.gso_size() as usize
-        } else {
-            frame_len.saturating_sub(ETH_HDR_LEN + vlan)
+        match self.gso_header_len() {
+            Some(h) => h.saturating_sub(ETH_HDR_LEN + vlan) + self.gso_size() as usize,
+            None => frame_len.saturating_sub(ETH_HDR_LEN + vlan),
         }
+    }
+
+    /// The headers in front of each segment of a GSO frame, from the
+    /// Ethernet header to the end of the TCP or UDP header. `hdr_len` is
+    /// only a hint (drivers report their linear length, often 128 bytes or
+    /// more): the checksum start and the L4 header itself say where the
+    /// payload begins; `hdr_len` counts only when they cannot.
+    pub fn gso_header_len(&self) -> Option<usize> {
+        if !self.is_gso() {
+            return None;
+        }
+        let f = self.frame();
+        let l4 = self.csum_start() as usize;
+        let l4_len = match self.gso_type() & !GSO_ECN {
+            GSO_TCPV4 | GSO_TCPV6 => f.get(l4 + 12).map_or(0, |b| (b >> 4) as usize * 4),
+            GSO_UDP_L4 => 8,
+            _ => 0,
+        };
+        if self.vnet_flags() & VNET_F_NEEDS_CSUM != 0 && l4_len >= 8 && l4 + l4_len <= f.len() {
+            return Some(l4 + l4_len);
+        }
+        let hint = self.hdr_len() as usize;
+        (hint > ETH_HDR_LEN).then_some(hint)
     }
 }
 
@@ -177,5 +199,22 @@ mod tests {
         b[VNET_HDR_LEN + 12] = 0x08;
         let p = Packet::new_checked(&b).unwrap();
         assert_eq!(p.wire_l3_len(), 1500);
+    }
+
+    #[test]
+    fn gso_headers_come_from_the_tcp_header_not_the_hdr_len_hint() {
+        // A driver's hdr_len of 128 (its linear length) for a frame whose
+        // headers end at 34 + 32 = 66: segments are 52 + 1448 = 1500 bytes.
+        let mut b = pkt([1, 1, 128, 0, 0xa8, 0x05, 34, 0, 16, 0], 65000);
+        b[VNET_HDR_LEN + 12] = 0x08;
+        b[VNET_HDR_LEN + 34 + 12] = 8 << 4;
+        let p = Packet::new_checked(&b).unwrap();
+        assert_eq!(p.gso_header_len(), Some(66));
+        assert_eq!(p.wire_l3_len(), 1500);
+        // UDP segmentation: 8-byte header after csum_start.
+        let mut u = pkt([1, 5, 200, 0, 0xc8, 0x05, 34, 0, 6, 0], 30000);
+        u[VNET_HDR_LEN + 12] = 0x08;
+        let p = Packet::new_checked(&u).unwrap();
+        assert_eq!(p.wire_l3_len(), 20 + 8 + 1480);
     }
 }

@@ -19,3 +19,4 @@ pub mod rand;
 pub mod sandbox;
 pub mod services;
 pub mod switch;
+pub mod sync;

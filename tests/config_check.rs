@@ -241,3 +241,32 @@ fn every_problem_is_reported_at_once() {
     );
     assert!(err.contains("2 problem(s)"), "{err}");
 }
+
+#[test]
+fn dataplane_tuning() {
+    let (ok, out, err) = check("version: 1\ndataplane: { workers: 2, busy_poll_us: 0 }\n");
+    assert!(ok, "{err}");
+    assert!(out.contains("workers: 2"), "{out}");
+    assert!(out.contains("busy_poll_us: 0"), "{out}");
+    let (ok, out, err) = check("version: 1\n");
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("busy_poll_us: 50"),
+        "the default is shown:\n{out}"
+    );
+    refused(
+        "version: 1\ndataplane: { workers: 0 }\n",
+        "dataplane.workers",
+        "1 to 64",
+    );
+    refused(
+        "version: 1\ndataplane: { busy_poll_us: 20000 }\n",
+        "dataplane.busy_poll_us",
+        "at most 10000",
+    );
+    refused(
+        "version: 1\ndataplane: { threads: 2 }\n",
+        "dataplane",
+        "unknown field `threads`",
+    );
+}

@@ -84,6 +84,21 @@ fn learned_unicast_is_not_flooded_but_broadcast_is() {
         table.contains(&format!("{p}-a")) && table.contains(&format!("{p}-b")),
         "{table}"
     );
+    // The workers serve the NIC and the four app interfaces between them.
+    let workers = st["dataplane"]["workers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!workers.is_empty(), "{st}");
+    let sum = |k: &str| {
+        workers
+            .iter()
+            .map(|w| w[k].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert_eq!(sum("ports"), 5, "{st}");
+    assert!(sum("frames") >= 10, "{st}");
+    assert_eq!(st["dataplane"]["busy_poll_us"], 50, "{st}");
 }
 
 #[test]

@@ -31,7 +31,7 @@ proptest! {
         let a = mk("a");
         let _b = mk("b");
         sw.process(&a, &bytes, 1);
-        prop_assert_eq!(a.stats.rx_packets.load(std::sync::atomic::Ordering::Relaxed), 1);
+        prop_assert_eq!(a.stats.rx_packets(), 1);
     }
 
     #[test]

@@ -16,6 +16,42 @@ pub struct Config {
     pub ports: Vec<Port>,
     pub network_instances: Vec<Ni>,
     pub apps: Vec<App>,
+    pub dataplane: Dataplane,
+}
+
+/// Busy polling after traffic, by default.
+pub const DEFAULT_BUSY_POLL_US: u32 = 50;
+pub const MAX_WORKERS: u32 = 64;
+pub const MAX_BUSY_POLL_US: u32 = 10_000;
+
+/// How frames are served.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Dataplane {
+    /// Worker threads; None: half the CPUs the daemon may run on (at least
+    /// one), leaving the rest to the apps and the kernel's side of their TAPs.
+    pub workers: Option<u32>,
+    /// How long a worker keeps polling without sleeping after traffic.
+    pub busy_poll_us: u32,
+}
+
+impl Default for Dataplane {
+    fn default() -> Self {
+        Dataplane {
+            workers: None,
+            busy_poll_us: DEFAULT_BUSY_POLL_US,
+        }
+    }
+}
+
+impl Dataplane {
+    /// The number of workers to start.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            Some(n) => n as usize,
+            None => (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2)
+                .clamp(1, MAX_WORKERS as usize),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -16,6 +16,15 @@ pub struct RawConfig {
     pub network_instances: Vec<RawNi>,
     #[serde(default)]
     pub apps: Vec<RawApp>,
+    pub dataplane: Option<RawDataplane>,
+}
+
+/// How frames are served (tuning; the defaults suit most machines).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDataplane {
+    pub workers: Option<u32>,
+    pub busy_poll_us: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

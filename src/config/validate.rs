@@ -85,16 +85,44 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
     let ports = ports(&mut cx, &raw.ports);
     let nis = nis(&mut cx, &raw.network_instances, &ports);
     let apps = apps(&mut cx, &raw.apps, &nis, &ports);
+    let dataplane = dataplane(&mut cx, raw.dataplane.as_ref());
     if cx.errors.is_empty() {
         Ok(Config {
             version: raw.version,
             ports,
             network_instances: nis,
             apps,
+            dataplane,
         })
     } else {
         Err(cx.errors)
     }
+}
+
+fn dataplane(cx: &mut Ctx, raw: Option<&RawDataplane>) -> Dataplane {
+    let mut d = Dataplane::default();
+    let Some(raw) = raw else { return d };
+    if let Some(n) = raw.workers {
+        if (1..=MAX_WORKERS).contains(&n) {
+            d.workers = Some(n);
+        } else {
+            cx.err(
+                "dataplane.workers",
+                format!("{n} workers: give 1 to {MAX_WORKERS}, or leave it out for one per CPU"),
+            );
+        }
+    }
+    if let Some(us) = raw.busy_poll_us {
+        if us <= MAX_BUSY_POLL_US {
+            d.busy_poll_us = us;
+        } else {
+            cx.err(
+                "dataplane.busy_poll_us",
+                format!("{us} µs: at most {MAX_BUSY_POLL_US} (0 turns busy polling off)"),
+            );
+        }
+    }
+    d
 }
 
 fn ports(cx: &mut Ctx, raw: &[RawPort]) -> Vec<Port> {

@@ -16,6 +16,24 @@ pub struct Status {
     /// Live applies (`niswitch apply`, SIGHUP) since the daemon started.
     #[serde(default)]
     pub apply: ApplyStatus,
+    /// The workers that serve the ports.
+    #[serde(default)]
+    pub dataplane: DataplaneStatus,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct DataplaneStatus {
+    pub busy_poll_us: u32,
+    pub workers: Vec<WorkerStatus>,
+}
+
+/// One worker: the ports it serves, the frames it read, and how often it
+/// went to sleep (few sleeps per frame: busy polling catches the traffic).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    pub ports: usize,
+    pub frames: u64,
+    pub sleeps: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -203,6 +221,20 @@ pub fn render(s: &Status) -> String {
                 drops_text(&h.counters)
             );
         }
+    }
+    let d = &s.dataplane;
+    let _ = writeln!(
+        o,
+        "WORKERS ({}, busy poll {} µs)",
+        d.workers.len(),
+        d.busy_poll_us
+    );
+    for (i, w) in d.workers.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "  worker {i}  ports {}  frames {}  sleeps {}",
+            w.ports, w.frames, w.sleeps
+        );
     }
     let _ = writeln!(o, "NETWORK INSTANCES");
     for n in &s.network_instances {

@@ -58,6 +58,7 @@ pub(crate) fn empty_config() -> Config {
         ports: Vec::new(),
         network_instances: Vec::new(),
         apps: Vec::new(),
+        dataplane: Default::default(),
     }
 }
 
@@ -110,8 +111,8 @@ pub fn run(opts: RunOptions) -> Result<()> {
     let (cfg, text, source) = startup_config(&opts)?;
     let mut ledger = records::Ledger::open(&opts.state_dir);
     ledger.clean_up(&cfg);
-    let rx_stop = Arc::new(AtomicBool::new(false));
-    let mut rt = Runtime::new(opts.state_dir.clone(), ledger, rx_stop);
+    let mut rt = Runtime::new(opts.state_dir.clone(), ledger, &cfg.dataplane)
+        .context("starting the data plane's workers")?;
     let start = plan::diff(&empty_config(), &cfg, &Default::default());
     let errors = rt.execute(&start, &cfg);
     if let Some(e) = errors.first() {

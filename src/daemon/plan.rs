@@ -40,6 +40,8 @@ pub enum Step {
     AddVif(String),
     AttachVif(String),
     UpdateVif(String),
+    /// Change how the workers poll (their number changes at the next start).
+    UpdateDataplane,
 }
 
 impl fmt::Display for Step {
@@ -65,6 +67,10 @@ impl fmt::Display for Step {
             Step::UpdateVif(t) => {
                 write!(f, "update app interface {t} in place (ACLs, port maps, IP)")
             }
+            Step::UpdateDataplane => write!(
+                f,
+                "update the data plane's busy polling (a new number of workers takes effect at the next start)"
+            ),
         }
     }
 }
@@ -286,6 +292,9 @@ pub fn diff(old: &Config, new: &Config, damaged: &Damaged) -> Plan {
         if running && new.ni(&ni).is_some_and(|n| n.local.is_some()) {
             p.add_nis.push(Step::RefreshRouter(ni));
         }
+    }
+    if old.dataplane != new.dataplane {
+        p.add_ports.push(Step::UpdateDataplane);
     }
     p.into_plan()
 }

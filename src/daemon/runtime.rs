@@ -5,9 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
 use uuid::Uuid;
@@ -16,11 +14,13 @@ use super::nic::OpenedNic;
 use super::plan::{Plan, Step};
 use super::records::Ledger;
 use super::state::{self, ApplyInfo, State};
+use crate::config::Dataplane;
 use crate::config::{Config, Ni, Vif};
 use crate::ipstack::Router;
 use crate::ports::tap::Tap;
 use crate::services::acl::HostCache;
 use crate::services::vif_filter::VifFilter;
+use crate::switch::workers::{self, Workers};
 use crate::switch::{Domain, PortEntry, Switch};
 
 pub(super) struct PortRt {
@@ -76,8 +76,8 @@ pub(super) struct Runtime {
     pub retired: Retired,
     pub published: Arc<ArcSwap<State>>,
     pub apply_info: ApplyInfo,
-    rx: Vec<(Arc<PortEntry>, JoinHandle<()>)>,
-    stop: Arc<AtomicBool>,
+    /// The threads that serve the ports.
+    pub workers: Arc<Workers>,
 }
 
 /// A step that went wrong, and why.
@@ -87,11 +87,19 @@ pub(super) struct StepError {
 }
 
 impl Runtime {
-    pub fn new(state_dir: PathBuf, ledger: Ledger, stop: Arc<AtomicBool>) -> Self {
+    /// An empty data plane whose ports `dataplane`'s workers will serve.
+    pub fn new(state_dir: PathBuf, ledger: Ledger, dataplane: &Dataplane) -> std::io::Result<Self> {
         let switch = Switch::new();
+        let workers = Arc::new(Workers::start(
+            &switch,
+            workers::Options {
+                workers: dataplane.worker_count(),
+                busy_poll_us: dataplane.busy_poll_us,
+            },
+        )?);
         let cfg = super::empty_config();
         let published = Arc::new(ArcSwap::from_pointee(State::empty(cfg.clone())));
-        Runtime {
+        Ok(Runtime {
             switch,
             cfg,
             state_dir,
@@ -104,9 +112,8 @@ impl Runtime {
             retired: Arc::default(),
             published,
             apply_info: ApplyInfo::default(),
-            rx: Vec::new(),
-            stop,
-        }
+            workers,
+        })
     }
 
     /// What could not be made: interfaces, and routers of local NIs.
@@ -146,41 +153,18 @@ impl Runtime {
             }
         }
         self.cfg = new.clone();
-        self.reap_rx();
         self.publish();
         errors
     }
 
-    /// Starts the receive thread of a port.
+    /// Hands a port to a worker, which serves it from now on.
     pub fn serve(&mut self, entry: &Arc<PortEntry>) -> std::io::Result<()> {
-        let (sw, stop, e) = (self.switch.clone(), self.stop.clone(), entry.clone());
-        let h = std::thread::Builder::new()
-            .name(format!("rx-{}", entry.name))
-            .spawn(move || sw.serve(&e, &stop))?;
-        self.rx.push((entry.clone(), h));
-        Ok(())
+        self.workers.attach(entry)
     }
 
-    /// Waits for the receive threads of `entries` (already removed) to end.
+    /// Waits until no worker serves `entries` (already removed) any more.
     pub fn join_rx(&mut self, entries: &[Arc<PortEntry>]) {
-        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.rx)
-            .into_iter()
-            .partition(|(e, _)| entries.iter().any(|x| Arc::ptr_eq(x, e)));
-        self.rx = running;
-        for (_, h) in done {
-            let _ = h.join();
-        }
-    }
-
-    /// Joins the receive threads of removed ports that have ended.
-    fn reap_rx(&mut self) {
-        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.rx)
-            .into_iter()
-            .partition(|(e, h)| e.is_closing() && h.is_finished());
-        self.rx = running;
-        for (_, h) in done {
-            let _ = h.join();
-        }
+        self.workers.release(entries);
     }
 
     /// Makes the current objects the ones status and the threads see.
@@ -191,15 +175,12 @@ impl Runtime {
     /// Takes everything down: apps, NIs, ports; names given back to NICs.
     pub fn shutdown(mut self) {
         let plan = super::plan::diff(&self.cfg, &super::empty_config(), &Default::default());
-        self.stop.store(true, Relaxed);
         self.leave_pods();
         let empty = super::empty_config();
         for e in self.execute(&plan, &empty) {
             tracing::warn!(step = %e.step, error = %e.error, "during shutdown");
         }
-        for (_, h) in std::mem::take(&mut self.rx) {
-            let _ = h.join();
-        }
+        self.workers.shutdown();
         self.published
             .store(Arc::new(State::empty(super::empty_config())));
     }

@@ -13,6 +13,7 @@ use crate::config::{Config, Mac, Ni, Vif};
 use crate::control::status::*;
 use crate::ipstack::{Router, UplinkInfo};
 use crate::services::vif_filter::VifFilter;
+use crate::switch::workers::Workers;
 use crate::switch::{Domain, PortEntry, Switch, now_secs};
 
 pub struct PortState {
@@ -65,6 +66,7 @@ pub struct ApplyInfo {
 pub struct State {
     pub cfg: Config,
     pub switch: Arc<Switch>,
+    pub workers: Option<Arc<Workers>>,
     pub ports: Vec<PortState>,
     pub nis: Vec<NiState>,
     pub vifs: Vec<VifState>,
@@ -79,6 +81,7 @@ pub(super) fn snapshot(rt: &Runtime) -> State {
     State {
         cfg: rt.cfg.clone(),
         switch: rt.switch.clone(),
+        workers: Some(rt.workers.clone()),
         ports: rt
             .cfg
             .ports
@@ -136,10 +139,10 @@ pub(super) fn snapshot(rt: &Runtime) -> State {
 fn counters(e: &PortEntry) -> Counters {
     let s = &e.stats;
     Counters {
-        rx_packets: s.rx_packets.load(Relaxed),
-        tx_packets: s.tx_packets.load(Relaxed),
-        rx_bytes: s.rx_bytes.load(Relaxed),
-        tx_bytes: s.tx_bytes.load(Relaxed),
+        rx_packets: s.rx_packets(),
+        tx_packets: s.tx_packets(),
+        rx_bytes: s.rx_bytes(),
+        tx_bytes: s.tx_bytes(),
         drops: s
             .drop_counts()
             .into_iter()
@@ -153,6 +156,7 @@ impl State {
         State {
             cfg,
             switch: Switch::new(),
+            workers: None,
             ports: Vec::new(),
             nis: Vec::new(),
             vifs: Vec::new(),
@@ -237,6 +241,25 @@ impl State {
                 last_message: a.last_message.clone(),
                 last_at: a.last_at.clone(),
             },
+            dataplane: self.dataplane_status(),
+        }
+    }
+
+    fn dataplane_status(&self) -> DataplaneStatus {
+        let Some(w) = &self.workers else {
+            return DataplaneStatus::default();
+        };
+        DataplaneStatus {
+            busy_poll_us: w.busy_poll_us(),
+            workers: w
+                .counts()
+                .into_iter()
+                .map(|c| WorkerStatus {
+                    ports: c.ports,
+                    frames: c.frames,
+                    sleeps: c.sleeps,
+                })
+                .collect(),
         }
     }
 

@@ -43,6 +43,22 @@ impl Runtime {
             Step::DetachVif(t) => self.detach_vif(t),
             Step::AttachVif(t) => self.attach_vif(t),
             Step::UpdateVif(t) => self.update_vif(t, new),
+            Step::UpdateDataplane => {
+                self.update_dataplane(new);
+                Ok(())
+            }
+        }
+    }
+
+    fn update_dataplane(&mut self, new: &Config) {
+        let d = &new.dataplane;
+        self.workers.set_busy_poll_us(d.busy_poll_us);
+        if d.worker_count() != self.workers.count() {
+            tracing::info!(
+                running = self.workers.count(),
+                configured = d.worker_count(),
+                "the number of workers changes at the next start"
+            );
         }
     }
 

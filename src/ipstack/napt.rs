@@ -22,6 +22,7 @@ use crate::config::{L4Proto, Mac};
 use crate::ports::waker::Waker;
 use crate::services::nat::{NatError, NatTable, Proto, Rewrite, TCP_RST};
 use crate::switch::{PortEntry, Switch, now_secs};
+use crate::sync::lock;
 
 /// Ports for translated sources: clear of the router's own (DNS relay,
 /// TCP probes) and of the usual port maps below 10000.
@@ -57,6 +58,8 @@ pub struct NatCounters {
     pub nat_out: AtomicU64,
     pub nat_in: AtomicU64,
     pub nat_table_full: AtomicU64,
+    /// An app's new session refused: it holds its quota.
+    pub nat_app_quota: AtomicU64,
     pub nat_no_uplink: AtomicU64,
     pub nat_no_neighbor: AtomicU64,
     pub nat_spoofed: AtomicU64,
@@ -70,6 +73,7 @@ impl NatCounters {
             ("nat_out", self.nat_out.load(Relaxed)),
             ("nat_in", self.nat_in.load(Relaxed)),
             ("nat_table_full", self.nat_table_full.load(Relaxed)),
+            ("nat_app_quota", self.nat_app_quota.load(Relaxed)),
             ("nat_no_uplink", self.nat_no_uplink.load(Relaxed)),
             ("nat_no_neighbor", self.nat_no_neighbor.load(Relaxed)),
             ("nat_spoofed", self.nat_spoofed.load(Relaxed)),
@@ -230,7 +234,7 @@ impl Nat {
     }
 
     pub fn sessions(&self) -> usize {
-        self.state.lock().map_or(0, |s| s.table.len())
+        lock(&self.state).table.len()
     }
 
     /// Handles a frame for one of the router's MACs; false: not NAT's,
@@ -266,9 +270,7 @@ impl Nat {
             Kind::Flow => t,
             Kind::IcmpError { inner, .. } => inner.swap(),
         };
-        let Ok(mut st) = self.state.lock() else {
-            return false;
-        };
+        let mut st = lock(&self.state);
         // Only an app's own address is translated: no app takes over
         // another's sessions by forging its source.
         let src_mac = translate::src_mac(pkt);
@@ -294,6 +296,9 @@ impl Nat {
                     Ok(x) => (x, rw.via),
                     Err(NatError::TableFull) => {
                         return self.drop_with(&self.counters.nat_table_full);
+                    }
+                    Err(NatError::QuotaExceeded) => {
+                        return self.drop_with(&self.counters.nat_app_quota);
                     }
                     Err(_) => return self.drop_with(&self.counters.nat_dropped),
                 }
@@ -354,9 +359,7 @@ impl Nat {
     /// A frame that reached the router's MAC on uplink `i`.
     fn outside(&self, i: usize, pkt: &[u8], buf: &mut Vec<u8>) -> bool {
         if let Some((ip, mac)) = translate::arp_sender(pkt) {
-            if let Ok(mut st) = self.state.lock()
-                && let Some(u) = st.uplinks.get_mut(i)
-            {
+            if let Some(u) = lock(&self.state).uplinks.get_mut(i) {
                 u.learn(ip, mac);
             }
             return false;
@@ -365,9 +368,7 @@ impl Nat {
             return false;
         };
         let t = p.tuple;
-        let Ok(mut st) = self.state.lock() else {
-            return false;
-        };
+        let mut st = lock(&self.state);
         let Some(u) = st.uplinks.get_mut(i) else {
             return false;
         };
@@ -463,9 +464,7 @@ impl Nat {
     /// next hop on uplink `via`.
     fn hold(&self, via: usize, hop: Ipv4Addr, src: Mac, buf: &mut [u8]) -> bool {
         translate::set_macs(buf, src, Mac::BROADCAST);
-        let Ok(mut st) = self.state.lock() else {
-            return self.drop_with(&self.counters.nat_dropped);
-        };
+        let mut st = lock(&self.state);
         if st.held.len() >= PENDING {
             return self.drop_with(&self.counters.nat_no_neighbor);
         }
@@ -495,9 +494,7 @@ impl Nat {
     /// one is active, idle sessions. Sessions of an uplink that went
     /// unhealthy or changed its address are dropped.
     pub fn tick(&self, views: &[UplinkView], active: Option<usize>) {
-        let Ok(mut st) = self.state.lock() else {
-            return;
-        };
+        let mut st = lock(&self.state);
         let mut dead = vec![false; st.uplinks.len()];
         for (i, (u, v)) in st.uplinks.iter_mut().zip(views).enumerate() {
             if u.view.address != v.address {
@@ -522,18 +519,15 @@ impl Nat {
     /// The port maps of the NI's app interfaces now. Sessions of a removed
     /// map end when they go idle.
     pub fn set_maps(&self, maps: Vec<MapRule>) {
-        if let Ok(mut st) = self.state.lock() {
-            st.table
-                .set_reserved(maps.iter().map(|m| (map_proto(m.proto), m.uplink_port)));
-            st.maps = maps;
-        }
+        let mut st = lock(&self.state);
+        st.table
+            .set_reserved(maps.iter().map(|m| (map_proto(m.proto), m.uplink_port)));
+        st.maps = maps;
     }
 
     /// The apps' current addresses (leases and fixed IPs).
     pub fn set_apps(&self, apps: impl IntoIterator<Item = (Ipv4Addr, Mac)>) {
-        if let Ok(mut st) = self.state.lock() {
-            st.apps = apps.into_iter().collect();
-        }
+        lock(&self.state).apps = apps.into_iter().collect();
     }
 
     /// Control thread, on every round: sends held packets whose next hop
@@ -545,9 +539,7 @@ impl Nat {
         let mut ready = Vec::new();
         let mut ask = Vec::new();
         {
-            let Ok(mut st) = self.state.lock() else {
-                return;
-            };
+            let mut st = lock(&self.state);
             let st = &mut *st;
             let held = std::mem::take(&mut st.held);
             for mut h in held {

@@ -14,6 +14,7 @@ use crate::config::Mac;
 use crate::frame::VNET_HDR_LEN;
 use crate::ports::PortIo;
 use crate::ports::waker::Waker;
+use crate::sync::lock;
 
 const QUEUE: usize = 1024;
 
@@ -48,10 +49,7 @@ impl RouterPort {
     /// Clears the wake-up and takes every queued packet.
     pub fn drain(&self) -> Vec<Vec<u8>> {
         self.wake.clear();
-        self.queue
-            .lock()
-            .map(|mut q| q.drain(..).collect())
-            .unwrap_or_default()
+        lock(&self.queue).drain(..).collect()
     }
 }
 
@@ -76,10 +74,7 @@ impl PortIo for RouterPort {
             return Ok(());
         }
         {
-            let mut q = self
-                .queue
-                .lock()
-                .map_err(|_| io::Error::other("router queue poisoned"))?;
+            let mut q = lock(&self.queue);
             if q.len() >= QUEUE {
                 return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
             }

@@ -6,8 +6,10 @@
 //! hairpin are all sessions of this one kind. Translated ports come from a
 //! fixed range that never hands out a port-mapped port; the table is bounded;
 //! TCP state decides how long a session lives (closed connections expire fast).
+//! Ports are taken and given back in O(1), each app holds at most
+//! `app_quota` sessions, and idle sessions are swept a chunk at a time.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 
@@ -119,6 +121,8 @@ pub enum NatError {
     TableFull,
     /// Every port of the range is in use for this protocol.
     PortsExhausted,
+    /// The app holds its quota of sessions.
+    QuotaExceeded,
     /// The translated flow would be taken for another session's.
     Clash,
 }
@@ -133,16 +137,46 @@ pub struct Rewrite {
     pub via: usize,
 }
 
+/// Sessions one app may hold at once (by default), so that no app takes
+/// every port of its NI.
+pub const APP_QUOTA: usize = 8192;
+/// Sessions `expire` looks at per call: a sweep of a full table is spread
+/// over several calls instead of holding the lock for all of it at once.
+pub const EXPIRE_CHUNK: usize = 8192;
+
+/// The translated ports of one protocol: ports freed earlier (oldest first)
+/// and the next never-used port of the range. Taking and giving back a
+/// port costs O(1), whatever the number of sessions.
+struct Pool {
+    free: VecDeque<u16>,
+    fresh: u32,
+}
+
 pub struct NatTable {
-    sessions: HashMap<u64, Session>,
-    keys: HashMap<Tuple, (u64, Dir)>,
+    /// Sessions by slot; `keys` point into it.
+    slots: Vec<Option<Session>>,
+    free_slots: Vec<u32>,
+    len: usize,
+    keys: HashMap<Tuple, (u32, Dir)>,
     used: HashSet<(Proto, u16)>,
     reserved: HashSet<(Proto, u16)>,
+    pools: [Pool; 3],
     range: RangeInclusive<u16>,
-    cursor: u16,
-    next_id: u64,
+    /// Sessions per app address (those that took a port).
+    per_app: HashMap<Ipv4Addr, usize>,
+    /// Where the next `expire` goes on looking.
+    sweep: usize,
     max: usize,
+    pub app_quota: usize,
     pub timeouts: Timeouts,
+}
+
+fn pool_index(p: Proto) -> usize {
+    match p {
+        Proto::Icmp => 0,
+        Proto::Tcp => 1,
+        Proto::Udp => 2,
+    }
 }
 
 impl NatTable {
@@ -153,51 +187,79 @@ impl NatTable {
         reserved: impl IntoIterator<Item = (Proto, u16)>,
         max: usize,
     ) -> Self {
+        let pool = || Pool {
+            free: VecDeque::new(),
+            fresh: u32::from(*range.start()),
+        };
         NatTable {
-            sessions: HashMap::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            len: 0,
             keys: HashMap::new(),
             used: HashSet::new(),
             reserved: reserved.into_iter().collect(),
-            cursor: *range.start(),
+            pools: [pool(), pool(), pool()],
             range,
-            next_id: 0,
+            per_app: HashMap::new(),
+            sweep: 0,
             max,
+            app_quota: APP_QUOTA,
             timeouts: Timeouts::default(),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.sessions.len()
-    }
-
-    /// The ports port maps own now (a live apply changed the port maps).
-    pub fn set_reserved(&mut self, reserved: impl IntoIterator<Item = (Proto, u16)>) {
-        self.reserved = reserved.into_iter().collect();
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
+        self.len == 0
     }
 
+    /// The ports port maps own now (a live apply changed the port maps).
+    /// A port that is no longer reserved goes back to its pool.
+    pub fn set_reserved(&mut self, reserved: impl IntoIterator<Item = (Proto, u16)>) {
+        let new: HashSet<(Proto, u16)> = reserved.into_iter().collect();
+        for &(proto, port) in self.reserved.difference(&new) {
+            let pool = &mut self.pools[pool_index(proto)];
+            if u32::from(port) < pool.fresh && self.range.contains(&port) {
+                pool.free.push_back(port);
+            }
+        }
+        self.reserved = new;
+    }
+
+    /// A free port of the range: the longest-free one first. Entries that
+    /// are reserved or in use (a port given back twice) are skipped.
     fn allocate(&mut self, proto: Proto) -> Option<u16> {
-        let (lo, hi) = (*self.range.start(), *self.range.end());
-        let span = (hi - lo) as u32 + 1;
-        for _ in 0..span {
-            let p = self.cursor;
-            self.cursor = if p >= hi { lo } else { p + 1 };
-            if !self.used.contains(&(proto, p)) && !self.reserved.contains(&(proto, p)) {
-                self.used.insert((proto, p));
+        let hi = u32::from(*self.range.end());
+        let pool = &mut self.pools[pool_index(proto)];
+        loop {
+            let p = match pool.free.pop_front() {
+                Some(p) => p,
+                None if pool.fresh <= hi => {
+                    pool.fresh += 1;
+                    (pool.fresh - 1) as u16
+                }
+                None => return None,
+            };
+            if !self.reserved.contains(&(proto, p)) && self.used.insert((proto, p)) {
                 return Some(p);
             }
         }
-        None
+    }
+
+    fn release_port(&mut self, proto: Proto, port: u16) {
+        if self.used.remove(&(proto, port)) {
+            self.pools[pool_index(proto)].free.push_back(port);
+        }
     }
 
     /// The tuple a packet of a known session is rewritten to, and the
     /// session's uplink; updates its TCP state and idle time.
     pub fn lookup(&mut self, t: &Tuple, tcp_flags: u8, now: u64) -> Option<(Tuple, usize)> {
-        let (id, dir) = *self.keys.get(t)?;
-        let s = self.sessions.get_mut(&id)?;
+        let (slot, dir) = *self.keys.get(t)?;
+        let s = self.slots.get_mut(slot as usize)?.as_mut()?;
         s.last = now;
         if t.proto == Proto::Tcp {
             s.state = next_state(s.state, tcp_flags);
@@ -218,7 +280,7 @@ impl NatTable {
         tcp_flags: u8,
         now: u64,
     ) -> Result<Tuple, NatError> {
-        if self.sessions.len() >= self.max {
+        if self.len >= self.max {
             return Err(NatError::TableFull);
         }
         let mut x = orig;
@@ -228,6 +290,9 @@ impl NatTable {
         }
         let mut port = None;
         if let Some(ip) = rw.src {
+            if self.per_app.get(&orig.src).copied().unwrap_or(0) >= self.app_quota {
+                return Err(NatError::QuotaExceeded);
+            }
             let p = self.allocate(orig.proto).ok_or(NatError::PortsExhausted)?;
             x.src = ip;
             x.sport = p;
@@ -235,7 +300,7 @@ impl NatTable {
         }
         if self.keys.contains_key(&orig) || self.keys.contains_key(&x.swap()) {
             if let Some(p) = port {
-                self.used.remove(&(orig.proto, p));
+                self.release_port(orig.proto, p);
             }
             return Err(NatError::Clash);
         }
@@ -244,28 +309,42 @@ impl NatTable {
         } else {
             TcpState::Established
         };
-        let id = self.next_id;
-        self.next_id += 1;
-        self.keys.insert(orig, (id, Dir::Original));
-        self.keys.insert(x.swap(), (id, Dir::Reply));
-        self.sessions.insert(
-            id,
-            Session {
-                orig,
-                xlated: x,
-                via: rw.via,
-                port,
-                state,
-                created: now,
-                last: now,
-            },
-        );
+        let session = Session {
+            orig,
+            xlated: x,
+            via: rw.via,
+            port,
+            state,
+            created: now,
+            last: now,
+        };
+        let slot = match self.free_slots.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(session);
+                i
+            }
+            None => {
+                self.slots.push(Some(session));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.keys.insert(orig, (slot, Dir::Original));
+        self.keys.insert(x.swap(), (slot, Dir::Reply));
+        if port.is_some() {
+            *self.per_app.entry(orig.src).or_default() += 1;
+        }
+        self.len += 1;
         Ok(x)
     }
 
     /// Every session, for status and tests.
     pub fn sessions(&self) -> impl Iterator<Item = &Session> {
-        self.sessions.values()
+        self.slots.iter().flatten()
+    }
+
+    /// Sessions app `ip` holds that took a port.
+    pub fn app_sessions(&self, ip: Ipv4Addr) -> usize {
+        self.per_app.get(&ip).copied().unwrap_or(0)
     }
 
     fn timeout(&self, s: &Session) -> u64 {
@@ -279,34 +358,56 @@ impl NatTable {
         }
     }
 
-    /// Drops idle sessions; returns how many went.
+    /// Drops idle sessions among the next `EXPIRE_CHUNK` slots (called
+    /// once a second, it sweeps the whole table every few seconds);
+    /// returns how many went.
     pub fn expire(&mut self, now: u64) -> usize {
-        self.remove_if(|t, s| now.saturating_sub(s.last) > t.timeout(s))
+        let n = self.slots.len();
+        if n == 0 {
+            return 0;
+        }
+        let mut gone = 0;
+        for _ in 0..n.min(EXPIRE_CHUNK) {
+            self.sweep = (self.sweep + 1) % n;
+            let i = self.sweep;
+            let idle = self.slots[i]
+                .as_ref()
+                .is_some_and(|s| now.saturating_sub(s.last) > self.timeout(s));
+            if idle {
+                self.remove(i);
+                gone += 1;
+            }
+        }
+        gone
     }
 
     /// Drops the sessions of the uplinks for which `dead` holds (down, or
     /// their address changed); returns how many went.
     pub fn remove_via(&mut self, dead: impl Fn(usize) -> bool) -> usize {
-        self.remove_if(|_, s| dead(s.via))
+        let doomed: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].as_ref().is_some_and(|s| dead(s.via)))
+            .collect();
+        doomed.iter().for_each(|&i| self.remove(i));
+        doomed.len()
     }
 
-    fn remove_if(&mut self, dead: impl Fn(&Self, &Session) -> bool) -> usize {
-        let ids: Vec<u64> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| dead(self, s))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &ids {
-            if let Some(s) = self.sessions.remove(id) {
-                self.keys.remove(&s.orig);
-                self.keys.remove(&s.xlated.swap());
-                if let Some(p) = s.port {
-                    self.used.remove(&(s.orig.proto, p));
+    fn remove(&mut self, slot: usize) {
+        let Some(s) = self.slots.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        self.keys.remove(&s.orig);
+        self.keys.remove(&s.xlated.swap());
+        if let Some(p) = s.port {
+            self.release_port(s.orig.proto, p);
+            if let Some(c) = self.per_app.get_mut(&s.orig.src) {
+                *c -= 1;
+                if *c == 0 {
+                    self.per_app.remove(&s.orig.src);
                 }
             }
         }
-        ids.len()
+        self.free_slots.push(slot as u32);
+        self.len -= 1;
     }
 }
 
@@ -469,6 +570,82 @@ mod tests {
         t.create(flow(Proto::Udp, 2), snat(1), 0, 100).unwrap();
         assert_eq!(t.remove_via(|via| via == 0), 1);
         assert_eq!(t.remove_via(|_| true), 1);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn an_app_over_its_quota_gets_no_more_sessions_and_others_still_do() {
+        let mut t = NatTable::new(20000..=29999, [], 1000);
+        t.app_quota = 3;
+        for p in 1..=3 {
+            t.create(flow(Proto::Udp, p), snat(0), 0, 0).unwrap();
+        }
+        assert_eq!(
+            t.create(flow(Proto::Udp, 4), snat(0), 0, 0),
+            Err(NatError::QuotaExceeded)
+        );
+        let other = Tuple {
+            src: Ipv4Addr::new(10, 50, 0, 21),
+            ..flow(Proto::Udp, 4)
+        };
+        assert!(
+            t.create(other, snat(0), 0, 0).is_ok(),
+            "another app is not limited"
+        );
+        // Inbound port-map sessions take no port and count against no quota.
+        let map = Rewrite {
+            src: None,
+            dst: Some((APP, 80)),
+            via: 0,
+        };
+        let inbound = Tuple {
+            src: REMOTE,
+            dst: EXT,
+            ..flow(Proto::Tcp, 9)
+        };
+        assert!(t.create(inbound, map, TCP_SYN, 0).is_ok());
+        assert_eq!(t.app_sessions(APP), 3);
+        // Expired sessions give the quota back.
+        assert_eq!(t.expire(61), 5);
+        assert_eq!(t.app_sessions(APP), 0);
+        assert!(t.create(flow(Proto::Udp, 4), snat(0), 0, 62).is_ok());
+    }
+
+    #[test]
+    fn ports_come_back_oldest_first_and_a_released_reservation_is_reused() {
+        let mut t = NatTable::new(20000..=20002, [(Proto::Udp, 20001)], 100);
+        let a = t.create(flow(Proto::Udp, 1), snat(0), 0, 0).unwrap().sport;
+        let b = t.create(flow(Proto::Udp, 2), snat(0), 0, 0).unwrap().sport;
+        assert_eq!((a, b), (20000, 20002));
+        assert_eq!(
+            t.create(flow(Proto::Udp, 3), snat(0), 0, 0),
+            Err(NatError::PortsExhausted)
+        );
+        // The port map goes away: its port joins the pool.
+        t.set_reserved([]);
+        let c = t.create(flow(Proto::Udp, 3), snat(0), 0, 0).unwrap().sport;
+        assert_eq!(c, 20001);
+        // Reserving a port again while it is in use never hands it out twice.
+        t.set_reserved([(Proto::Udp, 20001)]);
+        t.set_reserved([]);
+        assert_eq!(t.expire(61), 3);
+        let mut again: Vec<u16> = (4..7)
+            .map(|p| t.create(flow(Proto::Udp, p), snat(0), 0, 62).unwrap().sport)
+            .collect();
+        again.sort();
+        assert_eq!(again, vec![20000, 20001, 20002], "each port once");
+    }
+
+    #[test]
+    fn a_full_table_expires_over_several_calls() {
+        let n = EXPIRE_CHUNK + 100;
+        let mut t = NatTable::new(1024..=65535, [], n);
+        t.app_quota = n;
+        for p in 0..n {
+            t.create(flow(Proto::Udp, p as u16), snat(0), 0, 0).unwrap();
+        }
+        assert_eq!(t.expire(61), EXPIRE_CHUNK, "one chunk per call");
+        assert_eq!(t.expire(61), 100);
         assert!(t.is_empty());
     }
 }

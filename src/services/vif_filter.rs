@@ -21,6 +21,7 @@ use super::flowlog::FlowRecord;
 use crate::clock::{mono_f64_coarse as mono, unix_ms};
 use crate::frame::{ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, Packet};
 use crate::switch::{DropReason, PortHook};
+use crate::sync::lock;
 
 /// Most flows one interface tracks; beyond, packets are judged uncached.
 const MAX_FLOWS: usize = 65536;
@@ -143,10 +144,7 @@ fn view(p: &Packet, out: bool) -> Option<View> {
     let bytes = f.len() as u64;
     let seg = p.gso_size() as u64;
     let pkts = if p.is_gso() && seg > 0 {
-        let hdr = match p.hdr_len() as u64 {
-            0 => (ETH_HDR_LEN + ihl + 20) as u64,
-            h => h,
-        };
+        let hdr = p.gso_header_len().unwrap_or(ETH_HDR_LEN + ihl + 20) as u64;
         bytes.saturating_sub(hdr).div_ceil(seg).max(1)
     } else {
         1
@@ -203,9 +201,7 @@ impl VifFilter {
     pub fn set_rules(&self, rules: FilterRules) {
         let version = self.rules.load().version + 1;
         let buckets = rules.acl.buckets(mono());
-        if let Ok(mut st) = self.state.lock() {
-            st.buckets = buckets;
-        }
+        lock(&self.state).buckets = buckets;
         self.rules.store(Arc::new(Rules::new(rules, version)));
     }
 
@@ -251,9 +247,7 @@ impl VifFilter {
             .hosts
             .as_ref()
             .map_or(0, |h| h.generation.load(Relaxed));
-        let Ok(mut st) = self.state.lock() else {
-            return Err(DropReason::Internal);
-        };
+        let mut st = lock(&self.state);
         let st = &mut *st;
         let known = st.flows.get(&v.key).map(|f| {
             let current = f.version == rules.version && (f.allow || f.generation == generation);
@@ -354,9 +348,7 @@ impl VifFilter {
     pub fn sweep(&self) -> Vec<FlowRecord> {
         let now = mono();
         let now_ms = unix_ms();
-        let Ok(mut st) = self.state.lock() else {
-            return Vec::new();
-        };
+        let mut st = lock(&self.state);
         let mut out = Vec::new();
         st.flows.retain(|k, f| {
             let idle = now - f.last;
@@ -414,9 +406,7 @@ impl VifFilter {
     /// Every flow now, as records (for a clean shutdown).
     pub fn flush(&self) -> Vec<FlowRecord> {
         let now_ms = unix_ms();
-        let Ok(mut st) = self.state.lock() else {
-            return Vec::new();
-        };
+        let mut st = lock(&self.state);
         let out = st
             .flows
             .iter()

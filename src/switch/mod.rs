@@ -1,5 +1,5 @@
 //! The switch core: L2 domains with lock-free MAC tables, ports attached to
-//! them, and the forwarding decision made by the thread that received the
+//! them, and the forwarding decision made by the worker that received the
 //! frame (learn the source, look up the destination, write to its port or
 //! flood the domain). No channel hop, no lock and no allocation per frame.
 
@@ -7,19 +7,19 @@ pub mod guard;
 pub mod iplearn;
 pub mod mactable;
 pub mod stats;
+pub mod workers;
 
 use std::io;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::config::Mac;
-use crate::frame::{FrameError, MAX_PACKET, Packet, VNET_HDR_LEN};
+use crate::frame::{FrameError, Packet, VNET_HDR_LEN};
 use crate::ports::PortIo;
-use crate::ports::waker::Waker;
+use crate::sync::lock;
 pub use mactable::{Learn, MacTable, PortId};
 pub use stats::{DropReason, PortStats};
 
@@ -31,8 +31,6 @@ pub const TABLE_SLOTS: usize = 16384;
 pub const NIC_QUOTA: u32 = 8192;
 pub const OTHER_QUOTA: u32 = 256;
 pub const DEFAULT_AGING_SECS: u32 = 300;
-/// Frames handled per wake-up of a port's thread before polling again.
-const BATCH: usize = 64;
 
 pub use crate::clock::mono_secs_coarse as now_secs;
 
@@ -161,8 +159,6 @@ pub struct PortEntry {
     /// Storm control of what the port floods.
     pub floods: guard::FloodBudget,
     closing: AtomicBool,
-    /// Rung when the port is removed, so its receive loop ends at once.
-    wake: Waker,
 }
 
 impl PortEntry {
@@ -189,9 +185,8 @@ impl PortEntry {
     }
 
     fn note_ip(&self, ip: Ipv4Addr) {
-        if let Ok(mut ips) = self.learned_ips.lock()
-            && !ips.contains(&ip)
-        {
+        let mut ips = lock(&self.learned_ips);
+        if !ips.contains(&ip) {
             if ips.len() >= 8 {
                 ips.remove(0);
             }
@@ -253,7 +248,6 @@ impl Switch {
             guard: guard::Guard::default(),
             floods: guard::FloodBudget::new(guard::DEFAULT_FLOOD_LIMIT),
             closing: AtomicBool::new(false),
-            wake: Waker::new()?,
         });
         self.ports[id].store(Some(entry.clone()));
         if let Some(m) = spec.own_mac.or(spec.pinned) {
@@ -267,13 +261,12 @@ impl Switch {
         Ok(entry)
     }
 
-    /// Detaches a port: it leaves its domain, its MACs are forgotten and its
-    /// receive loop ends.
+    /// Detaches a port: it leaves its domain and its MACs are forgotten; the
+    /// worker serving it reads no more from it (`Workers::release` waits for that).
     pub fn remove_port(&self, port: &PortEntry) {
         if port.closing.swap(true, Relaxed) {
             return;
         }
-        port.wake.ring();
         port.domain.members.rcu(|m| {
             m.iter()
                 .filter(|p| p.id != port.id)
@@ -366,48 +359,6 @@ impl Switch {
             if p.own_mac == Some(s.mac) {
                 p.note_ip(s.ip);
                 p.guard.learn_from_server(s.ip);
-            }
-        }
-    }
-
-    /// The receive loop of one port: poll, read a batch, switch each frame.
-    /// Returns when the port is removed or `stop` is set.
-    pub fn serve(&self, port: &PortEntry, stop: &AtomicBool) {
-        let Some(fd) = port.io.fd() else { return };
-        let mut buf = vec![0u8; MAX_PACKET];
-        while !stop.load(Relaxed) && !port.is_closing() {
-            let mut pfd = [fd, port.wake.fd()].map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            });
-            // SAFETY: two valid pollfds.
-            let r = unsafe { libc::poll(pfd.as_mut_ptr(), 2, 200) };
-            if r <= 0 || pfd[0].revents == 0 {
-                continue;
-            }
-            let now = now_secs();
-            for _ in 0..BATCH {
-                match port.io.recv(&mut buf) {
-                    Ok(n) => {
-                        // A bug triggered by one frame must not end the port's thread.
-                        let frame = &buf[..n];
-                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            self.process(port, frame, now)
-                        }))
-                        .is_err()
-                        {
-                            port.stats.drop(DropReason::Internal);
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        tracing::debug!(port = %port.name, error = %e, "receive failed");
-                        std::thread::sleep(Duration::from_millis(50));
-                        break;
-                    }
-                }
             }
         }
     }

@@ -67,8 +67,8 @@ fn floods_unknown_then_learns() {
     // Broadcast floods.
     b.sw.process(&p0.0, &frame(Mac::BROADCAST, mac(1), 60), 1);
     assert_eq!((p1.1.take().len(), p2.1.take().len()), (1, 1));
-    assert_eq!(p0.0.stats.rx_packets.load(Relaxed), 3);
-    assert_eq!(p1.0.stats.tx_packets.load(Relaxed), 3);
+    assert_eq!(p0.0.stats.rx_packets(), 3);
+    assert_eq!(p1.0.stats.tx_packets(), 3);
 }
 
 #[test]
@@ -119,8 +119,15 @@ fn too_big_is_dropped_never_truncated() {
     // A 64 KiB GSO frame whose segments fit passes whole.
     let mut gso = frame(Mac::BROADCAST, mac(1), 65000);
     gso[..VNET_HDR_LEN].copy_from_slice(&[1, 1, 66, 0, 0xa8, 0x05, 34, 0, 16, 0]);
+    gso[VNET_HDR_LEN + 34 + 12] = 8 << 4;
     b.sw.process(p0, &gso, 1);
     assert_eq!(b.ports[1].1.take()[0].len(), gso.len());
+    // The same from a NIC whose driver reports its linear length (128) as
+    // hdr_len: the TCP header (32 bytes at 34) says the segments fit.
+    gso[..VNET_HDR_LEN].copy_from_slice(&[1, 1, 128, 0, 0xa8, 0x05, 34, 0, 16, 0]);
+    b.sw.process(p0, &gso, 1);
+    assert_eq!(b.ports[1].1.take().len(), 1, "not dropped as too big");
+    assert_eq!(b.ports[1].0.stats.drops(DropReason::TooBig), 1);
 }
 
 #[test]

@@ -217,3 +217,11 @@ fn steps_read_as_sentences() {
         "update the DHCP clients, names and port maps of lan"
     );
 }
+
+#[test]
+fn dataplane_tuning_is_one_step_that_touches_nothing_else() {
+    let tuned = format!("{BASE}dataplane: {{ busy_poll_us: 500 }}\n");
+    assert_eq!(plan(BASE, &tuned), vec![Step::UpdateDataplane]);
+    assert!(plan(&tuned, &tuned).is_empty());
+    assert_eq!(plan(&tuned, BASE), vec![Step::UpdateDataplane]);
+}

@@ -1,0 +1,454 @@
+//! Run-to-completion workers: a few threads (by default one per core), each
+//! owning some ports and polling their descriptors with one epoll set. A
+//! worker reads a batch from every ready port and switches each frame to its
+//! end on its own thread. After traffic it keeps polling without sleeping for
+//! `busy_poll_us`, so that a request and its reply (which the kernel often
+//! produces while the request is being written) cross without a thread
+//! wake-up. Ports go to the least loaded worker; releasing a port is a
+//! handshake, after which no worker touches it.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{DropReason, PortEntry, Switch, now_secs, stats};
+use crate::frame::MAX_PACKET;
+use crate::ports::cvt;
+use crate::ports::waker::Waker;
+use crate::sync::lock;
+
+/// Frames read from one port before the worker turns to the next.
+const BATCH: usize = 64;
+/// Receive errors in a row after which a port rests.
+const ERRORS_TO_REST: u32 = 8;
+/// How long a port that keeps failing is left alone.
+const REST: Duration = Duration::from_millis(20);
+/// How long `release` waits for a worker to let go of a port.
+const RELEASE_WAIT: Duration = Duration::from_secs(2);
+/// The epoll token of a worker's own wake-up.
+const WAKE_TOKEN: u64 = u64::MAX;
+
+/// How the data plane is served.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Options {
+    pub workers: usize,
+    pub busy_poll_us: u32,
+}
+
+enum Cmd {
+    Attach(Arc<PortEntry>),
+    Release(usize),
+}
+
+/// What the control side and one worker thread share.
+struct Shared {
+    epoll: OwnedFd,
+    wake: Waker,
+    inbox: Mutex<Vec<(u64, Cmd)>>,
+    issued: AtomicU64,
+    done: AtomicU64,
+    load: AtomicUsize,
+    /// Frames read, and times the worker went to sleep (for status).
+    frames: AtomicU64,
+    sleeps: AtomicU64,
+}
+
+/// What one worker did so far.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkerCounts {
+    pub ports: usize,
+    pub frames: u64,
+    pub sleeps: u64,
+}
+
+pub struct Workers {
+    shared: Vec<Arc<Shared>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    stop: Arc<AtomicBool>,
+    busy_poll_us: Arc<AtomicU32>,
+    /// Which worker holds which port (by the entry's address).
+    owner: Mutex<Vec<(usize, usize)>>,
+}
+
+/// The key of a port while a worker holds it.
+fn key(port: &Arc<PortEntry>) -> usize {
+    Arc::as_ptr(port) as usize
+}
+
+impl Workers {
+    /// Starts `opts.workers` threads serving ports of `switch`.
+    pub fn start(switch: &Arc<Switch>, opts: Options) -> io::Result<Workers> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let busy_poll_us = Arc::new(AtomicU32::new(opts.busy_poll_us));
+        let mut shared = Vec::new();
+        let mut threads = Vec::new();
+        for index in 0..opts.workers.max(1) {
+            let s = Arc::new(Shared::new()?);
+            let mut w = Worker {
+                index,
+                switch: switch.clone(),
+                shared: s.clone(),
+                stop: stop.clone(),
+                busy_poll_us: busy_poll_us.clone(),
+                slots: Vec::new(),
+                resting: Vec::new(),
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{index}"))
+                    .spawn(move || w.run())?,
+            );
+            shared.push(s);
+        }
+        Ok(Workers {
+            shared,
+            threads: Mutex::new(threads),
+            stop,
+            busy_poll_us,
+            owner: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn count(&self) -> usize {
+        self.shared.len()
+    }
+
+    pub fn busy_poll_us(&self) -> u32 {
+        self.busy_poll_us.load(Relaxed)
+    }
+
+    /// Each worker's ports, frames and sleeps.
+    pub fn counts(&self) -> Vec<WorkerCounts> {
+        self.shared
+            .iter()
+            .map(|s| WorkerCounts {
+                ports: s.load.load(Relaxed),
+                frames: s.frames.load(Relaxed),
+                sleeps: s.sleeps.load(Relaxed),
+            })
+            .collect()
+    }
+
+    /// Changes the busy-poll time while traffic flows.
+    pub fn set_busy_poll_us(&self, us: u32) {
+        self.busy_poll_us.store(us, Relaxed);
+    }
+
+    /// Gives a port (one with a descriptor) to the least loaded worker.
+    pub fn attach(&self, port: &Arc<PortEntry>) -> io::Result<()> {
+        if port.io.fd().is_none() {
+            return Err(io::Error::other(format!(
+                "port {} has nothing to poll",
+                port.name
+            )));
+        }
+        let (i, w) = self
+            .shared
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, s)| s.load.load(Relaxed))
+            .ok_or_else(|| io::Error::other("no workers"))?;
+        w.load.fetch_add(1, Relaxed);
+        lock(&self.owner).push((key(port), i));
+        w.send(Cmd::Attach(port.clone()));
+        Ok(())
+    }
+
+    /// Takes ports away from their workers and waits until no worker uses
+    /// them any more (their descriptors then close with the last handle).
+    pub fn release(&self, ports: &[Arc<PortEntry>]) {
+        let mut waits = Vec::new();
+        {
+            let mut owner = lock(&self.owner);
+            for p in ports {
+                if let Some(at) = owner.iter().position(|(k, _)| *k == key(p)) {
+                    let (k, i) = owner.swap_remove(at);
+                    let w = &self.shared[i];
+                    w.load.fetch_sub(1, Relaxed);
+                    waits.push((i, w.send(Cmd::Release(k))));
+                }
+            }
+        }
+        let deadline = Instant::now() + RELEASE_WAIT;
+        for (i, seq) in waits {
+            while self.shared[i].done.load(Acquire) < seq && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+
+    /// Stops every worker and waits for them.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Relaxed);
+        self.shared.iter().for_each(|s| s.wake.ring());
+        for t in std::mem::take(&mut *lock(&self.threads)) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Shared {
+    fn new() -> io::Result<Shared> {
+        // SAFETY: plain epoll_create1(2); the descriptor is owned below.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: fd was just returned by epoll_create1.
+        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
+        let wake = Waker::new()?;
+        epoll_ctl(&epoll, libc::EPOLL_CTL_ADD, wake.fd(), WAKE_TOKEN)?;
+        Ok(Shared {
+            epoll,
+            wake,
+            inbox: Mutex::new(Vec::new()),
+            issued: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            load: AtomicUsize::new(0),
+            frames: AtomicU64::new(0),
+            sleeps: AtomicU64::new(0),
+        })
+    }
+
+    /// Queues a command for the worker; returns its sequence number.
+    fn send(&self, cmd: Cmd) -> u64 {
+        let seq = {
+            let mut inbox = lock(&self.inbox);
+            let seq = self.issued.fetch_add(1, Relaxed) + 1;
+            inbox.push((seq, cmd));
+            seq
+        };
+        self.wake.ring();
+        seq
+    }
+}
+
+fn epoll_ctl(epoll: &OwnedFd, op: libc::c_int, fd: i32, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: token,
+    };
+    // SAFETY: epoll_ctl with an event we own.
+    cvt(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd, &mut ev) })?;
+    Ok(())
+}
+
+/// A port a worker holds, and its run of receive errors.
+struct Slot {
+    port: Arc<PortEntry>,
+    errors: u32,
+}
+
+struct Worker {
+    index: usize,
+    switch: Arc<Switch>,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    busy_poll_us: Arc<AtomicU32>,
+    /// Ports by epoll token (the index).
+    slots: Vec<Option<Slot>>,
+    /// Ports taken out of the epoll set until the given time.
+    resting: Vec<(usize, Instant)>,
+}
+
+impl Worker {
+    fn run(&mut self) {
+        stats::use_shard_of_worker(self.index);
+        let mut buf = vec![0u8; MAX_PACKET];
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let mut spin_until: Option<Instant> = None;
+        while !self.stop.load(Relaxed) {
+            let timeout = self.timeout(spin_until);
+            if timeout != 0 {
+                self.shared.sleeps.fetch_add(1, Relaxed);
+            }
+            // SAFETY: epoll_wait into an array we own, bounded by its length.
+            let n = unsafe {
+                libc::epoll_wait(
+                    self.shared.epoll.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    events.len() as i32,
+                    timeout,
+                )
+            };
+            let mut frames = 0;
+            for ev in events.iter().take(n.max(0) as usize) {
+                let token = ev.u64;
+                if token == WAKE_TOKEN {
+                    self.commands();
+                } else {
+                    frames += self.serve(token as usize, &mut buf);
+                }
+            }
+            self.wake_rested();
+            if frames > 0 {
+                self.shared.frames.fetch_add(frames as u64, Relaxed);
+            }
+            let busy = self.busy_poll_us.load(Relaxed);
+            if frames > 0 && busy > 0 {
+                spin_until = Some(Instant::now() + Duration::from_micros(busy.into()));
+            } else if spin_until.is_some_and(|t| Instant::now() >= t) {
+                spin_until = None;
+            }
+        }
+    }
+
+    /// 0 while busy polling; otherwise until the next rested port is due
+    /// (or a second, to notice a stop).
+    fn timeout(&self, spin_until: Option<Instant>) -> i32 {
+        if spin_until.is_some() {
+            return 0;
+        }
+        let now = Instant::now();
+        self.resting
+            .iter()
+            .map(|(_, t)| t.saturating_duration_since(now).as_millis() as i32 + 1)
+            .min()
+            .unwrap_or(1000)
+    }
+
+    /// Takes the queued attach and release commands, in order.
+    fn commands(&mut self) {
+        self.shared.wake.clear();
+        let cmds = std::mem::take(&mut *lock(&self.shared.inbox));
+        let mut last = None;
+        for (seq, cmd) in cmds {
+            match cmd {
+                Cmd::Attach(port) => self.attach(port),
+                Cmd::Release(k) => self.release(k),
+            }
+            last = Some(seq);
+        }
+        if let Some(seq) = last {
+            self.shared.done.store(seq, Release);
+        }
+    }
+
+    fn attach(&mut self, port: Arc<PortEntry>) {
+        let Some(fd) = port.io.fd() else { return };
+        let token = match self.slots.iter().position(Option::is_none) {
+            Some(t) => t,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        if let Err(e) = epoll_ctl(&self.shared.epoll, libc::EPOLL_CTL_ADD, fd, token as u64) {
+            tracing::warn!(port = %port.name, error = %e, "cannot poll the port");
+            return;
+        }
+        self.slots[token] = Some(Slot { port, errors: 0 });
+    }
+
+    fn release(&mut self, k: usize) {
+        let Some(token) = self
+            .slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| key(&s.port) == k))
+        else {
+            return;
+        };
+        if let Some(slot) = self.slots[token].take()
+            && let Some(fd) = slot.port.io.fd()
+        {
+            // SAFETY: removing a descriptor we added; the event is ignored.
+            unsafe {
+                libc::epoll_ctl(
+                    self.shared.epoll.as_raw_fd(),
+                    libc::EPOLL_CTL_DEL,
+                    fd,
+                    std::ptr::null_mut(),
+                )
+            };
+        }
+        self.resting.retain(|(t, _)| *t != token);
+    }
+
+    /// Reads up to a batch from one port and switches each frame; returns
+    /// how many frames it read.
+    fn serve(&mut self, token: usize, buf: &mut [u8]) -> usize {
+        let Some(Some(slot)) = self.slots.get_mut(token) else {
+            return 0;
+        };
+        let port = &slot.port;
+        if port.is_closing() {
+            return 0;
+        }
+        let now = now_secs();
+        let mut frames = 0;
+        let mut failing = false;
+        for _ in 0..BATCH {
+            match port.io.recv(buf) {
+                Ok(n) => {
+                    frames += 1;
+                    slot.errors = 0;
+                    let frame = &buf[..n];
+                    // A bug triggered by one frame must not end the worker.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.switch.process(port, frame, now)
+                    }))
+                    .is_err()
+                    {
+                        port.stats.drop(DropReason::Internal);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    // One bad frame (too large): counted, the next is read.
+                    port.stats.drop(DropReason::RxError);
+                }
+                Err(e) => {
+                    port.stats.drop(DropReason::RxError);
+                    slot.errors += 1;
+                    tracing::debug!(port = %port.name, error = %e, "receive failed");
+                    failing = slot.errors >= ERRORS_TO_REST;
+                    break;
+                }
+            }
+        }
+        if failing {
+            self.rest(token);
+        }
+        frames
+    }
+
+    /// Leaves a port that keeps failing alone for a while, instead of
+    /// spinning on its error.
+    fn rest(&mut self, token: usize) {
+        let Some(Some(slot)) = self.slots.get_mut(token) else {
+            return;
+        };
+        slot.errors = 0;
+        if let Some(fd) = slot.port.io.fd() {
+            let _ = epoll_ctl(&self.shared.epoll, libc::EPOLL_CTL_DEL, fd, 0);
+            self.resting.push((token, Instant::now() + REST));
+        }
+    }
+
+    /// Puts rested ports whose time is up back into the epoll set.
+    fn wake_rested(&mut self) {
+        if self.resting.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = self.resting.drain(..).partition(|(_, t)| *t <= now);
+        self.resting = later;
+        for (token, _) in due {
+            if let Some(Some(slot)) = self.slots.get(token)
+                && let Some(fd) = slot.port.io.fd()
+            {
+                let _ = epoll_ctl(&self.shared.epoll, libc::EPOLL_CTL_ADD, fd, token as u64);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,293 @@
+//! Worker tests on real descriptors: each port is one end of a datagram
+//! socket pair, the test holds the other end.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::AtomicU32;
+
+use super::*;
+use crate::config::Mac;
+use crate::frame::VNET_HDR_LEN;
+use crate::ports::PortIo;
+use crate::switch::{Domain, PortHook, PortRole, PortSpec};
+
+/// A port backed by a socket pair; `fail` makes `recv` report errors.
+struct PairPort {
+    fd: OwnedFd,
+    fail: Option<(io::ErrorKind, Arc<AtomicU32>)>,
+}
+
+impl PortIo for PairPort {
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some((kind, left)) = &self.fail
+            && left.load(Relaxed) > 0
+        {
+            left.fetch_sub(1, Relaxed);
+            return Err(io::Error::new(*kind, "injected"));
+        }
+        // SAFETY: reading into a buffer we own, bounded by its length.
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+    fn send(&self, pkt: &[u8]) -> io::Result<()> {
+        // SAFETY: sending from a buffer we borrow.
+        let n = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                pkt.as_ptr().cast(),
+                pkt.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn pair() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair into an array of two ints.
+    let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, fds.as_mut_ptr()) };
+    assert_eq!(r, 0, "socketpair");
+    // SAFETY: both descriptors were just returned and are owned here.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+fn mac(i: u8) -> Mac {
+    Mac([2, 0, 0, 0, 0, i])
+}
+
+fn frame(dst: Mac, src: Mac, tag: u8) -> Vec<u8> {
+    let mut v = vec![0u8; VNET_HDR_LEN];
+    v.extend(dst.0);
+    v.extend(src.0);
+    v.extend([0x08, 0x00]);
+    v.resize(VNET_HDR_LEN + 60, tag);
+    v
+}
+
+/// A switch with `n` ports in one domain, served by `workers` workers.
+struct Lab {
+    sw: Arc<Switch>,
+    workers: Workers,
+    ports: Vec<Arc<PortEntry>>,
+    peers: Vec<OwnedFd>,
+}
+
+impl Lab {
+    fn new(n: usize, workers: usize) -> Lab {
+        Lab::with_io(n, workers, |_| None)
+    }
+
+    fn with_io(
+        n: usize,
+        workers: usize,
+        fail: impl Fn(usize) -> Option<(io::ErrorKind, Arc<AtomicU32>)>,
+    ) -> Lab {
+        let sw = Switch::new();
+        let d = Domain::new("d");
+        let w = Workers::start(
+            &sw,
+            Options {
+                workers,
+                busy_poll_us: 20,
+            },
+        )
+        .expect("workers");
+        let (mut ports, mut peers) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let (ours, theirs) = pair();
+            let io = PairPort {
+                fd: ours,
+                fail: fail(i),
+            };
+            let spec = PortSpec::new(format!("p{i}"), PortRole::Other, Box::new(io), 1500);
+            let e = sw.add_port(&d, spec).expect("port");
+            w.attach(&e).expect("attach");
+            ports.push(e);
+            peers.push(theirs);
+        }
+        Lab {
+            sw,
+            workers: w,
+            ports,
+            peers,
+        }
+    }
+
+    fn send(&self, i: usize, pkt: &[u8]) {
+        // SAFETY: sending from a buffer we borrow.
+        let n = unsafe { libc::send(self.peers[i].as_raw_fd(), pkt.as_ptr().cast(), pkt.len(), 0) };
+        assert_eq!(n as usize, pkt.len());
+    }
+
+    /// The next frame port `i` put out, waiting up to a second.
+    fn recv(&self, i: usize) -> Option<Vec<u8>> {
+        let mut p = libc::pollfd {
+            fd: self.peers[i].as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, 1000) } != 1 {
+            return None;
+        }
+        let mut buf = vec![0u8; 2048];
+        // SAFETY: reading into a buffer we own.
+        let n = unsafe { libc::recv(p.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        (n > 0).then(|| {
+            buf.truncate(n as usize);
+            buf
+        })
+    }
+
+    /// Every port says hello (a broadcast), so all MACs are learned.
+    fn learn_all(&self) {
+        for i in 0..self.ports.len() {
+            self.send(i, &frame(Mac::BROADCAST, mac(i as u8 + 1), 0));
+            for j in (0..self.ports.len()).filter(|j| *j != i) {
+                assert!(self.recv(j).is_some(), "broadcast from p{i} reaches p{j}");
+            }
+        }
+    }
+}
+
+#[test]
+fn one_worker_forwards_between_all_its_ports() {
+    let lab = Lab::new(4, 1);
+    lab.learn_all();
+    for i in 0..4 {
+        for j in (0..4).filter(|j| *j != i) {
+            let f = frame(mac(j as u8 + 1), mac(i as u8 + 1), (i * 4 + j) as u8);
+            lab.send(i, &f);
+            assert_eq!(lab.recv(j).as_deref(), Some(&f[..]), "p{i} to p{j}");
+        }
+    }
+    assert_eq!(lab.ports[0].stats.rx_packets(), 4);
+    assert_eq!(lab.ports[0].stats.tx_packets(), 6);
+}
+
+#[test]
+fn ports_spread_over_workers_and_still_reach_each_other() {
+    let lab = Lab::new(4, 2);
+    let loads: Vec<usize> = lab
+        .workers
+        .shared
+        .iter()
+        .map(|s| s.load.load(Relaxed))
+        .collect();
+    assert_eq!(loads, vec![2, 2], "two ports each");
+    lab.learn_all();
+    // Order is kept per flow.
+    for n in 0..50u8 {
+        lab.send(0, &frame(mac(2), mac(1), n));
+    }
+    for n in 0..50u8 {
+        let got = lab.recv(1).expect("frame");
+        assert_eq!(got[VNET_HDR_LEN + 20], n, "in order");
+    }
+}
+
+/// Panics on frames whose payload starts with 0xee.
+struct PanicOnMarker;
+
+impl PortHook for PanicOnMarker {
+    fn egress(&self, p: &crate::frame::Packet) -> Result<(), DropReason> {
+        if p.frame().get(14) == Some(&0xee) {
+            panic!("injected panic");
+        }
+        Ok(())
+    }
+    fn ingress(&self, _p: &crate::frame::Packet) -> Result<(), DropReason> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_panic_on_one_frame_is_counted_and_forwarding_goes_on() {
+    let lab = Lab::new(2, 1);
+    lab.learn_all();
+    lab.ports[0].set_hook(Some(Box::new(PanicOnMarker)));
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    lab.send(0, &frame(mac(2), mac(1), 0xee));
+    let ok = frame(mac(2), mac(1), 1);
+    lab.send(0, &ok);
+    let got = lab.recv(1);
+    std::panic::set_hook(hook);
+    assert_eq!(got.as_deref(), Some(&ok[..]));
+    assert_eq!(lab.ports[0].stats.drops(DropReason::Internal), 1);
+}
+
+#[test]
+fn an_oversized_frame_is_counted_and_the_next_one_passes_at_once() {
+    let left = Arc::new(AtomicU32::new(0));
+    let l2 = left.clone();
+    let lab = Lab::with_io(2, 1, move |i| {
+        (i == 0).then(|| (io::ErrorKind::InvalidData, l2.clone()))
+    });
+    lab.learn_all();
+    left.store(1, Relaxed);
+    let f = frame(mac(2), mac(1), 7);
+    let t0 = Instant::now();
+    lab.send(0, &f);
+    assert_eq!(lab.recv(1).as_deref(), Some(&f[..]));
+    assert!(t0.elapsed() < Duration::from_millis(45), "no stall");
+    assert_eq!(lab.ports[0].stats.drops(DropReason::RxError), 1);
+}
+
+#[test]
+fn a_port_that_keeps_failing_rests_instead_of_spinning() {
+    let left = Arc::new(AtomicU32::new(0));
+    let l2 = left.clone();
+    let lab = Lab::with_io(2, 1, move |i| {
+        (i == 0).then(|| (io::ErrorKind::Other, l2.clone()))
+    });
+    lab.learn_all();
+    left.store(u32::MAX, Relaxed);
+    // Readable but failing: the worker backs off and rests the port.
+    lab.send(0, &frame(mac(2), mac(1), 1));
+    std::thread::sleep(Duration::from_millis(200));
+    let errors = lab.ports[0].stats.drops(DropReason::RxError);
+    assert!((1..=200).contains(&errors), "{errors} errors in 200 ms");
+    // The other port is served meanwhile.
+    let f = frame(mac(1), mac(2), 2);
+    lab.send(1, &f);
+    assert!(lab.recv(0).is_some());
+    // Once the port recovers, its frame is read.
+    left.store(0, Relaxed);
+    assert!(
+        lab.recv(1).is_some(),
+        "the waiting frame passes after the rest"
+    );
+}
+
+#[test]
+fn a_released_port_is_no_longer_read_or_held() {
+    let lab = Lab::new(2, 1);
+    lab.learn_all();
+    let p0 = lab.ports[0].clone();
+    lab.sw.remove_port(&p0);
+    lab.workers.release(std::slice::from_ref(&p0));
+    // Only this test and the lab hold it: the worker let go.
+    assert_eq!(Arc::strong_count(&p0), 2);
+    lab.send(0, &frame(mac(2), mac(1), 3));
+    assert!(lab.recv(1).is_none(), "nothing read from a released port");
+    assert_eq!(lab.workers.shared[0].load.load(Relaxed), 1);
+}
