@@ -19,8 +19,11 @@ pub struct Config {
     pub dataplane: Dataplane,
 }
 
-/// Busy polling after traffic, by default.
-pub const DEFAULT_BUSY_POLL_US: u32 = 50;
+/// Busy polling after traffic, by default: none. It pays off only where the
+/// workers have CPUs of their own; where they share CPUs with the apps (a
+/// 2-core edge box), a spinning worker delays the very apps it waits for
+/// (docs/PERFORMANCE.md).
+pub const DEFAULT_BUSY_POLL_US: u32 = 0;
 pub const MAX_WORKERS: u32 = 64;
 pub const MAX_BUSY_POLL_US: u32 = 10_000;
 
