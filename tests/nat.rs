@@ -254,3 +254,49 @@ fn sessions_leave_a_dead_uplink_and_new_ones_use_the_other() {
     );
     assert!(curl(sb, &l.a, "http://192.0.2.1:8080/"), "via wan1 again");
 }
+
+#[test]
+fn one_app_cannot_take_every_nat_port() {
+    if !root_or_skip("one_app_cannot_take_every_nat_port") {
+        return;
+    }
+    need(&["dnsmasq", "udhcpc", "dig", "python3"]);
+    let (l, _ups) = lab("nswnq", false);
+    let (sb, d) = (&l.sb, &l.d);
+    assert!(ping(sb, &l.a, "192.0.2.1"), "ping through NAT");
+    // App a opens 10000 UDP flows, more than its quota of 8192 sessions
+    // (paced, so that its TAP's queue never overflows).
+    let sent = sb.out(
+        &l.a,
+        "/usr/bin/python3 -c \"
+import socket, time
+n = 0
+for port in range(20000, 30000):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(('', port))
+    n += s.sendto(b'x', ('192.0.2.1', 9)) > 0
+    s.close()
+    if port % 100 == 0:
+        time.sleep(0.01)
+print(n)\"",
+    );
+    assert_eq!(sent, "10000", "the app sent its flows");
+    let quota = || {
+        ni(d)["router"]["counters"]["nat_app_quota"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || quota() >= 700),
+        "flows over the quota are refused and counted: {}",
+        ni(d)["router"]["counters"]
+    );
+    assert!(sessions(d) <= 8192 + 8, "{} sessions", sessions(d));
+    // The other app still gets new sessions, TCP and UDP.
+    let ans = sb.out(
+        &l.b,
+        "dig +time=2 +tries=2 +short @192.0.2.1 -q upstream.example",
+    );
+    assert_eq!(ans, "192.0.2.1", "dig from app b through NAT");
+    assert!(curl(sb, &l.b, "http://192.0.2.1:8080/"), "curl from app b");
+}
