@@ -1,6 +1,7 @@
 //! Request handling of the local-NI services: a DHCP DISCOVER/REQUEST pair
 //! against a lease table, DNS queries answered locally or sent upstream, and
-//! the per-packet NAT work (session lookup among 10,000, header rewrite), and
+//! the per-packet NAT work (session lookup among 10,000, header rewrite), a
+//! new NAT session in a table of 30,000, and
 //! an ACL verdict for a new flow against 100 rules.
 
 use std::net::Ipv4Addr;
@@ -146,7 +147,41 @@ fn nat_bench(c: &mut Criterion) {
             translate::rewrite(&mut buf, &p, &to)
         })
     });
+    // New sessions into a table that already holds 30 000: the port comes
+    // from the pool in O(1), however many are in use.
+    g.bench_function("new_session_30k_sessions", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = std::time::Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(5000);
+                let mut t = NatTable::new(10000..=49151, [], 65536);
+                t.app_quota = 65536;
+                for i in 0..30_000u32 {
+                    t.create(udp_flow(i), rw, 0, 0).expect("room");
+                }
+                let t0 = std::time::Instant::now();
+                for i in 0..n as u32 {
+                    t.create(udp_flow(30_000 + i), rw, 0, 0).expect("room");
+                }
+                spent += t0.elapsed();
+                left -= n;
+            }
+            spent
+        })
+    });
     g.finish();
+}
+
+/// A UDP flow from one of 200 apps.
+fn udp_flow(i: u32) -> Tuple {
+    Tuple {
+        proto: Proto::Udp,
+        src: Ipv4Addr::from(0x0a32_0000 + i % 200),
+        sport: 1024 + (i / 200) as u16,
+        dst: Ipv4Addr::new(192, 0, 2, 80),
+        dport: 53,
+    }
 }
 
 fn acl_bench(c: &mut Criterion) {

@@ -1,7 +1,8 @@
 //! Frames per second of the switch core on in-memory ports (64 B and 1500 B
 //! frames, unicast to a learned MAC and flooded; 64 B IPv4 with and without
-//! port security on the sending interface), and the MAC table under
-//! learning churn.
+//! port security on the sending interface), the MAC table under learning
+//! churn, and a worker forwarding between real descriptors (socket pairs:
+//! the cost of epoll, the reads and the writes, without a kernel stack).
 
 use std::sync::Arc;
 
@@ -9,6 +10,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use niswitch::config::Mac;
 use niswitch::frame::VNET_HDR_LEN;
 use niswitch::ports::memory::{MemoryPort, Shared};
+use niswitch::ports::pair::{self, PairPort};
+use niswitch::switch::workers::{Options, Workers};
 use niswitch::switch::{Domain, MacTable, PortEntry, PortRole, PortSpec, Switch};
 
 fn mac(n: u32) -> Mac {
@@ -148,5 +151,48 @@ fn table(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, forwarding, port_security, table);
+/// 64-byte frames from one socket pair through a worker to another, sent
+/// in bursts of 32 and read back.
+fn worker(c: &mut Criterion) {
+    let sw = Switch::new();
+    let d = Domain::new("bench");
+    let workers = Workers::start(
+        &sw,
+        Options {
+            workers: 1,
+            busy_poll_us: 0,
+        },
+    )
+    .expect("workers");
+    let peers: Vec<_> = (0..2)
+        .map(|i| {
+            let (io, peer) = PairPort::new().expect("socketpair");
+            let spec = PortSpec::new(format!("p{i}"), PortRole::Other, Box::new(io), 1500);
+            let e = sw.add_port(&d, spec).expect("port");
+            workers.attach(&e).expect("attach");
+            peer
+        })
+        .collect();
+    let mut buf = vec![0u8; 2048];
+    // Teach the table where mac(2) lives.
+    pair::send(&peers[1], &frame(Mac::BROADCAST, mac(2), 64)).expect("send");
+    pair::recv(&peers[0], &mut buf, 1000).expect("flooded");
+    let f = frame(mac(2), mac(1), 64);
+    let mut g = c.benchmark_group("worker");
+    g.throughput(Throughput::Elements(32));
+    g.bench_function("socketpair_64B_burst_32", |b| {
+        b.iter(|| {
+            for _ in 0..32 {
+                pair::send(&peers[0], &f).expect("send");
+            }
+            for _ in 0..32 {
+                pair::recv(&peers[1], &mut buf, 1000).expect("forwarded");
+            }
+        })
+    });
+    g.finish();
+    workers.shutdown();
+}
+
+criterion_group!(benches, forwarding, port_security, table, worker);
 criterion_main!(benches);

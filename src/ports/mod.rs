@@ -8,6 +8,7 @@ pub mod ifctl;
 pub mod linkwatch;
 pub mod memory;
 pub mod netns;
+pub mod pair;
 pub mod rtnl;
 pub mod tap;
 pub mod waker;

@@ -1,24 +1,25 @@
 //! Worker tests on real descriptors: each port is one end of a datagram
-//! socket pair, the test holds the other end.
+//! socket pair (`ports::pair`), the test holds the other end.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::sync::atomic::AtomicU32;
 
 use super::*;
 use crate::config::Mac;
 use crate::frame::VNET_HDR_LEN;
 use crate::ports::PortIo;
+use crate::ports::pair::{self, PairPort};
 use crate::switch::{Domain, PortHook, PortRole, PortSpec};
 
-/// A port backed by a socket pair; `fail` makes `recv` report errors.
-struct PairPort {
-    fd: OwnedFd,
+/// A pair port whose `recv` reports errors of one kind while `left` > 0.
+struct Failing {
+    inner: PairPort,
     fail: Option<(io::ErrorKind, Arc<AtomicU32>)>,
 }
 
-impl PortIo for PairPort {
+impl PortIo for Failing {
     fn fd(&self) -> Option<RawFd> {
-        Some(self.fd.as_raw_fd())
+        self.inner.fd()
     }
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         if let Some((kind, left)) = &self.fail
@@ -27,46 +28,11 @@ impl PortIo for PairPort {
             left.fetch_sub(1, Relaxed);
             return Err(io::Error::new(*kind, "injected"));
         }
-        // SAFETY: reading into a buffer we own, bounded by its length.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
+        self.inner.recv(buf)
     }
     fn send(&self, pkt: &[u8]) -> io::Result<()> {
-        // SAFETY: sending from a buffer we borrow.
-        let n = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        self.inner.send(pkt)
     }
-}
-
-fn pair() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0; 2];
-    // SAFETY: socketpair into an array of two ints.
-    let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, fds.as_mut_ptr()) };
-    assert_eq!(r, 0, "socketpair");
-    // SAFETY: both descriptors were just returned and are owned here.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
 }
 
 fn mac(i: u8) -> Mac {
@@ -112,9 +78,9 @@ impl Lab {
         .expect("workers");
         let (mut ports, mut peers) = (Vec::new(), Vec::new());
         for i in 0..n {
-            let (ours, theirs) = pair();
-            let io = PairPort {
-                fd: ours,
+            let (inner, theirs) = PairPort::new().expect("socketpair");
+            let io = Failing {
+                inner,
                 fail: fail(i),
             };
             let spec = PortSpec::new(format!("p{i}"), PortRole::Other, Box::new(io), 1500);
@@ -132,29 +98,15 @@ impl Lab {
     }
 
     fn send(&self, i: usize, pkt: &[u8]) {
-        // SAFETY: sending from a buffer we borrow.
-        let n = unsafe { libc::send(self.peers[i].as_raw_fd(), pkt.as_ptr().cast(), pkt.len(), 0) };
-        assert_eq!(n as usize, pkt.len());
+        pair::send(&self.peers[i], pkt).expect("send");
     }
 
     /// The next frame port `i` put out, waiting up to a second.
     fn recv(&self, i: usize) -> Option<Vec<u8>> {
-        let mut p = libc::pollfd {
-            fd: self.peers[i].as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut p, 1, 1000) } != 1 {
-            return None;
-        }
         let mut buf = vec![0u8; 2048];
-        // SAFETY: reading into a buffer we own.
-        let n = unsafe { libc::recv(p.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        (n > 0).then(|| {
-            buf.truncate(n as usize);
-            buf
-        })
+        let n = pair::recv(&self.peers[i], &mut buf, 1000).ok()?;
+        buf.truncate(n);
+        Some(buf)
     }
 
     /// Every port says hello (a broadcast), so all MACs are learned.
