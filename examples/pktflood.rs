@@ -1,9 +1,10 @@
 //! A 64-byte UDP flood for `scripts/bench`, in the manner of trafgen: sends
-//! one prepared frame (source port varied per frame) out of an interface
-//! with an AF_PACKET socket and `sendmmsg`, as fast as it can for a given
-//! time, and prints how many frames the kernel took.
+//! one prepared frame (source port varied per frame, over FLOWS ports) out
+//! of an interface with an AF_PACKET socket and `sendmmsg`, as fast as it
+//! can (or at RATE frames a second) for a given time, and prints how many
+//! frames the kernel took.
 //!
-//! Usage: pktflood IFACE DST_MAC SRC_IP DST_IP SECONDS
+//! Usage: pktflood IFACE DST_MAC SRC_IP DST_IP SECONDS [FLOWS [RATE]]
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -89,8 +90,21 @@ fn open(iface: &str) -> io::Result<i32> {
 }
 
 fn run(args: &[String]) -> Result<u64, String> {
-    let [iface, dst, sip, dip, secs] = args else {
-        return Err("usage: pktflood IFACE DST_MAC SRC_IP DST_IP SECONDS".into());
+    let (fixed, extra) = args.split_at(args.len().min(5));
+    let [iface, dst, sip, dip, secs] = fixed else {
+        return Err("usage: pktflood IFACE DST_MAC SRC_IP DST_IP SECONDS [FLOWS [RATE]]".into());
+    };
+    let flows: u16 = match extra.first() {
+        Some(f) => f
+            .parse()
+            .ok()
+            .filter(|f| (1..=50000).contains(f))
+            .ok_or("FLOWS: 1 to 50000")?,
+        None => 1000,
+    };
+    let rate: f64 = match extra.get(1) {
+        Some(r) => r.parse().map_err(|_| "bad RATE")?,
+        None => 0.0,
     };
     let dst = mac(dst).ok_or("bad DST_MAC")?;
     let sip: Ipv4Addr = sip.parse().map_err(|_| "bad SRC_IP")?;
@@ -100,12 +114,17 @@ fn run(args: &[String]) -> Result<u64, String> {
     let fd = open(iface).map_err(|e| format!("AF_PACKET on {iface}: {e}"))?;
     let mut frames = [frame(dst, src, sip, dip); BATCH];
     let mut sent = 0u64;
-    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(secs);
     let mut port = 0u16;
     while Instant::now() < end {
+        if rate > 0.0 && sent as f64 > rate * start.elapsed().as_secs_f64() {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
         for f in frames.iter_mut() {
-            port = port.wrapping_add(1);
-            f[34..36].copy_from_slice(&(10000 + port % 1000).to_be_bytes());
+            port = (port + 1) % flows;
+            f[34..36].copy_from_slice(&(10000 + port).to_be_bytes());
         }
         let mut iov: Vec<libc::iovec> = frames
             .iter_mut()

@@ -21,7 +21,7 @@ use crate::ports::waker::Waker;
 use crate::sync::lock;
 
 /// Frames read from one port before the worker turns to the next.
-const BATCH: usize = 64;
+const BATCH: usize = 32;
 /// Receive errors in a row after which a port rests.
 const ERRORS_TO_REST: u32 = 8;
 /// How long a port that keeps failing is left alone.
