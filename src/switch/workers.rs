@@ -260,6 +260,7 @@ struct Worker {
 impl Worker {
     fn run(&mut self) {
         stats::use_shard_of_worker(self.index);
+        raise_priority(self.index);
         let mut buf = vec![0u8; MAX_PACKET];
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
         let mut spin_until: Option<Instant> = None;
@@ -447,6 +448,27 @@ impl Worker {
                 let _ = epoll_ctl(&self.shared.epoll, libc::EPOLL_CTL_ADD, fd, token as u64);
             }
         }
+    }
+}
+
+/// The nice value of the workers: frames are the device's first duty, and
+/// an app that floods must not starve the worker that serves the others
+/// (the kernel bridge, working in softirq, has the same precedence).
+const WORKER_NICE: i32 = -10;
+
+/// Gives the calling worker thread `WORKER_NICE`; without the privilege
+/// (CAP_SYS_NICE) it keeps the default and says so once.
+fn raise_priority(index: usize) {
+    // SAFETY: gettid(2) and setpriority(2) on the calling thread only.
+    let r = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, WORKER_NICE)
+    };
+    if r != 0 && index == 0 {
+        tracing::info!(
+            error = %io::Error::last_os_error(),
+            "workers keep the default priority (nice {WORKER_NICE} needs CAP_SYS_NICE)"
+        );
     }
 }
 

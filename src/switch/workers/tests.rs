@@ -243,3 +243,30 @@ fn a_released_port_is_no_longer_read_or_held() {
     assert!(lab.recv(1).is_none(), "nothing read from a released port");
     assert_eq!(lab.workers.shared[0].load.load(Relaxed), 1);
 }
+
+/// The nice value of this process's thread named `name`.
+fn nice_of_thread(name: &str) -> Option<i32> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            // Fields after "(comm)": state is the 1st, nice the 17th.
+            let rest = stat.rsplit_once(')')?.1;
+            return rest.split_whitespace().nth(16)?.parse().ok();
+        }
+    }
+    None
+}
+
+#[test]
+fn workers_run_ahead_of_the_apps_when_allowed() {
+    let lab = Lab::new(1, 1);
+    let nice = nice_of_thread("worker-0").expect("the worker thread");
+    // SAFETY: geteuid(2) has no arguments.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!(nice, WORKER_NICE);
+    } else {
+        assert_eq!(nice, 0, "without the privilege the default stays");
+    }
+    drop(lab);
+}
