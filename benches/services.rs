@@ -28,6 +28,8 @@ fn dhcp_bench(c: &mut Criterion) {
         domain: Some("lan".into()),
         mtu: 1500,
         air_gapped: false,
+        ntp: Vec::new(),
+        routes: Vec::new(),
     };
     let clients: Vec<Client> = (0..500u32)
         .map(|i| {

@@ -270,3 +270,51 @@ fn dataplane_tuning() {
         "unknown field `threads`",
     );
 }
+
+#[test]
+fn ntp_static_routes_and_mtu() {
+    let lan = "version: 1\nports: [{device: eth1}]\nnetwork_instances:\n  - {name: l, type: local, subnet: 10.0.0.0/24, uplinks: [eth1]";
+    let (ok, out, err) = check(&format!(
+        "{lan}, ntp: [192.0.2.123], mtu: 1400, static_routes: [{{dst: 10.99.0.0/16, gateway: 10.0.0.5}}, {{dst: 172.16.0.0/12, gateway: 192.0.2.254}}]}}\n"
+    ));
+    assert!(ok, "{err}");
+    for want in [
+        "192.0.2.123",
+        "mtu: 1400",
+        "10.99.0.0/16",
+        "gateway: 192.0.2.254",
+    ] {
+        assert!(out.contains(want), "{want} in:\n{out}");
+    }
+    refused(
+        &format!("{lan}, mtu: 1000}}\n"),
+        "network_instances[0].mtu",
+        "1280 to 9000",
+    );
+    refused(
+        &format!("{lan}, ntp: ['2001:db8::1']}}\n"),
+        "network_instances[0].ntp[0]",
+        "IPv6",
+    );
+    refused(
+        &format!("{lan}, static_routes: [{{dst: '2001:db8::/32', gateway: 10.0.0.5}}]}}\n"),
+        "network_instances[0].static_routes[0].dst",
+        "IPv6",
+    );
+    refused(
+        &format!("{lan}, static_routes: [{{dst: 10.99.0.0/16}}]}}\n"),
+        "network_instances[0].static_routes[0]",
+        "missing field `gateway`",
+    );
+    // Without an uplink, a gateway outside the subnet cannot be reached.
+    refused(
+        "version: 1\nnetwork_instances: [{name: l, type: local, subnet: 10.0.0.0/24, static_routes: [{dst: 10.99.0.0/16, gateway: 10.1.0.1}]}]\n",
+        "network_instances[0].static_routes[0].gateway",
+        "no uplink",
+    );
+    refused(
+        "version: 1\nnetwork_instances: [{name: s, type: switch, mtu: 1400}]\n",
+        "network_instances[0].mtu",
+        "only applies to `type: local`",
+    );
+}

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 /// The NI of every lab: apps `a` (HTTP server on port 80, mapped from
 /// uplink port 8081) and `b`.
-fn config(p: &str, ports: &str, uplinks: &str) -> String {
+fn config(p: &str, ports: &str, uplinks: &str, extra: &str) -> String {
     format!(
         "version: 1
 ports:
 {ports}network_instances:
-  - {{ name: lan, type: local, subnet: 10.50.0.0/24, dhcp_range: 10.50.0.100-10.50.0.199, uplinks: [{uplinks}], probe: {{ target: gateway, interval: 1, failures: 2 }} }}
+  - {{ name: lan, type: local, subnet: 10.50.0.0/24, dhcp_range: 10.50.0.100-10.50.0.199, uplinks: [{uplinks}], probe: {{ target: gateway, interval: 1, failures: 2 }}{extra} }}
 apps:
   - name: a
     uuid: 6ba7b810-9dad-11d1-80b4-00c04fd43101
@@ -64,6 +64,11 @@ fn upstream(sb: &mut Sandbox, dev: &str, i: u8, net: &str) -> String {
 }
 
 fn lab(p: &str, two_uplinks: bool) -> (Lab, Vec<String>) {
+    lab_with(p, two_uplinks, "")
+}
+
+/// A lab whose NI has `extra` fields (", mtu: 1400").
+fn lab_with(p: &str, two_uplinks: bool, extra: &str) -> (Lab, Vec<String>) {
     let mut sb = Sandbox::new(p).unwrap();
     let dev = sb.ns("dev").unwrap();
     let a = sb.ns("a").unwrap();
@@ -80,7 +85,7 @@ fn lab(p: &str, two_uplinks: bool) -> (Lab, Vec<String>) {
     } else {
         (format!("  - {{ name: wan1, device: {p}-n1 }}\n"), "wan1")
     };
-    let d = start(&mut sb, &dev, &config(p, &ports, uplinks), "nsw");
+    let d = start(&mut sb, &dev, &config(p, &ports, uplinks, extra), "nsw");
     for (ns, tap) in [(&a, "a"), (&b, "b")] {
         assert!(
             sb.ok(
@@ -299,4 +304,76 @@ print(n)\"",
     );
     assert_eq!(ans, "192.0.2.1", "dig from app b through NAT");
     assert!(curl(sb, &l.b, "http://192.0.2.1:8080/"), "curl from app b");
+}
+
+#[test]
+fn dhcp_gives_ntp_routes_and_mtu_and_the_nat_clamps_the_mss() {
+    if !root_or_skip("dhcp_gives_ntp_routes_and_mtu_and_the_nat_clamps_the_mss") {
+        return;
+    }
+    need(&[
+        "dnsmasq", "udhcpc", "dhclient", "curl", "tcpdump", "python3",
+    ]);
+    let extra = ", ntp: [192.0.2.123], mtu: 1400, static_routes: [{ dst: 10.99.0.0/16, gateway: 10.50.0.5 }, { dst: 198.18.0.0/15, gateway: 192.0.2.254 }]";
+    let (mut l, ups) = lab_with("nswopt", false, extra);
+    let p = l.sb.prefix().to_string();
+    // dhclient (Debian's script) applies the options it is given.
+    let lf = l.sb.path("dhclient.leases");
+    let pf = l.sb.path("dhclient.pid");
+    let b = l.b.clone();
+    l.sb.sh(&b, &format!("ip addr flush dev {p}-b"));
+    assert!(
+        l.sb.ok(
+            &b,
+            &format!(
+                "timeout 30 dhclient -1 -4 -pf {} -lf {} {p}-b >/dev/null 2>&1",
+                pf.display(),
+                lf.display()
+            )
+        ),
+        "dhclient"
+    );
+    let leases = std::fs::read_to_string(&lf).unwrap_or_default();
+    assert!(leases.contains("ntp-servers 192.0.2.123"), "{leases}");
+    assert!(leases.contains("interface-mtu 1400"), "{leases}");
+    let routes = l.sb.out(&b, "ip route");
+    assert!(
+        routes.contains("10.99.0.0/16 via 10.50.0.5"),
+        "{routes}\n{leases}"
+    );
+    assert!(routes.contains("198.18.0.0/15 via 10.50.0.1"), "{routes}");
+    assert!(routes.contains("default via 10.50.0.1"), "{routes}");
+    assert!(
+        l.sb.out(&b, &format!("cat /sys/class/net/{p}-b/mtu")) == "1400",
+        "the MTU was applied"
+    );
+    l.sb.sh(
+        &b,
+        &format!("dhclient -x -pf {} >/dev/null 2>&1", pf.display()),
+    );
+
+    // The NAT clamps a SYN that announces more than the NI's MTU allows.
+    let up = ups[0].clone();
+    let a = l.a.clone();
+    assert!(l.sb.ok(&a, &format!("ip link set {p}-a mtu 1500")));
+    let cap = capture(
+        &mut l.sb,
+        &up,
+        &format!("{p}-l1"),
+        "tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn or arp",
+        "syn.txt",
+    );
+    assert!(
+        curl(&l.sb, &a, "http://192.0.2.1:8080/"),
+        "curl through NAT"
+    );
+    // A route beyond the uplink: the router asks for its gateway there.
+    l.sb.sh(&a, "ping -c 1 -W 1 198.18.0.1 >/dev/null 2>&1");
+    let seen = captured(&mut l.sb, cap, "syn.txt");
+    assert!(seen.contains("mss 1360"), "clamped SYN:\n{seen}");
+    assert!(!seen.contains("mss 1460"), "no SYN unclamped:\n{seen}");
+    assert!(
+        seen.contains("who-has 192.0.2.254"),
+        "the static route's gateway:\n{seen}"
+    );
 }

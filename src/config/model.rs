@@ -108,7 +108,25 @@ pub struct LocalNi {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uplink_gateway: Option<Ipv4Addr>,
     pub probe: Probe,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ntp: Vec<Ipv4Addr>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub static_routes: Vec<StaticRoute>,
+    /// The apps' MTU; None: the uplink's (1500 without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
 }
+
+/// A route the apps of a local NI get by DHCP (option 121).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct StaticRoute {
+    pub dst: Ipv4Net,
+    pub gateway: Ipv4Addr,
+}
+
+/// The smallest and largest MTU a local NI may give its apps.
+pub const MIN_NI_MTU: u32 = 1280;
+pub const MAX_NI_MTU: u32 = 9000;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DhcpRange {

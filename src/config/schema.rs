@@ -74,6 +74,19 @@ pub struct RawNi {
     pub probe: Option<RawProbe>,
     /// Flooded frames a second one port or VIF may send (0: no limit).
     pub flood_limit: Option<u32>,
+    /// NTP servers given to the apps (DHCP option 42).
+    pub ntp: Option<Vec<IpText>>,
+    /// Extra routes given to the apps (DHCP option 121).
+    pub static_routes: Option<Vec<RawRoute>>,
+    /// The apps' MTU (DHCP option 26; TCP through the NAT is clamped to it).
+    pub mtu: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub dst: NetText,
+    pub gateway: IpText,
 }
 
 #[derive(Debug, Deserialize)]

@@ -217,6 +217,9 @@ fn local_only(cx: &mut Ctx, base: &str, n: &RawNi) {
         ("uplink_address", n.uplink_address.is_some()),
         ("uplink_gateway", n.uplink_gateway.is_some()),
         ("probe", n.probe.is_some()),
+        ("ntp", n.ntp.is_some()),
+        ("static_routes", n.static_routes.is_some()),
+        ("mtu", n.mtu.is_some()),
     ];
     for (field, present) in set {
         if present {
@@ -558,6 +561,7 @@ fn local_ni(cx: &mut Ctx, base: &str, n: &RawNi, uplinks: Vec<String>) -> Option
         );
     }
     let probe = probe(cx, base, n.probe.as_ref());
+    let extras = dhcp_extras(cx, base, n, subnet, !uplinks.is_empty());
     Some(LocalNi {
         subnet,
         gateway,
@@ -568,7 +572,58 @@ fn local_ni(cx: &mut Ctx, base: &str, n: &RawNi, uplinks: Vec<String>) -> Option
         uplink_address,
         uplink_gateway,
         probe,
+        ntp: extras.0,
+        static_routes: extras.1,
+        mtu: extras.2,
     })
+}
+
+type DhcpExtras = (Vec<Ipv4Addr>, Vec<StaticRoute>, Option<u16>);
+
+/// The NTP servers, static routes and MTU a local NI gives its apps.
+fn dhcp_extras(cx: &mut Ctx, base: &str, n: &RawNi, subnet: Ipv4Net, uplinked: bool) -> DhcpExtras {
+    let ntp = (n.ntp.iter().flatten().enumerate())
+        .filter_map(|(i, ip)| v4(cx, &format!("{base}.ntp[{i}]"), ip.0, "NTP server"))
+        .collect();
+    let mut routes = Vec::new();
+    for (i, r) in n.static_routes.iter().flatten().enumerate() {
+        let path = format!("{base}.static_routes[{i}]");
+        let dst = match r.dst.0 {
+            IpNet::V4(d) => d.trunc(),
+            IpNet::V6(d) => {
+                cx.err(
+                    format!("{path}.dst"),
+                    format!("{d} is IPv6; routes here are IPv4"),
+                );
+                continue;
+            }
+        };
+        let Some(gateway) = v4(cx, &format!("{path}.gateway"), r.gateway.0, "route gateway") else {
+            continue;
+        };
+        let inside = subnet.contains(&gateway)
+            && gateway != subnet.network()
+            && gateway != subnet.broadcast();
+        if !inside && !uplinked {
+            cx.err(
+                format!("{path}.gateway"),
+                format!("{gateway} is outside the subnet {subnet} and the network instance has no uplink to reach it through"),
+            );
+        }
+        routes.push(StaticRoute { dst, gateway });
+    }
+    let mtu = n.mtu.and_then(|m| {
+        if (MIN_NI_MTU..=MAX_NI_MTU).contains(&m) {
+            Some(m as u16)
+        } else {
+            cx.err(
+                format!("{base}.mtu"),
+                format!("mtu {m} is out of range; give {MIN_NI_MTU} to {MAX_NI_MTU}"),
+            );
+            None
+        }
+    });
+    (ntp, routes, mtu)
 }
 
 fn probe(cx: &mut Ctx, base: &str, raw: Option<&RawProbe>) -> Probe {

@@ -98,14 +98,20 @@ struct UplinkState {
 }
 
 impl UplinkState {
-    /// The next hop towards `dst`: itself when on-link, else the gateway.
-    fn hop(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+    /// The next hop towards `dst`: itself when on-link, else the gateway of
+    /// the longest static route that matches and is reachable on this
+    /// uplink, else the uplink's gateway.
+    fn hop(&self, dst: Ipv4Addr, routes: &[(Ipv4Net, Ipv4Addr)]) -> Option<Ipv4Addr> {
         let net = self.view.address?;
         if net.contains(&dst) {
-            Some(dst)
-        } else {
-            self.view.gateway
+            return Some(dst);
         }
+        routes
+            .iter()
+            .filter(|(r, via)| r.contains(&dst) && net.contains(via))
+            .max_by_key(|(r, _)| r.prefix_len())
+            .map(|(_, via)| *via)
+            .or(self.view.gateway)
     }
 
     fn learn(&mut self, ip: Ipv4Addr, mac: Mac) {
@@ -152,10 +158,20 @@ enum Out {
     Uplink(usize),
 }
 
+/// What a local NI asks of its NAT beyond translation.
+#[derive(Debug, Clone, Default)]
+pub struct NatOptions {
+    /// Largest TCP MSS a SYN through the NAT may announce (the NI's MTU - 40).
+    pub mss: Option<u16>,
+    /// Static routes whose gateway lies beyond an uplink.
+    pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
+}
+
 pub struct Nat {
     router_mac: Mac,
     gateway: Ipv4Addr,
     subnet: Ipv4Net,
+    options: NatOptions,
     state: Mutex<State>,
     wiring: ArcSwapOption<Wiring>,
     wake: Waker,
@@ -180,6 +196,7 @@ impl Nat {
         subnet: Ipv4Net,
         uplink_macs: Vec<Mac>,
         maps: Vec<MapRule>,
+        options: NatOptions,
     ) -> io::Result<Nat> {
         let reserved = maps.iter().map(|m| (map_proto(m.proto), m.uplink_port));
         let table = NatTable::new(NAT_PORTS, reserved, MAX_SESSIONS);
@@ -199,6 +216,7 @@ impl Nat {
             router_mac,
             gateway,
             subnet,
+            options,
             state: Mutex::new(State {
                 table,
                 maps,
@@ -434,7 +452,7 @@ impl Nat {
             let Some(u) = st.uplinks.get(via) else {
                 return self.drop_with(&self.counters.nat_no_uplink);
             };
-            let Some(hop) = u.hop(dst) else {
+            let Some(hop) = u.hop(dst, &self.options.routes) else {
                 return self.drop_with(&self.counters.nat_no_uplink);
             };
             let next = u.neighbors.get(&hop).copied().ok_or(hop);
@@ -445,6 +463,9 @@ impl Nat {
         buf.extend_from_slice(pkt);
         if !translate::rewrite(buf, p, &to) {
             return self.drop_with(&self.counters.nat_dropped);
+        }
+        if let Some(mss) = self.options.mss {
+            translate::clamp_mss(buf, p, mss);
         }
         let mac = match next {
             Ok(mac) => mac,

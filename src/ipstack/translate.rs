@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use crate::config::Mac;
 use crate::frame::{ETH_HDR_LEN, ETHERTYPE_IPV4, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
-use crate::services::nat::{Proto, Tuple};
+use crate::services::nat::{Proto, TCP_SYN, Tuple};
 
 /// Offset of the IPv4 header in a packet (virtio-net header + frame).
 pub const IP: usize = VNET_HDR_LEN + ETH_HDR_LEN;
@@ -323,6 +323,57 @@ pub fn rewrite(b: &mut [u8], p: &Parsed, to: &Tuple) -> bool {
         }
     }
     true
+}
+
+/// Lowers the MSS a TCP SYN (or SYN-ACK) announces to `max`, keeping its
+/// checksum right; true when it changed the packet.
+pub fn clamp_mss(b: &mut [u8], p: &Parsed, max: u16) -> bool {
+    if p.kind != Kind::Flow || p.tuple.proto != Proto::Tcp || p.tcp_flags & TCP_SYN == 0 {
+        return false;
+    }
+    let Some(at) = mss_option(b, p.l4, p.end) else {
+        return false;
+    };
+    let old = be16(b, at);
+    if old <= max {
+        return false;
+    }
+    // The checksum covers 16-bit words from the TCP header's start: take the
+    // aligned words around the option's value.
+    let w = p.l4 + ((at - p.l4) & !1);
+    let n = if (at - p.l4) % 2 == 0 { 2 } else { 4 };
+    let before: Vec<u8> = b[w..w + n].to_vec();
+    put16(b, at, max);
+    let partial = needs_csum(b) && le16(b, 6) as usize + VNET_HDR_LEN == p.l4;
+    if !partial {
+        let c = update(be16(b, p.l4 + 16), delta(&before, &b[w..w + n]));
+        put16(b, p.l4 + 16, c);
+    }
+    true
+}
+
+/// Where the value of the MSS option of the TCP header at `l4` sits.
+fn mss_option(b: &[u8], l4: usize, end: usize) -> Option<usize> {
+    let doff = (*b.get(l4 + 12)? >> 4) as usize * 4;
+    let opts_end = (l4 + doff).min(end);
+    let mut i = l4 + 20;
+    while i < opts_end {
+        match b[i] {
+            0 => return None,
+            1 => i += 1,
+            kind => {
+                let len = *b.get(i + 1)? as usize;
+                if len < 2 || i + len > opts_end {
+                    return None;
+                }
+                if kind == 2 && len == 4 {
+                    return Some(i + 2);
+                }
+                i += len;
+            }
+        }
+    }
+    None
 }
 
 fn le16(b: &[u8], at: usize) -> u16 {

@@ -30,6 +30,11 @@ pub struct Pool {
     pub mtu: u16,
     /// With no uplink, no router and no DNS options are given.
     pub air_gapped: bool,
+    /// NTP servers (option 42).
+    pub ntp: Vec<Ipv4Addr>,
+    /// Static routes and their next hops (option 121, with the subnet's
+    /// own route and the default route).
+    pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
 }
 
 /// A client the NI knows: an app VIF, with its fixed address if it has one.
@@ -434,14 +439,23 @@ impl Leases {
         if let Some(d) = &pool.domain {
             o.insert(DhcpOption::DomainName(d.clone()));
         }
+        if !pool.ntp.is_empty() {
+            o.insert(DhcpOption::NtpServers(pool.ntp.clone()));
+        }
         if !pool.air_gapped {
             o.insert(DhcpOption::Router(vec![pool.gateway]));
             o.insert(DhcpOption::DomainNameServer(vec![pool.gateway]));
+        }
+        // A client that takes option 121 ignores option 3 (RFC 3442): the
+        // list holds the subnet and the default route too.
+        let mut routes = vec![(pool.subnet.trunc(), Ipv4Addr::UNSPECIFIED)];
+        routes.extend(pool.routes.iter().copied());
+        if !pool.air_gapped {
             let default = Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).unwrap_or_default();
-            o.insert(DhcpOption::ClasslessStaticRoute(vec![
-                (pool.subnet.trunc(), Ipv4Addr::UNSPECIFIED),
-                (default, pool.gateway),
-            ]));
+            routes.push((default, pool.gateway));
+        }
+        if routes.len() > 1 {
+            o.insert(DhcpOption::ClasslessStaticRoute(routes));
         }
         let ciaddr = msg.ciaddr();
         let dest = if !ciaddr.is_unspecified() {

@@ -22,7 +22,7 @@ use smoltcp::time::Instant as SInstant;
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
 
 use super::device::QueueDevice;
-use super::napt::{MapRule, Nat, Side};
+use super::napt::{MapRule, Nat, NatOptions, Side};
 use super::port::RouterPort;
 use super::uplink::{Uplink, UplinkInfo, UplinkSetup};
 use super::wire;
@@ -166,6 +166,7 @@ impl Router {
             setup.local.subnet,
             umacs.clone(),
             setup.maps.clone(),
+            nat_options(&setup.local),
         )?);
         let port = Arc::new(RouterPort::new(mac, Some((nat.clone(), Side::Inside)))?);
         let entry = switch.add_port(
@@ -290,6 +291,29 @@ impl Router {
 }
 
 /// The router's port on one uplink's domain and the uplink's stack.
+/// What the NAT needs of a local NI's config: the MSS clamp and the static
+/// routes that leave through an uplink.
+fn nat_options(l: &LocalNi) -> NatOptions {
+    NatOptions {
+        mss: l.mtu.map(|m| m.saturating_sub(40)),
+        routes: (l.static_routes.iter())
+            .filter(|r| !l.subnet.contains(&r.gateway))
+            .map(|r| (r.dst, r.gateway))
+            .collect(),
+    }
+}
+
+/// The static routes as the apps get them by DHCP: a gateway inside the
+/// subnet as it is, one beyond an uplink through the router.
+fn dhcp_routes(l: &LocalNi) -> Vec<(ipnet::Ipv4Net, Ipv4Addr)> {
+    (l.static_routes.iter())
+        .map(|r| match l.subnet.contains(&r.gateway) {
+            true => (r.dst, r.gateway),
+            false => (r.dst, l.gateway),
+        })
+        .collect()
+}
+
 fn start_uplink(
     switch: &Arc<Switch>,
     setup: &RouterSetup,
@@ -356,8 +380,10 @@ impl Control {
             end: l.dhcp_range.end,
             lease_secs: l.lease_time,
             domain: l.dns.domain.clone(),
-            mtu: setup.mtu,
+            mtu: l.mtu.unwrap_or(setup.mtu),
             air_gapped: l.uplinks.is_empty(),
+            ntp: l.ntp.clone(),
+            routes: dhcp_routes(l),
         };
         let file = setup
             .state_dir

@@ -242,3 +242,64 @@ fn fragments_expired_ttl_and_garbage_are_left_alone() {
         Some((APP, Mac([2; 6])))
     );
 }
+
+/// A SYN with options: NOP (when `pad`), MSS `mss`, window scale, then the
+/// end of the list, padded to a 4-byte multiple.
+fn syn_with_mss(mss: u16, pad: bool) -> Vec<u8> {
+    let mut opts = Vec::new();
+    if pad {
+        opts.push(1);
+    }
+    opts.extend([2, 4]);
+    opts.extend(mss.to_be_bytes());
+    opts.extend([3, 3, 7]);
+    while opts.len() % 4 != 0 {
+        opts.push(0);
+    }
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    t[2..4].copy_from_slice(&80u16.to_be_bytes());
+    t[12] = (((20 + opts.len()) / 4) << 4) as u8;
+    t[13] = 0x02;
+    t.extend(opts);
+    t
+}
+
+#[test]
+fn a_syn_through_the_nat_is_clamped_to_the_mtu_with_its_checksum_right() {
+    for pad in [false, true] {
+        let mut b = packet(6, APP, REMOTE, &syn_with_mss(1460, pad), false);
+        let p = parse(&b).unwrap();
+        assert!(clamp_mss(&mut b, &p, 1360), "pad {pad}");
+        let at = IP + 20 + 22 + pad as usize;
+        assert_eq!(be16(&b, at), 1360);
+        assert_eq!(be16(&b, IP + 36), l4_sum(&b, 6), "checksum, pad {pad}");
+        // A smaller MSS stays; so does any packet that is not a SYN.
+        let p = parse(&b).unwrap();
+        assert!(!clamp_mss(&mut b, &p, 1400));
+    }
+    let mut ack = packet(6, APP, REMOTE, &tcp(40000, 80, 0x10), false);
+    let p = parse(&ack).unwrap();
+    assert!(!clamp_mss(&mut ack, &p, 536));
+    // A partial checksum is finished by the device over the new bytes.
+    let mut b = packet(6, APP, REMOTE, &syn_with_mss(1460, false), true);
+    let before = be16(&b, IP + 36);
+    let p = parse(&b).unwrap();
+    assert!(clamp_mss(&mut b, &p, 1360));
+    assert_eq!(be16(&b, IP + 36), before);
+}
+
+#[test]
+fn malformed_tcp_options_are_left_alone() {
+    let mut t = syn_with_mss(1460, false);
+    t[21] = 40; // the MSS option claims more than the header holds
+    let mut b = packet(6, APP, REMOTE, &t, false);
+    let p = parse(&b).unwrap();
+    assert!(!clamp_mss(&mut b, &p, 1000));
+    let mut t = syn_with_mss(1460, false);
+    t[12] = 0xf0; // a data offset beyond the packet
+    let mut b = packet(6, APP, REMOTE, &t, false);
+    if let Some(p) = parse(&b) {
+        clamp_mss(&mut b, &p, 1000);
+    }
+}

@@ -16,6 +16,8 @@ fn pool() -> Pool {
         domain: Some("lan".into()),
         mtu: 1500,
         air_gapped: false,
+        ntp: Vec::new(),
+        routes: Vec::new(),
     }
 }
 
@@ -139,6 +141,52 @@ fn air_gapped_has_no_router_or_dns() {
     assert!(r.msg.opts().get(OptionCode::Router).is_none());
     assert!(r.msg.opts().get(OptionCode::DomainNameServer).is_none());
     assert!(r.msg.opts().get(OptionCode::ClasslessStaticRoute).is_none());
+}
+
+#[test]
+fn ntp_static_routes_and_mtu_are_offered() {
+    let mut p = pool();
+    p.ntp = vec![ip("192.0.2.123")];
+    p.routes = vec![("10.99.0.0/16".parse().unwrap(), ip("10.50.0.5"))];
+    p.mtu = 1400;
+    let offer = |p: &Pool| {
+        let mut l = Leases::default();
+        let m = msg(MessageType::Discover, mac(1), "0.0.0.0", None, None);
+        l.handle(p, &clients(), mac(1), &m, 1).unwrap().msg
+    };
+    let m = offer(&p);
+    let o = m.opts();
+    assert!(
+        matches!(o.get(OptionCode::NtpServers), Some(DhcpOption::NtpServers(n)) if n == &vec![ip("192.0.2.123")])
+    );
+    assert!(matches!(
+        o.get(OptionCode::InterfaceMtu),
+        Some(DhcpOption::InterfaceMtu(1400))
+    ));
+    let Some(DhcpOption::ClasslessStaticRoute(r)) = o.get(OptionCode::ClasslessStaticRoute) else {
+        panic!("no option 121");
+    };
+    let want: Vec<(Ipv4Net, Ipv4Addr)> = vec![
+        ("10.50.0.0/24".parse().unwrap(), ip("0.0.0.0")),
+        ("10.99.0.0/16".parse().unwrap(), ip("10.50.0.5")),
+        ("0.0.0.0/0".parse().unwrap(), ip("10.50.0.1")),
+    ];
+    assert_eq!(r, &want, "the subnet, the static route, then the default");
+    assert_eq!(
+        decode(&encode(&m))
+            .unwrap()
+            .opts()
+            .get(OptionCode::NtpServers),
+        o.get(OptionCode::NtpServers)
+    );
+    // Air-gapped: the static route is still given, with no default route.
+    p.air_gapped = true;
+    let m = offer(&p);
+    let Some(DhcpOption::ClasslessStaticRoute(r)) = m.opts().get(OptionCode::ClasslessStaticRoute)
+    else {
+        panic!("no option 121 on an air-gapped NI with a route");
+    };
+    assert_eq!(r, &want[..2].to_vec());
 }
 
 #[test]
