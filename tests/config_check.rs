@@ -317,4 +317,16 @@ fn ntp_static_routes_and_mtu() {
         "network_instances[0].mtu",
         "only applies to `type: local`",
     );
+    let (ok, out, err) = check(&format!("{lan}}}\n"));
+    assert!(
+        ok && out.contains("flow_log: true"),
+        "on by default:\n{out}{err}"
+    );
+    let (ok, out, err) = check(&format!("{lan}, flow_log: false}}\n"));
+    assert!(ok && out.contains("flow_log: false"), "{out}{err}");
+    refused(
+        "version: 1\nnetwork_instances: [{name: s, type: switch, flow_log: false}]\n",
+        "network_instances[0].flow_log",
+        "only applies to `type: local`",
+    );
 }

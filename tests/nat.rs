@@ -377,3 +377,71 @@ fn dhcp_gives_ntp_routes_and_mtu_and_the_nat_clamps_the_mss() {
         "the static route's gateway:\n{seen}"
     );
 }
+
+/// The records `niswitch flows` shows from the daemon's state directory.
+fn flow_records(sb: &Sandbox) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_niswitch"))
+        .args(["flows", "--json", "--state-dir"])
+        .arg(sb.path("nsw-state"))
+        .output()
+        .expect("niswitch flows");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn flows_are_recorded_for_apps_without_acls_unless_turned_off() {
+    if !root_or_skip("flows_are_recorded_for_apps_without_acls_unless_turned_off") {
+        return;
+    }
+    need(&["dnsmasq", "udhcpc", "curl", "python3"]);
+    let p = "nswflo";
+    let (l, _ups) = lab(p, false);
+    let (sb, d) = (&l.sb, &l.d);
+    let get = |port: u16| {
+        wait_until(Duration::from_secs(15), || {
+            curl(
+                sb,
+                &l.a,
+                &format!("--local-port {port} http://192.0.2.1:8080/"),
+            )
+        })
+    };
+    let recorded = |port: u16| {
+        flow_records(sb)
+            .iter()
+            .any(|r| r["sport"] == port && r["app"] == "a" && r["dport"] == 8080)
+    };
+    assert!(get(41000), "curl through NAT");
+    assert!(
+        wait_until(Duration::from_secs(10), || recorded(41000)),
+        "a record for an interface without ACLs: {:?}",
+        flow_records(sb)
+    );
+    let r = flow_records(sb)
+        .into_iter()
+        .find(|r| r["sport"] == 41000)
+        .unwrap_or_default();
+    assert_eq!(r["action"], "allow", "{r}");
+    assert!(r["tx_pkts"].as_u64().unwrap_or(0) >= 3, "{r}");
+
+    // flow_log: false turns them off; back on, they come again.
+    let ports = format!("  - {{ name: wan1, device: {p}-n1 }}\n");
+    for (extra, port) in [(", flow_log: false", 42000), ("", 43000)] {
+        let f = write_file(sb, "next.yaml", &config(p, &ports, "wan1", extra));
+        let out = apply(sb, d, &f, "");
+        assert!(
+            out.status.success(),
+            "apply: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(get(port), "curl after the apply");
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || recorded(43000)),
+        "records again"
+    );
+    assert!(!recorded(42000), "no record while flow_log was false");
+}

@@ -116,6 +116,7 @@ fn rules(second: bool) -> FilterRules {
             vif: "nbu1x1".into(),
         },
         acl: Acl::compile(&acls),
+        enforce: true,
         gateway: Some(Ipv4Addr::new(10, 50, 0, 1)),
         mapped: if second {
             vec![(17, 5353)]

@@ -115,6 +115,8 @@ pub struct LocalNi {
     /// The apps' MTU; None: the uplink's (1500 without one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u16>,
+    /// Flow records for every app interface, with or without ACLs.
+    pub flow_log: bool,
 }
 
 /// A route the apps of a local NI get by DHCP (option 121).

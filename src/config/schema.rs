@@ -80,6 +80,8 @@ pub struct RawNi {
     pub static_routes: Option<Vec<RawRoute>>,
     /// The apps' MTU (DHCP option 26; TCP through the NAT is clamped to it).
     pub mtu: Option<u32>,
+    /// Flow records for every app interface (default true).
+    pub flow_log: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -220,6 +220,7 @@ fn local_only(cx: &mut Ctx, base: &str, n: &RawNi) {
         ("ntp", n.ntp.is_some()),
         ("static_routes", n.static_routes.is_some()),
         ("mtu", n.mtu.is_some()),
+        ("flow_log", n.flow_log.is_some()),
     ];
     for (field, present) in set {
         if present {
@@ -575,6 +576,7 @@ fn local_ni(cx: &mut Ctx, base: &str, n: &RawNi, uplinks: Vec<String>) -> Option
         ntp: extras.0,
         static_routes: extras.1,
         mtu: extras.2,
+        flow_log: n.flow_log.unwrap_or(true),
     })
 }
 

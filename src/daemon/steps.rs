@@ -631,8 +631,15 @@ fn config_view(cfg: &Config, ni: &str) -> (Vec<Client>, Vec<MapRule>) {
 }
 
 /// The rules of an app interface that has `acls`.
+/// A VIF's filter: its ACLs, or on a local NI without ACLs one that only
+/// records flows (unless the NI says `flow_log: false`).
 fn filter_rules(v: &VifRt, ni: Option<&NiRt>) -> Option<FilterRules> {
-    let list = v.cfg.acls.as_ref()?;
+    let local = ni.and_then(|n| n.cfg.local.as_ref());
+    let (acl, enforce) = match (&v.cfg.acls, local) {
+        (Some(list), _) => (Acl::compile(list), true),
+        (None, Some(l)) if l.flow_log => (Acl::compile(&[]), false),
+        (None, _) => return None,
+    };
     let ident = VifIdent {
         app: v.app.clone(),
         app_uuid: v.app_uuid.to_string(),
@@ -650,8 +657,9 @@ fn filter_rules(v: &VifRt, ni: Option<&NiRt>) -> Option<FilterRules> {
         .collect();
     Some(FilterRules {
         ident,
-        acl: Acl::compile(list),
-        gateway: ni.and_then(|n| n.cfg.local.as_ref()).map(|l| l.gateway),
+        acl,
+        enforce,
+        gateway: local.map(|l| l.gateway),
         mapped,
     })
 }

@@ -16,6 +16,7 @@ fn rules(acl: Acl) -> FilterRules {
             vif: "nbu1x1".into(),
         },
         acl,
+        enforce: true,
         gateway: None,
         mapped: Vec::new(),
     }
@@ -181,4 +182,33 @@ fn new_rules_judge_running_flows_again_and_keep_their_direction() {
     vif.set_hook(None);
     sw.process(&lan, &udp(b, a, (DNS, 9999), (APP, 5001), 17), 1);
     assert_eq!(vif_io.take().len(), 1);
+}
+
+#[test]
+fn without_acls_everything_passes_and_every_flow_is_recorded() {
+    let f = Arc::new(VifFilter::new(
+        FilterRules {
+            enforce: false,
+            ..rules(Acl::compile(&[]))
+        },
+        None,
+    ));
+    let sw = Switch::new();
+    let d = Domain::new("lan");
+    let (vif, _vif_io) = port(&sw, &d, 1, Some(f.clone()));
+    let (lan, lan_io) = port(&sw, &d, 2, None);
+    let (a, b) = (Mac([2, 0, 0, 0, 0, 1]), Mac([2, 0, 0, 0, 0, 2]));
+    sw.process(&vif, &udp(a, b, (APP, 5000), (DNS, 53), 17), 1);
+    sw.process(&vif, &udp(a, b, (APP, 5000), (DNS, 80), 6), 1);
+    sw.process(&lan, &udp(b, a, (DNS, 9999), (APP, 5001), 17), 1);
+    // IPv6 (not judged by IPv4 rules) passes too.
+    let mut v6 = udp(a, b, (APP, 1), (DNS, 2), 17);
+    v6[VNET_HDR_LEN + 12..VNET_HDR_LEN + 14].copy_from_slice(&[0x86, 0xdd]);
+    sw.process(&vif, &v6, 1);
+    assert_eq!(lan_io.take().len(), 3, "all out");
+    assert_eq!(vif.stats.drops(DropReason::AclDenied), 0);
+    let recs = f.flush();
+    assert_eq!(recs.len(), 3, "three flows recorded: {recs:?}");
+    assert!(recs.iter().all(|r| r.action == "allow" && r.acl.is_none()));
+    assert!(recs.iter().any(|r| r.inbound && r.src == "192.0.2.53"));
 }
