@@ -50,19 +50,6 @@ fn vif_a(d: &Daemon) -> serde_json::Value {
     d.status()["apps"][0]["interfaces"][0].clone()
 }
 
-fn flows(sb: &Sandbox) -> Vec<serde_json::Value> {
-    let dir = sb.path("nsw-state");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_niswitch"))
-        .args(["flows", "--json", "--state-dir"])
-        .arg(&dir)
-        .output()
-        .expect("niswitch flows");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 #[test]
 fn acls_allow_only_what_they_say_and_flows_are_recorded() {
     if !root_or_skip("acls_allow_only_what_they_say_and_flows_are_recorded") {
@@ -169,7 +156,7 @@ fn acls_allow_only_what_they_say_and_flows_are_recorded() {
     // (after 30 s without packets).
     let mut recs = Vec::new();
     let done = wait_until(Duration::from_secs(45), || {
-        recs = flows(&sb);
+        recs = flow_records(&d.state);
         let dl = recs
             .iter()
             .any(|r| r["dport"] == 80 && r["dst"] == "192.0.2.1");

@@ -378,19 +378,6 @@ fn dhcp_gives_ntp_routes_and_mtu_and_the_nat_clamps_the_mss() {
     );
 }
 
-/// The records `niswitch flows` shows from the daemon's state directory.
-fn flow_records(sb: &Sandbox) -> Vec<serde_json::Value> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_niswitch"))
-        .args(["flows", "--json", "--state-dir"])
-        .arg(sb.path("nsw-state"))
-        .output()
-        .expect("niswitch flows");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 #[test]
 fn flows_are_recorded_for_apps_without_acls_unless_turned_off() {
     if !root_or_skip("flows_are_recorded_for_apps_without_acls_unless_turned_off") {
@@ -410,7 +397,7 @@ fn flows_are_recorded_for_apps_without_acls_unless_turned_off() {
         })
     };
     let recorded = |port: u16| {
-        flow_records(sb)
+        flow_records(&d.state)
             .iter()
             .any(|r| r["sport"] == port && r["app"] == "a" && r["dport"] == 8080)
     };
@@ -418,9 +405,9 @@ fn flows_are_recorded_for_apps_without_acls_unless_turned_off() {
     assert!(
         wait_until(Duration::from_secs(10), || recorded(41000)),
         "a record for an interface without ACLs: {:?}",
-        flow_records(sb)
+        flow_records(&d.state)
     );
-    let r = flow_records(sb)
+    let r = flow_records(&d.state)
         .into_iter()
         .find(|r| r["sport"] == 41000)
         .unwrap_or_default();

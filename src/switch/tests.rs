@@ -4,11 +4,11 @@ use super::*;
 use crate::frame::VNET_HDR_LEN;
 use crate::ports::memory::{MemoryPort, Shared};
 
-fn mac(last: u8) -> Mac {
+pub(super) fn mac(last: u8) -> Mac {
     Mac([2, 0, 0, 0, 0, last])
 }
 
-fn frame(dst: Mac, src: Mac, len: usize) -> Vec<u8> {
+pub(super) fn frame(dst: Mac, src: Mac, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; VNET_HDR_LEN];
     v.extend(dst.0);
     v.extend(src.0);

@@ -307,3 +307,16 @@ pub fn lan_dnsmasq(sb: &mut Sandbox, ns: &str, ifname: &str, net: &str, tag: &st
     )
     .expect("spawn dnsmasq");
 }
+
+/// The flow records `niswitch flows` shows from a daemon's state directory.
+pub fn flow_records(state: &Path) -> Vec<Value> {
+    let out = std::process::Command::new(BIN)
+        .args(["flows", "--json", "--state-dir"])
+        .arg(state)
+        .output()
+        .expect("niswitch flows");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}

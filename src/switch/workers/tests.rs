@@ -9,6 +9,7 @@ use crate::config::Mac;
 use crate::frame::VNET_HDR_LEN;
 use crate::ports::PortIo;
 use crate::ports::pair::{self, PairPort};
+use crate::switch::tests::{frame as sized, mac};
 use crate::switch::{Domain, PortHook, PortRole, PortSpec};
 
 /// A pair port whose `recv` reports errors of one kind while `left` > 0.
@@ -35,17 +36,11 @@ impl PortIo for Failing {
     }
 }
 
-fn mac(i: u8) -> Mac {
-    Mac([2, 0, 0, 0, 0, i])
-}
-
+/// A 60-byte frame whose payload is all `tag`.
 fn frame(dst: Mac, src: Mac, tag: u8) -> Vec<u8> {
-    let mut v = vec![0u8; VNET_HDR_LEN];
-    v.extend(dst.0);
-    v.extend(src.0);
-    v.extend([0x08, 0x00]);
-    v.resize(VNET_HDR_LEN + 60, tag);
-    v
+    let mut f = sized(dst, src, 60);
+    f[VNET_HDR_LEN + 14..].fill(tag);
+    f
 }
 
 /// A switch with `n` ports in one domain, served by `workers` workers.
