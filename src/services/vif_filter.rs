@@ -62,6 +62,23 @@ struct Flow {
     rx_bytes: u64,
 }
 
+impl Flow {
+    /// Counts a packet of the flow.
+    fn count(&mut self, v: &View, out: bool, now: f64) {
+        self.last = now;
+        if v.tcp_flags & 0x05 != 0 {
+            self.closing = true;
+        }
+        if out {
+            self.tx_pkts += v.pkts;
+            self.tx_bytes += v.bytes;
+        } else {
+            self.rx_pkts += v.pkts;
+            self.rx_bytes += v.bytes;
+        }
+    }
+}
+
 struct State {
     flows: HashMap<FlowKey, Flow>,
     buckets: Vec<Option<Bucket>>,
@@ -252,45 +269,35 @@ impl VifFilter {
             .map_or(0, |h| h.generation.load(Relaxed));
         let mut st = lock(&self.state);
         let st = &mut *st;
-        let known = st.flows.get(&v.key).map(|f| {
-            let current = f.version == rules.version && (f.allow || f.generation == generation);
-            (current, f.inbound)
-        });
-        if known.is_none_or(|(current, _)| !current) {
-            // A flow the new rules judge again keeps the direction it began in.
-            let out = known.map_or(out, |(_, inbound)| !inbound);
-            let flow = self.decide(&rules, &v.key, out, now, generation);
-            if let Some(r) = flow.rule
-                && let Some(h) = rules.hits.get(r)
-            {
-                h.fetch_add(1, Relaxed);
+        // A known flow that these rules (and this DNS generation) decided:
+        // one lookup, the counters, the rate limit.
+        let began_inbound = match st.flows.get_mut(&v.key) {
+            Some(f) if f.version == rules.version && (f.allow || f.generation == generation) => {
+                f.count(&v, out, now);
+                let (allow, rule) = (f.allow, f.rule);
+                return self.limit(st, allow, rule, now);
             }
-            let full = st.flows.len() >= MAX_FLOWS;
-            match st.flows.get_mut(&v.key) {
-                Some(f) => {
-                    (f.allow, f.rule, f.generation, f.version) =
-                        (flow.allow, flow.rule, generation, rules.version)
-                }
-                None if full => return self.limit(st, flow.allow, flow.rule, now),
-                None => {
-                    st.flows.insert(v.key, flow);
-                }
-            }
-        }
-        let Some(f) = st.flows.get_mut(&v.key) else {
-            return Err(DropReason::Internal);
+            known => known.map(|f| f.inbound),
         };
-        f.last = now;
-        if v.tcp_flags & 0x05 != 0 {
-            f.closing = true;
+        // A new flow, or one the new rules judge again (keeping the
+        // direction it began in).
+        let flow = self.decide(&rules, &v.key, began_inbound.map_or(out, |i| !i), now, generation);
+        if let Some(r) = flow.rule
+            && let Some(h) = rules.hits.get(r)
+        {
+            h.fetch_add(1, Relaxed);
         }
-        if out {
-            f.tx_pkts += v.pkts;
-            f.tx_bytes += v.bytes;
-        } else {
-            f.rx_pkts += v.pkts;
-            f.rx_bytes += v.bytes;
-        }
+        let full = st.flows.len() >= MAX_FLOWS;
+        let f = match st.flows.get_mut(&v.key) {
+            Some(f) => {
+                (f.allow, f.rule, f.generation, f.version) =
+                    (flow.allow, flow.rule, generation, rules.version);
+                f
+            }
+            None if full => return self.limit(st, flow.allow, flow.rule, now),
+            None => st.flows.entry(v.key).or_insert(flow),
+        };
+        f.count(&v, out, now);
         let (allow, rule) = (f.allow, f.rule);
         self.limit(st, allow, rule, now)
     }
