@@ -254,6 +254,14 @@ fn dataplane_tuning() {
         out.contains("busy_poll_us: 0"),
         "the default is shown:\n{out}"
     );
+    let workers = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("workers: "))
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(
+        workers.is_some_and(|n| n >= 1),
+        "this machine's count is shown:\n{out}"
+    );
     refused(
         "version: 1\ndataplane: { workers: 0 }\n",
         "dataplane.workers",

@@ -28,7 +28,7 @@ pub const MAX_WORKERS: u32 = 64;
 pub const MAX_BUSY_POLL_US: u32 = 10_000;
 
 /// How frames are served.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Dataplane {
     /// Worker threads; None: half the CPUs the daemon may run on (at least
     /// one), leaving the rest to the apps and the kernel's side of their TAPs.
@@ -43,6 +43,17 @@ impl Default for Dataplane {
             workers: None,
             busy_poll_us: DEFAULT_BUSY_POLL_US,
         }
+    }
+}
+
+/// Printed with the number of workers this machine gets (`check`).
+impl Serialize for Dataplane {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Dataplane", 2)?;
+        st.serialize_field("workers", &self.worker_count())?;
+        st.serialize_field("busy_poll_us", &self.busy_poll_us)?;
+        st.end()
     }
 }
 

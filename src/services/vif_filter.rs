@@ -281,7 +281,13 @@ impl VifFilter {
         };
         // A new flow, or one the new rules judge again (keeping the
         // direction it began in).
-        let flow = self.decide(&rules, &v.key, began_inbound.map_or(out, |i| !i), now, generation);
+        let flow = self.decide(
+            &rules,
+            &v.key,
+            began_inbound.map_or(out, |i| !i),
+            now,
+            generation,
+        );
         if let Some(r) = flow.rule
             && let Some(h) = rules.hits.get(r)
         {
