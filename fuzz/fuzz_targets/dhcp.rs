@@ -13,8 +13,13 @@ fuzz_target!(|data: &[u8]| {
         end: "10.50.0.110".parse().expect("ip"),
         lease_secs: 600,
         domain: Some("lan".into()),
-        mtu: 1500,
+        mtu: 1400,
         air_gapped: false,
+        ntp: vec!["192.0.2.123".parse().expect("ip")],
+        routes: vec![(
+            "10.99.0.0/16".parse().expect("net"),
+            "10.50.0.5".parse().expect("ip"),
+        )],
     };
     let mac = Mac([2, 0, 0, 0, 0, 1]);
     let clients = vec![Client {
