@@ -100,17 +100,32 @@ fn lab(p: &str, nic: &str, apps: &[&str]) -> (Sandbox, String, String) {
     (sb, dev, up)
 }
 
-/// Applies `file` `settle` after `job` starts in a thread: (output, `job` still ran, its result).
+/// Frames the daemon has received from the app interface `tap`.
+fn vif_rx(d: &Daemon, tap: &str) -> u64 {
+    let st = d.status();
+    let ifs = st["apps"].as_array().into_iter().flatten();
+    ifs.flat_map(|a| a["interfaces"].as_array().cloned().unwrap_or_default())
+        .find(|i| i["tap"] == tap)
+        .and_then(|i| i["rx_packets"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Starts `job` in a thread and, once `tap` has sent `frames` more frames
+/// through the daemon, applies `file`: (output, `job` still ran, its result).
 fn apply_during<T: Send>(
     sb: &Sandbox,
     d: &Daemon,
     file: &Path,
-    settle: Duration,
+    (tap, frames): (&str, u64),
     job: impl FnOnce() -> T + Send,
 ) -> (Output, bool, T) {
+    let before = vif_rx(d, tap);
     std::thread::scope(|s| {
         let job = s.spawn(job);
-        std::thread::sleep(settle);
+        let going = wait_until(Duration::from_secs(10), || {
+            vif_rx(d, tap) >= before + frames
+        });
+        assert!(going, "{tap} sent {frames} frames before the apply");
         let applied = apply(sb, d, file, "");
         let still_running = !job.is_finished();
         (applied, still_running, job.join().unwrap())
@@ -294,11 +309,10 @@ fn nat_transfer_of_an_unchanged_app_survives_an_apply() {
     );
     let new_file = write_file(&sb, "new.yaml", &new);
 
-    // Let the transfer run for a while before the apply.
-    let (applied, still_running, iperf) =
-        apply_during(&sb, &d, &new_file, Duration::from_secs(2), || {
-            sb.sh(&a_ns, "iperf3 -c 192.0.2.1 -p 5201 -t 8 -J")
-        });
+    // Let the transfer get going before the apply.
+    let (applied, still_running, iperf) = apply_during(&sb, &d, &new_file, (&a_tap, 2000), || {
+        sb.sh(&a_ns, "iperf3 -c 192.0.2.1 -p 5201 -t 8 -J")
+    });
     assert_applied(&sb, &d, &applied);
     let log = sb.log(&d.log);
     let plan = text(&applied.stdout);
@@ -412,11 +426,10 @@ fn ping_between_unchanged_apps_loses_at_most_one_packet_across_an_apply() {
     assert!(ping(&sb, &ns("a"), &b_ip), "a reaches b");
     let new_file = write_file(&sb, "new.yaml", &new);
 
-    // A second of pings before the apply.
-    let (applied, still_running, pinged) =
-        apply_during(&sb, &d, &new_file, Duration::from_secs(1), || {
-            sb.sh(&ns("a"), &format!("ping -i 0.05 -c 100 -W 1 {b_ip}"))
-        });
+    // Twenty pings before the apply.
+    let (applied, still_running, pinged) = apply_during(&sb, &d, &new_file, (&ns("a"), 20), || {
+        sb.sh(&ns("a"), &format!("ping -i 0.05 -c 100 -W 1 {b_ip}"))
+    });
     assert_applied(&sb, &d, &applied);
     let log = sb.log(&d.log);
     let plan = text(&applied.stdout);

@@ -269,9 +269,18 @@ pub fn capture(sb: &mut Sandbox, ns: &str, ifname: &str, filter: &str, file: &st
     spawn_until(sb, ns, tcpdump, &args, file, "listening on", five)
 }
 
-/// Stops a capture (after letting the last frames arrive) and returns what it saw.
+/// Stops a capture once its output has been still for 200 ms (the last
+/// frames printed) and returns what it saw.
 pub fn captured(sb: &mut Sandbox, pid: u32, file: &str) -> String {
-    std::thread::sleep(Duration::from_millis(500));
+    let mut seen = sb.log(file);
+    let mut still = 0;
+    // Under steady traffic it never settles: then it stops after 3 s.
+    wait_until(Duration::from_secs(3), || {
+        let now = sb.log(file);
+        still = if now == seen { still + 1 } else { 0 };
+        seen = now;
+        still >= 4
+    });
     sb.signal(pid, libc::SIGTERM);
     sb.wait(pid, Duration::from_secs(3));
     sb.log(file)

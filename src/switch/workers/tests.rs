@@ -208,11 +208,20 @@ fn a_port_that_keeps_failing_rests_instead_of_spinning() {
     });
     lab.learn_all();
     left.store(u32::MAX, Relaxed);
-    // Readable but failing: the worker backs off and rests the port.
+    // Readable but failing: the worker backs off and rests the port, so
+    // two rounds of errors take at least one rest, not a spin's microseconds.
+    let t0 = Instant::now();
     lab.send(0, &frame(mac(2), mac(1), 1));
-    std::thread::sleep(Duration::from_millis(200));
-    let errors = lab.ports[0].stats.drops(DropReason::RxError);
-    assert!((1..=200).contains(&errors), "{errors} errors in 200 ms");
+    let errors = || lab.ports[0].stats.drops(DropReason::RxError);
+    while errors() < 2 * u64::from(ERRORS_TO_REST) {
+        assert!(t0.elapsed() < Duration::from_secs(5), "{} errors", errors());
+        std::thread::yield_now();
+    }
+    assert!(
+        t0.elapsed() >= REST,
+        "rested between rounds: {:?}",
+        t0.elapsed()
+    );
     // The other port is served meanwhile.
     let f = frame(mac(1), mac(2), 2);
     lab.send(1, &f);
