@@ -342,11 +342,12 @@ pub fn clamp_mss(b: &mut [u8], p: &Parsed, max: u16) -> bool {
     // aligned words around the option's value.
     let w = p.l4 + ((at - p.l4) & !1);
     let n = if (at - p.l4) % 2 == 0 { 2 } else { 4 };
-    let before: Vec<u8> = b[w..w + n].to_vec();
+    let mut before = [0u8; 4];
+    before[..n].copy_from_slice(&b[w..w + n]);
     put16(b, at, max);
     let partial = needs_csum(b) && le16(b, 6) as usize + VNET_HDR_LEN == p.l4;
     if !partial {
-        let c = update(be16(b, p.l4 + 16), delta(&before, &b[w..w + n]));
+        let c = update(be16(b, p.l4 + 16), delta(&before[..n], &b[w..w + n]));
         put16(b, p.l4 + 16, c);
     }
     true
