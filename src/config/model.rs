@@ -217,6 +217,9 @@ pub struct App {
     pub name: String,
     pub uuid: Uuid,
     pub app_num: u8,
+    /// Served to cloud-init by a local NI's metadata server (SPEC §5.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
     pub interfaces: Vec<Vif>,
 }
 

@@ -121,6 +121,7 @@ pub struct RawApp {
     pub name: String,
     pub uuid: Uuid,
     pub app_num: Option<u8>,
+    pub user_data: Option<String>,
     #[serde(default)]
     pub interfaces: Vec<RawVif>,
 }

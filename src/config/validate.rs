@@ -674,6 +674,9 @@ fn probe(cx: &mut Ctx, base: &str, raw: Option<&RawProbe>) -> Probe {
     p
 }
 
+/// The largest `user_data` an app may carry (what OpenStack allows).
+pub const MAX_USER_DATA: usize = 65535;
+
 fn apps(cx: &mut Ctx, raw: &[RawApp], nis: &[Ni], ports: &[Port]) -> Vec<App> {
     let mut names = HashMap::new();
     let mut uuids = HashMap::new();
@@ -710,6 +713,15 @@ fn apps(cx: &mut Ctx, raw: &[RawApp], nis: &[Ni], ports: &[Port]) -> Vec<App> {
             cx.err(
                 format!("{base}.interfaces"),
                 "an app has at most 256 interfaces",
+            );
+        }
+        if a.user_data
+            .as_ref()
+            .is_some_and(|u| u.len() > MAX_USER_DATA)
+        {
+            cx.err(
+                format!("{base}.user_data"),
+                format!("user_data is larger than {MAX_USER_DATA} bytes"),
             );
         }
         let app_num = a.app_num.unwrap_or(0);
@@ -788,6 +800,7 @@ fn apps(cx: &mut Ctx, raw: &[RawApp], nis: &[Ni], ports: &[Port]) -> Vec<App> {
             name: a.name.clone(),
             uuid: a.uuid,
             app_num,
+            user_data: a.user_data.clone(),
             interfaces: vifs,
         });
     }

@@ -166,13 +166,15 @@ fn ni_change(old: &Ni, new: &Ni, replaced: &BTreeSet<&str>, cost: &BTreeSet<&str
     }
 }
 
-/// What a router knows of one VIF: its MAC, app name, fixed IP, port maps.
+/// What a router knows of one VIF: its MAC, app name, fixed IP, port maps,
+/// and the app's UUID and user data for the metadata server.
 fn router_view(v: &VifOf) -> impl PartialEq + use<> {
     (
         v.vif.mac,
         v.app.name.clone(),
         v.vif.ip,
         v.vif.port_maps.clone(),
+        (v.app.uuid, v.app.user_data.clone()),
     )
 }
 

@@ -19,6 +19,7 @@ use crate::ports::tap::{Tap, TapOptions};
 use crate::ports::{ifctl, netns};
 use crate::services::acl::{Acl, HostCache};
 use crate::services::dhcp::Client;
+use crate::services::metadata::AppMeta;
 use crate::services::vif_filter::{FilterRules, VifFilter, VifIdent};
 use crate::switch::{Domain, PortEntry, PortHook, PortRole, PortSpec};
 
@@ -268,12 +269,17 @@ impl Runtime {
                 })
             })
             .collect();
-        let (clients, maps) = self.router_view(new, name);
+        let RouterView {
+            clients,
+            maps,
+            apps,
+        } = self.router_view(new, name);
         let setup = RouterSetup {
             ni_name: name.to_string(),
             ni_uuid: ni_cfg.uuid,
             local,
             clients,
+            apps,
             state_dir: self.state_dir.clone(),
             mtu: 1500,
             uplinks,
@@ -310,14 +316,13 @@ impl Runtime {
             .get_mut(name)
             .context("network instance not running")?;
         ni.cfg = cfg.clone();
-        let (clients, maps) = self.router_view(new, name);
+        let view = self.router_view(new, name);
         let Some(n) = self.nis.get(name) else {
             return Ok(());
         };
         set_flood_limits(self, n);
         if let (Some(r), Some(l)) = (&n.router, &cfg.local) {
-            let dns = Some(l.dns.clone());
-            r.update(RouterUpdate { clients, maps, dns });
+            r.update(view.update(Some(l.dns.clone())));
         }
         Ok(())
     }
@@ -328,12 +333,7 @@ impl Runtime {
         let Some(r) = ni.router.as_ref() else {
             return Ok(());
         };
-        let (clients, maps) = self.router_view(new, name);
-        r.update(RouterUpdate {
-            clients,
-            maps,
-            dns: None,
-        });
+        r.update(self.router_view(new, name).update(None));
         Ok(())
     }
 
@@ -583,25 +583,50 @@ fn find_vif<'a>(cfg: &'a Config, tap: &str) -> Option<(&'a App, &'a Vif)> {
         .find_map(|a| Some((a, a.interfaces.iter().find(|v| v.tap == tap)?)))
 }
 
-impl Runtime {
-    /// The clients (DHCP, DNS names) and port maps of NI `ni`: the app
-    /// interfaces of `cfg` and the recorded pods on it (with their
-    /// addresses fixed; recorded ones count before they are attached again,
-    /// so DHCP never hands out a pod's address).
-    fn router_view(&self, cfg: &Config, ni: &str) -> (Vec<Client>, Vec<MapRule>) {
-        let (mut clients, maps) = config_view(cfg, ni);
-        let pods = self.ledger.pods().iter().filter(|p| p.ni == ni);
-        clients.extend(pods.map(|p| Client {
-            mac: p.mac,
-            app: p.name.clone(),
-            fixed: p.ip,
-        }));
-        (clients, maps)
+/// What a router is told of its NI's apps.
+struct RouterView {
+    clients: Vec<Client>,
+    maps: Vec<MapRule>,
+    apps: Vec<AppMeta>,
+}
+
+impl RouterView {
+    fn update(self, dns: Option<crate::config::Dns>) -> RouterUpdate {
+        RouterUpdate {
+            clients: self.clients,
+            maps: self.maps,
+            apps: self.apps,
+            dns,
+        }
     }
 }
 
-/// The clients and port maps of NI `ni` in `cfg`.
-fn config_view(cfg: &Config, ni: &str) -> (Vec<Client>, Vec<MapRule>) {
+impl Runtime {
+    /// The clients (DHCP, DNS names, metadata) and port maps of NI `ni`:
+    /// the app interfaces of `cfg` and the recorded pods on it (with their
+    /// addresses fixed; recorded ones count before they are attached again,
+    /// so DHCP never hands out a pod's address).
+    fn router_view(&self, cfg: &Config, ni: &str) -> RouterView {
+        let mut view = config_view(cfg, ni);
+        for p in self.ledger.pods().iter().filter(|p| p.ni == ni) {
+            view.clients.push(Client {
+                mac: p.mac,
+                app: p.name.clone(),
+                fixed: p.ip,
+            });
+            view.apps.push(AppMeta {
+                name: p.name.clone(),
+                uuid: None,
+                user_data: None,
+                macs: vec![p.mac],
+            });
+        }
+        view
+    }
+}
+
+/// The clients, port maps and metadata of NI `ni` in `cfg`.
+fn config_view(cfg: &Config, ni: &str) -> RouterView {
     let vifs = || {
         cfg.apps.iter().flat_map(|a| {
             a.interfaces
@@ -627,7 +652,23 @@ fn config_view(cfg: &Config, ni: &str) -> (Vec<Client>, Vec<MapRule>) {
             })
         })
         .collect();
-    (clients, maps)
+    let apps = (cfg.apps.iter())
+        .map(|a| AppMeta {
+            name: a.name.clone(),
+            uuid: Some(a.uuid),
+            user_data: a.user_data.clone(),
+            macs: (a.interfaces.iter())
+                .filter(|v| v.ni == ni)
+                .map(|v| v.mac)
+                .collect(),
+        })
+        .filter(|a| !a.macs.is_empty())
+        .collect();
+    RouterView {
+        clients,
+        maps,
+        apps,
+    }
 }
 
 /// The rules of an app interface that has `acls`.

@@ -20,6 +20,7 @@ use super::translate::{self, Kind};
 use crate::clock::mono_ms as now_ms;
 use crate::config::{L4Proto, Mac};
 use crate::ports::waker::Waker;
+use crate::services::metadata::METADATA_IP;
 use crate::services::nat::{NatError, NatTable, Proto, Rewrite, TCP_RST};
 use crate::switch::{PortEntry, Switch, now_secs};
 use crate::sync::lock;
@@ -292,8 +293,9 @@ impl Nat {
         // Only an app's own address is translated: no app takes over
         // another's sessions by forging its source.
         let src_mac = translate::src_mac(pkt);
+        let to_router = t.dst == self.gateway || t.dst == METADATA_IP;
         if st.apps.get(&t.src).copied() != src_mac {
-            if t.dst == self.gateway {
+            if to_router {
                 return false;
             }
             return self.drop_with(&self.counters.nat_spoofed);
@@ -302,7 +304,7 @@ impl Nat {
         let (to, via) = match st.table.lookup(&key, p.tcp_flags, now) {
             Some(found) => found,
             None => {
-                if t.dst == self.gateway {
+                if to_router {
                     return false;
                 }
                 let rw = match self.new_inside(&st, &p) {

@@ -84,6 +84,20 @@ pub fn parse_udp(f: &[u8]) -> Option<Udp<'_>> {
     })
 }
 
+/// The source MAC and the source and destination addresses of an untagged
+/// IPv4 frame.
+pub fn ipv4_ends(f: &[u8]) -> Option<(Mac, Ipv4Addr, Ipv4Addr)> {
+    if u16::from_be_bytes([*f.get(12)?, *f.get(13)?]) != ETHERTYPE_IPV4 {
+        return None;
+    }
+    let ip = f.get(ETH_HDR_LEN..ETH_HDR_LEN + 20)?;
+    Some((
+        Mac(f[6..12].try_into().ok()?),
+        Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+        Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+    ))
+}
+
 /// Builds virtio-net header + Ethernet + IPv4 + UDP around `payload`, with
 /// both checksums computed.
 pub fn udp_packet(

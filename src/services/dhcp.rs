@@ -453,6 +453,9 @@ impl Leases {
         if !pool.air_gapped {
             let default = Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).unwrap_or_default();
             routes.push((default, pool.gateway));
+        } else {
+            // No default route: the metadata server is reached by its own.
+            routes.push((Ipv4Net::from(super::metadata::METADATA_IP), pool.gateway));
         }
         if routes.len() > 1 {
             o.insert(DhcpOption::ClasslessStaticRoute(routes));

@@ -7,5 +7,6 @@ pub mod acl;
 pub mod dhcp;
 pub mod dns;
 pub mod flowlog;
+pub mod metadata;
 pub mod nat;
 pub mod vif_filter;

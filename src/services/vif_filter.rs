@@ -18,6 +18,7 @@ use arc_swap::ArcSwap;
 
 use super::acl::{Acl, Bucket, FlowKey, HostCache};
 use super::flowlog::FlowRecord;
+use super::metadata::METADATA_IP;
 use crate::clock::{mono_f64_coarse as mono, unix_ms};
 use crate::frame::{ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, Packet};
 use crate::switch::{DropReason, PortHook};
@@ -235,7 +236,8 @@ impl VifFilter {
             .collect()
     }
 
-    /// ARP, DHCP and DNS with the gateway pass whatever the rules say.
+    /// ARP, DHCP, DNS with the gateway and, on a local NI, the metadata
+    /// server pass whatever the rules say.
     fn always(&self, gateway: Option<Ipv4Addr>, v: &View, out: bool) -> bool {
         let k = &v.key;
         let dhcp = k.proto == 17
@@ -245,7 +247,9 @@ impl VifFilter {
                 (k.rport, k.lport) == (67, 68)
             };
         let dns = matches!(k.proto, 6 | 17) && Some(k.remote) == gateway && k.rport == 53;
-        dhcp || dns
+        let metadata =
+            k.proto == 6 && gateway.is_some() && (k.remote, k.rport) == (METADATA_IP, 80);
+        dhcp || dns || metadata
     }
 
     fn judge(&self, p: &Packet, out: bool) -> Result<(), DropReason> {

@@ -7,6 +7,8 @@
 
 mod dhcp;
 mod dns;
+mod metadata;
+mod streams;
 mod uplinks;
 
 use std::io;
@@ -30,9 +32,11 @@ use crate::clock::{mono_ms as now_ms, unix_secs as unix_now};
 use crate::config::{LocalNi, Mac};
 use crate::services::acl::HostCache;
 use crate::services::dhcp::{Client, Dest, Ignored, Lease, Pool};
+use crate::services::metadata::{AppMeta, METADATA_IP, NiFacts};
 use crate::switch::{Domain, PortEntry, PortRole, PortSpec, Switch, now_secs};
 use dhcp::{DhcpServer, Outcome};
 use dns::DnsServer;
+use metadata::MetadataServer;
 use uplinks::UplinkSet;
 
 /// The router's MAC on its NI: locally administered, stable per NI.
@@ -55,6 +59,10 @@ pub struct RouterCounters {
     pub dns_forwarded: AtomicU64,
     pub dns_malformed: AtomicU64,
     pub dns_upstream_failures: AtomicU64,
+    pub metadata_answered: AtomicU64,
+    pub metadata_refused: AtomicU64,
+    /// TCP connections (metadata, DNS) cut for breaking a bound.
+    pub tcp_refused: AtomicU64,
     pub frames_refused: AtomicU64,
 }
 
@@ -72,6 +80,9 @@ impl RouterCounters {
                 "dns_upstream_failures",
                 self.dns_upstream_failures.load(Relaxed),
             ),
+            ("metadata_answered", self.metadata_answered.load(Relaxed)),
+            ("metadata_refused", self.metadata_refused.load(Relaxed)),
+            ("tcp_refused", self.tcp_refused.load(Relaxed)),
             ("frames_refused", self.frames_refused.load(Relaxed)),
         ]
     }
@@ -83,6 +94,8 @@ pub struct RouterSetup {
     pub ni_uuid: uuid::Uuid,
     pub local: LocalNi,
     pub clients: Vec<Client>,
+    /// What the metadata server tells each app.
+    pub apps: Vec<AppMeta>,
     pub state_dir: PathBuf,
     pub mtu: u16,
     pub uplinks: Vec<UplinkPlan>,
@@ -113,6 +126,7 @@ pub fn uplink_mac(ni_uuid: &uuid::Uuid, port: &str) -> Mac {
 /// What a live apply changes in a running router.
 pub struct RouterUpdate {
     pub clients: Vec<Client>,
+    pub apps: Vec<AppMeta>,
     pub maps: Vec<MapRule>,
     /// New DNS settings (domain, records, upstream servers), if they changed.
     pub dns: Option<crate::config::Dns>,
@@ -360,6 +374,8 @@ struct Control {
     sockets: SocketSet<'static>,
     dhcp: DhcpServer,
     dns: DnsServer,
+    meta: MetadataServer,
+    mtu: u16,
     uplinks: UplinkSet,
     /// The DHCP generation the NAT's list of app addresses was made from.
     nat_generation: u64,
@@ -373,6 +389,7 @@ impl Control {
         uplinks: UplinkSet,
     ) -> io::Result<Control> {
         let l = &setup.local;
+        let pool_mtu = l.mtu.unwrap_or(setup.mtu);
         let pool = Pool {
             subnet: l.subnet,
             gateway: l.gateway,
@@ -380,7 +397,7 @@ impl Control {
             end: l.dhcp_range.end,
             lease_secs: l.lease_time,
             domain: l.dns.domain.clone(),
-            mtu: l.mtu.unwrap_or(setup.mtu),
+            mtu: pool_mtu,
             air_gapped: l.uplinks.is_empty(),
             ntp: l.ntp.clone(),
             routes: dhcp_routes(l),
@@ -400,10 +417,14 @@ impl Control {
                 IpAddress::Ipv4(l.gateway),
                 l.subnet.prefix_len(),
             ));
+            let _ = a.push(IpCidr::new(IpAddress::Ipv4(METADATA_IP), 32));
         });
         let mut sockets = SocketSet::new(Vec::new());
         let dns = DnsServer::new(l, &mut sockets, setup.hosts.clone(), h.counters.clone())?;
+        let meta = MetadataServer::new(setup.apps, h.counters.clone());
         Ok(Control {
+            meta,
+            mtu: pool_mtu,
             name: setup.ni_name,
             gateway: l.gateway,
             h,
@@ -469,6 +490,7 @@ impl Control {
                 self.dhcp.pool.domain = dns.domain;
             }
             self.dhcp.set_clients(u.clients, unix_now());
+            self.meta.set_apps(u.apps);
         }
         self.sync_nat();
         self.poll_stack();
@@ -482,6 +504,14 @@ impl Control {
             names,
         );
         self.dns.relay(&mut self.sockets, &mut self.uplinks);
+        let facts = NiFacts {
+            gateway: self.gateway,
+            mtu: self.mtu,
+            external: self.uplinks.active_address(),
+        };
+        let dhcp = &self.dhcp;
+        self.meta
+            .serve(&mut self.sockets, now_ms(), facts, || dhcp.addresses());
         self.poll_stack();
         self.uplinks.poll(&self.h.switch);
         let now = now_ms();
@@ -538,6 +568,14 @@ impl Control {
             // and the NAT know it first.
             self.sync_nat();
             self.dhcp_outcome(src, outcome);
+            return;
+        }
+        if let Some((mac, src, dst)) = wire::ipv4_ends(&f)
+            && dst == METADATA_IP
+            && !self.dhcp.addresses().contains(&(src, mac))
+        {
+            // Only an app's own address, from its own MAC, gets metadata.
+            self.h.counters.metadata_refused.fetch_add(1, Relaxed);
             return;
         }
         if self.dev.rx.len() < 1024 {

@@ -58,6 +58,12 @@ impl UplinkSet {
             .unwrap_or_default()
     }
 
+    /// The active uplink's address.
+    pub fn active_address(&self) -> Option<Ipv4Addr> {
+        let u = self.list.get(self.active?)?;
+        Some(u.address?.address())
+    }
+
     /// A fresh relay port on the active uplink for one query.
     pub fn relay_port(&mut self) -> Option<u16> {
         self.active

@@ -140,7 +140,17 @@ fn air_gapped_has_no_router_or_dns() {
         .unwrap();
     assert!(r.msg.opts().get(OptionCode::Router).is_none());
     assert!(r.msg.opts().get(OptionCode::DomainNameServer).is_none());
-    assert!(r.msg.opts().get(OptionCode::ClasslessStaticRoute).is_none());
+    // Only the subnet and the metadata server's host route.
+    let Some(DhcpOption::ClasslessStaticRoute(routes)) =
+        r.msg.opts().get(OptionCode::ClasslessStaticRoute)
+    else {
+        panic!("no option 121");
+    };
+    let want: Vec<(Ipv4Net, Ipv4Addr)> = vec![
+        ("10.50.0.0/24".parse().unwrap(), ip("0.0.0.0")),
+        ("169.254.169.254/32".parse().unwrap(), ip("10.50.0.1")),
+    ];
+    assert_eq!(routes, &want);
 }
 
 #[test]
@@ -186,7 +196,8 @@ fn ntp_static_routes_and_mtu_are_offered() {
     else {
         panic!("no option 121 on an air-gapped NI with a route");
     };
-    assert_eq!(r, &want[..2].to_vec());
+    let metadata = ("169.254.169.254/32".parse().unwrap(), ip("10.50.0.1"));
+    assert_eq!(r, &[&want[..2], &[metadata]].concat());
 }
 
 #[test]
