@@ -10,6 +10,15 @@ use std::time::Duration;
 
 const P: &str = "nswloc";
 
+/// A hundred addresses for one name: more than a UDP answer carries.
+const MANY: u8 = 100;
+
+fn many_records() -> String {
+    (1..=MANY)
+        .map(|i| format!("        - {{ name: many.example, ip: 10.50.1.{i} }}\n"))
+        .collect()
+}
+
 fn config(p: &str) -> String {
     let app = |n: &str, u: u8, ni: &str, extra: &str| {
         format!(
@@ -31,10 +40,11 @@ network_instances:
       records:
         - {{ name: api.cluster.example, ip: 10.50.0.10 }}
         - {{ name: \"*.apps.cluster.example\", ip: 10.50.0.11 }}
-    uplinks: [up]
+{}    uplinks: [up]
   - {{ name: gap, type: local, subnet: 10.60.0.0/24 }}
 apps:
 {}{}{}{}{}",
+        many_records(),
         app("a", 1, "lan", ""),
         app("b", 2, "lan", ""),
         app("c", 3, "lan", ""),
@@ -62,14 +72,24 @@ fn lab(suffix: &str) -> Lab {
     sb.veth(&dev, &format!("{p}-nic"), &up, &format!("{p}-lan"))
         .unwrap();
     // The LAN's DHCP and DNS server: it leases the router's uplink address
-    // and is the resolver the router learns there.
+    // and is the resolver the router learns there. It knows a name with
+    // too many addresses for UDP.
+    let hosts: String = (1..=MANY)
+        .map(|i| format!("198.18.0.{i} big.example.net\n"))
+        .collect();
+    let hosts = write_file(&sb, "big.hosts", &hosts);
     lan_dnsmasq(
         &mut sb,
         &up,
         &format!("{p}-lan"),
         "192.0.2",
         "upstream",
-        &["--address=/upstream.example/192.0.2.99"],
+        &[
+            "--address=/upstream.example/192.0.2.99",
+            &format!("--addn-hosts={}", hosts.display()),
+            // It reads the file as this user: the sandbox is root's alone.
+            "--user=root",
+        ],
     );
     let d = start(&mut sb, &dev, &config(&p), "nsw");
     Lab { sb, d, dev, ns }
@@ -366,4 +386,57 @@ fn garbage_dhcp_and_dns_are_counted_and_survived() {
         &format!("udhcpc -i {p}-b -n -q -t 10 -T 1 >/dev/null 2>&1")
     ));
     assert!(ping(&l.sb, &l.ns[0], "10.50.0.1"));
+}
+
+#[test]
+fn dns_over_tcp_answers_whole_what_udp_cannot_carry() {
+    if !root_or_skip("dns_over_tcp_answers_whole_what_udp_cannot_carry") {
+        return;
+    }
+    need(&["dnsmasq", "udhcpc", "dig"]);
+    let l = lab("t");
+    let (sb, b) = (&l.sb, &l.ns[1]);
+    lease(sb, b, &format!("{P}t-b"));
+    let active = || l.d.status()["network_instances"][0]["uplinks"][0]["active"] == true;
+    assert!(
+        wait_until(Duration::from_secs(15), active),
+        "no active uplink"
+    );
+    let count = |args: &str| {
+        sb.out(
+            b,
+            &format!("dig +time=2 +tries=2 +short @10.50.0.1 {args} | wc -l"),
+        )
+    };
+
+    // A local name over TCP, and several queries on one connection.
+    assert_eq!(
+        sb.out(b, "dig +tcp +short @10.50.0.1 -q router"),
+        "10.50.0.1"
+    );
+    let two = sb.out(
+        b,
+        "dig +tcp +keepopen +short @10.50.0.1 router api.cluster.example",
+    );
+    assert_eq!(
+        two, "10.50.0.1\n10.50.0.10",
+        "two answers on one connection"
+    );
+
+    // A local answer too large for UDP comes cut with TC over UDP (control),
+    // whole over TCP, and whole when dig retries over TCP by itself.
+    let cut = dig(sb, b, "+ignore +noedns -q many.example");
+    assert!(cut.contains(" tc") && cut.contains("ANSWER: 0"), "{cut}");
+    assert_eq!(count("+tcp -q many.example"), MANY.to_string());
+    assert_eq!(count("-q many.example"), MANY.to_string());
+
+    // An upstream answer cut over UDP comes whole through a TCP relay.
+    let cut = dig(sb, b, "+ignore -q big.example.net");
+    assert!(cut.contains(" tc"), "the upstream cut it over UDP: {cut}");
+    assert_eq!(count("+tcp -q big.example.net"), MANY.to_string());
+    assert_eq!(count("-q big.example.net"), MANY.to_string());
+
+    let c = &l.d.status()["network_instances"][0]["router"]["counters"];
+    assert_eq!(c["tcp_refused"], 0, "{c}");
+    assert_eq!(c["dns_upstream_failures"], 0, "{c}");
 }

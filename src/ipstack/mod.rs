@@ -6,6 +6,7 @@
 mod device;
 mod napt;
 pub mod port;
+mod relay;
 mod router;
 pub mod translate;
 mod uplink;

@@ -9,22 +9,17 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use smoltcp::iface::{Config as IfConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::socket::{dhcpv4, icmp, tcp, udp};
+use smoltcp::socket::{dhcpv4, icmp, tcp};
 use smoltcp::time::Instant as SInstant;
-use smoltcp::wire::{
-    EthernetAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, IpListenEndpoint, Ipv4Cidr,
-};
+use smoltcp::wire::{EthernetAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, Ipv4Cidr};
 
 use super::device::QueueDevice;
 use super::port::RouterPort;
+use super::relay::Relay;
 use super::wire;
 use crate::config::{Mac, Probe, ProbeTarget, UplinkAddress};
 use crate::switch::{PortEntry, Switch, now_secs};
 
-/// UDP ports the DNS relay draws from, one per query: above the NAT's range.
-const RELAY_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;
-/// Queries one uplink relays at once.
-const RELAY_MAX: usize = 256;
 const PROBE_PAYLOAD: &[u8] = b"niswitch uplink probe";
 
 /// An uplink as status shows it.
@@ -60,8 +55,8 @@ pub struct Uplink {
     dhcp: Option<SocketHandle>,
     icmp: SocketHandle,
     tcp: SocketHandle,
-    /// The DNS relay's sockets, one per query waiting upstream, by port.
-    relay: std::collections::HashMap<u16, SocketHandle>,
+    /// The DNS relay's sockets, one per query waiting upstream.
+    relay: Relay,
     pub address: Option<Ipv4Cidr>,
     pub gateway: Option<Ipv4Addr>,
     pub dns_servers: Vec<Ipv4Addr>,
@@ -104,7 +99,7 @@ impl Uplink {
             dhcp,
             icmp,
             tcp,
-            relay: std::collections::HashMap::new(),
+            relay: Relay::default(),
             address: None,
             gateway: None,
             dns_servers: Vec::new(),
@@ -311,62 +306,30 @@ impl Uplink {
         }
     }
 
-    /// A fresh UDP socket on a random port for one relayed query; None
-    /// when too many wait.
+    /// A fresh UDP relay port for one query; None when too many wait.
     pub fn relay_port(&mut self) -> Option<u16> {
-        if self.relay.len() >= RELAY_MAX {
-            return None;
-        }
-        let span = (*RELAY_PORTS.end() - *RELAY_PORTS.start()) as u32 + 1;
-        for _ in 0..16 {
-            let port = RELAY_PORTS.start() + (crate::rand::u32() % span) as u16;
-            if self.relay.contains_key(&port) {
-                continue;
-            }
-            let buf =
-                || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0u8; 8192]);
-            let mut s = udp::Socket::new(buf(), buf());
-            if s.bind(IpListenEndpoint { addr: None, port }).is_ok() {
-                self.relay.insert(port, self.sockets.add(s));
-                return Some(port);
-            }
-        }
-        None
+        self.relay.udp_port(&mut self.sockets)
+    }
+
+    /// A TCP connection to `server` for one query; its relay port.
+    pub fn relay_tcp(&mut self, server: Ipv4Addr) -> Option<u16> {
+        self.relay
+            .tcp_port(&mut self.sockets, &mut self.iface, server)
     }
 
     /// Sends a DNS query from the uplink address and relay port `port`.
     pub fn send_dns(&mut self, query: &[u8], server: Ipv4Addr, port: u16) {
-        let ep = smoltcp::wire::IpEndpoint::new(IpAddress::Ipv4(server), 53);
-        if let Some(h) = self.relay.get(&port) {
-            let _ = self
-                .sockets
-                .get_mut::<udp::Socket>(*h)
-                .send_slice(query, ep);
-        }
+        self.relay.send(&mut self.sockets, query, server, port);
     }
 
-    /// DNS answers that came back from port 53: the answer, its source,
-    /// and the relay port it reached.
+    /// DNS answers that came back: the answer, its source, the relay port.
     pub fn dns_answers(&mut self) -> Vec<(Vec<u8>, Ipv4Addr, u16)> {
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        for (port, h) in &self.relay {
-            let sock = self.sockets.get_mut::<udp::Socket>(*h);
-            while let Ok((n, meta)) = sock.recv_slice(&mut buf) {
-                let IpAddress::Ipv4(from) = meta.endpoint.addr;
-                if meta.endpoint.port == 53 {
-                    out.push((buf[..n].to_vec(), from, *port));
-                }
-            }
-        }
-        out
+        self.relay.answers(&mut self.sockets)
     }
 
     /// Closes the socket of a query that was answered or given up.
     pub fn release_port(&mut self, port: u16) {
-        if let Some(h) = self.relay.remove(&port) {
-            self.sockets.remove(h);
-        }
+        self.relay.release(&mut self.sockets, port);
     }
 
     pub fn info(&self, active: bool) -> UplinkInfo {

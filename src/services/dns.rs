@@ -197,6 +197,33 @@ pub fn answer(zone: &Zone, bytes: &[u8]) -> Verdict {
 /// Largest DNS payload that leaves in one unfragmented UDP datagram.
 pub const MAX_UDP_ANSWER: usize = 1472;
 
+/// The largest UDP answer the client of `query` takes: 512 bytes, or what
+/// its EDNS record offers, up to one unfragmented datagram.
+pub fn udp_limit(query: &[u8]) -> usize {
+    let offered = Message::from_vec(query)
+        .ok()
+        .and_then(|m| m.edns.map(|e| e.max_payload() as usize));
+    offered.unwrap_or(512).clamp(512, MAX_UDP_ANSWER)
+}
+
+/// DNS over TCP (RFC 1035 §4.2.2, RFC 7766): each message behind its
+/// length in two bytes. Takes the first whole message off `input`.
+pub fn take_framed(input: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let len = u16::from_be_bytes([*input.first()?, *input.get(1)?]) as usize;
+    if input.len() < 2 + len {
+        return None;
+    }
+    let msg = input[2..2 + len].to_vec();
+    input.drain(..2 + len);
+    Some(msg)
+}
+
+/// A message with its two-byte length in front, for TCP.
+pub fn framed(msg: &[u8]) -> Vec<u8> {
+    let len = msg.len().min(u16::MAX as usize);
+    [&(len as u16).to_be_bytes()[..], &msg[..len]].concat()
+}
+
 /// The IPv4 addresses an answer gives for its question's name, with their
 /// TTLs (CNAME chains included: the addresses count for the asked name).
 pub fn answered_a(reply: &[u8]) -> Vec<(String, IpAddr, u32)> {
@@ -244,9 +271,9 @@ pub fn servfail(bytes: &[u8]) -> Option<Vec<u8>> {
 
 /// A query relayed upstream, waiting for its answer.
 #[derive(Debug, Clone)]
-struct Pending {
+struct Pending<C> {
     id: u16,
-    client: SocketAddr,
+    client: C,
     sent: u64,
     query: Vec<u8>,
     /// The relay port it left from: its answer must come back to it.
@@ -258,8 +285,8 @@ struct Pending {
 /// only when id, port and question all match: an off-path attacker must
 /// guess about 30 bits, and a guess that misses leaves the query waiting
 /// for the real answer.
-pub struct Forwarder {
-    pending: HashMap<u16, Pending>,
+pub struct Forwarder<C = SocketAddr> {
+    pending: HashMap<u16, Pending<C>>,
     ids: Box<dyn FnMut() -> u16 + Send>,
     cap: usize,
     timeout_ms: u64,
@@ -285,7 +312,7 @@ fn question(m: &[u8]) -> Option<Vec<u8>> {
     Some(m.get(12..i + 5)?.to_ascii_lowercase())
 }
 
-impl Forwarder {
+impl<C: Clone> Forwarder<C> {
     pub fn new(ids: impl FnMut() -> u16 + Send + 'static) -> Self {
         Forwarder {
             pending: HashMap::new(),
@@ -306,13 +333,7 @@ impl Forwarder {
 
     /// The query to send upstream from relay port `port` (with a new id),
     /// or None when too many wait or it is not a one-question query.
-    pub fn outgoing(
-        &mut self,
-        query: &[u8],
-        client: SocketAddr,
-        now_ms: u64,
-        port: u16,
-    ) -> Option<Vec<u8>> {
+    pub fn outgoing(&mut self, query: &[u8], client: C, now_ms: u64, port: u16) -> Option<Vec<u8>> {
         if self.pending.len() >= self.cap {
             return None;
         }
@@ -335,7 +356,7 @@ impl Forwarder {
     /// An upstream answer that reached relay port `port`: restored to the
     /// client's id, where it goes, and the port that is now free. An
     /// answer whose id, port or question does not match is dropped.
-    pub fn incoming(&mut self, reply: &[u8], port: u16) -> Option<(Vec<u8>, SocketAddr)> {
+    pub fn incoming(&mut self, reply: &[u8], port: u16) -> Option<(Vec<u8>, C)> {
         if reply.len() < 12 || reply[2] & 0x80 == 0 {
             return None;
         }
@@ -357,7 +378,7 @@ impl Forwarder {
 
     /// Queries that waited too long: a SERVFAIL for each, where it goes,
     /// and the relay port to close.
-    pub fn expire(&mut self, now_ms: u64) -> Vec<(Vec<u8>, SocketAddr, u16)> {
+    pub fn expire(&mut self, now_ms: u64) -> Vec<(Vec<u8>, C, u16)> {
         let t = self.timeout_ms;
         let old: Vec<u16> = self
             .pending

@@ -1,7 +1,9 @@
-//! The router's DNS server on the gateway address: answers the NI's names
-//! from a zone rebuilt when the apps' addresses change, relays the rest to
-//! the upstream resolvers through the active uplink, and notes the
-//! addresses it answered for `host` ACL rules.
+//! The router's DNS server on the gateway address, over UDP and TCP:
+//! answers the NI's names from a zone rebuilt when the apps' addresses
+//! change, relays the rest to the upstream resolvers through the active
+//! uplink (a query that came over TCP goes on over TCP, so an answer too
+//! large for UDP arrives whole), and notes the addresses it answered for
+//! `host` ACL rules.
 
 use std::collections::HashMap;
 use std::io;
@@ -11,9 +13,10 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::udp;
-use smoltcp::wire::{IpAddress, IpEndpoint};
+use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
 use super::RouterCounters;
+use super::streams::{Limits, Pool};
 use super::uplinks::UplinkSet;
 use crate::clock::{mono_ms as now_ms, unix_secs as unix_now};
 use crate::config::{Dns, LocalNi};
@@ -41,20 +44,42 @@ fn settings(gateway: Ipv4Addr, subnet: Option<ipnet::Ipv4Net>, dns: &Dns) -> (Zo
     (base, configured)
 }
 
+/// Bounds of the TCP side: a few connections per client, each kept while
+/// it asks or waits for an answer from upstream.
+const TCP_LIMITS: Limits = Limits {
+    max: 64,
+    ready: 2,
+    per_client: 4,
+    lifetime_ms: 60_000,
+    idle_ms: 10_000,
+    max_input: 4096,
+    rx_buffer: 4096,
+    tx_buffer: 16384,
+};
+
+/// Who asked a relayed query: a UDP client or a TCP connection's peer.
+#[derive(Debug, Clone, Copy)]
+enum Asker {
+    Udp(SocketAddr),
+    Tcp(IpEndpoint),
+}
+
 pub(super) struct DnsServer {
     base: Zone,
     /// The base zone plus the apps' names, rebuilt when `generation` moves.
     zone: Option<(u64, Zone)>,
     /// Configured upstream resolvers; empty: those learned on the active uplink.
     configured: Vec<Ipv4Addr>,
-    forwarder: Forwarder,
+    forwarder: Forwarder<Asker>,
     hosts: Arc<HostCache>,
     socket: SocketHandle,
+    tcp: Pool,
     counters: Arc<RouterCounters>,
 }
 
 impl DnsServer {
-    /// Binds port 53 on the gateway address in `sockets`.
+    /// Binds port 53 on the gateway address in `sockets` (UDP, and TCP
+    /// listeners).
     pub fn new(
         l: &LocalNi,
         sockets: &mut SocketSet<'static>,
@@ -67,6 +92,10 @@ impl DnsServer {
         sock.bind(IpEndpoint::new(IpAddress::Ipv4(l.gateway), 53))
             .map_err(|e| io::Error::other(format!("DNS socket: {e}")))?;
         let (base, configured) = settings(l.gateway, Some(l.subnet), &l.dns);
+        let ep = IpListenEndpoint {
+            addr: Some(IpAddress::Ipv4(l.gateway)),
+            port: 53,
+        };
         Ok(DnsServer {
             base,
             zone: None,
@@ -74,6 +103,7 @@ impl DnsServer {
             forwarder: Forwarder::new(crate::rand::u16),
             hosts,
             socket: sockets.add(sock),
+            tcp: Pool::new(ep, TCP_LIMITS),
             counters,
         })
     }
@@ -84,8 +114,8 @@ impl DnsServer {
         self.zone = None;
     }
 
-    /// Answers every waiting query; `names` gives the apps' names when the
-    /// zone is stale (`generation` moved).
+    /// Answers every waiting query, over UDP and TCP; `names` gives the
+    /// apps' names when the zone is stale (`generation` moved).
     pub fn serve(
         &mut self,
         sockets: &mut SocketSet<'static>,
@@ -100,6 +130,11 @@ impl DnsServer {
             }
             self.zone = Some((generation, z));
         }
+        self.serve_udp(sockets, uplinks);
+        self.serve_tcp(sockets, uplinks);
+    }
+
+    fn serve_udp(&mut self, sockets: &mut SocketSet<'static>, uplinks: &mut UplinkSet) {
         let mut buf = vec![0u8; 4096];
         loop {
             let sock = sockets.get_mut::<udp::Socket>(self.socket);
@@ -107,29 +142,48 @@ impl DnsServer {
                 break;
             };
             let query = &buf[..n];
-            let Some((_, zone)) = &self.zone else { break };
-            let out = match dns::answer(zone, query) {
-                Verdict::Reply(r) => {
-                    let rcode_formerr = r.get(3).is_some_and(|rc| rc & 0x0f == 1);
-                    let c = if query.len() >= 12 && rcode_formerr {
-                        &self.counters.dns_malformed
-                    } else {
-                        &self.counters.dns_answered
-                    };
-                    c.fetch_add(1, Relaxed);
-                    Some(r)
-                }
-                Verdict::Drop => {
-                    self.counters.dns_malformed.fetch_add(1, Relaxed);
-                    None
-                }
-                Verdict::Forward => self.forward(query, meta.endpoint, uplinks),
+            let to = SocketAddr::new(IpAddr::from(meta.endpoint.addr), meta.endpoint.port);
+            let out = match self.local_answer(query) {
+                Some(Verdict::Reply(r)) => Some(dns::fit(r, dns::udp_limit(query))),
+                Some(_) => None,
+                None => self.forward(query, Asker::Udp(to), uplinks),
             };
             if let Some(r) = out {
-                let to = SocketAddr::new(IpAddr::from(meta.endpoint.addr), meta.endpoint.port);
-                self.send(sockets, &r, to);
+                self.send_udp(sockets, &r, to);
             }
         }
+    }
+
+    /// Queries over TCP: each framed, several on one connection, answered
+    /// in turn; those for upstream wait on the connection.
+    fn serve_tcp(&mut self, sockets: &mut SocketSet<'static>, uplinks: &mut UplinkSet) {
+        let mut upstream = Vec::new();
+        let (zone, counters) = (&self.zone, &self.counters);
+        let Some((_, zone)) = zone else { return };
+        self.tcp
+            .service(sockets, now_ms(), &counters.tcp_refused, |conn| {
+                while let Some(q) = dns::take_framed(&mut conn.input) {
+                    match judge(zone, &q, counters) {
+                        Some(Verdict::Reply(r)) => conn.reply(&dns::framed(&r)),
+                        Some(_) => conn.finish(),
+                        None => {
+                            conn.waiting += 1;
+                            upstream.extend(conn.peer.map(|p| (q, p)));
+                        }
+                    }
+                }
+            });
+        for (q, peer) in upstream {
+            if let Some(r) = self.forward(&q, Asker::Tcp(peer), uplinks) {
+                self.deliver(sockets, &r, Asker::Tcp(peer));
+            }
+        }
+    }
+
+    /// The zone's answer, counted; None: for upstream.
+    fn local_answer(&self, query: &[u8]) -> Option<Verdict> {
+        let (_, zone) = self.zone.as_ref()?;
+        judge(zone, query, &self.counters)
     }
 
     /// The resolvers to ask: the configured ones, or those the active uplink learned.
@@ -140,21 +194,17 @@ impl DnsServer {
         uplinks.active_dns()
     }
 
-    /// Relays a query upstream through the active uplink; a SERVFAIL right
-    /// away when there is no uplink or no resolver.
-    fn forward(
-        &mut self,
-        query: &[u8],
-        client: IpEndpoint,
-        uplinks: &mut UplinkSet,
-    ) -> Option<Vec<u8>> {
-        let sa = SocketAddr::new(IpAddr::from(client.addr), client.port);
+    /// Relays a query upstream through the active uplink: over UDP to every
+    /// resolver, or over TCP to the first; a SERVFAIL right away when there
+    /// is no uplink or no resolver.
+    fn forward(&mut self, query: &[u8], asker: Asker, uplinks: &mut UplinkSet) -> Option<Vec<u8>> {
         let servers = self.servers(uplinks);
-        let port = match servers.is_empty() {
-            true => None,
-            false => uplinks.relay_port(),
+        let port = match (servers.first(), asker) {
+            (None, _) => None,
+            (Some(_), Asker::Udp(_)) => uplinks.relay_port(),
+            (Some(s), Asker::Tcp(_)) => uplinks.relay_tcp(*s),
         };
-        let q = port.and_then(|p| self.forwarder.outgoing(query, sa, now_ms(), p));
+        let q = port.and_then(|p| self.forwarder.outgoing(query, asker, now_ms(), p));
         let (Some(q), Some(port)) = (q, port) else {
             if let Some(p) = port {
                 uplinks.release_port(p);
@@ -162,8 +212,12 @@ impl DnsServer {
             self.counters.dns_upstream_failures.fetch_add(1, Relaxed);
             return dns::servfail(query);
         };
-        for s in servers {
-            uplinks.send_dns(&q, s, port);
+        let to = match asker {
+            Asker::Udp(_) => &servers[..],
+            Asker::Tcp(_) => &servers[..1],
+        };
+        for s in to {
+            uplinks.send_dns(&q, *s, port);
         }
         self.counters.dns_forwarded.fetch_add(1, Relaxed);
         None
@@ -177,8 +231,8 @@ impl DnsServer {
             if !servers.contains(&from) {
                 continue;
             }
-            if let Some((r, to)) = self.forwarder.incoming(&answer, port) {
-                self.send(sockets, &r, to);
+            if let Some((r, asker)) = self.forwarder.incoming(&answer, port) {
+                self.deliver(sockets, &r, asker);
             }
             if !self.forwarder.waits_on(port) {
                 uplinks.release_port(port);
@@ -188,25 +242,61 @@ impl DnsServer {
 
     /// Once a second: queries upstream never answered get a SERVFAIL.
     pub fn tick(&mut self, sockets: &mut SocketSet<'static>, uplinks: &mut UplinkSet) {
-        for (r, to, port) in self.forwarder.expire(now_ms()) {
+        for (r, asker, port) in self.forwarder.expire(now_ms()) {
             self.counters.dns_upstream_failures.fetch_add(1, Relaxed);
-            self.send(sockets, &r, to);
+            self.deliver(sockets, &r, asker);
             uplinks.release_port(port);
         }
     }
 
-    fn send(&mut self, sockets: &mut SocketSet<'static>, r: &[u8], to: SocketAddr) {
-        // Remember the addresses an answer gave, for `host` ACL rules.
+    /// An answer from upstream (or a SERVFAIL) to the app that asked.
+    fn deliver(&mut self, sockets: &mut SocketSet<'static>, r: &[u8], asker: Asker) {
+        match asker {
+            Asker::Udp(to) => {
+                self.send_udp(sockets, &dns::fit(r.to_vec(), dns::MAX_UDP_ANSWER), to)
+            }
+            Asker::Tcp(peer) => {
+                self.learn(r);
+                self.tcp.answer(sockets, peer, &dns::framed(r), now_ms());
+            }
+        }
+    }
+
+    /// Remembers the addresses an answer gave, for `host` ACL rules.
+    fn learn(&self, r: &[u8]) {
         let now = unix_now();
         for (name, ip, ttl) in dns::answered_a(r) {
             self.hosts.learn(&name, ip, ttl, now);
         }
-        let r = dns::fit(r.to_vec(), dns::MAX_UDP_ANSWER);
+    }
+
+    fn send_udp(&mut self, sockets: &mut SocketSet<'static>, r: &[u8], to: SocketAddr) {
+        self.learn(r);
         // Clients of the DNS socket are the NI's (IPv4) apps.
         let IpAddr::V4(ip) = to.ip() else { return };
         let ep = IpEndpoint::new(IpAddress::Ipv4(ip), to.port());
         let _ = sockets
             .get_mut::<udp::Socket>(self.socket)
-            .send_slice(&r, ep);
+            .send_slice(r, ep);
+    }
+}
+
+/// The zone's verdict on one query, counted: a reply or a drop; None when
+/// it is for upstream.
+fn judge(zone: &Zone, query: &[u8], c: &RouterCounters) -> Option<Verdict> {
+    match dns::answer(zone, query) {
+        Verdict::Reply(r) => {
+            let formerr = query.len() >= 12 && r.get(3).is_some_and(|rc| rc & 0x0f == 1);
+            match formerr {
+                true => c.dns_malformed.fetch_add(1, Relaxed),
+                false => c.dns_answered.fetch_add(1, Relaxed),
+            };
+            Some(Verdict::Reply(r))
+        }
+        Verdict::Drop => {
+            c.dns_malformed.fetch_add(1, Relaxed);
+            Some(Verdict::Drop)
+        }
+        Verdict::Forward => None,
     }
 }

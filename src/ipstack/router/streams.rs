@@ -132,6 +132,26 @@ impl Pool {
         self.listen(sockets, now_ms);
     }
 
+    /// An answer for the connection from `peer` that waited on it: queued
+    /// and written at once. Gone connections lose it.
+    pub fn answer(
+        &mut self,
+        sockets: &mut SocketSet<'static>,
+        peer: IpEndpoint,
+        bytes: &[u8],
+        now_ms: u64,
+    ) {
+        let Some(c) = self.conns.iter_mut().find(|c| c.peer == Some(peer)) else {
+            return;
+        };
+        c.reply(bytes);
+        c.waiting = c.waiting.saturating_sub(1);
+        let s = sockets.get_mut::<tcp::Socket>(c.handle);
+        if s.state() != State::Closed {
+            flush(s, c, now_ms);
+        }
+    }
+
     fn listen(&mut self, sockets: &mut SocketSet<'static>, now_ms: u64) {
         let listening = |conns: &Vec<Conn>, sockets: &SocketSet<'static>| {
             conns
@@ -190,6 +210,15 @@ fn pump(
     if c.input.len() > limits.max_input {
         return false;
     }
+    flush(s, c, now_ms);
+    now_ms.saturating_sub(c.opened_ms) <= limits.lifetime_ms
+        && now_ms.saturating_sub(c.last_ms) <= limits.idle_ms
+}
+
+/// Writes what the window takes of a connection's output; closes it once
+/// accepted (it may send) and done, or once the client is done and nothing
+/// is left to answer.
+fn flush(s: &mut tcp::Socket, c: &mut Conn, now_ms: u64) {
     if !c.output.is_empty() && s.can_send() {
         let n = s.send_slice(&c.output).unwrap_or(0);
         c.output.drain(..n);
@@ -198,10 +227,7 @@ fn pump(
         }
     }
     let drained = c.output.is_empty() && c.waiting == 0;
-    // Closed once accepted (it may send) and done, or the client is done.
     if drained && s.may_send() && (c.closing || !s.may_recv()) {
         s.close();
     }
-    now_ms.saturating_sub(c.opened_ms) <= limits.lifetime_ms
-        && now_ms.saturating_sub(c.last_ms) <= limits.idle_ms
 }

@@ -71,6 +71,13 @@ impl UplinkSet {
             .and_then(|u| u.relay_port())
     }
 
+    /// A TCP connection to `server` on the active uplink for one query.
+    pub fn relay_tcp(&mut self, server: Ipv4Addr) -> Option<u16> {
+        self.active
+            .and_then(|i| self.list.get_mut(i))
+            .and_then(|u| u.relay_tcp(server))
+    }
+
     /// Sends a DNS query through the active uplink from relay port `port`.
     pub fn send_dns(&mut self, query: &[u8], server: Ipv4Addr, port: u16) {
         if let Some(u) = self.active.and_then(|i| self.list.get_mut(i)) {

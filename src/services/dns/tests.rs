@@ -224,3 +224,33 @@ fn reverse_names_of_the_subnet() {
         Verdict::Forward
     );
 }
+
+#[test]
+fn tcp_frames_come_whole_and_in_order() {
+    let mut input = [framed(b"first"), framed(b"second")].concat();
+    input.extend_from_slice(&[0, 9, b'x']);
+    assert_eq!(take_framed(&mut input).as_deref(), Some(&b"first"[..]));
+    assert_eq!(take_framed(&mut input).as_deref(), Some(&b"second"[..]));
+    assert_eq!(take_framed(&mut input), None, "a message not yet whole");
+    assert_eq!(input, [0, 9, b'x']);
+    assert_eq!(take_framed(&mut vec![0]), None);
+}
+
+#[test]
+fn udp_answers_fit_what_the_client_offers() {
+    let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(
+        Name::from_ascii("a.lan.").unwrap(),
+        RecordType::A,
+    ));
+    assert_eq!(udp_limit(&m.to_vec().unwrap()), 512, "no EDNS: 512 bytes");
+    let mut e = Edns::new();
+    e.set_max_payload(1232);
+    m.set_edns(e);
+    assert_eq!(udp_limit(&m.to_vec().unwrap()), 1232);
+    let mut e = Edns::new();
+    e.set_max_payload(65000);
+    m.set_edns(e);
+    assert_eq!(udp_limit(&m.to_vec().unwrap()), MAX_UDP_ANSWER);
+    assert_eq!(udp_limit(b"junk"), 512);
+}
