@@ -473,6 +473,18 @@ fn lifecycle_on_a_local_ni() {
         &format!("GC removed the pod's interface\n{r}"),
     );
     assert_no_pods(sb, d, "GC");
+    // The pod's flows were recorded, like an app's without ACLs: its
+    // interface's last records were written when it went.
+    let pod_flow = |r: &&Value| {
+        r["app"] == "webpod" && r["vif"] == "eth0" && r["proto"] == 1 && r["dst"] == "10.61.0.1"
+    };
+    assert!(
+        wait_until(Duration::from_secs(3), || flow_records(&d.state)
+            .iter()
+            .any(|r| pod_flow(&r))),
+        "the pod's ping of the gateway has a flow record: {:?}",
+        flow_records(&d.state)
+    );
     assert!(
         has_link(sb, &l.web, &format!("{p}-web")),
         "GC left the app's TAP\n{}",

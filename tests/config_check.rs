@@ -280,6 +280,22 @@ fn dataplane_tuning() {
 }
 
 #[test]
+fn user_data_is_kept_and_bounded() {
+    let app = |ud: &str| {
+        format!(
+            "version: 1\nnetwork_instances: [{{name: l, type: local, subnet: 10.0.0.0/24}}]\napps:\n  - name: a\n    uuid: 6ba7b810-9dad-11d1-80b4-00c04fd430c8\n    user_data: \"{ud}\"\n    interfaces: [{{ni: l}}]\n"
+        )
+    };
+    let (ok, out, err) = check(&app("#cloud-config\\nhostname: a\\n"));
+    assert!(ok && out.contains("hostname: a"), "{out}{err}");
+    refused(
+        &app(&"x".repeat(70_000)),
+        "apps[0].user_data",
+        "larger than 65535 bytes",
+    );
+}
+
+#[test]
 fn ntp_static_routes_and_mtu() {
     let lan = "version: 1\nports: [{device: eth1}]\nnetwork_instances:\n  - {name: l, type: local, subnet: 10.0.0.0/24, uplinks: [eth1]";
     let (ok, out, err) = check(&format!(
@@ -320,6 +336,16 @@ fn ntp_static_routes_and_mtu() {
         "network_instances[0].static_routes[0].gateway",
         "no uplink",
     );
+    // Never larger than the MTU of a port the NI leaves through.
+    refused(
+        "version: 1\nports: [{device: eth1, mtu: 1400}]\nnetwork_instances: [{name: l, type: local, subnet: 10.0.0.0/24, uplinks: [eth1], mtu: 1500}]\n",
+        "network_instances[0].mtu",
+        "larger than the mtu 1400 of uplink `eth1`",
+    );
+    let (ok, _, err) = check(
+        "version: 1\nports: [{device: eth1, mtu: 1500}]\nnetwork_instances: [{name: l, type: local, subnet: 10.0.0.0/24, uplinks: [eth1], mtu: 1500}]\n",
+    );
+    assert!(ok, "an equal MTU is fine: {err}");
     refused(
         "version: 1\nnetwork_instances: [{name: s, type: switch, mtu: 1400}]\n",
         "network_instances[0].mtu",

@@ -2,7 +2,8 @@
 //! zone), and through the forwarder: relayed upstream, its answer (the same
 //! bytes marked as a response) accepted only on the relay port it left
 //! from and restored to the client's id; the bytes as an unsolicited
-//! upstream answer; then the expiry of what still waits.
+//! upstream answer; then the expiry of what still waits. The bytes also as
+//! a TCP stream of framed queries, and as a query whose UDP size is read.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -25,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = dns::answer(&zone, data);
 
     let mut next = 0u16;
-    let mut f = Forwarder::new(move || {
+    let mut f: Forwarder = Forwarder::new(move || {
         next = next.wrapping_add(1);
         next
     });
@@ -54,4 +55,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = f.incoming(data, 40002);
     let _ = f.expire(1_000_000);
     assert!(!f.waits_on(40002));
+
+    let limit = dns::udp_limit(data);
+    assert!((512..=dns::MAX_UDP_ANSWER).contains(&limit));
+    let mut stream = data.to_vec();
+    while let Some(q) = dns::take_framed(&mut stream) {
+        assert_eq!(dns::framed(&q).len(), q.len() + 2);
+    }
+    assert!(stream.len() < 2 + u16::MAX as usize);
 });

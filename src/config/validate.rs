@@ -317,6 +317,9 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
                     cx.unique(&mut seen, u, format!("{base}.uplinks[{j}]"), "uplink");
                 }
                 let local = local_ni(cx, &base, n, uplinks);
+                if let Some(l) = &local {
+                    mtu_fits_uplinks(cx, &base, l, ports);
+                }
                 Ni {
                     name: n.name.clone(),
                     uuid,
@@ -578,6 +581,19 @@ fn local_ni(cx: &mut Ctx, base: &str, n: &RawNi, uplinks: Vec<String>) -> Option
         mtu: extras.2,
         flow_log: n.flow_log.unwrap_or(true),
     })
+}
+
+/// An NI's MTU no larger than the MTU of a port it leaves through.
+fn mtu_fits_uplinks(cx: &mut Ctx, base: &str, l: &LocalNi, ports: &[Port]) {
+    let Some(mtu) = l.mtu else { return };
+    for p in ports.iter().filter(|p| l.uplinks.contains(&p.name)) {
+        if let Some(port_mtu) = p.mtu.filter(|m| u32::from(mtu) > *m) {
+            cx.err(
+                format!("{base}.mtu"),
+                format!("mtu {mtu} is larger than the mtu {port_mtu} of uplink `{}`; give at most {port_mtu}", p.name),
+            );
+        }
+    }
 }
 
 type DhcpExtras = (Vec<Ipv4Addr>, Vec<StaticRoute>, Option<u16>);

@@ -12,12 +12,14 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::records::PodRecord;
-use super::runtime::{PodRt, Runtime};
+use super::runtime::{NiRt, PodRt, Runtime};
 use crate::config::{Mac, derive};
 use crate::control::{Attachment, PodInfo, PodRequest};
 use crate::ports::netns;
 use crate::ports::tap::{Tap, TapOptions};
-use crate::switch::{PortEntry, PortRole, PortSpec};
+use crate::services::acl::Acl;
+use crate::services::vif_filter::{FilterRules, VifFilter, VifIdent};
+use crate::switch::{PortEntry, PortHook, PortRole, PortSpec};
 
 /// A CNI error: the spec's code and a message that says what to do.
 pub struct PodError {
@@ -134,6 +136,7 @@ impl Runtime {
                     rec: rec.clone(),
                     tap,
                     entry: None,
+                    filter: None,
                 },
             );
             self.attach_pod(&key)
@@ -310,23 +313,29 @@ impl Runtime {
         .own_mac(p.rec.mac);
         let entry: Arc<PortEntry> = self.switch.add_port(&ni.domain, spec)?;
         super::steps::guard_port(&entry, ni, p.rec.ip, true);
+        let filter = flow_recorder(&p.rec, ni);
+        if let Some(f) = &filter {
+            entry.set_hook(Some(Box::new(f.clone()) as Box<dyn PortHook>));
+        }
         if let Err(e) = self.serve(&entry) {
             self.switch.remove_port(&entry);
             return Err(e);
         }
         if let Some(p) = self.pods.get_mut(key) {
             p.entry = Some(entry);
+            p.filter = filter;
         }
         Ok(())
     }
 
     /// Takes the pods of NI `ni` out of its domain (it is being rebuilt).
     pub(super) fn detach_pods(&mut self, ni: &str) {
+        let retired = self.retired.clone();
         let entries: Vec<Arc<PortEntry>> = self
             .pods
             .values_mut()
             .filter(|p| p.rec.ni == ni)
-            .filter_map(|p| p.entry.take())
+            .filter_map(|p| p.detach(&retired))
             .collect();
         if !entries.is_empty() {
             self.release(entries);
@@ -351,10 +360,11 @@ impl Runtime {
     /// On the way out: pods stay in their namespaces (their TAPs persist and
     /// their records stay), to be attached again by the next start.
     pub(super) fn leave_pods(&mut self) {
+        let retired = self.retired.clone();
         let entries: Vec<Arc<PortEntry>> = self
             .pods
             .values_mut()
-            .filter_map(|p| p.entry.take())
+            .filter_map(|p| p.detach(&retired))
             .collect();
         self.release(entries);
         self.pods.clear();
@@ -382,7 +392,7 @@ impl Runtime {
         let Some(mut p) = self.pods.remove(&key) else {
             return Ok(());
         };
-        if let Some(e) = p.entry.take() {
+        if let Some(e) = p.detach(&self.retired) {
             self.release(vec![e]);
         }
         if let Err(e) = p.tap.unpersist() {
@@ -441,6 +451,7 @@ impl Runtime {
                     rec,
                     tap,
                     entry: None,
+                    filter: None,
                 },
             );
             if let Err(e) = self.attach_pod(&key) {
@@ -503,4 +514,24 @@ struct PodWant {
     netns: String,
     mac: Option<String>,
     name: String,
+}
+
+/// A pod interface on a local NI has its flows recorded like an app's
+/// without ACLs (unless the NI says `flow_log: false`); pods carry no app
+/// UUID, so the container ID stands for it.
+fn flow_recorder(rec: &PodRecord, ni: &NiRt) -> Option<Arc<VifFilter>> {
+    let local = ni.cfg.local.as_ref().filter(|l| l.flow_log)?;
+    let rules = FilterRules {
+        ident: VifIdent {
+            app: rec.name.clone(),
+            app_uuid: rec.container_id.clone(),
+            ni: rec.ni.clone(),
+            vif: rec.ifname.clone(),
+        },
+        acl: Acl::compile(&[]),
+        enforce: false,
+        gateway: Some(local.gateway),
+        mapped: Vec::new(),
+    };
+    Some(Arc::new(VifFilter::new(rules, Some(ni.hosts.clone()))))
 }

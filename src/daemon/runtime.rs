@@ -55,6 +55,21 @@ pub(super) struct PodRt {
     pub tap: Arc<Tap>,
     /// None while detached (its NI is being rebuilt).
     pub entry: Option<Arc<PortEntry>>,
+    /// Records its flows on a local NI (unless `flow_log: false`).
+    pub filter: Option<Arc<VifFilter>>,
+}
+
+impl PodRt {
+    /// Takes the pod's port out of its NI's runtime view; its filter goes
+    /// to `retired`, so the flow logger writes its last records.
+    pub fn detach(&mut self, retired: &Retired) -> Option<Arc<PortEntry>> {
+        if let Some(f) = self.filter.take()
+            && let Ok(mut r) = retired.lock()
+        {
+            r.push(f);
+        }
+        self.entry.take()
+    }
 }
 
 /// Filters whose interface went away or lost its ACLs: the flow logger

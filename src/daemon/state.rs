@@ -50,6 +50,7 @@ pub struct FailedVif {
 pub struct PodState {
     pub rec: super::records::PodRecord,
     pub entry: Option<Arc<PortEntry>>,
+    pub filter: Option<Arc<VifFilter>>,
 }
 
 /// Applies so far and how the last one ended.
@@ -129,6 +130,7 @@ pub(super) fn snapshot(rt: &Runtime) -> State {
             .map(|p| PodState {
                 rec: p.rec.clone(),
                 entry: p.entry.clone(),
+                filter: p.filter.clone(),
             })
             .collect(),
         apply: rt.apply_info.clone(),

@@ -72,7 +72,7 @@ pub fn housekeeping(st: Published, stop: Arc<AtomicBool>) -> Result<JoinHandle<(
     })
 }
 
-/// Writes the flow records of every filtered app interface four times a
+/// Writes the flow records of every filtered app or pod interface four times a
 /// second, the last ones of retired filters, and all of them on the way out.
 pub fn flow_logger(
     st: Published,
@@ -99,7 +99,8 @@ pub fn flow_logger(
         // Records of every current filter: swept (ended flows) or all.
         let current = |all: bool| {
             let now = st.load();
-            let filters = now.vifs.iter().filter_map(|v| v.filter.as_ref());
+            let vifs = now.vifs.iter().filter_map(|v| v.filter.as_ref());
+            let filters = vifs.chain(now.pods.iter().filter_map(|p| p.filter.as_ref()));
             filters
                 .flat_map(|f| if all { f.flush() } else { f.sweep() })
                 .collect::<Vec<_>>()
