@@ -116,6 +116,18 @@ impl MacTable {
     /// Learns (or refreshes) `mac` on `port`, which may hold at most `quota` MACs.
     #[inline]
     pub fn learn(&self, mac: Mac, port: PortId, quota: u32, now: u32) -> Learn {
+        // A free slot taken by another thread's MAC at the same moment is
+        // looked for again (a few times: each loss means a slot filled).
+        for _ in 0..PROBE {
+            if let Some(l) = self.try_learn(mac, port, quota, now) {
+                return l;
+            }
+        }
+        Learn::TableFull
+    }
+
+    /// One attempt at `learn`; None when another thread took the free slot.
+    fn try_learn(&self, mac: Mac, port: PortId, quota: u32, now: u32) -> Option<Learn> {
         let m = mac.to_u64();
         let h = self.home(m);
         let new = pack(mac, port);
@@ -127,21 +139,21 @@ impl MacTable {
             if k != 0 && key_mac(k) == m {
                 let seen = s.seen.load(Relaxed);
                 if seen == PINNED {
-                    return if k == new {
+                    return Some(if k == new {
                         Learn::Refreshed
                     } else {
                         Learn::Pinned
-                    };
+                    });
                 }
                 if k == new {
                     if seen != now {
                         s.seen.store(now, Relaxed);
                     }
-                    return Learn::Refreshed;
+                    return Some(Learn::Refreshed);
                 }
                 // The station moved to another port.
                 if !self.reserve(port, quota) {
-                    return Learn::PortFull;
+                    return Some(Learn::PortFull);
                 }
                 if s.key.compare_exchange(k, new, Relaxed, Relaxed).is_ok() {
                     s.seen.store(now, Relaxed);
@@ -149,17 +161,17 @@ impl MacTable {
                 } else {
                     self.release(port);
                 }
-                return Learn::Learned;
+                return Some(Learn::Learned);
             }
             if free.is_none() && (k == 0 || !self.live(s.seen.load(Relaxed), now)) {
                 free = Some((idx, k));
             }
         }
         let Some((idx, old)) = free else {
-            return Learn::TableFull;
+            return Some(Learn::TableFull);
         };
         if !self.reserve(port, quota) {
-            return Learn::PortFull;
+            return Some(Learn::PortFull);
         }
         let s = &self.slots[idx];
         // Stamp the time first so a concurrent reader never sees the new key
@@ -169,10 +181,10 @@ impl MacTable {
             if old != 0 {
                 self.release(unpack_port(old));
             }
-            Learn::Learned
+            Some(Learn::Learned)
         } else {
             self.release(port);
-            Learn::TableFull
+            None
         }
     }
 
