@@ -83,8 +83,10 @@ fn dns_bench(c: &mut Criterion) {
         ..Default::default()
     };
     for i in 0..500u32 {
-        zone.hosts
-            .insert(format!("app{i}"), vec![Ipv4Addr::from(0x0a32_0100 + i)]);
+        zone.hosts.insert(
+            format!("app{i}"),
+            vec![Ipv4Addr::from(0x0a32_0100 + i).into()],
+        );
     }
     let q = |name: &str| {
         let mut m = DnsMessage::new(7, DnsType::Query, OpCode::Query);

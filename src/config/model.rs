@@ -128,6 +128,17 @@ pub struct LocalNi {
     pub mtu: Option<u16>,
     /// Flow records for every app interface, with or without ACLs.
     pub flow_log: bool,
+    /// The apps' IPv6 /64 (SLAAC); the router is its `::1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<ipnet::Ipv6Net>,
+}
+
+impl LocalNi {
+    /// The router's global IPv6 address: the first of `subnet6`.
+    pub fn gateway6(&self) -> Option<std::net::Ipv6Addr> {
+        let net = self.subnet6?;
+        Some((u128::from(net.network()) | 1).into())
+    }
 }
 
 /// A route the apps of a local NI get by DHCP (option 121).

@@ -82,6 +82,8 @@ pub struct RawNi {
     pub mtu: Option<u32>,
     /// Flow records for every app interface (default true).
     pub flow_log: Option<bool>,
+    /// An IPv6 /64 for the apps (router advertisements, SLAAC).
+    pub subnet6: Option<NetText>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::derive;
 use super::model::*;
@@ -221,6 +221,7 @@ fn local_only(cx: &mut Ctx, base: &str, n: &RawNi) {
         ("static_routes", n.static_routes.is_some()),
         ("mtu", n.mtu.is_some()),
         ("flow_log", n.flow_log.is_some()),
+        ("subnet6", n.subnet6.is_some()),
     ];
     for (field, present) in set {
         if present {
@@ -580,7 +581,35 @@ fn local_ni(cx: &mut Ctx, base: &str, n: &RawNi, uplinks: Vec<String>) -> Option
         static_routes: extras.1,
         mtu: extras.2,
         flow_log: n.flow_log.unwrap_or(true),
+        subnet6: subnet6(cx, base, n),
     })
+}
+
+/// A local NI's IPv6 subnet: a /64 (SLAAC needs one) of global or ULA space.
+fn subnet6(cx: &mut Ctx, base: &str, n: &RawNi) -> Option<Ipv6Net> {
+    let path = format!("{base}.subnet6");
+    match n.subnet6.as_ref()?.0 {
+        IpNet::V4(s) => {
+            cx.err(path, format!("{s} is IPv4; subnet6 takes an IPv6 /64"));
+            None
+        }
+        IpNet::V6(s) if s.prefix_len() != 64 => {
+            cx.err(
+                path,
+                format!("{s} is a /{}; SLAAC needs a /64", s.prefix_len()),
+            );
+            None
+        }
+        IpNet::V6(s)
+            if s.addr().is_multicast()
+                || s.addr().is_unicast_link_local()
+                || s.addr().is_loopback() =>
+        {
+            cx.err(path, format!("{s} is not a global or unique local prefix"));
+            None
+        }
+        IpNet::V6(s) => Some(s.trunc()),
+    }
 }
 
 /// An NI's MTU no larger than the MTU of a port it leaves through.

@@ -154,6 +154,9 @@ pub struct VifStatus {
     pub tap: String,
     pub mac: String,
     pub ips: Vec<String>,
+    /// IPv6 addresses the interface was seen using (a local NI with `subnet6`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips6: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
     #[serde(flatten)]
@@ -295,7 +298,7 @@ pub fn render(s: &Status) -> String {
                 let _ = writeln!(o, "    {:<8} tap {:<15} DOWN: {e}", v.ni, v.tap);
                 continue;
             }
-            let ips = list(&v.ips);
+            let ips = list(&[&v.ips[..], &v.ips6[..]].concat());
             let _ = writeln!(
                 o,
                 "    {:<8} tap {:<15} mac {}  ips {ips}  rx {} tx {}  drops {}",

@@ -196,6 +196,16 @@ impl State {
         }
     }
 
+    /// The IPv6 addresses a VIF of a local NI was seen using.
+    fn vif_ips6(&self, v: &VifState) -> Vec<String> {
+        let router = (self.nis.iter())
+            .find(|n| n.cfg.name == v.cfg.ni)
+            .and_then(|n| n.router.as_ref());
+        let learned = router.map(|r| r.ipv6_addresses()).unwrap_or_default();
+        let list = learned.get(&v.cfg.mac).cloned().unwrap_or_default();
+        list.iter().map(|a| a.to_string()).collect()
+    }
+
     fn leases(&self, n: &NiState) -> Vec<Lease> {
         let Some(r) = &n.router else {
             return Vec::new();
@@ -353,6 +363,7 @@ impl State {
                         tap: v.cfg.tap.clone(),
                         mac: v.cfg.mac.to_string(),
                         ips: self.vif_ips(v),
+                        ips6: self.vif_ips6(v),
                         netns: v.cfg.netns.clone(),
                         counters: counters(&v.entry),
                         error: None,
@@ -367,6 +378,7 @@ impl State {
                                 tap: f.cfg.tap.clone(),
                                 mac: f.cfg.mac.to_string(),
                                 ips: Vec::new(),
+                                ips6: Vec::new(),
                                 netns: f.cfg.netns.clone(),
                                 counters: Counters::default(),
                                 error: Some(f.error.clone()),

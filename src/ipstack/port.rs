@@ -20,6 +20,8 @@ const QUEUE: usize = 1024;
 
 pub struct RouterPort {
     mac: Mac,
+    /// Takes the IPv6 multicast a router listens to (an NI with `subnet6`).
+    ipv6: bool,
     nat: Option<(Arc<Nat>, Side)>,
     queue: Mutex<VecDeque<Vec<u8>>>,
     wake: Waker,
@@ -30,10 +32,27 @@ impl RouterPort {
     pub fn new(mac: Mac, nat: Option<(Arc<Nat>, Side)>) -> io::Result<RouterPort> {
         Ok(RouterPort {
             mac,
+            ipv6: false,
             nat,
             queue: Mutex::new(VecDeque::new()),
             wake: Waker::new()?,
         })
+    }
+
+    /// Takes the IPv6 multicast a router listens to: all routers (router
+    /// solicitations), DHCPv6 servers and solicited-node addresses.
+    pub fn with_ipv6(mut self, on: bool) -> Self {
+        self.ipv6 = on;
+        self
+    }
+
+    fn wanted(&self, dst: &[u8]) -> bool {
+        dst == self.mac.0
+            || dst == Mac::BROADCAST.0
+            || (self.ipv6
+                && (dst == [0x33, 0x33, 0, 0, 0, 2]
+                    || dst == [0x33, 0x33, 0, 1, 0, 2]
+                    || dst.starts_with(&[0x33, 0x33, 0xff])))
     }
 
     /// The descriptor the control thread polls.
@@ -64,7 +83,7 @@ impl PortIo for RouterPort {
 
     fn send(&self, pkt: &[u8]) -> io::Result<()> {
         let dst = pkt.get(VNET_HDR_LEN..VNET_HDR_LEN + 6).unwrap_or(&[]);
-        if dst != self.mac.0 && dst != Mac::BROADCAST.0 {
+        if !self.wanted(dst) {
             // Flooded frames for someone else: not ours, not an error.
             return Ok(());
         }

@@ -111,8 +111,9 @@ impl Relay {
         for (port, h) in &self.udp {
             let sock = sockets.get_mut::<udp::Socket>(*h);
             while let Ok((n, meta)) = sock.recv_slice(&mut buf) {
-                let IpAddress::Ipv4(from) = meta.endpoint.addr;
-                if meta.endpoint.port == 53 {
+                if let IpAddress::Ipv4(from) = meta.endpoint.addr
+                    && meta.endpoint.port == 53
+                {
                     out.push((buf[..n].to_vec(), from, *port));
                 }
             }

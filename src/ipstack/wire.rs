@@ -1,10 +1,16 @@
 //! Small frame helpers for the router: finishing checksums that TAP offloads
-//! left partial, reading IPv4/UDP headers, and building UDP frames.
+//! left partial, reading IPv4/UDP and IPv6 headers, and building UDP and
+//! IPv6 frames.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::config::Mac;
 use crate::frame::{ETH_HDR_LEN, ETHERTYPE_IPV4, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
+
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+/// IPv6 next-header values the router builds.
+pub const NEXT_UDP: u8 = 17;
+pub const NEXT_ICMPV6: u8 = 58;
 
 /// RFC 1071 one's-complement sum of `data`, added to `sum`.
 pub fn csum_add(mut sum: u32, data: &[u8]) -> u32 {
@@ -139,6 +145,107 @@ pub fn udp_packet(
     p
 }
 
+/// An IPv6 packet in an untagged Ethernet frame, read up to its first
+/// header after the fixed one.
+pub struct Ip6<'a> {
+    pub src_mac: Mac,
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub next: u8,
+    pub payload: &'a [u8],
+}
+
+/// Reads an untagged IPv6 frame; None for anything else or malformed.
+pub fn parse_ipv6(f: &[u8]) -> Option<Ip6<'_>> {
+    if u16::from_be_bytes([*f.get(12)?, *f.get(13)?]) != ETHERTYPE_IPV6 {
+        return None;
+    }
+    let ip = f.get(ETH_HDR_LEN..)?;
+    if ip.len() < 40 || ip[0] >> 4 != 6 {
+        return None;
+    }
+    let len = u16::from_be_bytes([ip[4], ip[5]]) as usize;
+    let addr = |at: usize| {
+        <[u8; 16]>::try_from(&ip[at..at + 16])
+            .ok()
+            .map(Ipv6Addr::from)
+    };
+    Some(Ip6 {
+        src_mac: Mac(f[6..12].try_into().ok()?),
+        src: addr(8)?,
+        dst: addr(24)?,
+        next: ip[6],
+        payload: ip.get(40..40 + len)?,
+    })
+}
+
+/// The ports and payload of a UDP datagram.
+pub fn udp_parts(d: &[u8]) -> Option<(u16, u16, &[u8])> {
+    let len = u16::from_be_bytes([*d.get(4)?, *d.get(5)?]) as usize;
+    let payload = d.get(8..len)?;
+    Some((
+        u16::from_be_bytes([d[0], d[1]]),
+        u16::from_be_bytes([d[2], d[3]]),
+        payload,
+    ))
+}
+
+/// A UDP datagram with its checksum left zero (for `ipv6_packet`).
+pub fn udp_datagram(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let len = (8 + payload.len()) as u16;
+    [
+        &sport.to_be_bytes()[..],
+        &dport.to_be_bytes(),
+        &len.to_be_bytes(),
+        &[0, 0],
+        payload,
+    ]
+    .concat()
+}
+
+/// The Ethernet address IPv6 multicast `ip` goes to.
+pub fn multicast_mac(ip: Ipv6Addr) -> Mac {
+    let o = ip.octets();
+    Mac([0x33, 0x33, o[12], o[13], o[14], o[15]])
+}
+
+/// Builds virtio-net header + Ethernet + IPv6 (hop limit 255, as neighbour
+/// discovery requires) around an ICMPv6 message or UDP datagram whose
+/// checksum is zero, and fills in the checksum.
+pub fn ipv6_packet(
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    next: u8,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut p = Vec::with_capacity(VNET_HDR_LEN + ETH_HDR_LEN + 40 + body.len());
+    p.extend([0u8; VNET_HDR_LEN]);
+    p.extend(dst_mac.0);
+    p.extend(src_mac.0);
+    p.extend(ETHERTYPE_IPV6.to_be_bytes());
+    p.extend([0x60, 0, 0, 0]);
+    p.extend((body.len() as u16).to_be_bytes());
+    p.extend([next, 255]);
+    p.extend(src.octets());
+    p.extend(dst.octets());
+    let at = p.len();
+    p.extend(body);
+    let mut sum = csum_add(0, &src.octets());
+    sum = csum_add(sum, &dst.octets());
+    sum += body.len() as u32 + u32::from(next);
+    let mut c = csum_fold(csum_add(sum, body));
+    if c == 0 && next == NEXT_UDP {
+        c = 0xffff;
+    }
+    let off = at + if next == NEXT_UDP { 6 } else { 2 };
+    if off + 2 <= p.len() {
+        p[off..off + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +270,31 @@ mod tests {
         let mut sum = csum_add(0, &f[26..34]);
         sum += 17 + (f.len() - 34) as u32;
         assert_eq!(csum_fold(csum_add(sum, &f[34..])), 0, "UDP checksum");
+    }
+
+    #[test]
+    fn ipv6_frames_parse_back_with_valid_checksums() {
+        let (a, b): (Ipv6Addr, Ipv6Addr) =
+            ("fe80::1".parse().unwrap(), "ff02::1:2".parse().unwrap());
+        let d = udp_datagram(546, 547, b"info");
+        let p = ipv6_packet(
+            Mac([2, 0, 0, 0, 0, 1]),
+            multicast_mac(b),
+            a,
+            b,
+            NEXT_UDP,
+            &d,
+        );
+        let f = &p[VNET_HDR_LEN..];
+        assert_eq!(&f[..6], &[0x33, 0x33, 0, 1, 0, 2]);
+        let ip = parse_ipv6(f).unwrap();
+        assert_eq!((ip.src, ip.dst, ip.next), (a, b, NEXT_UDP));
+        assert_eq!(udp_parts(ip.payload), Some((546, 547, &b"info"[..])));
+        let mut sum = csum_add(0, &f[22..54]);
+        sum += ip.payload.len() as u32 + 17;
+        assert_eq!(csum_fold(csum_add(sum, ip.payload)), 0, "UDP checksum");
+        assert!(parse_ipv6(&f[..50]).is_none(), "cut short");
+        assert!(udp_parts(&ip.payload[..6]).is_none());
     }
 
     #[test]

@@ -15,8 +15,8 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 pub struct Zone {
     pub domain: Option<String>,
     pub router: Option<Ipv4Addr>,
-    /// App name (lower case) -> its addresses in this NI.
-    pub hosts: HashMap<String, Vec<Ipv4Addr>>,
+    /// App name (lower case) -> its addresses in this NI (IPv4 and IPv6).
+    pub hosts: HashMap<String, Vec<IpAddr>>,
     /// Static records; a name starting with `*.` is a wildcard.
     pub records: Vec<(String, IpAddr)>,
     pub ttl: u32,
@@ -53,7 +53,7 @@ impl Zone {
                 out.push(r.into());
             }
             if let Some(ips) = self.hosts.get(host) {
-                out.extend(ips.iter().map(|i| IpAddr::V4(*i)));
+                out.extend(ips.iter().copied());
             }
         }
         for (n, ip) in &self.records {
@@ -94,7 +94,7 @@ impl Zone {
         let mut out: Vec<String> = self
             .hosts
             .iter()
-            .filter(|(_, ips)| ips.contains(&ip))
+            .filter(|(_, ips)| ips.contains(&IpAddr::V4(ip)))
             .map(|(h, _)| qualify(h))
             .collect();
         out.sort();

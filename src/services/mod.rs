@@ -7,6 +7,7 @@ pub mod acl;
 pub mod dhcp;
 pub mod dns;
 pub mod flowlog;
+pub mod ipv6;
 pub mod metadata;
 pub mod nat;
 pub mod vif_filter;

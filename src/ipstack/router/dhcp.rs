@@ -108,6 +108,19 @@ impl DhcpServer {
         fixed.chain(leased).collect()
     }
 
+    /// Whether the MAC (as bytes) is one of the NI's app interfaces.
+    pub fn has_client(&self, mac: &[u8]) -> bool {
+        self.clients.iter().any(|c| c.mac.0 == mac)
+    }
+
+    /// The app name of an interface of the NI.
+    pub fn client_name(&self, mac: Mac) -> Option<&str> {
+        self.clients
+            .iter()
+            .find(|c| c.mac == mac)
+            .map(|c| c.app.as_str())
+    }
+
     /// Each app's name with its address (fixed, else leased).
     pub fn names(&self) -> Vec<(String, Ipv4Addr)> {
         let bound = self.leases.bindings();

@@ -89,13 +89,14 @@ impl DnsServer {
         let buf =
             || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 128], vec![0u8; 128 * 1024]);
         let mut sock = udp::Socket::new(buf(), buf());
-        sock.bind(IpEndpoint::new(IpAddress::Ipv4(l.gateway), 53))
-            .map_err(|e| io::Error::other(format!("DNS socket: {e}")))?;
-        let (base, configured) = settings(l.gateway, Some(l.subnet), &l.dns);
-        let ep = IpListenEndpoint {
-            addr: Some(IpAddress::Ipv4(l.gateway)),
+        // Every address of the router: the gateway's, and its IPv6 ones.
+        let any = IpListenEndpoint {
+            addr: None,
             port: 53,
         };
+        sock.bind(any)
+            .map_err(|e| io::Error::other(format!("DNS socket: {e}")))?;
+        let (base, configured) = settings(l.gateway, Some(l.subnet), &l.dns);
         Ok(DnsServer {
             base,
             zone: None,
@@ -103,7 +104,7 @@ impl DnsServer {
             forwarder: Forwarder::new(crate::rand::u16),
             hosts,
             socket: sockets.add(sock),
-            tcp: Pool::new(ep, TCP_LIMITS),
+            tcp: Pool::new(any, TCP_LIMITS),
             counters,
         })
     }
@@ -121,7 +122,7 @@ impl DnsServer {
         sockets: &mut SocketSet<'static>,
         uplinks: &mut UplinkSet,
         generation: u64,
-        names: impl FnOnce() -> Vec<(String, Ipv4Addr)>,
+        names: impl FnOnce() -> Vec<(String, IpAddr)>,
     ) {
         if self.zone.as_ref().is_none_or(|(g, _)| *g != generation) {
             let mut z = self.base.clone();
@@ -272,9 +273,7 @@ impl DnsServer {
 
     fn send_udp(&mut self, sockets: &mut SocketSet<'static>, r: &[u8], to: SocketAddr) {
         self.learn(r);
-        // Clients of the DNS socket are the NI's (IPv4) apps.
-        let IpAddr::V4(ip) = to.ip() else { return };
-        let ep = IpEndpoint::new(IpAddress::Ipv4(ip), to.port());
+        let ep = IpEndpoint::new(IpAddress::from(to.ip()), to.port());
         let _ = sockets
             .get_mut::<udp::Socket>(self.socket)
             .send_slice(r, ep);

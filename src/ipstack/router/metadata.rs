@@ -81,7 +81,10 @@ fn answer(
     conn.input.clear();
     conn.finish();
     let Some(peer) = conn.peer else { return };
-    let IpAddress::Ipv4(ip) = peer.addr;
+    // The metadata address is IPv4: so are its clients.
+    let IpAddress::Ipv4(ip) = peer.addr else {
+        return;
+    };
     let mac = addresses()
         .into_iter()
         .find(|(a, _)| *a == ip)

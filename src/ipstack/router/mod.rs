@@ -7,12 +7,14 @@
 
 mod dhcp;
 mod dns;
+mod ipv6;
 mod metadata;
 mod streams;
 mod uplinks;
 
+use std::collections::HashMap;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -36,6 +38,7 @@ use crate::services::metadata::{AppMeta, METADATA_IP, NiFacts};
 use crate::switch::{Domain, PortEntry, PortRole, PortSpec, Switch, now_secs};
 use dhcp::{DhcpServer, Outcome};
 use dns::DnsServer;
+use ipv6::{Ipv6Side, Learned};
 use metadata::MetadataServer;
 use uplinks::UplinkSet;
 
@@ -63,6 +66,9 @@ pub struct RouterCounters {
     pub metadata_refused: AtomicU64,
     /// TCP connections (metadata, DNS) cut for breaking a bound.
     pub tcp_refused: AtomicU64,
+    pub router_adverts: AtomicU64,
+    pub dhcpv6_replies: AtomicU64,
+    pub ipv6_malformed: AtomicU64,
     pub frames_refused: AtomicU64,
 }
 
@@ -83,6 +89,9 @@ impl RouterCounters {
             ("metadata_answered", self.metadata_answered.load(Relaxed)),
             ("metadata_refused", self.metadata_refused.load(Relaxed)),
             ("tcp_refused", self.tcp_refused.load(Relaxed)),
+            ("router_adverts", self.router_adverts.load(Relaxed)),
+            ("dhcpv6_replies", self.dhcpv6_replies.load(Relaxed)),
+            ("ipv6_malformed", self.ipv6_malformed.load(Relaxed)),
             ("frames_refused", self.frames_refused.load(Relaxed)),
         ]
     }
@@ -142,6 +151,7 @@ pub struct Router {
     pub counters: Arc<RouterCounters>,
     pub nat: Arc<Nat>,
     leases: Arc<Mutex<Vec<Lease>>>,
+    learned6: Learned,
     port: Arc<RouterPort>,
     pending: Arc<Mutex<Option<RouterUpdate>>>,
     switch: Arc<Switch>,
@@ -182,7 +192,10 @@ impl Router {
             setup.maps.clone(),
             nat_options(&setup.local),
         )?);
-        let port = Arc::new(RouterPort::new(mac, Some((nat.clone(), Side::Inside)))?);
+        let port = Arc::new(
+            RouterPort::new(mac, Some((nat.clone(), Side::Inside)))?
+                .with_ipv6(setup.local.subnet6.is_some()),
+        );
         let entry = switch.add_port(
             domain,
             PortSpec::new(
@@ -216,6 +229,7 @@ impl Router {
         let counters = Arc::new(RouterCounters::default());
         let uplink_info = Arc::new(Mutex::new(Vec::new()));
         let leases = Arc::new(Mutex::new(Vec::new()));
+        let learned6 = Learned::default();
         let pending = Arc::new(Mutex::new(None));
         let handles = Handles {
             mac,
@@ -228,7 +242,8 @@ impl Router {
         };
         let stop = Arc::new(AtomicBool::new(false));
         let uplinks = UplinkSet::new(uplinks, uplink_info.clone(), setup.ni_name.clone());
-        let started = Control::new(setup, handles, leases.clone(), uplinks).and_then(|mut ctl| {
+        let shared = (leases.clone(), learned6.clone());
+        let started = Control::new(setup, handles, shared, uplinks).and_then(|mut ctl| {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name(format!("router-{}", ctl.name))
@@ -253,6 +268,7 @@ impl Router {
             counters,
             nat,
             leases,
+            learned6,
             port,
             pending,
             switch: switch.clone(),
@@ -272,6 +288,11 @@ impl Router {
     /// Bound leases, as last written.
     pub fn leases(&self) -> Vec<Lease> {
         self.leases.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The IPv6 addresses each app interface (by MAC) was seen using.
+    pub fn ipv6_addresses(&self) -> HashMap<Mac, Vec<Ipv6Addr>> {
+        crate::sync::lock(&self.learned6).clone()
     }
 
     /// New clients and port maps (a live apply); the control thread takes
@@ -375,6 +396,7 @@ struct Control {
     dhcp: DhcpServer,
     dns: DnsServer,
     meta: MetadataServer,
+    v6: Option<Ipv6Side>,
     mtu: u16,
     uplinks: UplinkSet,
     /// The DHCP generation the NAT's list of app addresses was made from.
@@ -385,7 +407,7 @@ impl Control {
     fn new(
         setup: RouterSetup,
         h: Handles,
-        leases: Arc<Mutex<Vec<Lease>>>,
+        (leases, learned6): (Arc<Mutex<Vec<Lease>>>, Learned),
         uplinks: UplinkSet,
     ) -> io::Result<Control> {
         let l = &setup.local;
@@ -406,24 +428,31 @@ impl Control {
             .state_dir
             .join(format!("leases-{}.json", setup.ni_uuid));
         let dhcp = DhcpServer::new(pool, setup.clients, file, leases, unix_now());
+        let v6 = Ipv6Side::new(l, h.mac, pool_mtu, learned6, h.counters.clone());
         let mut dev = QueueDevice::default();
         let mut iface = Interface::new(
             IfConfig::new(EthernetAddress(h.mac.0).into()),
             &mut dev,
             SInstant::now(),
         );
-        iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::new(
-                IpAddress::Ipv4(l.gateway),
-                l.subnet.prefix_len(),
+        let gateway = IpCidr::new(IpAddress::Ipv4(l.gateway), l.subnet.prefix_len());
+        let metadata = IpCidr::new(IpAddress::Ipv4(METADATA_IP), 32);
+        let v6_addrs = (v6.iter().flat_map(|v| v.addresses()))
+            .map(|(ip, len)| IpCidr::new(IpAddress::Ipv6(ip), len));
+        let addrs: Vec<IpCidr> = [gateway, metadata].into_iter().chain(v6_addrs).collect();
+        let mut full = false;
+        iface.update_ip_addrs(|a| full = addrs.iter().any(|c| a.push(*c).is_err()));
+        if full {
+            return Err(io::Error::other(
+                "the router's stack has no room for all its addresses",
             ));
-            let _ = a.push(IpCidr::new(IpAddress::Ipv4(METADATA_IP), 32));
-        });
+        }
         let mut sockets = SocketSet::new(Vec::new());
         let dns = DnsServer::new(l, &mut sockets, setup.hosts.clone(), h.counters.clone())?;
         let meta = MetadataServer::new(setup.apps, h.counters.clone());
         Ok(Control {
             meta,
+            v6,
             mtu: pool_mtu,
             name: setup.ni_name,
             gateway: l.gateway,
@@ -487,6 +516,9 @@ impl Control {
         if let Some(u) = update {
             if let Some(dns) = u.dns {
                 self.dns.set(self.gateway, &dns);
+                if let Some(v6) = &mut self.v6 {
+                    v6.set_domain(dns.domain.clone());
+                }
                 self.dhcp.pool.domain = dns.domain;
             }
             self.dhcp.set_clients(u.clients, unix_now());
@@ -496,13 +528,11 @@ impl Control {
         self.poll_stack();
         self.uplinks.poll(&self.h.switch);
         self.h.nat.resolve();
-        let names = || self.dhcp.names();
-        self.dns.serve(
-            &mut self.sockets,
-            &mut self.uplinks,
-            self.dhcp.generation,
-            names,
-        );
+        let generation = self.dhcp.generation + self.v6.as_ref().map_or(0, |v| v.generation);
+        let (dhcp, v6) = (&self.dhcp, &self.v6);
+        let names = || names(dhcp, v6.as_ref());
+        self.dns
+            .serve(&mut self.sockets, &mut self.uplinks, generation, names);
         self.dns.relay(&mut self.sockets, &mut self.uplinks);
         let facts = NiFacts {
             gateway: self.gateway,
@@ -512,6 +542,11 @@ impl Control {
         let dhcp = &self.dhcp;
         self.meta
             .serve(&mut self.sockets, now_ms(), facts, || dhcp.addresses());
+        if let Some(v6) = &mut self.v6 {
+            let mut out = Vec::new();
+            v6.tick(now_ms(), &mut out);
+            self.send(out);
+        }
         self.poll_stack();
         self.uplinks.poll(&self.h.switch);
         let now = now_ms();
@@ -570,6 +605,17 @@ impl Control {
             self.dhcp_outcome(src, outcome);
             return;
         }
+        if let Some(v6) = &mut self.v6
+            && f.get(12..14) == Some(&[0x86, 0xdd][..])
+        {
+            let client = f.get(6..12).is_some_and(|m| self.dhcp.has_client(m));
+            let mut out = Vec::new();
+            let done = v6.frame(&f, client, &mut out);
+            self.send(out);
+            if done {
+                return;
+            }
+        }
         if let Some((mac, src, dst)) = wire::ipv4_ends(&f)
             && dst == METADATA_IP
             && !self.dhcp.addresses().contains(&(src, mac))
@@ -580,6 +626,13 @@ impl Control {
         }
         if self.dev.rx.len() < 1024 {
             self.dev.rx.push_back(f);
+        }
+    }
+
+    /// Switches frames the router built into its NI.
+    fn send(&self, frames: Vec<Vec<u8>>) {
+        for p in frames {
+            self.h.switch.process(&self.h.entry, &p, now_secs());
         }
     }
 
@@ -608,4 +661,23 @@ impl Control {
             }
         }
     }
+}
+
+/// Every app's name with its addresses: its IPv4 one, and the IPv6 ones
+/// it was seen using; `router` has the gateway's IPv6 address too.
+fn names(dhcp: &DhcpServer, v6: Option<&Ipv6Side>) -> Vec<(String, IpAddr)> {
+    let mut out: Vec<(String, IpAddr)> = (dhcp.names().into_iter())
+        .map(|(n, ip)| (n, IpAddr::V4(ip)))
+        .collect();
+    let Some(v6) = v6 else { return out };
+    out.push(("router".into(), IpAddr::V6(v6.gateway6)));
+    for (mac, list) in v6.learned().iter() {
+        if let Some(name) = dhcp.client_name(*mac) {
+            out.extend(
+                list.iter()
+                    .map(|a| (name.to_ascii_lowercase(), IpAddr::V6(*a))),
+            );
+        }
+    }
+    out
 }

@@ -1,0 +1,146 @@
+//! IPv6 for a local NI's apps, as pure logic (SPEC §5.1): the router
+//! advertisement (the /64 for SLAAC, the MTU, the DNS servers), the
+//! stateless DHCPv6 reply that carries the DNS servers and domain, and
+//! what an app's neighbour discovery tells of its addresses.
+
+use std::net::Ipv6Addr;
+
+use dhcproto::v6::{DhcpOption, Message, MessageType, OptionCode};
+use dhcproto::{Decodable, Decoder, Encodable, Name};
+use ipnet::Ipv6Net;
+
+use crate::config::Mac;
+
+/// ICMPv6 types the router deals with.
+pub const ROUTER_SOLICIT: u8 = 133;
+pub const ROUTER_ADVERT: u8 = 134;
+pub const NEIGHBOR_SOLICIT: u8 = 135;
+pub const NEIGHBOR_ADVERT: u8 = 136;
+/// How long advertised things last: the default router, the DNS servers...
+const ROUTER_LIFETIME: u16 = 1800;
+/// ... and the prefix.
+const PREFIX_VALID: u32 = 86400;
+const PREFIX_PREFERRED: u32 = 14400;
+
+/// What the router advertises.
+#[derive(Debug, Clone)]
+pub struct Advert {
+    pub mac: Mac,
+    pub prefix: Ipv6Net,
+    pub mtu: u16,
+    pub dns: Vec<Ipv6Addr>,
+    /// False on an air-gapped NI: the prefix is on-link, no default route.
+    pub default_router: bool,
+}
+
+/// The link-local address of a MAC (modified EUI-64).
+pub fn link_local(mac: Mac) -> Ipv6Addr {
+    let m = mac.0;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 2,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
+    ])
+}
+
+/// The ICMPv6 message of a router advertisement, checksum left zero:
+/// managed flag off (addresses by SLAAC), other-config on (DNS by
+/// stateless DHCPv6 as well as RDNSS).
+pub fn router_advert(a: &Advert) -> Vec<u8> {
+    let lifetime = if a.default_router { ROUTER_LIFETIME } else { 0 };
+    let mut m = vec![ROUTER_ADVERT, 0, 0, 0, 64, 0x40];
+    m.extend(lifetime.to_be_bytes());
+    m.extend([0u8; 8]); // reachable time, retransmission timer: unspecified
+    m.extend([1, 1]);
+    m.extend(a.mac.0);
+    m.extend([5, 1, 0, 0]);
+    m.extend(u32::from(a.mtu).to_be_bytes());
+    m.extend([3, 4, 64, 0xc0]); // on-link, autonomous
+    m.extend(PREFIX_VALID.to_be_bytes());
+    m.extend(PREFIX_PREFERRED.to_be_bytes());
+    m.extend([0u8; 4]);
+    m.extend(a.prefix.network().octets());
+    if !a.dns.is_empty() {
+        m.extend([25, 1 + 2 * a.dns.len() as u8, 0, 0]);
+        m.extend(u32::from(ROUTER_LIFETIME).to_be_bytes());
+        for d in &a.dns {
+            m.extend(d.octets());
+        }
+    }
+    m
+}
+
+/// A DHCPv6 message that could not be read.
+#[derive(Debug, PartialEq)]
+pub struct Malformed;
+
+/// The server's DUID: link-layer type (3), Ethernet, the router's MAC.
+pub fn duid(mac: Mac) -> Vec<u8> {
+    [&[0, 3, 0, 1][..], &mac.0].concat()
+}
+
+/// The reply to a DHCPv6 message: an Information-request (stateless
+/// DHCPv6) gets the DNS servers and the search domain; anything else
+/// (addresses are by SLAAC) gets nothing. Malformed: Err.
+pub fn dhcpv6_reply(
+    msg: &[u8],
+    server_duid: &[u8],
+    dns: &[Ipv6Addr],
+    domain: Option<&str>,
+) -> Result<Option<Vec<u8>>, Malformed> {
+    let q = Message::decode(&mut Decoder::new(msg)).map_err(|_| Malformed)?;
+    if q.msg_type() != MessageType::InformationRequest {
+        return Ok(None);
+    }
+    // One addressed to another server is not ours to answer.
+    if let Some(DhcpOption::ServerId(id)) = q.opts().get(OptionCode::ServerId)
+        && id.as_slice() != server_duid
+    {
+        return Ok(None);
+    }
+    let mut r = Message::new_with_id(MessageType::Reply, q.xid());
+    let o = r.opts_mut();
+    o.insert(DhcpOption::ServerId(server_duid.to_vec()));
+    if let Some(DhcpOption::ClientId(id)) = q.opts().get(OptionCode::ClientId) {
+        o.insert(DhcpOption::ClientId(id.clone()));
+    }
+    o.insert(DhcpOption::DomainNameServers(dns.to_vec()));
+    if let Some(name) = domain.and_then(|d| d.parse::<Name>().ok()) {
+        o.insert(DhcpOption::DomainSearchList(vec![name]));
+    }
+    o.insert(DhcpOption::InformationRefreshTime(u32::from(
+        ROUTER_LIFETIME,
+    )));
+    r.to_vec().map(Some).map_err(|_| Malformed)
+}
+
+/// The addresses an IPv6 packet from an app shows it uses: its source, or
+/// for duplicate address detection (a neighbour solicitation from `::`)
+/// the address it is about to take. `icmp` is the ICMPv6 message, if any.
+pub fn claimed(src: Ipv6Addr, icmp: Option<&[u8]>) -> Option<Ipv6Addr> {
+    if !src.is_unspecified() {
+        return Some(src);
+    }
+    let m = icmp?;
+    (m.first() == Some(&NEIGHBOR_SOLICIT))
+        .then(|| m.get(8..24))
+        .flatten()
+        .and_then(|t| <[u8; 16]>::try_from(t).ok())
+        .map(Ipv6Addr::from)
+}
+
+#[cfg(test)]
+mod tests;

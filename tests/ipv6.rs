@@ -1,0 +1,183 @@
+//! IPv6 on a local NI (SPEC §5.1) with the kernel's own SLAAC in app
+//! namespaces: the router's advertisement gives each app an address in
+//! `subnet6` and a default route, the router answers neighbour discovery
+//! and ping on its addresses, apps reach each other, names resolve to
+//! AAAA records (over IPv6 too), stateless DHCPv6 (dhclient -S) gives the
+//! DNS server and domain, status shows the apps' addresses, and garbage
+//! DHCPv6 is counted and survived.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+const P: &str = "nswv6";
+const GW6: &str = "fd00:50::1";
+
+fn config(p: &str) -> String {
+    let app = |n: &str, u: u8| {
+        format!(
+            "  - {{ name: {n}, uuid: 6ba7b810-9dad-11d1-80b4-00c04fd436{u:02x}, interfaces: [{{ ni: lan, tap: {p}-{n}, netns: {p}-{n} }}] }}\n"
+        )
+    };
+    format!(
+        "version: 1
+ports:
+  - {{ name: up, device: {p}-nic }}
+network_instances:
+  - {{ name: lan, type: local, subnet: 10.50.0.0/24, subnet6: 'fd00:50::/64', dns: {{ domain: lan }}, uplinks: [up] }}
+apps:
+{}{}",
+        app("a", 1),
+        app("b", 2),
+    )
+}
+
+/// The global IPv6 address SLAAC gave `ifname` in `ns` (empty: none yet).
+fn slaac(sb: &Sandbox, ns: &str, ifname: &str) -> String {
+    sb.out(
+        ns,
+        &format!(
+            "ip -6 -o addr show dev {ifname} scope global | grep -v tentative | awk '{{print $4}}' | cut -d/ -f1 | head -1"
+        ),
+    )
+}
+
+fn router(d: &Daemon) -> serde_json::Value {
+    d.status()["network_instances"][0]["router"].clone()
+}
+
+#[test]
+fn apps_get_ipv6_by_slaac_and_reach_the_router_and_each_other() {
+    if !root_or_skip("apps_get_ipv6_by_slaac_and_reach_the_router_and_each_other") {
+        return;
+    }
+    need(&["dnsmasq", "udhcpc", "dig", "ping", "dhclient", "python3"]);
+    let mut sb = Sandbox::new(P).unwrap();
+    let (dev, up) = dev_and_up(&mut sb, &format!("{P}-nic"), &format!("{P}-lan"));
+    upstream_dhcp(&mut sb, &up, &format!("{P}-lan"), "up");
+    let (a, b) = (sb.ns("a").unwrap(), sb.ns("b").unwrap());
+    let d = start(&mut sb, &dev, &config(P), "nsw");
+    let (ta, tb) = (format!("{P}-a"), format!("{P}-b"));
+    lease(&sb, &a, &ta);
+    lease(&sb, &b, &tb);
+
+    // SLAAC from the router's advertisement, with a default route.
+    for (ns, tap) in [(&a, &ta), (&b, &tb)] {
+        assert!(
+            wait_until(Duration::from_secs(20), || slaac(&sb, ns, tap)
+                .starts_with("fd00:50::")),
+            "no SLAAC address on {tap}: {}\n{}",
+            sb.out(ns, "ip -6 addr; ip -6 route"),
+            router(&d)
+        );
+    }
+    let (a6, b6) = (slaac(&sb, &a, &ta), slaac(&sb, &b, &tb));
+    let route = sb.out(&a, "ip -6 route show default");
+    assert!(route.contains("via fe80::"), "{route}");
+    let mtu = sb.out(&a, &format!("cat /proc/sys/net/ipv6/conf/{ta}/mtu"));
+    assert_eq!(mtu, "1500", "the advertised MTU");
+
+    // Neighbour discovery and echo on the router's addresses; app to app.
+    assert!(
+        sb.ok(&a, &format!("ping -6 -c 2 -i 0.2 -W 2 {GW6}")),
+        "ping the gateway"
+    );
+    let ll = sb.out(&a, "ip -6 route show default | awk '{print $3}'");
+    assert!(
+        sb.ok(&a, &format!("ping -6 -c 3 -i 0.3 -W 2 {ll}%{ta}")),
+        "ping the router's link-local {ll}"
+    );
+    assert!(
+        sb.ok(&a, &format!("ping -6 -c 2 -i 0.2 -W 2 {b6}")),
+        "a pings b"
+    );
+    assert!(
+        sb.ok(&b, &format!("ping -6 -c 2 -i 0.2 -W 2 {a6}")),
+        "b pings a"
+    );
+
+    // AAAA records for the apps, asked over IPv4 and over IPv6.
+    let aaaa = |server: &str, name: &str| {
+        sb.out(
+            &a,
+            &format!("dig +time=2 +tries=2 +short @{server} -q {name} -t AAAA"),
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || aaaa("10.50.0.1", "b")
+            .lines()
+            .any(|l| l == b6)),
+        "AAAA of b: {}",
+        aaaa("10.50.0.1", "b")
+    );
+    assert!(aaaa(GW6, "b.lan").lines().any(|l| l == b6), "over IPv6");
+    assert!(aaaa(GW6, "router").lines().any(|l| l == GW6));
+    assert!(
+        sb.out(&a, &format!("dig +tcp +short @{GW6} -q a"))
+            .contains("10.50.0."),
+        "A over IPv6 and TCP"
+    );
+
+    // Stateless DHCPv6 gives the DNS server and the domain: dhclient
+    // hands what it got to its script, which notes it.
+    let (pf, lf, env) = (sb.path("a6.pid"), sb.path("a6.leases"), sb.path("a6.env"));
+    let script = write_file(
+        &sb,
+        "a6.sh",
+        &format!("#!/bin/sh\nenv >> {}\n", env.display()),
+    );
+    assert!(sb.ok(&a, &format!("chmod +x {}", script.display())));
+    let dhc = format!(
+        "timeout 20 dhclient -6 -S -1 -sf {} -pf {} -lf {} {ta} >/dev/null 2>&1",
+        script.display(),
+        pf.display(),
+        lf.display()
+    );
+    assert!(sb.ok(&a, &dhc), "dhclient -6 -S");
+    sb.sh(&a, &format!("kill $(cat {}) 2>/dev/null", pf.display()));
+    let got = std::fs::read_to_string(&env).unwrap_or_default();
+    assert!(
+        got.contains(&format!("new_dhcp6_name_servers={GW6}")),
+        "{got}"
+    );
+    assert!(got.contains("new_dhcp6_domain_search=lan."), "{got}");
+    assert!(
+        router(&d)["counters"]["dhcpv6_replies"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    );
+
+    // status shows the apps' IPv6 addresses.
+    let st = d.status();
+    let ips6 = st["apps"][0]["interfaces"][0]["ips6"].to_string();
+    assert!(ips6.contains(&a6), "{ips6}");
+
+    // Garbage DHCPv6 is counted; the router goes on answering.
+    let junk = format!(
+        "python3 -c \"import socket; s=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); \
+         s.bind(('::', 546)); s.sendto(b'\\x0b\\x00', ('ff02::1:2%{ta}', 547))\""
+    );
+    assert!(sb.ok(&a, &junk), "send junk");
+    assert!(
+        wait_until(
+            Duration::from_secs(3),
+            || router(&d)["counters"]["ipv6_malformed"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 1
+        ),
+        "{}",
+        router(&d)
+    );
+    assert!(
+        sb.ok(&a, &format!("ping -6 -c 1 -W 2 {GW6}")),
+        "still answering"
+    );
+    assert!(
+        router(&d)["counters"]["router_adverts"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2
+    );
+}
