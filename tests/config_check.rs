@@ -280,6 +280,33 @@ fn dataplane_tuning() {
 }
 
 #[test]
+fn subnet6_is_a_global_or_unique_local_64() {
+    let ni = |s6: &str| {
+        format!(
+            "version: 1\nnetwork_instances: [{{name: l, type: local, subnet: 10.0.0.0/24, subnet6: '{s6}'}}]\n"
+        )
+    };
+    let (ok, out, err) = check(&ni("fd00:50::/64"));
+    assert!(ok && out.contains("subnet6: fd00:50::/64"), "{out}{err}");
+    refused(
+        &ni("fd00:50::/56"),
+        "network_instances[0].subnet6",
+        "SLAAC needs a /64",
+    );
+    refused(&ni("10.1.0.0/24"), "network_instances[0].subnet6", "IPv4");
+    refused(
+        &ni("fe80::/64"),
+        "network_instances[0].subnet6",
+        "not a global or unique local",
+    );
+    refused(
+        "version: 1\nnetwork_instances: [{name: s, type: switch, subnet6: 'fd00::/64'}]\n",
+        "network_instances[0].subnet6",
+        "only applies to `type: local`",
+    );
+}
+
+#[test]
 fn user_data_is_kept_and_bounded() {
     let app = |ud: &str| {
         format!(
