@@ -215,12 +215,12 @@ fn acl_bench(c: &mut Criterion) {
     let acl = Acl::compile(&list);
     let key = FlowKey {
         proto: 6,
-        local: Ipv4Addr::new(10, 50, 0, 20),
+        local: Ipv4Addr::new(10, 50, 0, 20).into(),
         lport: 40000,
-        remote: Ipv4Addr::new(192, 0, 2, 80),
+        remote: Ipv4Addr::new(192, 0, 2, 80).into(),
         rport: 80,
     };
-    let no_hosts = |_: &str, _: Ipv4Addr| false;
+    let no_hosts = |_: &str, _: std::net::IpAddr| false;
     let mut g = c.benchmark_group("acl");
     g.throughput(Throughput::Elements(1));
     g.bench_function("new_flow_100_rules_last_matches", |b| {

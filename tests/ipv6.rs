@@ -14,9 +14,9 @@ const P: &str = "nswv6";
 const GW6: &str = "fd00:50::1";
 
 fn config(p: &str) -> String {
-    let app = |n: &str, u: u8| {
+    let app = |n: &str, u: u8, extra: &str| {
         format!(
-            "  - {{ name: {n}, uuid: 6ba7b810-9dad-11d1-80b4-00c04fd436{u:02x}, interfaces: [{{ ni: lan, tap: {p}-{n}, netns: {p}-{n} }}] }}\n"
+            "  - {{ name: {n}, uuid: 6ba7b810-9dad-11d1-80b4-00c04fd436{u:02x}, interfaces: [{{ ni: lan, tap: {p}-{n}, netns: {p}-{n}{extra} }}] }}\n"
         )
     };
     format!(
@@ -26,9 +26,10 @@ ports:
 network_instances:
   - {{ name: lan, type: local, subnet: 10.50.0.0/24, subnet6: 'fd00:50::/64', dns: {{ domain: lan }}, uplinks: [up] }}
 apps:
-{}{}",
-        app("a", 1),
-        app("b", 2),
+{}{}{}",
+        app("a", 1, ""),
+        app("b", 2, ""),
+        app("c", 3, ", acls: [{ match: { ip: 'fd00:50::/64' }, action: allow }]"),
     )
 }
 
@@ -55,7 +56,11 @@ fn apps_get_ipv6_by_slaac_and_reach_the_router_and_each_other() {
     let mut sb = Sandbox::new(P).unwrap();
     let (dev, up) = dev_and_up(&mut sb, &format!("{P}-nic"), &format!("{P}-lan"));
     upstream_dhcp(&mut sb, &up, &format!("{P}-lan"), "up");
-    let (a, b) = (sb.ns("a").unwrap(), sb.ns("b").unwrap());
+    let (a, b, c) = (
+        sb.ns("a").unwrap(),
+        sb.ns("b").unwrap(),
+        sb.ns("c").unwrap(),
+    );
     let d = start(&mut sb, &dev, &config(P), "nsw");
     let (ta, tb) = (format!("{P}-a"), format!("{P}-b"));
     lease(&sb, &a, &ta);
@@ -152,6 +157,37 @@ fn apps_get_ipv6_by_slaac_and_reach_the_router_and_each_other() {
     let st = d.status();
     let ips6 = st["apps"][0]["interfaces"][0]["ips6"].to_string();
     assert!(ips6.contains(&a6), "{ips6}");
+
+    // An app with ACLs: neighbour and router discovery pass whatever the
+    // rules say, an IPv6 `ip` rule lets its network through, IPv4 (no
+    // rule) is dropped, DNS with the router passes.
+    let tc = format!("{P}-c");
+    lease(&sb, &c, &tc);
+    assert!(
+        wait_until(Duration::from_secs(20), || slaac(&sb, &c, &tc)
+            .starts_with("fd00:50::")),
+        "no SLAAC address behind ACLs: {}",
+        sb.out(&c, "ip -6 addr")
+    );
+    assert!(
+        sb.ok(&c, &format!("ping -6 -c 2 -i 0.2 -W 2 {a6}")),
+        "allowed by the IPv6 rule"
+    );
+    let a4 = ipv4_of(&sb, &a, &ta);
+    assert!(
+        !sb.ok(&c, &format!("ping -c 2 -i 0.2 -W 1 {a4}")),
+        "IPv4: no rule"
+    );
+    assert!(
+        sb.out(
+            &c,
+            &format!("dig +time=2 +tries=2 +short @{GW6} -q a -t AAAA")
+        )
+        .contains(&a6),
+        "DNS with the router over IPv6"
+    );
+    let hits = &d.status()["apps"][2]["interfaces"][0]["acl_hits"];
+    assert!(hits[0].as_u64().unwrap_or(0) >= 1, "{hits}");
 
     // Garbage DHCPv6 is counted; the router goes on answering.
     let junk = format!(

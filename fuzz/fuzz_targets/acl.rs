@@ -118,6 +118,7 @@ fn rules(second: bool) -> FilterRules {
         acl: Acl::compile(&acls),
         enforce: true,
         gateway: Some(Ipv4Addr::new(10, 50, 0, 1)),
+        router6: vec!["fd00:50::1".parse().expect("ip")],
         mapped: if second {
             vec![(17, 5353)]
         } else {

@@ -531,6 +531,7 @@ fn flow_recorder(rec: &PodRecord, ni: &NiRt) -> Option<Arc<VifFilter>> {
         acl: Acl::compile(&[]),
         enforce: false,
         gateway: Some(local.gateway),
+        router6: super::steps::router6(ni),
         mapped: Vec::new(),
     };
     Some(Arc::new(VifFilter::new(rules, Some(ni.hosts.clone()))))

@@ -701,6 +701,17 @@ fn filter_rules(v: &VifRt, ni: Option<&NiRt>) -> Option<FilterRules> {
         acl,
         enforce,
         gateway: local.map(|l| l.gateway),
+        router6: ni.map(router6).unwrap_or_default(),
         mapped,
     })
+}
+
+/// The IPv6 addresses of a local NI's router: link-local and `subnet6`'s
+/// first (none without `subnet6`).
+pub(super) fn router6(ni: &NiRt) -> Vec<std::net::Ipv6Addr> {
+    let Some(g) = ni.cfg.local.as_ref().and_then(|l| l.gateway6()) else {
+        return Vec::new();
+    };
+    let mac = crate::ipstack::router_mac(&ni.cfg.uuid);
+    vec![crate::services::ipv6::link_local(mac), g]
 }

@@ -7,11 +7,11 @@
 //! flow by the caller, which caches it.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 
 use crate::config::{Acl as AclConfig, AclAction};
 
@@ -26,16 +26,16 @@ const HOST_CACHE_MAX: usize = 65536;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub proto: u8,
-    pub local: Ipv4Addr,
+    pub local: IpAddr,
     pub lport: u16,
-    pub remote: Ipv4Addr,
+    pub remote: IpAddr,
     pub rport: u16,
 }
 
 #[derive(Debug, Clone)]
 struct Rule {
-    /// None: any address. Some(None): an IPv6 network, which no IPv4 flow matches.
-    net: Option<Option<Ipv4Net>>,
+    /// None: any address; a network matches flows of its own family only.
+    net: Option<IpNet>,
     host: Option<String>,
     proto: Option<u8>,
     lport: Option<u16>,
@@ -65,10 +65,7 @@ impl Acl {
             .map(|a| {
                 let m = &a.matches;
                 Rule {
-                    net: m.ip.map(|n| match n {
-                        IpNet::V4(v4) => Some(v4),
-                        IpNet::V6(_) => None,
-                    }),
+                    net: m.ip,
                     host: m.host.as_ref().map(|h| h.trim_end_matches('.').to_string()),
                     proto: m.protocol,
                     lport: m.lport,
@@ -94,13 +91,12 @@ impl Acl {
 
     /// The verdict for a new flow; unmatched flows are dropped.
     /// `host(pattern, ip)` says whether DNS answered `ip` for the name.
-    pub fn evaluate(&self, k: &FlowKey, host: &dyn Fn(&str, Ipv4Addr) -> bool) -> Verdict {
+    pub fn evaluate(&self, k: &FlowKey, host: &dyn Fn(&str, IpAddr) -> bool) -> Verdict {
         for (i, r) in self.rules.iter().enumerate() {
             let ok = r.proto.is_none_or(|p| p == k.proto)
                 && r.lport.is_none_or(|p| p == k.lport)
                 && r.fport.is_none_or(|p| p == k.rport)
-                && r.net
-                    .is_none_or(|n| n.is_some_and(|n| n.contains(&k.remote)))
+                && r.net.is_none_or(|n| n.contains(&k.remote))
                 && r.host.as_deref().is_none_or(|h| host(h, k.remote));
             if ok {
                 return Verdict {
@@ -169,7 +165,7 @@ pub fn name_matches(name: &str, pattern: &str) -> bool {
 /// filters (which ask).
 #[derive(Default)]
 pub struct HostCache {
-    names: Mutex<HashMap<Ipv4Addr, Vec<(String, u64)>>>,
+    names: Mutex<HashMap<IpAddr, Vec<(String, u64)>>>,
     /// Bumped on every new answer, so that cached drops are reconsidered.
     pub generation: AtomicU64,
 }
@@ -177,7 +173,6 @@ pub struct HostCache {
 impl HostCache {
     /// Records that `name` resolved to `ip` with `ttl` seconds at `now`.
     pub fn learn(&self, name: &str, ip: IpAddr, ttl: u32, now: u64) {
-        let IpAddr::V4(ip) = ip else { return };
         let until = now + ttl as u64 + HOST_GRACE_SECS;
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         let Ok(mut m) = self.names.lock() else { return };
@@ -199,7 +194,7 @@ impl HostCache {
     }
 
     /// Whether DNS answered `ip` for `pattern` or a subdomain, still valid at `now`.
-    pub fn allows(&self, pattern: &str, ip: Ipv4Addr, now: u64) -> bool {
+    pub fn allows(&self, pattern: &str, ip: IpAddr, now: u64) -> bool {
         let Ok(m) = self.names.lock() else {
             return false;
         };
@@ -214,6 +209,7 @@ impl HostCache {
 mod tests {
     use super::*;
     use crate::config::{AclMatch, Limit};
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn rule(m: AclMatch, allow: bool) -> AclConfig {
         AclConfig {
@@ -230,9 +226,9 @@ mod tests {
     fn key(proto: u8, remote: [u8; 4], rport: u16) -> FlowKey {
         FlowKey {
             proto,
-            local: Ipv4Addr::new(10, 50, 0, 20),
+            local: Ipv4Addr::new(10, 50, 0, 20).into(),
             lport: 40000,
-            remote: Ipv4Addr::from(remote),
+            remote: Ipv4Addr::from(remote).into(),
             rport,
         }
     }
@@ -265,7 +261,7 @@ mod tests {
                 true,
             ),
         ]);
-        let none = |_: &str, _: Ipv4Addr| false;
+        let none = |_: &str, _: IpAddr| false;
         let v = acl.evaluate(&key(6, [192, 0, 2, 9], 22), &none);
         assert_eq!((v.rule, v.allow), (Some(0), false));
         let v = acl.evaluate(&key(6, [192, 0, 2, 9], 443), &none);
@@ -274,6 +270,21 @@ mod tests {
         assert_eq!((v.rule, v.allow), (None, false), "unmatched: dropped");
         let v = acl.evaluate(&key(6, [198, 51, 100, 1], 443), &none);
         assert_eq!(v.rule, None, "an IPv6 rule matches no IPv4 flow");
+        let v6 = |remote: &str| FlowKey {
+            proto: 6,
+            local: "fd00:50::20".parse::<Ipv6Addr>().unwrap().into(),
+            lport: 40000,
+            remote: remote.parse::<Ipv6Addr>().unwrap().into(),
+            rport: 443,
+        };
+        let v = acl.evaluate(&v6("2001:db8::1"), &none);
+        assert_eq!(
+            (v.rule, v.allow),
+            (Some(2), true),
+            "an IPv6 flow in the IPv6 rule"
+        );
+        let v = acl.evaluate(&v6("2001:db9::1"), &none);
+        assert_eq!(v.rule, None, "outside it: dropped");
     }
 
     #[test]
@@ -288,7 +299,7 @@ mod tests {
         )]);
         let ip = Ipv4Addr::new(192, 0, 2, 80);
         let hosts = &hosts;
-        let at = |now: u64| move |h: &str, a: Ipv4Addr| hosts.allows(h, a, now);
+        let at = |now: u64| move |h: &str, a: IpAddr| hosts.allows(h, a, now);
         assert!(!acl.evaluate(&key(6, ip.octets(), 443), &at(100)).allow);
         let g0 = hosts.generation.load(Relaxed);
         hosts.learn("WWW.Example.com.", IpAddr::V4(ip), 300, 100);

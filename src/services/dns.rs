@@ -224,9 +224,10 @@ pub fn framed(msg: &[u8]) -> Vec<u8> {
     [&(len as u16).to_be_bytes()[..], &msg[..len]].concat()
 }
 
-/// The IPv4 addresses an answer gives for its question's name, with their
-/// TTLs (CNAME chains included: the addresses count for the asked name).
-pub fn answered_a(reply: &[u8]) -> Vec<(String, IpAddr, u32)> {
+/// The addresses (A and AAAA) an answer gives for its question's name,
+/// with their TTLs (CNAME chains included: the addresses count for the
+/// asked name).
+pub fn answered_addrs(reply: &[u8]) -> Vec<(String, IpAddr, u32)> {
     let Ok(m) = Message::from_vec(reply) else {
         return Vec::new();
     };
@@ -238,6 +239,7 @@ pub fn answered_a(reply: &[u8]) -> Vec<(String, IpAddr, u32)> {
         .iter()
         .filter_map(|r| match &r.data {
             RData::A(a) => Some((name.clone(), IpAddr::V4(a.0), r.ttl)),
+            RData::AAAA(a) => Some((name.clone(), IpAddr::V6(a.0), r.ttl)),
             _ => None,
         })
         .collect()

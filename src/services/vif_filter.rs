@@ -10,7 +10,7 @@
 //! rules on its next packet, keeping its direction and counters.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +21,8 @@ use super::flowlog::FlowRecord;
 use super::metadata::METADATA_IP;
 use crate::clock::{mono_f64_coarse as mono, unix_ms};
 use crate::frame::{ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, Packet};
+
+const ETHERTYPE_IPV6: u16 = 0x86dd;
 use crate::switch::{DropReason, PortHook};
 use crate::sync::lock;
 
@@ -93,6 +95,8 @@ pub struct FilterRules {
     /// only recorded.
     pub enforce: bool,
     pub gateway: Option<Ipv4Addr>,
+    /// The router's IPv6 addresses (a local NI with `subnet6`).
+    pub router6: Vec<Ipv6Addr>,
     /// (protocol, app port) of the interface's port maps: inbound allowed.
     pub mapped: Vec<(u8, u16)>,
 }
@@ -117,6 +121,8 @@ struct View {
     /// Packets on the wire (a GSO packet counts its segments) and bytes.
     pkts: u64,
     bytes: u64,
+    /// Neighbour discovery or MLD: IPv6's ARP.
+    control: bool,
 }
 
 fn rfc3339(ms: u64) -> String {
@@ -132,23 +138,47 @@ impl Rules {
     }
 }
 
-/// Reads an untagged IPv4 packet: None for anything else. `out`: sent by
-/// the app (its address is the source).
+/// The protocol, addresses and L4 header of an untagged IPv4 or IPv6
+/// packet, and whether it is a first fragment (ports readable).
+fn l3(f: &[u8]) -> Option<(u8, IpAddr, IpAddr, &[u8], bool)> {
+    let ip = f.get(ETH_HDR_LEN..)?;
+    match u16::from_be_bytes([*f.get(12)?, *f.get(13)?]) {
+        ETHERTYPE_IPV4 => {
+            let ihl = (*ip.first()? & 0x0f) as usize * 4;
+            if ip[0] >> 4 != 4 || ihl < 20 || ip.len() < ihl {
+                return None;
+            }
+            let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+            let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+            let first = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
+            Some((ip[9], src.into(), dst.into(), &ip[ihl..], first))
+        }
+        ETHERTYPE_IPV6 => {
+            if ip.len() < 40 || ip[0] >> 4 != 6 {
+                return None;
+            }
+            let addr = |at: usize| {
+                <[u8; 16]>::try_from(&ip[at..at + 16])
+                    .ok()
+                    .map(Ipv6Addr::from)
+            };
+            Some((ip[6], addr(8)?.into(), addr(24)?.into(), &ip[40..], true))
+        }
+        _ => None,
+    }
+}
+
+/// ICMPv6 that IPv6 needs to work at all, as ARP for IPv4: MLD, router
+/// and neighbour discovery, redirects.
+fn ipv6_control(proto: u8, l4: &[u8]) -> bool {
+    proto == 58 && matches!(l4.first(), Some(130..=137 | 143))
+}
+
+/// Reads an untagged IPv4 or IPv6 packet: None for anything else. `out`:
+/// sent by the app (its address is the source).
 fn view(p: &Packet, out: bool) -> Option<View> {
     let f = p.frame();
-    if f.len() < ETH_HDR_LEN + 20 || u16::from_be_bytes([f[12], f[13]]) != ETHERTYPE_IPV4 {
-        return None;
-    }
-    let ip = &f[ETH_HDR_LEN..];
-    let ihl = (ip[0] & 0x0f) as usize * 4;
-    if ip[0] >> 4 != 4 || ihl < 20 || ip.len() < ihl {
-        return None;
-    }
-    let proto = ip[9];
-    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-    let first = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
-    let l4 = &ip[ihl..];
+    let (proto, src, dst, l4, first) = l3(f)?;
     let (mut sport, mut dport, mut tcp_flags) = (0, 0, 0);
     if first && matches!(proto, 6 | 17) && l4.len() >= 4 {
         sport = u16::from_be_bytes([l4[0], l4[1]]);
@@ -157,7 +187,12 @@ fn view(p: &Packet, out: bool) -> Option<View> {
             tcp_flags = l4[13];
         }
     }
-    if first && proto == 1 && l4.len() >= 8 && matches!(l4[0], 0 | 8) {
+    let echo = match proto {
+        1 => matches!(l4.first(), Some(0 | 8)),
+        58 => matches!(l4.first(), Some(128 | 129)),
+        _ => false,
+    };
+    if first && echo && l4.len() >= 8 {
         // Echo: the identifier is the app's "port" both ways.
         let id = u16::from_be_bytes([l4[4], l4[5]]);
         (sport, dport) = if out { (id, 0) } else { (0, id) };
@@ -165,7 +200,7 @@ fn view(p: &Packet, out: bool) -> Option<View> {
     let bytes = f.len() as u64;
     let seg = p.gso_size() as u64;
     let pkts = if p.is_gso() && seg > 0 {
-        let hdr = p.gso_header_len().unwrap_or(ETH_HDR_LEN + ihl + 20) as u64;
+        let hdr = p.gso_header_len().unwrap_or(f.len() - l4.len() + 20) as u64;
         bytes.saturating_sub(hdr).div_ceil(seg).max(1)
     } else {
         1
@@ -192,6 +227,7 @@ fn view(p: &Packet, out: bool) -> Option<View> {
         tcp_flags,
         pkts,
         bytes,
+        control: ipv6_control(proto, l4),
     })
 }
 
@@ -236,20 +272,21 @@ impl VifFilter {
             .collect()
     }
 
-    /// ARP, DHCP, DNS with the gateway and, on a local NI, the metadata
-    /// server pass whatever the rules say.
-    fn always(&self, gateway: Option<Ipv4Addr>, v: &View, out: bool) -> bool {
+    /// ARP, neighbour discovery, DHCP (v4 and v6), DNS with the router
+    /// and, on a local NI, the metadata server pass whatever the rules say.
+    fn always(&self, r: &FilterRules, v: &View) -> bool {
         let k = &v.key;
-        let dhcp = k.proto == 17
-            && if out {
-                (k.lport, k.rport) == (68, 67)
-            } else {
-                (k.rport, k.lport) == (67, 68)
-            };
-        let dns = matches!(k.proto, 6 | 17) && Some(k.remote) == gateway && k.rport == 53;
-        let metadata =
-            k.proto == 6 && gateway.is_some() && (k.remote, k.rport) == (METADATA_IP, 80);
-        dhcp || dns || metadata
+        // The key is the app's view both ways: its port, the server's.
+        let dhcp = k.proto == 17 && matches!((k.lport, k.rport), (68, 67) | (546, 547));
+        let router = match k.remote {
+            IpAddr::V4(a) => Some(a) == r.gateway,
+            IpAddr::V6(a) => r.router6.contains(&a),
+        };
+        let dns = matches!(k.proto, 6 | 17) && router && k.rport == 53;
+        let metadata = k.proto == 6
+            && r.gateway.is_some()
+            && (k.remote, k.rport) == (IpAddr::V4(METADATA_IP), 80);
+        v.control || dhcp || dns || metadata
     }
 
     fn judge(&self, p: &Packet, out: bool) -> Result<(), DropReason> {
@@ -263,7 +300,7 @@ impl VifFilter {
             };
         };
         let rules = self.rules.load();
-        if self.always(rules.r.gateway, &v, out) {
+        if self.always(&rules.r, &v) {
             return Ok(());
         }
         let now = mono();
@@ -319,7 +356,7 @@ impl VifFilter {
             (true, None)
         } else {
             let wall = unix_ms() / 1000;
-            let host = |pattern: &str, ip: Ipv4Addr| {
+            let host = |pattern: &str, ip: IpAddr| {
                 self.hosts
                     .as_ref()
                     .is_some_and(|h| h.allows(pattern, ip, wall))

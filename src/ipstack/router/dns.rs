@@ -266,7 +266,7 @@ impl DnsServer {
     /// Remembers the addresses an answer gave, for `host` ACL rules.
     fn learn(&self, r: &[u8]) {
         let now = unix_now();
-        for (name, ip, ttl) in dns::answered_a(r) {
+        for (name, ip, ttl) in dns::answered_addrs(r) {
             self.hosts.learn(&name, ip, ttl, now);
         }
     }

@@ -18,6 +18,7 @@ fn rules(acl: Acl) -> FilterRules {
         acl,
         enforce: true,
         gateway: None,
+        router6: Vec::new(),
         mapped: Vec::new(),
     }
 }
