@@ -299,6 +299,39 @@ fn subnet6_is_a_global_or_unique_local_64() {
         "network_instances[0].subnet6",
         "not a global or unique local",
     );
+    // Routed to the uplinks: needs subnet6 and an uplink; a gateway only with it.
+    let up = |extra: &str| {
+        format!(
+            "version: 1\nports: [{{device: eth1}}]\nnetwork_instances: [{{name: l, type: local, subnet: 10.0.0.0/24, uplinks: [eth1]{extra}}}]\n"
+        )
+    };
+    let (ok, out, err) = check(&up(
+        ", subnet6: 'fd00:50::/64', uplink_prefix6: true, uplink_gateway6: 'fe80::1'",
+    ));
+    assert!(
+        ok && out.contains("uplink_prefix6: true") && out.contains("uplink_gateway6: fe80::1"),
+        "{out}{err}"
+    );
+    refused(
+        &up(", uplink_prefix6: true"),
+        "network_instances[0].uplink_prefix6",
+        "set subnet6",
+    );
+    refused(
+        &ni("fd00:50::/64").replace("subnet6:", "uplink_prefix6: true, subnet6:"),
+        "network_instances[0].uplink_prefix6",
+        "needs an uplink",
+    );
+    refused(
+        &up(", subnet6: 'fd00:50::/64', uplink_gateway6: 'fe80::1'"),
+        "network_instances[0].uplink_gateway6",
+        "only used with `uplink_prefix6: true`",
+    );
+    refused(
+        &up(", subnet6: 'fd00:50::/64', uplink_prefix6: true, uplink_gateway6: 192.0.2.1"),
+        "network_instances[0].uplink_gateway6",
+        "IPv4",
+    );
     refused(
         "version: 1\nnetwork_instances: [{name: s, type: switch, subnet6: 'fd00::/64'}]\n",
         "network_instances[0].subnet6",

@@ -217,3 +217,139 @@ fn apps_get_ipv6_by_slaac_and_reach_the_router_and_each_other() {
             >= 2
     );
 }
+
+/// Sends router advertisements from `ifname` every half second (the
+/// upstream router of the test; this machine has no radvd).
+const RA_SENDER: &str = "import socket, struct, sys, time
+ifname, mac = sys.argv[1], bytes.fromhex(sys.argv[2].replace(':', ''))
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+ra = bytes([134, 0, 0, 0, 64, 0]) + struct.pack('!HII', 600, 0, 0) + bytes([1, 1]) + mac
+print('sending', flush=True)
+for _ in range(240):
+    s.sendto(ra, ('ff02::1', 0, 0, socket.if_nametoindex(ifname)))
+    time.sleep(0.5)
+";
+
+#[test]
+fn ipv6_is_routed_through_the_uplink_without_translation() {
+    if !root_or_skip("ipv6_is_routed_through_the_uplink_without_translation") {
+        return;
+    }
+    need(&["dnsmasq", "curl", "ping", "python3"]);
+    let p = "nswr6";
+    let mut sb = Sandbox::new(p).unwrap();
+    let lan = format!("{p}-lan");
+    let (dev, up) = dev_and_up(&mut sb, &format!("{p}-nic"), &lan);
+    upstream_dhcp(&mut sb, &up, &lan, "up");
+    let a = sb.ns("a").unwrap();
+    let ta = format!("{p}-a");
+    assert!(sb.ok(
+        &up,
+        &format!("ip -6 addr add 2001:db8:1::1/64 dev {lan} nodad")
+    ));
+    let up_ll = sb.out(
+        &up,
+        &format!("ip -6 -o addr show dev {lan} scope link | awk '{{print $4}}' | cut -d/ -f1"),
+    );
+    let config = |gateway6: &str| {
+        format!(
+            "version: 1
+ports:
+  - {{ name: up, device: {p}-nic }}
+network_instances:
+  - {{ name: lan, type: local, subnet: 10.50.0.0/24, subnet6: 'fd00:50::/64', uplink_prefix6: true{gateway6}, uplinks: [up] }}
+apps:
+  - {{ name: a, uuid: 6ba7b810-9dad-11d1-80b4-00c04fd43701, interfaces: [{{ ni: lan, tap: {ta}, netns: {a} }}] }}
+"
+        )
+    };
+    let d = start(
+        &mut sb,
+        &dev,
+        &config(&format!(", uplink_gateway6: '{up_ll}'")),
+        "nsw",
+    );
+    let uplink = |d: &Daemon| d.status()["network_instances"][0]["uplinks"][0].clone();
+    assert!(
+        wait_until(Duration::from_secs(15), || uplink(&d)["active"] == true),
+        "{}",
+        uplink(&d)
+    );
+    // The upstream routes the NI's prefix to the uplink's link-local address.
+    let ll = uplink(&d)["link_local6"].as_str().unwrap_or("").to_string();
+    assert!(ll.starts_with("fe80::"), "{}", uplink(&d));
+    assert!(sb.ok(
+        &up,
+        &format!("ip -6 route add fd00:50::/64 via {ll} dev {lan}")
+    ));
+    assert!(
+        wait_until(Duration::from_secs(20), || slaac(&sb, &a, &ta)
+            .starts_with("fd00:50::")),
+        "no SLAAC address"
+    );
+    let a6 = slaac(&sb, &a, &ta);
+    sb.spawn(
+        &up,
+        std::path::Path::new("/usr/bin/python3"),
+        &["-m", "http.server", "8080", "--bind", "2001:db8:1::1"],
+        "http6.log",
+    )
+    .unwrap();
+
+    // Ping and HTTP reach the upstream, which sees the app's own address.
+    let reach = |sb: &Sandbox| {
+        wait_until(Duration::from_secs(10), || {
+            sb.ok(&a, "ping -6 -c 1 -W 1 2001:db8:1::1")
+        })
+    };
+    assert!(
+        reach(&sb),
+        "ping through the configured router\n{}",
+        router(&d)
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || sb.ok(
+            &a,
+            "curl -sf -m 3 -o /dev/null 'http://[2001:db8:1::1]:8080/'"
+        )),
+        "HTTP over IPv6"
+    );
+    let log = sb.log("http6.log");
+    assert!(
+        log.contains(&a6),
+        "the server saw {a6}, untranslated:\n{log}"
+    );
+    assert_eq!(uplink(&d)["gateway6"], up_ll.as_str());
+    let c = router(&d)["counters"].clone();
+    assert!(c["ipv6_routed_out"].as_u64().unwrap_or(0) >= 2, "{c}");
+    assert!(c["ipv6_routed_in"].as_u64().unwrap_or(0) >= 2, "{c}");
+
+    // Without a configured router, the one advertising itself upstream is used.
+    let f = write_file(&sb, "ra.yaml", &config(""));
+    let out = apply(&sb, &d, &f, "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mac = sb.out(&up, &format!("cat /sys/class/net/{lan}/address"));
+    sb.spawn(
+        &up,
+        std::path::Path::new("/usr/bin/python3"),
+        &["-c", RA_SENDER, &lan, &mac],
+        "ra.log",
+    )
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || uplink(&d)["gateway6"]
+            == up_ll.as_str()),
+        "the advertised router is used: {}",
+        uplink(&d)
+    );
+    assert!(
+        reach(&sb),
+        "ping through the advertised router\n{}",
+        router(&d)
+    );
+}

@@ -131,6 +131,13 @@ pub struct LocalNi {
     /// The apps' IPv6 /64 (SLAAC); the router is its `::1`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subnet6: Option<ipnet::Ipv6Net>,
+    /// The uplinks' network routes `subnet6` here: IPv6 is forwarded to
+    /// the active uplink without translation.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub uplink_prefix6: bool,
+    /// The upstream IPv6 router; None: the one advertising itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uplink_gateway6: Option<std::net::Ipv6Addr>,
 }
 
 impl LocalNi {

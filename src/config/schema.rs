@@ -84,6 +84,11 @@ pub struct RawNi {
     pub flow_log: Option<bool>,
     /// An IPv6 /64 for the apps (router advertisements, SLAAC).
     pub subnet6: Option<NetText>,
+    /// The uplinks' network routes `subnet6` to the router: IPv6 is
+    /// forwarded without translation.
+    pub uplink_prefix6: Option<bool>,
+    /// The upstream IPv6 router (default: the one advertising itself).
+    pub uplink_gateway6: Option<IpText>,
 }
 
 #[derive(Debug, Deserialize)]

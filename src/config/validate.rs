@@ -2,7 +2,7 @@
 //! reported with the path of the field, what is wrong and what is allowed.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -222,6 +222,8 @@ fn local_only(cx: &mut Ctx, base: &str, n: &RawNi) {
         ("mtu", n.mtu.is_some()),
         ("flow_log", n.flow_log.is_some()),
         ("subnet6", n.subnet6.is_some()),
+        ("uplink_prefix6", n.uplink_prefix6.is_some()),
+        ("uplink_gateway6", n.uplink_gateway6.is_some()),
     ];
     for (field, present) in set {
         if present {
@@ -567,6 +569,9 @@ fn local_ni(cx: &mut Ctx, base: &str, n: &RawNi, uplinks: Vec<String>) -> Option
     }
     let probe = probe(cx, base, n.probe.as_ref());
     let extras = dhcp_extras(cx, base, n, subnet, !uplinks.is_empty());
+    let subnet6 = subnet6(cx, base, n);
+    let (uplink_prefix6, uplink_gateway6) =
+        routed6(cx, base, n, subnet6.is_some(), !uplinks.is_empty());
     Some(LocalNi {
         subnet,
         gateway,
@@ -581,8 +586,56 @@ fn local_ni(cx: &mut Ctx, base: &str, n: &RawNi, uplinks: Vec<String>) -> Option
         static_routes: extras.1,
         mtu: extras.2,
         flow_log: n.flow_log.unwrap_or(true),
-        subnet6: subnet6(cx, base, n),
+        subnet6,
+        uplink_prefix6,
+        uplink_gateway6,
     })
+}
+
+/// IPv6 routed to the uplinks: needs `subnet6` and an uplink; its
+/// gateway, when given, is a unicast address.
+fn routed6(
+    cx: &mut Ctx,
+    base: &str,
+    n: &RawNi,
+    has_subnet6: bool,
+    uplinked: bool,
+) -> (bool, Option<Ipv6Addr>) {
+    let on = n.uplink_prefix6.unwrap_or(false);
+    let path = format!("{base}.uplink_prefix6");
+    if on && !has_subnet6 {
+        cx.err(
+            path.clone(),
+            "uplink_prefix6 routes `subnet6` to the uplinks; set subnet6",
+        );
+    }
+    if on && !uplinked {
+        cx.err(path, "uplink_prefix6 needs an uplink to route IPv6 to");
+    }
+    let gw_path = format!("{base}.uplink_gateway6");
+    let gateway = match n.uplink_gateway6.as_ref().map(|g| g.0) {
+        None => None,
+        Some(IpAddr::V4(a)) => {
+            cx.err(
+                gw_path,
+                format!("{a} is IPv4; uplink_gateway6 is the upstream IPv6 router"),
+            );
+            None
+        }
+        Some(IpAddr::V6(a)) if a.is_multicast() || a.is_unspecified() || a.is_loopback() => {
+            cx.err(gw_path, format!("{a} is not a unicast address"));
+            None
+        }
+        Some(IpAddr::V6(_)) if !on => {
+            cx.err(
+                gw_path,
+                "uplink_gateway6 is only used with `uplink_prefix6: true`",
+            );
+            None
+        }
+        Some(IpAddr::V6(a)) => Some(a),
+    };
+    (on, gateway)
 }
 
 /// A local NI's IPv6 subnet: a /64 (SLAAC needs one) of global or ULA space.

@@ -222,6 +222,8 @@ mod tests {
                 gateway: None,
                 healthy: true,
                 active: true,
+                link_local6: None,
+                gateway6: None,
             }],
             nat_sessions: 7,
             router: None,

@@ -139,6 +139,12 @@ pub struct Uplink {
     pub gateway: Option<String>,
     pub healthy: bool,
     pub active: bool,
+    /// With `uplink_prefix6`: the uplink's link-local address (what the
+    /// upstream routes the NI's IPv6 subnet to) and the upstream router.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_local6: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -423,5 +423,7 @@ fn uplink_status(u: UplinkInfo) -> Uplink {
         gateway: u.gateway.map(|g| g.to_string()),
         healthy: u.healthy,
         active: u.active,
+        link_local6: u.link_local6.map(|a| a.to_string()),
+        gateway6: u.gateway6.map(|a| a.to_string()),
     }
 }

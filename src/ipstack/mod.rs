@@ -7,6 +7,7 @@ mod device;
 mod napt;
 pub mod port;
 mod relay;
+mod route6;
 mod router;
 pub mod translate;
 mod uplink;

@@ -39,8 +39,9 @@ impl RouterPort {
         })
     }
 
-    /// Takes the IPv6 multicast a router listens to: all routers (router
-    /// solicitations), DHCPv6 servers and solicited-node addresses.
+    /// Takes the IPv6 multicast a router listens to: all nodes (router
+    /// advertisements upstream), all routers (solicitations), DHCPv6
+    /// servers and solicited-node addresses.
     pub fn with_ipv6(mut self, on: bool) -> Self {
         self.ipv6 = on;
         self
@@ -50,7 +51,8 @@ impl RouterPort {
         dst == self.mac.0
             || dst == Mac::BROADCAST.0
             || (self.ipv6
-                && (dst == [0x33, 0x33, 0, 0, 0, 2]
+                && (dst == [0x33, 0x33, 0, 0, 0, 1]
+                    || dst == [0x33, 0x33, 0, 0, 0, 2]
                     || dst == [0x33, 0x33, 0, 1, 0, 2]
                     || dst.starts_with(&[0x33, 0x33, 0xff])))
     }

@@ -3,7 +3,7 @@
 //! static, a probe of the gateway or a configured target, and the health
 //! that decides which uplink is active.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -16,7 +16,9 @@ use smoltcp::wire::{EthernetAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr
 use super::device::QueueDevice;
 use super::port::RouterPort;
 use super::relay::Relay;
+use super::route6::Route6;
 use super::wire;
+use crate::clock::mono_ms as now_ms;
 use crate::config::{Mac, Probe, ProbeTarget, UplinkAddress};
 use crate::switch::{PortEntry, Switch, now_secs};
 
@@ -30,6 +32,10 @@ pub struct UplinkInfo {
     pub gateway: Option<Ipv4Addr>,
     pub healthy: bool,
     pub active: bool,
+    /// With `uplink_prefix6`: the uplink's link-local address and the
+    /// upstream IPv6 router in use.
+    pub link_local6: Option<Ipv6Addr>,
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 /// What an uplink is made of.
@@ -45,6 +51,8 @@ pub struct UplinkSetup {
     /// The router's port on the uplink's domain, and its queue.
     pub entry: Arc<PortEntry>,
     pub queue: Arc<RouterPort>,
+    /// IPv6 routed through this uplink (`uplink_prefix6`).
+    pub route6: Option<Route6>,
 }
 
 pub struct Uplink {
@@ -140,12 +148,17 @@ impl Uplink {
         self.dns_servers = dns;
     }
 
-    /// Takes the frames queued for this interface and runs the stack.
+    /// Takes the frames queued for this interface and runs the stack;
+    /// IPv6 goes to the uplink's IPv6 routing, if it has one.
     pub fn poll(&mut self, switch: &Switch) {
+        let now = now_ms();
         for pkt in self.setup.queue.drain() {
-            if let Some(f) = wire::finish_frame(&pkt)
-                && self.dev.rx.len() < 1024
-            {
+            let Some(f) = wire::finish_frame(&pkt) else {
+                continue;
+            };
+            if let Some(replies) = self.setup.route6.as_mut().and_then(|r| r.take(&f, now)) {
+                self.send(switch, replies);
+            } else if self.dev.rx.len() < 1024 {
                 self.dev.rx.push_back(f);
             }
         }
@@ -333,13 +346,52 @@ impl Uplink {
     }
 
     pub fn info(&self, active: bool) -> UplinkInfo {
+        let r6 = self.setup.route6.as_ref();
         UplinkInfo {
             port: self.setup.port.clone(),
             address: self.address,
             gateway: self.gateway,
             healthy: self.healthy,
             active,
+            link_local6: r6.map(|r| r.link_local),
+            gateway6: r6.and_then(|r| r.router(now_ms())),
         }
+    }
+
+    /// Frames the router built, switched into the uplink's domain.
+    fn send(&self, switch: &Switch, frames: Vec<Vec<u8>>) {
+        for p in frames {
+            switch.process(&self.setup.entry, &p, now_secs());
+        }
+    }
+
+    /// An app's IPv6 frame, routed on to the upstream router; false when it
+    /// could not be (no IPv6 routing, no router, its MAC not known yet).
+    pub fn send6(&mut self, switch: &Switch, f: &[u8]) -> bool {
+        let Some(r) = self.setup.route6.as_mut() else {
+            return false;
+        };
+        match r.outbound(f, now_ms()) {
+            Ok(p) => {
+                self.send(switch, vec![p]);
+                true
+            }
+            Err(solicit) => {
+                self.send(switch, solicit.into_iter().collect());
+                false
+            }
+        }
+    }
+
+    /// Frames for the NI's IPv6 subnet that reached this uplink.
+    pub fn take_inbound6(&mut self) -> Vec<Vec<u8>> {
+        (self.setup.route6.as_mut()).map_or_else(Vec::new, |r| std::mem::take(&mut r.inbound))
+    }
+
+    /// Once a second: a configured IPv6 router's MAC is solicited.
+    pub fn tick6(&mut self, switch: &Switch) {
+        let solicit = self.setup.route6.as_mut().and_then(|r| r.tick(now_ms()));
+        self.send(switch, solicit.into_iter().collect());
     }
 }
 

@@ -246,6 +246,22 @@ pub fn ipv6_packet(
     p
 }
 
+/// An IPv6 frame forwarded one hop: new MACs, the hop limit one lower,
+/// a fresh virtio-net header. None when the hop limit runs out.
+pub fn reroute6(f: &[u8], src_mac: Mac, dst_mac: Mac) -> Option<Vec<u8>> {
+    let hops = *f.get(ETH_HDR_LEN + 7)?;
+    if hops <= 1 {
+        return None;
+    }
+    let mut p = Vec::with_capacity(VNET_HDR_LEN + f.len());
+    p.extend([0u8; VNET_HDR_LEN]);
+    p.extend(dst_mac.0);
+    p.extend(src_mac.0);
+    p.extend(&f[12..]);
+    p[VNET_HDR_LEN + ETH_HDR_LEN + 7] = hops - 1;
+    Some(p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +311,36 @@ mod tests {
         assert_eq!(csum_fold(csum_add(sum, ip.payload)), 0, "UDP checksum");
         assert!(parse_ipv6(&f[..50]).is_none(), "cut short");
         assert!(udp_parts(&ip.payload[..6]).is_none());
+    }
+
+    #[test]
+    fn a_rerouted_frame_loses_a_hop() {
+        let (a, b): (Ipv6Addr, Ipv6Addr) =
+            ("fd00::2".parse().unwrap(), "2001:db8::1".parse().unwrap());
+        let p = ipv6_packet(
+            Mac([2, 0, 0, 0, 0, 1]),
+            Mac([2, 0, 0, 0, 0, 2]),
+            a,
+            b,
+            NEXT_UDP,
+            &udp_datagram(1, 2, b"x"),
+        );
+        let r = reroute6(
+            &p[VNET_HDR_LEN..],
+            Mac([2, 0, 0, 0, 0, 3]),
+            Mac([2, 0, 0, 0, 0, 4]),
+        )
+        .unwrap();
+        let f = &r[VNET_HDR_LEN..];
+        assert_eq!(
+            (&f[..6], &f[6..12]),
+            (&[2, 0, 0, 0, 0, 4][..], &[2, 0, 0, 0, 0, 3][..])
+        );
+        assert_eq!(f[ETH_HDR_LEN + 7], 254);
+        assert_eq!(&f[ETH_HDR_LEN + 8..], &p[VNET_HDR_LEN + ETH_HDR_LEN + 8..]);
+        let mut last = p[VNET_HDR_LEN..].to_vec();
+        last[ETH_HDR_LEN + 7] = 1;
+        assert!(reroute6(&last, Mac([2, 0, 0, 0, 0, 3]), Mac([2, 0, 0, 0, 0, 4])).is_none());
     }
 
     #[test]

@@ -142,5 +142,77 @@ pub fn claimed(src: Ipv6Addr, icmp: Option<&[u8]>) -> Option<Ipv6Addr> {
         .map(Ipv6Addr::from)
 }
 
+/// The solicited-node multicast address of `a`.
+pub fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {
+    let o = a.octets();
+    Ipv6Addr::from([
+        0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15],
+    ])
+}
+
+/// A neighbour solicitation for `target` from `mac` (checksum zero).
+pub fn neighbor_solicit(target: Ipv6Addr, mac: Mac) -> Vec<u8> {
+    let mut m = vec![NEIGHBOR_SOLICIT, 0, 0, 0, 0, 0, 0, 0];
+    m.extend(target.octets());
+    m.extend([1, 1]);
+    m.extend(mac.0);
+    m
+}
+
+/// A solicited neighbour advertisement: `target` is at `mac` (checksum zero).
+pub fn neighbor_advert(target: Ipv6Addr, mac: Mac) -> Vec<u8> {
+    let mut m = vec![NEIGHBOR_ADVERT, 0, 0, 0, 0x60, 0, 0, 0];
+    m.extend(target.octets());
+    m.extend([2, 1]);
+    m.extend(mac.0);
+    m
+}
+
+/// What a neighbour discovery message says: its type, its target (for a
+/// solicitation or an advertisement), the link-layer address it carries
+/// (source or target option) and, for a router advertisement, the
+/// router's lifetime in seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Nd {
+    pub kind: u8,
+    pub target: Option<Ipv6Addr>,
+    pub mac: Option<Mac>,
+    pub lifetime: u16,
+}
+
+/// Reads a neighbour or router discovery message (ICMPv6); None for
+/// anything else or malformed.
+pub fn read_nd(m: &[u8]) -> Option<Nd> {
+    let kind = *m.first()?;
+    let (target, opts) = match kind {
+        ROUTER_ADVERT => (None, m.get(16..)?),
+        NEIGHBOR_SOLICIT | NEIGHBOR_ADVERT => {
+            let t = <[u8; 16]>::try_from(m.get(8..24)?).ok()?;
+            (Some(Ipv6Addr::from(t)), m.get(24..)?)
+        }
+        _ => return None,
+    };
+    let lifetime = match kind {
+        ROUTER_ADVERT => u16::from_be_bytes([m[6], m[7]]),
+        _ => 0,
+    };
+    let mut mac = None;
+    let mut i = 0;
+    while i + 2 <= opts.len() {
+        let len = opts[i + 1] as usize * 8;
+        let opt = opts.get(i..i + len).filter(|_| len > 0)?;
+        if matches!(opt[0], 1 | 2) && len == 8 {
+            mac = Some(Mac(opt[2..8].try_into().ok()?));
+        }
+        i += len;
+    }
+    Some(Nd {
+        kind,
+        target,
+        mac,
+        lifetime,
+    })
+}
+
 #[cfg(test)]
 mod tests;

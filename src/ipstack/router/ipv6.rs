@@ -24,8 +24,21 @@ const PER_APP: usize = 4;
 /// The IPv6 addresses each app interface (by MAC) was seen using.
 pub type Learned = Arc<Mutex<HashMap<Mac, Vec<Ipv6Addr>>>>;
 
+/// What becomes of an IPv6 frame that reached the router.
+#[derive(Debug, PartialEq)]
+pub(super) enum Seen {
+    /// Answered or dropped here.
+    Done,
+    /// For the router's stack (neighbour discovery, echo, DNS).
+    Stack,
+    /// For the uplink: routed on without translation (`uplink_prefix6`).
+    Route,
+}
+
 pub(super) struct Ipv6Side {
     advert: Advert,
+    /// `uplink_prefix6`: the apps' IPv6 leaves through the uplink.
+    routed: bool,
     link_local: Ipv6Addr,
     pub gateway6: Ipv6Addr,
     duid: Vec<u8>,
@@ -34,6 +47,7 @@ pub(super) struct Ipv6Side {
     /// Bumped when an app's learned addresses change.
     pub generation: u64,
     last_advert_ms: Option<u64>,
+    last_solicit_ms: Option<u64>,
     counters: Arc<RouterCounters>,
 }
 
@@ -56,6 +70,7 @@ impl Ipv6Side {
                 dns: vec![link_local, gateway6],
                 default_router: !l.uplinks.is_empty(),
             },
+            routed: l.uplink_prefix6,
             link_local,
             gateway6,
             duid: v6::duid(mac),
@@ -63,6 +78,7 @@ impl Ipv6Side {
             learned,
             generation: 0,
             last_advert_ms: None,
+            last_solicit_ms: None,
             counters,
         })
     }
@@ -84,12 +100,11 @@ impl Ipv6Side {
 
     /// One IPv6 frame for the router. Learns the sender's address when
     /// `client` is an app of this NI; answers solicitations and DHCPv6
-    /// into `out`. True when it was dealt with here, false when it is for
-    /// the stack.
-    pub fn frame(&mut self, f: &[u8], client: bool, out: &mut Vec<Vec<u8>>) -> bool {
+    /// into `out`.
+    pub fn frame(&mut self, f: &[u8], client: bool, out: &mut Vec<Vec<u8>>) -> Seen {
         let Some(ip) = wire::parse_ipv6(f) else {
             self.counters.ipv6_malformed.fetch_add(1, Relaxed);
-            return true;
+            return Seen::Done;
         };
         let icmp = (ip.next == NEXT_ICMPV6).then_some(ip.payload);
         if client
@@ -101,18 +116,61 @@ impl Ipv6Side {
         match (ip.next, icmp.and_then(|m| m.first())) {
             (NEXT_ICMPV6, Some(&v6::ROUTER_SOLICIT)) => {
                 out.push(self.advert_frame(Some((ip.src_mac, ip.src))));
-                true
+                return Seen::Done;
             }
-            (NEXT_ICMPV6, Some(&v6::ROUTER_ADVERT)) => true,
-            (NEXT_UDP, _) => match wire::udp_parts(ip.payload) {
-                Some((546, 547, msg)) => {
+            (NEXT_ICMPV6, Some(&v6::ROUTER_ADVERT)) => return Seen::Done,
+            (NEXT_UDP, _) => {
+                if let Some((546, 547, msg)) = wire::udp_parts(ip.payload) {
                     self.dhcpv6(msg, (ip.src_mac, ip.src), out);
-                    true
+                    return Seen::Done;
                 }
-                _ => false,
-            },
-            _ => false,
+            }
+            _ => {}
         }
+        let to_me = f.get(..6) == Some(&self.advert.mac.0[..]);
+        let beyond = !(ip.dst.is_multicast()
+            || ip.dst.is_unicast_link_local()
+            || ip.dst.is_loopback()
+            || ip.dst.is_unspecified()
+            || self.advert.prefix.contains(&ip.dst));
+        match self.routed && to_me && beyond && self.advert.prefix.contains(&ip.src) {
+            true => Seen::Route,
+            false => Seen::Stack,
+        }
+    }
+
+    /// A frame for `subnet6` from the uplink, on to the app that uses its
+    /// destination; unknown there, a solicitation for it goes out instead
+    /// (the frame is dropped). True when delivered.
+    pub fn deliver(&mut self, f: &[u8], now_ms: u64, out: &mut Vec<Vec<u8>>) -> bool {
+        let Some(dst) = wire::parse_ipv6(f).map(|ip| ip.dst) else {
+            return false;
+        };
+        let mac = (self.learned().iter())
+            .find(|(_, l)| l.contains(&dst))
+            .map(|(m, _)| *m);
+        if let Some(m) = mac {
+            out.extend(wire::reroute6(f, self.advert.mac, m));
+            return true;
+        }
+        let quiet = self
+            .last_solicit_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) < 1000);
+        if !quiet {
+            self.last_solicit_ms = Some(now_ms);
+            let to = v6::solicited_node(dst);
+            let m = v6::neighbor_solicit(dst, self.advert.mac);
+            let (mac, ll) = (self.advert.mac, self.link_local);
+            out.push(wire::ipv6_packet(
+                mac,
+                wire::multicast_mac(to),
+                ll,
+                to,
+                NEXT_ICMPV6,
+                &m,
+            ));
+        }
+        false
     }
 
     fn dhcpv6(&self, msg: &[u8], (mac, src): (Mac, Ipv6Addr), out: &mut Vec<Vec<u8>>) {

@@ -28,6 +28,7 @@ use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
 use super::device::QueueDevice;
 use super::napt::{MapRule, Nat, NatOptions, Side};
 use super::port::RouterPort;
+use super::route6::Route6;
 use super::uplink::{Uplink, UplinkInfo, UplinkSetup};
 use super::wire;
 use crate::clock::{mono_ms as now_ms, unix_secs as unix_now};
@@ -38,7 +39,7 @@ use crate::services::metadata::{AppMeta, METADATA_IP, NiFacts};
 use crate::switch::{Domain, PortEntry, PortRole, PortSpec, Switch, now_secs};
 use dhcp::{DhcpServer, Outcome};
 use dns::DnsServer;
-use ipv6::{Ipv6Side, Learned};
+use ipv6::{Ipv6Side, Learned, Seen};
 use metadata::MetadataServer;
 use uplinks::UplinkSet;
 
@@ -69,6 +70,12 @@ pub struct RouterCounters {
     pub router_adverts: AtomicU64,
     pub dhcpv6_replies: AtomicU64,
     pub ipv6_malformed: AtomicU64,
+    /// IPv6 routed to and from the uplinks (`uplink_prefix6`), and what
+    /// could not be (no upstream router or its MAC yet, no app with the
+    /// address, hop limit run out).
+    pub ipv6_routed_out: AtomicU64,
+    pub ipv6_routed_in: AtomicU64,
+    pub ipv6_unrouted: AtomicU64,
     pub frames_refused: AtomicU64,
 }
 
@@ -92,6 +99,9 @@ impl RouterCounters {
             ("router_adverts", self.router_adverts.load(Relaxed)),
             ("dhcpv6_replies", self.dhcpv6_replies.load(Relaxed)),
             ("ipv6_malformed", self.ipv6_malformed.load(Relaxed)),
+            ("ipv6_routed_out", self.ipv6_routed_out.load(Relaxed)),
+            ("ipv6_routed_in", self.ipv6_routed_in.load(Relaxed)),
+            ("ipv6_unrouted", self.ipv6_unrouted.load(Relaxed)),
             ("frames_refused", self.frames_refused.load(Relaxed)),
         ]
     }
@@ -357,7 +367,10 @@ fn start_uplink(
     i: usize,
     nat: &Arc<Nat>,
 ) -> io::Result<(Uplink, Arc<PortEntry>)> {
-    let queue = Arc::new(RouterPort::new(umac, Some((nat.clone(), Side::Uplink(i))))?);
+    let l = &setup.local;
+    let queue = Arc::new(
+        RouterPort::new(umac, Some((nat.clone(), Side::Uplink(i))))?.with_ipv6(l.uplink_prefix6),
+    );
     let uentry = switch.add_port(
         &plan.domain,
         PortSpec::new(
@@ -369,7 +382,8 @@ fn start_uplink(
         .own_mac(umac),
     )?;
     uentry.floods.set_limit(0);
-    let l = &setup.local;
+    let route6 =
+        (l.subnet6.filter(|_| l.uplink_prefix6)).map(|p| Route6::new(umac, p, l.uplink_gateway6));
     let us = UplinkSetup {
         port: plan.port.clone(),
         cost: plan.cost,
@@ -380,6 +394,7 @@ fn start_uplink(
         nic: plan.nic.clone(),
         entry: uentry.clone(),
         queue,
+        route6,
     };
     // Probe identifiers stay clear of the NAT's port range.
     let ident = 49152 | ((i as u16 ^ now_ms() as u16) & 0x3fff);
@@ -545,6 +560,14 @@ impl Control {
         if let Some(v6) = &mut self.v6 {
             let mut out = Vec::new();
             v6.tick(now_ms(), &mut out);
+            for f in self.uplinks.take_inbound6() {
+                let c = &self.h.counters;
+                let n = match v6.deliver(&f, now_ms(), &mut out) {
+                    true => &c.ipv6_routed_in,
+                    false => &c.ipv6_unrouted,
+                };
+                n.fetch_add(1, Relaxed);
+            }
             self.send(out);
         }
         self.poll_stack();
@@ -553,7 +576,7 @@ impl Control {
         if now.saturating_sub(*last_tick) >= 1000 {
             *last_tick = now;
             let now_s = unix_now();
-            self.uplinks.tick(now_s, &self.h.nat);
+            self.uplinks.tick(now_s, &self.h.nat, &self.h.switch);
             self.dns.tick(&mut self.sockets, &mut self.uplinks);
             self.dhcp.tick(now_s);
             self.sync_nat();
@@ -610,10 +633,22 @@ impl Control {
         {
             let client = f.get(6..12).is_some_and(|m| self.dhcp.has_client(m));
             let mut out = Vec::new();
-            let done = v6.frame(&f, client, &mut out);
+            let seen = v6.frame(&f, client, &mut out);
             self.send(out);
-            if done {
-                return;
+            match seen {
+                Seen::Done => return,
+                Seen::Route => {
+                    let routed = self.uplinks.send6(&self.h.switch, &f);
+                    let c = &self.h.counters;
+                    let n = if routed {
+                        &c.ipv6_routed_out
+                    } else {
+                        &c.ipv6_unrouted
+                    };
+                    n.fetch_add(1, Relaxed);
+                    return;
+                }
+                Seen::Stack => {}
             }
         }
         if let Some((mac, src, dst)) = wire::ipv4_ends(&f)

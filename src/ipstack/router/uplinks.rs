@@ -97,10 +97,26 @@ impl UplinkSet {
         }
     }
 
+    /// An app's IPv6 frame routed out of the active uplink; false when it
+    /// could not be.
+    pub fn send6(&mut self, switch: &Switch, f: &[u8]) -> bool {
+        let u = self.active.and_then(|i| self.list.get_mut(i));
+        u.is_some_and(|u| u.send6(switch, f))
+    }
+
+    /// Frames for the NI's IPv6 subnet that reached any uplink.
+    pub fn take_inbound6(&mut self) -> Vec<Vec<u8>> {
+        self.list
+            .iter_mut()
+            .flat_map(|u| u.take_inbound6())
+            .collect()
+    }
+
     /// Once a second: probes, the active uplink, the NAT's view, status.
-    pub fn tick(&mut self, now_s: u64, nat: &Nat) {
+    pub fn tick(&mut self, now_s: u64, nat: &Nat, switch: &Switch) {
         for u in &mut self.list {
             u.tick(now_s);
+            u.tick6(switch);
         }
         let active = choose_active(&self.list);
         if active != self.active {

@@ -111,3 +111,33 @@ fn an_app_claims_its_source_or_the_target_of_its_dad() {
     assert_eq!(claimed(Ipv6Addr::UNSPECIFIED, Some(&ns[..10])), None);
     assert_eq!(claimed(Ipv6Addr::UNSPECIFIED, None), None);
 }
+
+#[test]
+fn neighbour_messages_read_back() {
+    let t: Ipv6Addr = "fe80::1".parse().unwrap();
+    let ns = read_nd(&neighbor_solicit(t, mac())).unwrap();
+    assert_eq!(
+        (ns.kind, ns.target, ns.mac),
+        (NEIGHBOR_SOLICIT, Some(t), Some(mac()))
+    );
+    let na = read_nd(&neighbor_advert(t, mac())).unwrap();
+    assert_eq!(
+        (na.kind, na.target, na.mac),
+        (NEIGHBOR_ADVERT, Some(t), Some(mac()))
+    );
+    let ra = read_nd(&router_advert(&advert(true))).unwrap();
+    assert_eq!(
+        (ra.kind, ra.mac, ra.lifetime),
+        (ROUTER_ADVERT, Some(mac()), 1800)
+    );
+    assert_eq!(
+        solicited_node("fd00:50::12:3456".parse().unwrap()),
+        "ff02::1:ff12:3456".parse::<Ipv6Addr>().unwrap()
+    );
+    // A zero-length option or a cut message is refused.
+    let mut bad = neighbor_solicit(t, mac());
+    bad[25] = 0;
+    assert_eq!(read_nd(&bad), None);
+    assert_eq!(read_nd(&[NEIGHBOR_ADVERT, 0, 0]), None);
+    assert_eq!(read_nd(&[128, 0, 0, 0]), None, "not neighbour discovery");
+}
