@@ -5,8 +5,6 @@
 
 use std::net::Ipv6Addr;
 
-use dhcproto::v6::{DhcpOption, Message, MessageType, OptionCode};
-use dhcproto::{Decodable, Decoder, Encodable, Name};
 use ipnet::Ipv6Net;
 
 use crate::config::Mac;
@@ -92,39 +90,86 @@ pub fn duid(mac: Mac) -> Vec<u8> {
     [&[0, 3, 0, 1][..], &mac.0].concat()
 }
 
+/// DHCPv6 message types and options the router deals with (RFC 8415).
+const INFORMATION_REQUEST: u8 = 11;
+const REPLY: u8 = 7;
+const OPT_CLIENT_ID: u16 = 1;
+const OPT_SERVER_ID: u16 = 2;
+const OPT_DNS_SERVERS: u16 = 23;
+const OPT_DOMAIN_LIST: u16 = 24;
+const OPT_INFORMATION_REFRESH: u16 = 32;
+
+/// The options of a DHCPv6 message (after type and transaction id), each
+/// checked to fit; Err when one does not.
+fn dhcpv6_options(mut b: &[u8]) -> Result<Vec<(u16, &[u8])>, Malformed> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let head = b.get(..4).ok_or(Malformed)?;
+        let code = u16::from_be_bytes([head[0], head[1]]);
+        let len = u16::from_be_bytes([head[2], head[3]]) as usize;
+        out.push((code, b.get(4..4 + len).ok_or(Malformed)?));
+        b = &b[4 + len..];
+    }
+    Ok(out)
+}
+
+fn push_option(m: &mut Vec<u8>, code: u16, value: &[u8]) {
+    m.extend(code.to_be_bytes());
+    m.extend((value.len() as u16).to_be_bytes());
+    m.extend(value);
+}
+
+/// A domain name in DNS wire format (RFC 1035 §3.1); None when a label
+/// is empty or too long.
+fn wire_name(name: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for label in name.trim_end_matches('.').split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return None;
+        }
+        out.push(label.len() as u8);
+        out.extend(label.as_bytes());
+    }
+    out.push(0);
+    Some(out)
+}
+
 /// The reply to a DHCPv6 message: an Information-request (stateless
 /// DHCPv6) gets the DNS servers and the search domain; anything else
-/// (addresses are by SLAAC) gets nothing. Malformed: Err.
+/// (addresses are by SLAAC) gets nothing. Malformed: Err. Read by hand,
+/// every length checked: the router needs three options of it.
 pub fn dhcpv6_reply(
     msg: &[u8],
     server_duid: &[u8],
     dns: &[Ipv6Addr],
     domain: Option<&str>,
 ) -> Result<Option<Vec<u8>>, Malformed> {
-    let q = Message::decode(&mut Decoder::new(msg)).map_err(|_| Malformed)?;
-    if q.msg_type() != MessageType::InformationRequest {
+    let head = msg.get(..4).ok_or(Malformed)?;
+    let opts = dhcpv6_options(&msg[4..])?;
+    if head[0] != INFORMATION_REQUEST {
         return Ok(None);
     }
+    let find = |code| opts.iter().find(|(c, _)| *c == code).map(|(_, v)| *v);
     // One addressed to another server is not ours to answer.
-    if let Some(DhcpOption::ServerId(id)) = q.opts().get(OptionCode::ServerId)
-        && id.as_slice() != server_duid
-    {
+    if find(OPT_SERVER_ID).is_some_and(|id| id != server_duid) {
         return Ok(None);
     }
-    let mut r = Message::new_with_id(MessageType::Reply, q.xid());
-    let o = r.opts_mut();
-    o.insert(DhcpOption::ServerId(server_duid.to_vec()));
-    if let Some(DhcpOption::ClientId(id)) = q.opts().get(OptionCode::ClientId) {
-        o.insert(DhcpOption::ClientId(id.clone()));
+    let mut r = vec![REPLY, head[1], head[2], head[3]];
+    push_option(&mut r, OPT_SERVER_ID, server_duid);
+    if let Some(id) = find(OPT_CLIENT_ID) {
+        push_option(&mut r, OPT_CLIENT_ID, id);
     }
-    o.insert(DhcpOption::DomainNameServers(dns.to_vec()));
-    if let Some(name) = domain.and_then(|d| d.parse::<Name>().ok()) {
-        o.insert(DhcpOption::DomainSearchList(vec![name]));
+    let servers: Vec<u8> = dns.iter().flat_map(|a| a.octets()).collect();
+    push_option(&mut r, OPT_DNS_SERVERS, &servers);
+    if let Some(name) = domain.and_then(wire_name) {
+        push_option(&mut r, OPT_DOMAIN_LIST, &name);
     }
-    o.insert(DhcpOption::InformationRefreshTime(u32::from(
-        ROUTER_LIFETIME,
-    )));
-    r.to_vec().map(Some).map_err(|_| Malformed)
+    push_option(
+        &mut r,
+        OPT_INFORMATION_REFRESH,
+        &u32::from(ROUTER_LIFETIME).to_be_bytes(),
+    );
+    Ok(Some(r))
 }
 
 /// The addresses an IPv6 packet from an app shows it uses: its source, or

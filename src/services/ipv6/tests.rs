@@ -1,4 +1,6 @@
 use super::*;
+use dhcproto::v6::{DhcpOption, Message, MessageType, OptionCode};
+use dhcproto::{Decodable, Decoder, Encodable};
 
 fn mac() -> Mac {
     Mac([0x02, 0x16, 0x3e, 1, 2, 3])
@@ -99,6 +101,12 @@ fn information_requests_get_dns_and_the_domain() {
         Ok(None)
     );
     assert_eq!(dhcpv6_reply(&[11, 0], &server, &dns, None), Err(Malformed));
+    // An option longer than the message (what once made a decoder panic).
+    let cut = [135, 0, 0, 0, 0, 0, 0, 0, 0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0];
+    assert_eq!(dhcpv6_reply(&cut, &server, &dns, None), Err(Malformed));
+    let mut long = vec![INFORMATION_REQUEST, 1, 2, 3, 0, 16, 0, 9];
+    long.extend([0u8; 4]);
+    assert_eq!(dhcpv6_reply(&long, &server, &dns, None), Err(Malformed));
 }
 
 #[test]
