@@ -340,6 +340,17 @@ fn subnet6_is_a_global_or_unique_local_64() {
 }
 
 #[test]
+fn forward_lldp_is_off_unless_asked() {
+    let ni = |extra: &str| {
+        format!("version: 1\nnetwork_instances: [{{name: s, type: switch{extra}}}]\n")
+    };
+    let (ok, out, err) = check(&ni(""));
+    assert!(ok && !out.contains("forward_lldp"), "{out}{err}");
+    let (ok, out, err) = check(&ni(", forward_lldp: true"));
+    assert!(ok && out.contains("forward_lldp: true"), "{out}{err}");
+}
+
+#[test]
 fn user_data_is_kept_and_bounded() {
     let app = |ud: &str| {
         format!(

@@ -103,6 +103,9 @@ pub struct Ni {
     pub port: Option<String>,
     /// Flooded frames a second one port or VIF may send (0: no limit).
     pub flood_limit: u32,
+    /// LLDP frames are forwarded (a bridge does not by default).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub forward_lldp: bool,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub local: Option<LocalNi>,
 }

@@ -74,6 +74,8 @@ pub struct RawNi {
     pub probe: Option<RawProbe>,
     /// Flooded frames a second one port or VIF may send (0: no limit).
     pub flood_limit: Option<u32>,
+    /// LLDP frames are forwarded (default false).
+    pub forward_lldp: Option<bool>,
     /// NTP servers given to the apps (DHCP option 42).
     pub ntp: Option<Vec<IpText>>,
     /// Extra routes given to the apps (DHCP option 121).

@@ -303,6 +303,7 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
                     kind: n.kind,
                     port,
                     flood_limit: n.flood_limit.unwrap_or(super::model::DEFAULT_FLOOD_LIMIT),
+                    forward_lldp: n.forward_lldp.unwrap_or(false),
                     local: None,
                 }
             }
@@ -329,6 +330,7 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
                     kind: n.kind,
                     port: None,
                     flood_limit: n.flood_limit.unwrap_or(super::model::DEFAULT_FLOOD_LIMIT),
+                    forward_lldp: n.forward_lldp.unwrap_or(false),
                     local,
                 }
             }

@@ -163,6 +163,9 @@ pub struct VifStatus {
     /// IPv6 addresses the interface was seen using (a local NI with `subnet6`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips6: Vec<String>,
+    /// BPDU guard disabled the interface (until the next apply or restart).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bpdu_guard_tripped: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
     #[serde(flatten)]
@@ -307,13 +310,18 @@ pub fn render(s: &Status) -> String {
             let ips = list(&[&v.ips[..], &v.ips6[..]].concat());
             let _ = writeln!(
                 o,
-                "    {:<8} tap {:<15} mac {}  ips {ips}  rx {} tx {}  drops {}",
+                "    {:<8} tap {:<15} mac {}  ips {ips}  rx {} tx {}  drops {}{}",
                 v.ni,
                 v.tap,
                 v.mac,
                 v.counters.rx_packets,
                 v.counters.tx_packets,
-                drops_text(&v.counters)
+                drops_text(&v.counters),
+                if v.bpdu_guard_tripped {
+                    "  DISABLED by BPDU guard (until the next apply)"
+                } else {
+                    ""
+                }
             );
         }
     }

@@ -67,9 +67,21 @@ impl Runtime {
             };
             a.last_result = kind.to_string();
             a.last_message = msg;
+            if result.is_ok() {
+                self.reset_bpdu_guards();
+            }
             self.publish();
         }
         result.map_err(|(_, m)| m)
+    }
+
+    /// An apply enables again the interfaces BPDU guard disabled.
+    fn reset_bpdu_guards(&self) {
+        let vifs = self.vifs.values().filter_map(|v| v.entry.as_ref());
+        let pods = self.pods.values().filter_map(|p| p.entry.as_ref());
+        for e in vifs.chain(pods) {
+            e.reset_bpdu_guard();
+        }
     }
 
     fn try_apply(

@@ -60,7 +60,10 @@ impl fmt::Display for Step {
                 write!(f, "update the DHCP clients, names and port maps of {n}")
             }
             Step::UpdateNi(n) => {
-                write!(f, "update network instance {n} in place (flood_limit, dns)")
+                write!(
+                    f,
+                    "update network instance {n} in place (flood_limit, forward_lldp, dns)"
+                )
             }
             Step::AddVif(t) => write!(f, "add app interface {t}"),
             Step::AttachVif(t) => write!(f, "attach app interface {t} again"),
@@ -147,9 +150,10 @@ fn ni_change(old: &Ni, new: &Ni, replaced: &BTreeSet<&str>, cost: &BTreeSet<&str
     let uplink_moved = uplinks
         .iter()
         .any(|u| replaced.contains(u.as_str()) || cost.contains(u.as_str()));
-    // The flood limit and a local NI's DNS change in place.
+    // The flood limit, LLDP forwarding and a local NI's DNS change in place.
     let settled = Ni {
         flood_limit: new.flood_limit,
+        forward_lldp: new.forward_lldp,
         local: old.local.clone().map(|l| crate::config::LocalNi {
             dns: new.local.as_ref().map_or(l.dns.clone(), |n| n.dns.clone()),
             ..l

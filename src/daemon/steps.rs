@@ -555,8 +555,9 @@ pub(super) fn guard_port(
 }
 
 /// The flood limit of a switch NI's port (its NIC and host TAP) and of
-/// every interface on the NI.
+/// every interface on the NI, and whether the NI forwards LLDP.
 fn set_flood_limits(rt: &Runtime, ni: &NiRt) {
+    (ni.domain.forward_lldp).store(ni.cfg.forward_lldp, Relaxed);
     let port = ni.cfg.port.as_ref().and_then(|p| rt.ports.get(p));
     let ports = port
         .into_iter()

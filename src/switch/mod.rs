@@ -52,6 +52,8 @@ pub struct Domain {
     pub name: String,
     pub table: MacTable,
     members: ArcSwap<Vec<Arc<PortEntry>>>,
+    /// LLDP frames are forwarded (the NI's `forward_lldp`).
+    pub forward_lldp: AtomicBool,
 }
 
 impl Domain {
@@ -60,6 +62,7 @@ impl Domain {
             name: name.into(),
             table: MacTable::new(TABLE_SLOTS, DEFAULT_AGING_SECS, MAX_PORTS),
             members: ArcSwap::from_pointee(Vec::new()),
+            forward_lldp: AtomicBool::new(false),
         })
     }
 
@@ -158,10 +161,31 @@ pub struct PortEntry {
     pub guard: guard::Guard,
     /// Storm control of what the port floods.
     pub floods: guard::FloodBudget,
+    /// BPDU guard disabled the port (until the next apply or restart).
+    bpdu_tripped: AtomicBool,
     closing: AtomicBool,
 }
 
 impl PortEntry {
+    /// Whether BPDU guard disabled the port.
+    pub fn bpdu_guard_tripped(&self) -> bool {
+        self.bpdu_tripped.load(Relaxed)
+    }
+
+    /// Enables a port that BPDU guard disabled (an apply).
+    pub fn reset_bpdu_guard(&self) {
+        if self.bpdu_tripped.swap(false, Relaxed) {
+            tracing::info!(port = %self.name, "BPDU guard: enabled again");
+        }
+    }
+
+    /// A BPDU came from this app interface: it is disabled.
+    fn trip_bpdu_guard(&self) {
+        if !self.bpdu_tripped.swap(true, Relaxed) {
+            tracing::warn!(port = %self.name, "BPDU guard: a BPDU came from this app interface; it is disabled until the next apply or restart");
+        }
+    }
+
     /// Plugs a policy into the port, or removes it (`None`), while traffic flows.
     pub fn set_hook(&self, hook: Option<Box<dyn PortHook>>) {
         self.hooked.store(hook.is_some(), Relaxed);
@@ -247,6 +271,7 @@ impl Switch {
             hooked: AtomicBool::new(false),
             guard: guard::Guard::default(),
             floods: guard::FloodBudget::new(guard::DEFAULT_FLOOD_LIMIT),
+            bpdu_tripped: AtomicBool::new(false),
             closing: AtomicBool::new(false),
         });
         self.ports[id].store(Some(entry.clone()));
@@ -302,6 +327,9 @@ impl Switch {
         if src.is_multicast() || src.is_zero() {
             return from.stats.drop(DropReason::InvalidSrcMac);
         }
+        if from.bpdu_tripped.load(Relaxed) {
+            return from.stats.drop(DropReason::BpduGuard);
+        }
         if let Some(own) = from.own_mac {
             if own != src {
                 return from.stats.drop(DropReason::SpoofedSrcMac);
@@ -309,6 +337,9 @@ impl Switch {
             if let Some(why) = from.guard.egress(&pkt, own) {
                 return from.stats.drop(why);
             }
+        }
+        if let Some(why) = link_local(from, pkt.dst()) {
+            return from.stats.drop(why);
         }
         if let Err(why) = from.judge(&pkt, true) {
             return from.stats.drop(why);
@@ -364,11 +395,40 @@ impl Switch {
     }
 }
 
+/// Link-local control frames, which a bridge never forwards: STP (a BPDU
+/// from an app interface trips its BPDU guard; so does Cisco's PVST+),
+/// LACP, pause and the rest of 01:80:c2:00:00:0x; LLDP only when the NI
+/// forwards it. None: an ordinary frame.
+#[inline]
+fn link_local(from: &PortEntry, dst: Mac) -> Option<DropReason> {
+    const PVST: [u8; 6] = [0x01, 0x00, 0x0c, 0xcc, 0xcc, 0xcd];
+    let d = dst.0;
+    let reserved = d[..5] == [0x01, 0x80, 0xc2, 0, 0] && d[5] <= 0x0f;
+    if !reserved && d != PVST {
+        return None;
+    }
+    let bpdu = d[5] == 0 || d == PVST;
+    if bpdu && from.own_mac.is_some() {
+        from.trip_bpdu_guard();
+        return Some(DropReason::BpduGuard);
+    }
+    if d[5] == 0x0e && from.domain.forward_lldp.load(Relaxed) {
+        return None;
+    }
+    match d == PVST {
+        true => None,
+        false => Some(DropReason::LinkLocal),
+    }
+}
+
 /// Writes a packet to one port, counting what happens to it.
 #[inline]
 fn deliver(out: &PortEntry, pkt: &Packet) {
     if !out.link_up.load(Relaxed) {
         return out.stats.drop(DropReason::LinkDown);
+    }
+    if out.bpdu_tripped.load(Relaxed) {
+        return out.stats.drop(DropReason::BpduGuard);
     }
     if pkt.wire_l3_len() > out.mtu.load(Relaxed) as usize {
         return out.stats.drop(DropReason::TooBig);

@@ -50,10 +50,16 @@ pub enum DropReason {
     Storm,
     /// Receiving failed (an oversized frame, a device error).
     RxError,
+    /// A BPDU came from an app interface (or the interface BPDU guard
+    /// disabled): dropped, as is everything else it sends or is sent.
+    BpduGuard,
+    /// A link-local control frame (STP, LACP, pause; LLDP unless the NI
+    /// forwards it) that a bridge never forwards.
+    LinkLocal,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 20] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::Runt,
         DropReason::BadVnetHeader,
         DropReason::InvalidSrcMac,
@@ -74,6 +80,8 @@ impl DropReason {
         DropReason::RaGuard,
         DropReason::Storm,
         DropReason::RxError,
+        DropReason::BpduGuard,
+        DropReason::LinkLocal,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -97,6 +105,8 @@ impl DropReason {
             DropReason::RaGuard => "ra_guard",
             DropReason::Storm => "storm",
             DropReason::RxError => "rx_error",
+            DropReason::BpduGuard => "bpdu_guard",
+            DropReason::LinkLocal => "link_local",
         }
     }
 }

@@ -182,3 +182,45 @@ fn separate_domains_do_not_leak() {
     assert_eq!(a2.1.take().len(), 1);
     assert!(b1.1.take().is_empty());
 }
+
+#[test]
+fn a_bpdu_from_an_app_interface_disables_it_and_no_control_frame_is_forwarded() {
+    let stp = Mac([0x01, 0x80, 0xc2, 0, 0, 0]);
+    let lldp = Mac([0x01, 0x80, 0xc2, 0, 0, 0x0e]);
+    let lacp = Mac([0x01, 0x80, 0xc2, 0, 0, 0x02]);
+    // From a port without its own MAC (a NIC): dropped, nothing tripped.
+    let nic = setup(2, false);
+    for dst in [stp, lacp, lldp] {
+        nic.sw.process(&nic.ports[0].0, &frame(dst, mac(1), 60), 1);
+    }
+    assert!(nic.ports[1].1.take().is_empty());
+    assert_eq!(nic.ports[0].0.stats.drops(DropReason::LinkLocal), 3);
+    assert!(!nic.ports[0].0.bpdu_guard_tripped());
+    // LLDP passes when the NI forwards it.
+    nic.ports[0].0.domain.forward_lldp.store(true, Relaxed);
+    nic.sw.process(&nic.ports[0].0, &frame(lldp, mac(1), 60), 1);
+    assert_eq!(nic.ports[1].1.take().len(), 1);
+
+    // From an app interface: a BPDU trips its guard; it neither sends nor
+    // receives until reset, and the others go on.
+    let b = setup(3, true);
+    let (p0, p1, p2) = (&b.ports[0], &b.ports[1], &b.ports[2]);
+    b.sw.process(&p0.0, &frame(stp, mac(1), 60), 1);
+    assert!(p0.0.bpdu_guard_tripped());
+    assert_eq!(p0.0.stats.drops(DropReason::BpduGuard), 1);
+    b.sw.process(&p0.0, &frame(Mac::BROADCAST, mac(1), 60), 1);
+    assert!(p1.1.take().is_empty(), "a disabled interface sends nothing");
+    b.sw.process(&p1.0, &frame(Mac::BROADCAST, mac(2), 60), 1);
+    assert!(p0.1.take().is_empty(), "nor receives");
+    assert_eq!(p2.1.take().len(), 1, "the others go on");
+    p0.0.reset_bpdu_guard();
+    b.sw.process(&p0.0, &frame(Mac::BROADCAST, mac(1), 60), 1);
+    assert_eq!(p1.1.take().len(), 1, "enabled again");
+    // Cisco PVST+ counts as a BPDU too.
+    b.sw.process(
+        &p2.0,
+        &frame(Mac([0x01, 0x00, 0x0c, 0xcc, 0xcc, 0xcd]), mac(3), 60),
+        1,
+    );
+    assert!(p2.0.bpdu_guard_tripped());
+}
