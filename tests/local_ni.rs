@@ -399,8 +399,9 @@ fn dns_over_tcp_answers_whole_what_udp_cannot_carry() {
     lease(sb, b, &format!("{P}t-b"));
     let active = || l.d.status()["network_instances"][0]["uplinks"][0]["active"] == true;
     assert!(
-        wait_until(Duration::from_secs(15), active),
-        "no active uplink"
+        wait_until(Duration::from_secs(30), active),
+        "no active uplink: {}",
+        l.d.status()["network_instances"][0]["uplinks"]
     );
     let count = |args: &str| {
         sb.out(

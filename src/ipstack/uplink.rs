@@ -74,6 +74,9 @@ pub struct Uplink {
     ok_streak: u32,
     fail_streak: u32,
     pub healthy: bool,
+    /// Healthy at least once: from then on, recovering takes `failures`
+    /// answers in a row.
+    ever_healthy: bool,
     last_probe: u64,
 }
 
@@ -117,6 +120,7 @@ impl Uplink {
             ok_streak: 0,
             fail_streak: 0,
             healthy: false,
+            ever_healthy: false,
             last_probe: 0,
         };
         if let UplinkAddress::Static(net) = up.setup.address {
@@ -250,9 +254,10 @@ impl Uplink {
         if ok {
             self.ok_streak += 1;
             self.fail_streak = 0;
-            // The first answer makes a fresh uplink usable; after a failure
-            // it takes `failures` answers in a row.
-            if !self.healthy && (self.ok_streak >= need || self.last_probe_was_first()) {
+            // The first answer makes a fresh uplink usable (its first probe
+            // may have gone unanswered while the gateway's MAC was being
+            // resolved); after a failure it takes `failures` answers in a row.
+            if !self.healthy && (self.ok_streak >= need || !self.ever_healthy) {
                 self.set_health(true);
             }
         } else {
@@ -264,11 +269,8 @@ impl Uplink {
         }
     }
 
-    fn last_probe_was_first(&self) -> bool {
-        self.seq <= 1
-    }
-
     fn set_health(&mut self, h: bool) {
+        self.ever_healthy |= h;
         if self.healthy != h {
             tracing::info!(uplink = %self.setup.port, healthy = h, "uplink health changed");
         }
