@@ -60,3 +60,46 @@ mod tests {
         assert!(mono_f64_coarse() > 0.0 && mono_secs_coarse() > 0);
     }
 }
+
+/// Lets something happen at most once per period (a solicitation, an
+/// advertisement): the first time at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacer {
+    every_ms: u64,
+    last_ms: Option<u64>,
+}
+
+impl Pacer {
+    pub const fn new(every_ms: u64) -> Pacer {
+        Pacer {
+            every_ms,
+            last_ms: None,
+        }
+    }
+
+    /// True (and the period starts again) when a period has passed since
+    /// the last time, or there was none.
+    pub fn ready(&mut self, now_ms: u64) -> bool {
+        let ready = self
+            .last_ms
+            .is_none_or(|t| now_ms.saturating_sub(t) >= self.every_ms);
+        if ready {
+            self.last_ms = Some(now_ms);
+        }
+        ready
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pacer;
+
+    #[test]
+    fn a_pacer_lets_one_through_per_period() {
+        let mut p = Pacer::new(1000);
+        assert!(p.ready(5), "the first time at once");
+        assert!(!p.ready(500));
+        assert!(p.ready(1005));
+        assert!(!p.ready(2004));
+    }
+}

@@ -10,6 +10,7 @@ use std::net::Ipv6Addr;
 use ipnet::Ipv6Net;
 
 use super::wire::{self, NEXT_ICMPV6};
+use crate::clock::Pacer;
 use crate::config::Mac;
 use crate::services::ipv6::{self as v6, Nd};
 
@@ -33,7 +34,7 @@ pub struct Route6 {
     prefix: Ipv6Net,
     configured: Option<Ipv6Addr>,
     router: Option<Upstream>,
-    last_solicit_ms: Option<u64>,
+    solicit: Pacer,
     /// Frames for `subnet6` that reached the uplink, for the NI.
     pub inbound: Vec<Vec<u8>>,
 }
@@ -52,7 +53,7 @@ impl Route6 {
                 mac: None,
                 until: None,
             }),
-            last_solicit_ms: None,
+            solicit: Pacer::new(SOLICIT_EVERY_MS),
             inbound: Vec::new(),
         }
     }
@@ -149,24 +150,7 @@ impl Route6 {
     }
 
     fn solicit(&mut self, target: Ipv6Addr, now_ms: u64) -> Option<Vec<u8>> {
-        if self
-            .last_solicit_ms
-            .is_some_and(|t| now_ms.saturating_sub(t) < SOLICIT_EVERY_MS)
-        {
-            return None;
-        }
-        self.last_solicit_ms = Some(now_ms);
-        let dst = v6::solicited_node(target);
-        let m = v6::neighbor_solicit(target, self.mac);
-        let mac = wire::multicast_mac(dst);
-        Some(wire::ipv6_packet(
-            self.mac,
-            mac,
-            self.link_local,
-            dst,
-            NEXT_ICMPV6,
-            &m,
-        ))
+        (self.solicit.ready(now_ms)).then(|| wire::solicitation(self.mac, self.link_local, target))
     }
 }
 

@@ -246,6 +246,15 @@ pub fn ipv6_packet(
     p
 }
 
+/// A neighbour solicitation for `target` from `src` (link-local) and
+/// `mac`, to the target's solicited-node group.
+pub fn solicitation(mac: Mac, src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    use crate::services::ipv6 as v6;
+    let to = v6::solicited_node(target);
+    let m = v6::neighbor_solicit(target, mac);
+    ipv6_packet(mac, multicast_mac(to), src, to, NEXT_ICMPV6, &m)
+}
+
 /// An IPv6 frame forwarded one hop: new MACs, the hop limit one lower,
 /// a fresh virtio-net header. None when the hop limit runs out.
 pub fn reroute6(f: &[u8], src_mac: Mac, dst_mac: Mac) -> Option<Vec<u8>> {

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use super::RouterCounters;
 use super::wire::{self, NEXT_ICMPV6, NEXT_UDP};
+use crate::clock::Pacer;
 use crate::config::{LocalNi, Mac};
 use crate::services::ipv6::{self as v6, Advert};
 use crate::sync::lock;
@@ -46,8 +47,9 @@ pub(super) struct Ipv6Side {
     learned: Learned,
     /// Bumped when an app's learned addresses change.
     pub generation: u64,
-    last_advert_ms: Option<u64>,
-    last_solicit_ms: Option<u64>,
+    advert_every: Pacer,
+    /// Solicitations for apps' addresses, at most one a second.
+    solicit: Pacer,
     counters: Arc<RouterCounters>,
 }
 
@@ -77,8 +79,8 @@ impl Ipv6Side {
             domain: l.dns.domain.clone(),
             learned,
             generation: 0,
-            last_advert_ms: None,
-            last_solicit_ms: None,
+            advert_every: Pacer::new(ADVERT_EVERY_MS),
+            solicit: Pacer::new(1000),
             counters,
         })
     }
@@ -153,22 +155,8 @@ impl Ipv6Side {
             out.extend(wire::reroute6(f, self.advert.mac, m));
             return true;
         }
-        let quiet = self
-            .last_solicit_ms
-            .is_some_and(|t| now_ms.saturating_sub(t) < 1000);
-        if !quiet {
-            self.last_solicit_ms = Some(now_ms);
-            let to = v6::solicited_node(dst);
-            let m = v6::neighbor_solicit(dst, self.advert.mac);
-            let (mac, ll) = (self.advert.mac, self.link_local);
-            out.push(wire::ipv6_packet(
-                mac,
-                wire::multicast_mac(to),
-                ll,
-                to,
-                NEXT_ICMPV6,
-                &m,
-            ));
+        if self.solicit.ready(now_ms) {
+            out.push(wire::solicitation(self.advert.mac, self.link_local, dst));
         }
         false
     }
@@ -212,11 +200,7 @@ impl Ipv6Side {
 
     /// The advertisement every so often, to all nodes.
     pub fn tick(&mut self, now_ms: u64, out: &mut Vec<Vec<u8>>) {
-        if self
-            .last_advert_ms
-            .is_none_or(|t| now_ms.saturating_sub(t) >= ADVERT_EVERY_MS)
-        {
-            self.last_advert_ms = Some(now_ms);
+        if self.advert_every.ready(now_ms) {
             out.push(self.advert_frame(None));
         }
     }

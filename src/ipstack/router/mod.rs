@@ -412,7 +412,6 @@ struct Control {
     dns: DnsServer,
     meta: MetadataServer,
     v6: Option<Ipv6Side>,
-    mtu: u16,
     uplinks: UplinkSet,
     /// The DHCP generation the NAT's list of app addresses was made from.
     nat_generation: u64,
@@ -468,7 +467,6 @@ impl Control {
         Ok(Control {
             meta,
             v6,
-            mtu: pool_mtu,
             name: setup.ni_name,
             gateway: l.gateway,
             h,
@@ -551,7 +549,7 @@ impl Control {
         self.dns.relay(&mut self.sockets, &mut self.uplinks);
         let facts = NiFacts {
             gateway: self.gateway,
-            mtu: self.mtu,
+            mtu: self.dhcp.pool.mtu,
             external: self.uplinks.active_address(),
         };
         let dhcp = &self.dhcp;
@@ -606,9 +604,8 @@ impl Control {
     fn poll_stack(&mut self) {
         self.iface
             .poll(SInstant::now(), &mut self.dev, &mut self.sockets);
-        for p in std::mem::take(&mut self.dev.tx) {
-            self.h.switch.process(&self.h.entry, &p, now_secs());
-        }
+        let out = std::mem::take(&mut self.dev.tx);
+        self.send(out);
     }
 
     /// One frame for the router: DHCP here, the rest to smoltcp.
@@ -680,7 +677,7 @@ impl Control {
                     Dest::Unicast(ip, mac) => (ip, mac),
                 };
                 let p = wire::udp_packet(self.h.mac, mac, (self.gateway, 67), (ip, 68), &bytes);
-                self.h.switch.process(&self.h.entry, &p, now_secs());
+                self.send(vec![p]);
                 c.dhcp_replies.fetch_add(1, Relaxed);
             }
             Outcome::Malformed => {
