@@ -46,21 +46,6 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clocks_move_forward_together() {
-        let (m, s) = (mono_ms(), unix_secs());
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        assert!(mono_ms() >= m + 20);
-        assert!(unix_secs() >= s);
-        assert!(unix_ms() / 1000 >= s);
-        assert!(mono_f64_coarse() > 0.0 && mono_secs_coarse() > 0);
-    }
-}
-
 /// Lets something happen at most once per period (a solicitation, an
 /// advertisement): the first time at once.
 #[derive(Debug, Clone, Copy)]
@@ -92,7 +77,17 @@ impl Pacer {
 
 #[cfg(test)]
 mod tests {
-    use super::Pacer;
+    use super::*;
+
+    #[test]
+    fn clocks_move_forward_together() {
+        let (m, s) = (mono_ms(), unix_secs());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(mono_ms() >= m + 20);
+        assert!(unix_secs() >= s);
+        assert!(unix_ms() / 1000 >= s);
+        assert!(mono_f64_coarse() > 0.0 && mono_secs_coarse() > 0);
+    }
 
     #[test]
     fn a_pacer_lets_one_through_per_period() {
