@@ -107,6 +107,12 @@ impl<'a> Packet<'a> {
         let f = self.frame();
         u16::from_be_bytes([f[12], f[13]])
     }
+    /// The tag control information (priority and VLAN) of an 802.1Q tag.
+    pub fn tci(&self) -> Option<u16> {
+        let f = self.frame();
+        (self.ethertype() == ETHERTYPE_VLAN && f.len() >= ETH_HDR_LEN + 4)
+            .then(|| u16::from_be_bytes([f[14], f[15]]))
+    }
     /// The size of the largest L3 packet this frame puts on the wire: the
     /// frame itself, or one segment of a GSO frame.
     pub fn wire_l3_len(&self) -> usize {
@@ -144,6 +150,43 @@ impl<'a> Packet<'a> {
         let hint = self.hdr_len() as usize;
         (hint > ETH_HDR_LEN).then_some(hint)
     }
+}
+
+/// Moves the virtio-net header's offsets into the frame (`hdr_len`, and
+/// `csum_start` when a checksum is pending) by `by` bytes, after a VLAN tag
+/// was put in or taken out in front of them.
+pub fn shift_offsets(hdr: &mut [u8], by: i16) {
+    let shift = |hdr: &mut [u8], i: usize| {
+        let v = u16::from_le_bytes([hdr[i], hdr[i + 1]]);
+        if v != 0 {
+            let moved = v.saturating_add_signed(by);
+            hdr[i..i + 2].copy_from_slice(&moved.to_le_bytes());
+        }
+    };
+    if hdr[0] & VNET_F_NEEDS_CSUM != 0 {
+        shift(hdr, 6);
+    }
+    if hdr[1] & !GSO_ECN != GSO_NONE {
+        shift(hdr, 2);
+    }
+}
+
+/// Writes `p` into `out` (cleared first) with its 802.1Q tag set to `tci`,
+/// or without a tag (`None`): the payload is copied once and the
+/// virtio-net header's offsets follow it.
+pub fn retag(p: &Packet, tci: Option<u16>, out: &mut Vec<u8>) {
+    let f = p.frame();
+    let rest = if p.tci().is_some() { 16 } else { 12 };
+    out.clear();
+    out.extend_from_slice(&p.bytes()[..VNET_HDR_LEN]);
+    out.extend_from_slice(&f[..12]);
+    if let Some(t) = tci {
+        out.extend_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
+        out.extend_from_slice(&t.to_be_bytes());
+    }
+    out.extend_from_slice(&f[rest..]);
+    let by = out.len() as isize - p.bytes().len() as isize;
+    shift_offsets(&mut out[..VNET_HDR_LEN], by as i16);
 }
 
 /// Writes a plain (no offload) virtio-net header in front of a frame.

@@ -81,6 +81,9 @@ pub struct Port {
     pub cost: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// The host interface's access VLAN (None: untagged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_vlan: Option<u16>,
 }
 
 impl Port {
@@ -106,8 +109,31 @@ pub struct Ni {
     /// LLDP frames are forwarded (a bridge does not by default).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub forward_lldp: bool,
+    /// NIC ports carrying one VLAN untagged (a switch NI).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vlan_access_ports: Vec<AccessPort>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub local: Option<LocalNi>,
+}
+
+/// VLAN ids an access port or interface may have (1 is the default VLAN,
+/// untagged on trunks).
+pub const ACCESS_VLANS: std::ops::RangeInclusive<u16> = 2..=4093;
+
+/// A NIC port of a switch NI that carries `vlan` untagged.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AccessPort {
+    pub port: String,
+    pub vlan: u16,
+}
+
+impl Ni {
+    /// The access VLAN of port `port` in this NI, if it has one.
+    pub fn access_vlan(&self, port: &str) -> Option<u16> {
+        (self.vlan_access_ports.iter())
+            .find(|a| a.port == port)
+            .map(|a| a.vlan)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -263,6 +289,9 @@ pub struct Vif {
     pub allowed_ips: Vec<Ipv4Net>,
     /// ARP inspection, source guard, DHCP and RA guard (SPEC §3.2).
     pub port_security: bool,
+    /// Access VLAN on a switch NI (None: a trunk).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

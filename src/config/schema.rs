@@ -38,6 +38,9 @@ pub struct RawPort {
     #[serde(default)]
     pub cost: u8,
     pub mtu: Option<u32>,
+    /// The host's interface is an access member of this VLAN (management
+    /// traffic on a VLAN of the NIC); absent: untagged.
+    pub host_vlan: Option<u16>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -91,6 +94,15 @@ pub struct RawNi {
     pub uplink_prefix6: Option<bool>,
     /// The upstream IPv6 router (default: the one advertising itself).
     pub uplink_gateway6: Option<IpText>,
+    /// NIC ports of a switch NI that carry one VLAN untagged.
+    pub vlan_access_ports: Option<Vec<RawAccessPort>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessPort {
+    pub port: String,
+    pub vlan: u16,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +164,8 @@ pub struct RawVif {
     /// Off: no ARP inspection, source guard, DHCP or RA guard (an app that
     /// forwards others' traffic); its source MAC is still checked.
     pub port_security: Option<bool>,
+    /// Access VLAN of the interface on a switch NI; absent: a trunk.
+    pub vlan: Option<u16>,
 }
 
 #[derive(Debug, Deserialize)]

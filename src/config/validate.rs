@@ -179,6 +179,15 @@ fn ports(cx: &mut Ctx, raw: &[RawPort]) -> Vec<Port> {
             }
             _ => None,
         };
+        if let Some(v) = p.host_vlan {
+            vlan_id(cx, &format!("{base}.host_vlan"), v);
+            if host_interface.is_none() {
+                cx.err(
+                    format!("{base}.host_vlan"),
+                    "`host_vlan` needs a host interface (`management: true`)",
+                );
+            }
+        }
         out.push(Port {
             name,
             device: p.device.clone(),
@@ -187,6 +196,7 @@ fn ports(cx: &mut Ctx, raw: &[RawPort]) -> Vec<Port> {
             renamed_to,
             cost: p.cost,
             mtu: p.mtu,
+            host_vlan: p.host_vlan,
         });
     }
     // A renamed NIC's new name must not be another port's device.
@@ -202,6 +212,43 @@ fn ports(cx: &mut Ctx, raw: &[RawPort]) -> Vec<Port> {
                 ),
             );
         }
+    }
+    out
+}
+
+/// A VLAN id an access port or interface may have.
+fn vlan_id(cx: &mut Ctx, path: &str, v: u16) {
+    if !ACCESS_VLANS.contains(&v) {
+        cx.err(
+            path,
+            format!("VLAN {v} is out of range; allowed 2..4093 (1 is the untagged default VLAN)"),
+        );
+    }
+}
+
+/// A switch NI's NIC ports that carry one VLAN untagged: ports of the NI,
+/// each listed once.
+fn access_ports(cx: &mut Ctx, base: &str, n: &RawNi, ports: &[String]) -> Vec<AccessPort> {
+    let mut seen = HashMap::new();
+    let mut out = Vec::new();
+    for (j, a) in n.vlan_access_ports.iter().flatten().enumerate() {
+        let path = format!("{base}.vlan_access_ports[{j}]");
+        vlan_id(cx, &format!("{path}.vlan"), a.vlan);
+        if !ports.contains(&a.port) {
+            cx.err(
+                format!("{path}.port"),
+                format!(
+                    "`{}` is not a port of this network instance (its ports: [{}])",
+                    a.port,
+                    ports.join(", ")
+                ),
+            );
+        }
+        cx.unique(&mut seen, &a.port, format!("{path}.port"), "access port");
+        out.push(AccessPort {
+            port: a.port.clone(),
+            vlan: a.vlan,
+        });
     }
     out
 }
@@ -297,6 +344,7 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
                 if let Some(p) = &port {
                     check_port(cx, format!("{base}.port"), p);
                 }
+                let vlan_access_ports = access_ports(cx, &base, n, port.as_slice());
                 Ni {
                     name: n.name.clone(),
                     uuid,
@@ -304,6 +352,7 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
                     port,
                     flood_limit: n.flood_limit.unwrap_or(super::model::DEFAULT_FLOOD_LIMIT),
                     forward_lldp: n.forward_lldp.unwrap_or(false),
+                    vlan_access_ports,
                     local: None,
                 }
             }
@@ -324,6 +373,12 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
                 if let Some(l) = &local {
                     mtu_fits_uplinks(cx, &base, l, ports);
                 }
+                if n.vlan_access_ports.is_some() {
+                    cx.err(
+                        format!("{base}.vlan_access_ports"),
+                        "VLANs are for switch network instances; a local network instance is one untagged subnet",
+                    );
+                }
                 Ni {
                     name: n.name.clone(),
                     uuid,
@@ -331,6 +386,7 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
                     port: None,
                     flood_limit: n.flood_limit.unwrap_or(super::model::DEFAULT_FLOOD_LIMIT),
                     forward_lldp: n.forward_lldp.unwrap_or(false),
+                    vlan_access_ports: Vec::new(),
                     local,
                 }
             }
@@ -883,6 +939,15 @@ fn apps(cx: &mut Ctx, raw: &[RawApp], nis: &[Ni], ports: &[Port]) -> Vec<App> {
             let acls = v.acls.as_ref().map(|list| acls(cx, &vb, list, ni));
             let port_maps = port_maps(cx, &vb, &v.port_maps, ni, &mut maps);
             let allowed_ips = allowed_ips(cx, &vb, &v.allowed_ips);
+            if let Some(vlan) = v.vlan {
+                vlan_id(cx, &format!("{vb}.vlan"), vlan);
+                if ni.local.is_some() {
+                    cx.err(
+                        format!("{vb}.vlan"),
+                        format!("VLANs are for switch network instances; `{}` is a local network instance", ni.name),
+                    );
+                }
+            }
             vifs.push(Vif {
                 ni: v.ni.clone(),
                 ifnum,
@@ -894,6 +959,7 @@ fn apps(cx: &mut Ctx, raw: &[RawApp], nis: &[Ni], ports: &[Port]) -> Vec<App> {
                 port_maps,
                 allowed_ips,
                 port_security: v.port_security.unwrap_or(true),
+                vlan: v.vlan,
             });
         }
         out.push(App {

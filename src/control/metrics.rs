@@ -210,6 +210,7 @@ mod tests {
 
     fn sample() -> Status {
         let ni = NiStatus {
+            vlans: Vec::new(),
             name: "lan".into(),
             uuid: "u".into(),
             kind: "local".into(),

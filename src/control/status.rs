@@ -79,6 +79,9 @@ pub struct PortStatus {
     pub device: String,
     pub link_up: bool,
     pub mtu: u32,
+    /// The access VLAN the NIC carries untagged (`vlan_access_ports`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
     #[serde(flatten)]
     pub counters: Counters,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,6 +92,9 @@ pub struct PortStatus {
 pub struct TapStatus {
     pub tap: String,
     pub mac: String,
+    /// The host interface's access VLAN (`host_vlan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
     #[serde(flatten)]
     pub counters: Counters,
 }
@@ -102,6 +108,9 @@ pub struct NiStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<String>,
     pub mac_table: Vec<MacEntry>,
+    /// Each VLAN of a VLAN-aware NI: its stations and frames.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vlans: Vec<VlanStatus>,
     pub leases: Vec<Lease>,
     pub uplinks: Vec<Uplink>,
     pub nat_sessions: u64,
@@ -119,9 +128,23 @@ pub struct RouterStatus {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MacEntry {
+    /// The VLAN it was learned in (a VLAN-aware NI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
     pub mac: String,
     pub port: String,
     pub age_s: u32,
+}
+
+/// One VLAN of a switch NI.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VlanStatus {
+    pub vlan: u16,
+    /// Live MAC table entries.
+    pub macs: u64,
+    /// Frames that entered the NI in this VLAN, and of those the flooded ones.
+    pub frames: u64,
+    pub flooded: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,6 +186,9 @@ pub struct VifStatus {
     /// IPv6 addresses the interface was seen using (a local NI with `subnet6`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips6: Vec<String>,
+    /// Its access VLAN (a switch NI; absent: a trunk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
     /// BPDU guard disabled the interface (until the next apply or restart).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bpdu_guard_tripped: bool,
@@ -209,9 +235,10 @@ pub fn render(s: &Status) -> String {
         let _ = writeln!(o, "  (none)");
     }
     for p in &s.ports {
+        let vlan = p.vlan.map(|v| format!(" vlan {v}")).unwrap_or_default();
         let _ = writeln!(
             o,
-            "  {:<10} {:<10} link {:<4} rx {} pkts/{} B  tx {} pkts/{} B  drops {}",
+            "  {:<10} {:<10} link {:<4}{vlan} rx {} pkts/{} B  tx {} pkts/{} B  drops {}",
             p.name,
             p.device,
             if p.link_up { "up" } else { "DOWN" },
@@ -275,8 +302,20 @@ pub fn render(s: &Status) -> String {
                 }
             );
         }
+        for v in &n.vlans {
+            let _ = writeln!(
+                o,
+                "    vlan {:<4}  macs {}  frames {}  flooded {}",
+                v.vlan, v.macs, v.frames, v.flooded
+            );
+        }
         for m in &n.mac_table {
-            let _ = writeln!(o, "    mac {}  port {:<12} age {}s", m.mac, m.port, m.age_s);
+            let vlan = m.vlan.map(|v| format!("vlan {v:<4}  ")).unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "    {vlan}mac {}  port {:<12} age {}s",
+                m.mac, m.port, m.age_s
+            );
         }
         for l in &n.leases {
             let _ = writeln!(
@@ -308,9 +347,10 @@ pub fn render(s: &Status) -> String {
                 continue;
             }
             let ips = list(&[&v.ips[..], &v.ips6[..]].concat());
+            let vlan = v.vlan.map(|v| format!("  vlan {v}")).unwrap_or_default();
             let _ = writeln!(
                 o,
-                "    {:<8} tap {:<15} mac {}  ips {ips}  rx {} tx {}  drops {}{}",
+                "    {:<8} tap {:<15} mac {}{vlan}  ips {ips}  rx {} tx {}  drops {}{}",
                 v.ni,
                 v.tap,
                 v.mac,

@@ -18,6 +18,7 @@ mod runtime;
 pub mod signals;
 mod state;
 mod steps;
+mod vlans;
 mod workers;
 
 use std::path::PathBuf;

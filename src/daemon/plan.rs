@@ -5,15 +5,20 @@
 //! Identity: a port and a network instance are known by name, an app
 //! interface (VIF) by its TAP name. What changes in place and what is made
 //! again:
-//! - a port whose `cost` changes is updated in place (the routers using it
-//!   as an uplink restart); any other change (an MTU too: every interface
-//!   of its domain follows it) makes it again, and every NI on it with it;
-//! - an NI's flood limit and a local NI's DNS settings change in place; a
-//!   local NI whose other settings change (or whose uplink ports change)
-//!   gets a new router on the same domain: its VIFs and MAC table stay; a
-//!   switch NI whose port changes gets a new domain and its VIFs move to it;
+//! - a port whose `cost` or `host_vlan` changes is updated in place (the
+//!   routers using it as an uplink restart on a new cost); any other
+//!   change (an MTU too: every interface of its domain follows it) makes
+//!   it again, and every NI on it with it;
+//! - an NI's flood limit, LLDP forwarding and VLAN access ports and a
+//!   local NI's DNS settings change in place; a local NI whose other
+//!   settings change (or whose uplink ports change) gets a new router on
+//!   the same domain: its VIFs and MAC table stay; a switch NI whose port
+//!   changes gets a new domain and its VIFs move to it;
 //! - a VIF is made again only when its NI, MAC or namespace changes; its
-//!   ACLs, port maps, fixed IP and app name change in place.
+//!   ACLs, port maps, fixed IP, VLAN and app name change in place.
+//!
+//! VLANs are not steps: after every plan each domain is given the VLANs
+//! of the config (`vlans.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -53,7 +58,7 @@ impl fmt::Display for Step {
             Step::RemoveNi(n) => write!(f, "remove network instance {n}"),
             Step::RemovePort(p) => write!(f, "remove port {p}"),
             Step::AddPort(p) => write!(f, "add port {p}"),
-            Step::UpdatePort(p) => write!(f, "update port {p} (cost)"),
+            Step::UpdatePort(p) => write!(f, "update port {p} in place (cost, host VLAN)"),
             Step::AddNi(n) => write!(f, "add network instance {n}"),
             Step::StartRouter(n) => write!(f, "start the router of network instance {n}"),
             Step::RefreshRouter(n) => {
@@ -62,13 +67,13 @@ impl fmt::Display for Step {
             Step::UpdateNi(n) => {
                 write!(
                     f,
-                    "update network instance {n} in place (flood_limit, forward_lldp, dns)"
+                    "update network instance {n} in place (flood_limit, forward_lldp, VLAN access ports, dns)"
                 )
             }
             Step::AddVif(t) => write!(f, "add app interface {t}"),
             Step::AttachVif(t) => write!(f, "attach app interface {t} again"),
             Step::UpdateVif(t) => {
-                write!(f, "update app interface {t} in place (ACLs, port maps, IP)")
+                write!(f, "update app interface {t} in place (ACLs, port maps, IP, VLAN)")
             }
             Step::UpdateDataplane => write!(
                 f,
@@ -115,6 +120,7 @@ fn port_change(old: &Port, new: &Port) -> PortChange {
     }
     let settled = Port {
         cost: new.cost,
+        host_vlan: new.host_vlan,
         ..old.clone()
     };
     if settled == *new {
@@ -150,10 +156,12 @@ fn ni_change(old: &Ni, new: &Ni, replaced: &BTreeSet<&str>, cost: &BTreeSet<&str
     let uplink_moved = uplinks
         .iter()
         .any(|u| replaced.contains(u.as_str()) || cost.contains(u.as_str()));
-    // The flood limit, LLDP forwarding and a local NI's DNS change in place.
+    // The flood limit, LLDP forwarding, access ports and a local NI's DNS
+    // change in place.
     let settled = Ni {
         flood_limit: new.flood_limit,
         forward_lldp: new.forward_lldp,
+        vlan_access_ports: new.vlan_access_ports.clone(),
         local: old.local.clone().map(|l| crate::config::LocalNi {
             dns: new.local.as_ref().map_or(l.dns.clone(), |n| n.dns.clone()),
             ..l

@@ -167,6 +167,7 @@ impl Runtime {
                 });
             }
         }
+        self.sync_vlans(new);
         self.cfg = new.clone();
         self.publish();
         errors

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use uuid::Uuid;
 
 use super::runtime::Runtime;
+use super::vlans::access_vlan;
 use crate::config::{Config, Mac, Ni, Vif};
 use crate::control::status::*;
 use crate::ipstack::{Router, UplinkInfo};
@@ -283,10 +284,12 @@ impl State {
                 device: p.nic.name.clone(),
                 link_up: p.nic.link_up.load(Relaxed),
                 mtu: p.nic.mtu.load(Relaxed),
+                vlan: access_vlan(&p.nic),
                 counters: counters(&p.nic),
                 host_interface: p.host.as_ref().map(|h| TapStatus {
                     tap: h.name.clone(),
                     mac: p.host_mac.to_string(),
+                    vlan: access_vlan(h),
                     counters: counters(h),
                 }),
             })
@@ -298,27 +301,13 @@ impl State {
         self.nis
             .iter()
             .map(|n| {
-                let mut mac_table: Vec<MacEntry> = n
-                    .domain
-                    .table
-                    .entries(now)
-                    .into_iter()
-                    .map(|(mac, port, age)| MacEntry {
-                        mac: mac.to_string(),
-                        port: self
-                            .switch
-                            .port(port)
-                            .map_or_else(|| format!("#{port}"), |e| e.name.clone()),
-                        age_s: age,
-                    })
-                    .collect();
-                mac_table.sort_by(|a, b| a.mac.cmp(&b.mac));
                 NiStatus {
                     name: n.cfg.name.clone(),
                     uuid: n.cfg.uuid.to_string(),
                     kind: format!("{:?}", n.cfg.kind).to_lowercase(),
                     port: n.cfg.port.clone(),
-                    mac_table,
+                    mac_table: self.mac_table(&n.domain, now),
+                    vlans: vlans_status(&n.domain, now),
                     leases: self.leases(n),
                     uplinks: n
                         .router
@@ -347,6 +336,23 @@ impl State {
             .collect()
     }
 
+    /// A domain's MAC table, by VLAN and MAC.
+    fn mac_table(&self, domain: &Domain, now: u32) -> Vec<MacEntry> {
+        let mut rows: Vec<MacEntry> = (domain.mac_rows(now).into_iter())
+            .map(|(vlan, mac, port, age)| MacEntry {
+                vlan,
+                mac: mac.to_string(),
+                port: self
+                    .switch
+                    .port(port)
+                    .map_or_else(|| format!("#{port}"), |e| e.name.clone()),
+                age_s: age,
+            })
+            .collect();
+        rows.sort_by(|a, b| (a.vlan, &a.mac).cmp(&(b.vlan, &b.mac)));
+        rows
+    }
+
     fn apps_status(&self) -> Vec<AppStatus> {
         self.cfg
             .apps
@@ -364,6 +370,7 @@ impl State {
                         mac: v.cfg.mac.to_string(),
                         ips: self.vif_ips(v),
                         ips6: self.vif_ips6(v),
+                        vlan: access_vlan(&v.entry),
                         bpdu_guard_tripped: v.entry.bpdu_guard_tripped(),
                         netns: v.cfg.netns.clone(),
                         counters: counters(&v.entry),
@@ -380,6 +387,7 @@ impl State {
                                 mac: f.cfg.mac.to_string(),
                                 ips: Vec::new(),
                                 ips6: Vec::new(),
+                                vlan: f.cfg.vlan,
                                 bpdu_guard_tripped: false,
                                 netns: f.cfg.netns.clone(),
                                 counters: Counters::default(),
@@ -416,6 +424,23 @@ impl State {
             })
             .collect()
     }
+}
+
+/// Each VLAN of a VLAN-aware domain.
+fn vlans_status(domain: &Domain, now: u32) -> Vec<VlanStatus> {
+    let Some(vlans) = domain.vlans() else {
+        return Vec::new();
+    };
+    let rows = domain.mac_rows(now);
+    vlans
+        .iter()
+        .map(|(vid, v)| VlanStatus {
+            vlan: vid,
+            macs: rows.iter().filter(|r| r.0 == Some(vid)).count() as u64,
+            frames: v.frames(),
+            flooded: v.flooded(),
+        })
+        .collect()
 }
 
 fn uplink_status(u: UplinkInfo) -> Uplink {

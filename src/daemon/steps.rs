@@ -449,7 +449,8 @@ impl Runtime {
             Box::new(v.tap.clone()),
             self.ni_mtu(&v.cfg.ni),
         )
-        .own_mac(v.cfg.mac);
+        .own_mac(v.cfg.mac)
+        .vlan(v.cfg.vlan.unwrap_or(0));
         let entry = self.switch.add_port(&ni.domain, spec)?;
         if let Some(f) = &v.filter {
             entry.set_hook(Some(Box::new(f.clone()) as Box<dyn PortHook>));

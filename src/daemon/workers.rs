@@ -65,7 +65,7 @@ pub fn housekeeping(st: Published, stop: Arc<AtomicBool>) -> Result<JoinHandle<(
             tick += 1;
             if tick % 20 == 0 {
                 for d in st.load().domains() {
-                    d.table.sweep(now_secs(), None);
+                    d.sweep_aged(now_secs());
                 }
             }
         }

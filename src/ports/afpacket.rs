@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::{PortIo, cvt, ifctl, last_err};
-use crate::frame::{GSO_ECN, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
+use crate::frame::{VNET_HDR_LEN, shift_offsets};
 
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
@@ -139,18 +139,7 @@ pub fn insert_vlan(buf: &mut [u8], n: usize, (tpid, tci): (u16, u16)) -> usize {
     buf.copy_within(at..n, at + 4);
     buf[at..at + 2].copy_from_slice(&tpid.to_be_bytes());
     buf[at + 2..at + 4].copy_from_slice(&tci.to_be_bytes());
-    let bump = |b: &mut [u8], i: usize| {
-        let v = u16::from_le_bytes([b[i], b[i + 1]]);
-        if v != 0 {
-            b[i..i + 2].copy_from_slice(&v.saturating_add(4).to_le_bytes());
-        }
-    };
-    if buf[0] & VNET_F_NEEDS_CSUM != 0 {
-        bump(buf, 6);
-    }
-    if buf[1] & !GSO_ECN != 0 {
-        bump(buf, 2);
-    }
+    shift_offsets(&mut buf[..VNET_HDR_LEN], 4);
     n + 4
 }
 

@@ -7,11 +7,14 @@ pub mod guard;
 pub mod iplearn;
 pub mod mactable;
 pub mod stats;
+pub mod vlan;
 pub mod workers;
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -22,6 +25,7 @@ use crate::ports::PortIo;
 use crate::sync::lock;
 pub use mactable::{Learn, MacTable, PortId};
 pub use stats::{DropReason, PortStats};
+use vlan::{Forms, Scratch, Vlans};
 
 /// Most ports one switch holds (port ids are u16, the MAC table keeps +1).
 pub const MAX_PORTS: usize = 4096;
@@ -33,6 +37,11 @@ pub const OTHER_QUOTA: u32 = 256;
 pub const DEFAULT_AGING_SECS: u32 = 300;
 
 pub use crate::clock::mono_secs_coarse as now_secs;
+
+thread_local! {
+    /// Where a worker makes the tagged or untagged form of a frame.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
 
 /// What a port is, for status and policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +63,14 @@ pub struct Domain {
     members: ArcSwap<Vec<Arc<PortEntry>>>,
     /// LLDP frames are forwarded (the NI's `forward_lldp`).
     pub forward_lldp: AtomicBool,
+    /// The VLANs of a VLAN-aware domain; None: tagged frames pass unchanged.
+    vlans: ArcSwapOption<Vlans>,
+    /// Whether `vlans` is set: one relaxed load per frame when it is not.
+    vlan_aware: AtomicBool,
 }
+
+/// A MAC table entry: VLAN (None in a domain without VLANs), MAC, port, age.
+pub type MacRow = (Option<u16>, Mac, PortId, u32);
 
 impl Domain {
     pub fn new(name: impl Into<String>) -> Arc<Self> {
@@ -63,11 +79,87 @@ impl Domain {
             table: MacTable::new(TABLE_SLOTS, DEFAULT_AGING_SECS, MAX_PORTS),
             members: ArcSwap::from_pointee(Vec::new()),
             forward_lldp: AtomicBool::new(false),
+            vlans: ArcSwapOption::empty(),
+            vlan_aware: AtomicBool::new(false),
         })
     }
 
     pub fn members(&self) -> Arc<Vec<Arc<PortEntry>>> {
         self.members.load_full()
+    }
+
+    /// The domain's VLANs, if it is VLAN-aware.
+    pub fn vlans(&self) -> Option<Arc<Vlans>> {
+        self.vlans.load_full()
+    }
+
+    /// Makes the domain carry `carried` (the VLANs with an access member;
+    /// none: not VLAN-aware) and gives each member its access VLAN
+    /// (`access`, 0 for a trunk). What a VLAN kept learned stays.
+    pub fn set_vlans(&self, carried: &BTreeSet<u16>, access: impl Fn(&PortEntry) -> u16) {
+        let old = self.vlans.load_full();
+        let new = (!carried.is_empty()).then(|| {
+            Arc::new(Vlans::new(
+                carried,
+                old.as_deref(),
+                DEFAULT_AGING_SECS,
+                MAX_PORTS,
+            ))
+        });
+        let table = |v: &Option<Arc<Vlans>>, vid: u16| {
+            v.as_ref()
+                .and_then(|v| v.get(vid).cloned())
+                .filter(|v| v.table.is_some())
+        };
+        for p in self.members().iter() {
+            let vid = if new.is_some() { access(p) } else { 0 };
+            let was = p.vlan.swap(vid, Relaxed);
+            if was != vid
+                && let Some(t) = table(&old, was)
+                && let Some(t) = &t.table
+            {
+                t.sweep(now_secs(), Some(p.id));
+            }
+            if let (Some(m), Some(v)) = (p.station, table(&new, vid))
+                && let Some(t) = &v.table
+            {
+                t.pin(m, p.id);
+            }
+        }
+        self.vlan_aware.store(new.is_some(), Relaxed);
+        self.vlans.store(new);
+    }
+
+    /// Clears aged-out entries, and every entry of `gone`, in every table.
+    fn sweep(&self, now: u32, gone: Option<PortId>) {
+        self.table.sweep(now, gone);
+        if let Some(v) = self.vlans.load().as_ref() {
+            for (_, vl) in v.iter() {
+                if let Some(t) = &vl.table {
+                    t.sweep(now, gone);
+                }
+            }
+        }
+    }
+
+    /// Clears aged-out entries of every VLAN's table (run periodically).
+    pub fn sweep_aged(&self, now: u32) {
+        self.sweep(now, None);
+    }
+
+    /// Every live MAC table entry of every VLAN.
+    pub fn mac_rows(&self, now: u32) -> Vec<MacRow> {
+        let vlans = self.vlans.load_full();
+        let tag = |vid| vlans.as_ref().map(|_| vid);
+        let mut rows: Vec<MacRow> = (self.table.entries(now).into_iter())
+            .map(|(m, p, age)| (tag(vlan::DEFAULT_VLAN), m, p, age))
+            .collect();
+        for (vid, vl) in vlans.iter().flat_map(|v| v.iter()) {
+            if let Some(t) = &vl.table {
+                rows.extend(t.entries(now).into_iter().map(|(m, p, a)| (Some(vid), m, p, a)));
+            }
+        }
+        rows
     }
 }
 
@@ -100,6 +192,8 @@ pub struct PortSpec {
     /// good, never moved by frames from elsewhere (`own_mac` is pinned too).
     pub pinned: Option<Mac>,
     pub link_up: bool,
+    /// Access VLAN (0: a trunk, or a domain without VLANs).
+    pub vlan: u16,
 }
 
 impl PortSpec {
@@ -113,6 +207,7 @@ impl PortSpec {
             own_mac: None,
             pinned: None,
             link_up: true,
+            vlan: 0,
         }
     }
 
@@ -138,6 +233,11 @@ impl PortSpec {
             ..self
         }
     }
+
+    /// The port's access VLAN (0: a trunk).
+    pub fn vlan(self, vlan: u16) -> Self {
+        PortSpec { vlan, ..self }
+    }
 }
 
 /// A port attached to the switch.
@@ -150,6 +250,10 @@ pub struct PortEntry {
     pub mtu: AtomicU32,
     pub link_up: AtomicBool,
     pub own_mac: Option<Mac>,
+    /// The MAC pinned to the port (its own, or the host's behind it).
+    pub station: Option<Mac>,
+    /// Access VLAN in a VLAN-aware domain (0: a trunk).
+    pub vlan: AtomicU16,
     pub quota: u32,
     pub domain: Arc<Domain>,
     /// IPv4 addresses seen for this port's station (ARP, DHCP ACK).
@@ -264,6 +368,8 @@ impl Switch {
             mtu: AtomicU32::new(spec.mtu),
             link_up: AtomicBool::new(spec.link_up),
             own_mac: spec.own_mac,
+            station: spec.own_mac.or(spec.pinned),
+            vlan: AtomicU16::new(spec.vlan),
             quota,
             domain: domain.clone(),
             learned_ips: Mutex::new(Vec::new()),
@@ -275,8 +381,12 @@ impl Switch {
             closing: AtomicBool::new(false),
         });
         self.ports[id].store(Some(entry.clone()));
-        if let Some(m) = spec.own_mac.or(spec.pinned) {
+        if let Some(m) = entry.station {
             domain.table.pin(m, id as PortId);
+            let vlans = domain.vlans.load();
+            if let Some(t) = vlans.as_ref().and_then(|v| v.get(spec.vlan)?.table.as_ref()) {
+                t.pin(m, id as PortId);
+            }
         }
         domain.members.rcu(|m| {
             let mut v = Vec::clone(m);
@@ -298,7 +408,7 @@ impl Switch {
                 .cloned()
                 .collect::<Vec<_>>()
         });
-        port.domain.table.sweep(now_secs(), Some(port.id));
+        port.domain.sweep(now_secs(), Some(port.id));
         // The slot may already hold another port if this one was removed before.
         if let Some(slot) = self.ports.get(port.id as usize)
             && slot
@@ -344,34 +454,94 @@ impl Switch {
         if let Err(why) = from.judge(&pkt, true) {
             return from.stats.drop(why);
         }
+        if from.domain.vlan_aware.load(Relaxed)
+            && let Some(vlans) = from.domain.vlans.load().as_ref()
+        {
+            return self.process_vlan(from, pkt, vlans, now);
+        }
+        self.forward(from, &pkt, &from.domain.table, now, |out| {
+            deliver(out, &pkt)
+        });
+    }
+
+    /// Switches a packet in a VLAN-aware domain: its VLAN's table, and each
+    /// port gets it in its form (tagged or not) if it is a member.
+    fn process_vlan(&self, from: &PortEntry, pkt: Packet, vlans: &Vlans, now: u32) {
+        let vid = match vlan::ingress(from.vlan.load(Relaxed), pkt.tci(), vlans) {
+            Ok(v) => v,
+            Err(why) => return from.stats.drop(why),
+        };
+        let Some(v) = vlans.get(vid) else {
+            return from.stats.drop(DropReason::VlanUnknown);
+        };
+        v.note_frame();
+        let table = v.table.as_ref().unwrap_or(&from.domain.table);
+        let send = |forms: &mut Forms, out: &PortEntry| {
+            let form = vlan::egress(out.vlan.load(Relaxed), vid, vlans);
+            if let Some(p) = forms.get(form) {
+                deliver(out, &p);
+            }
+        };
+        let flooded = SCRATCH.with(|s| match s.try_borrow_mut() {
+            Ok(mut s) => {
+                let mut forms = Forms::new(pkt, vid, &mut s);
+                self.forward(from, &pkt, table, now, |out| send(&mut forms, out))
+            }
+            // Re-entered on this thread (a router switching a reply).
+            Err(_) => {
+                let mut own = Scratch::default();
+                let mut forms = Forms::new(pkt, vid, &mut own);
+                self.forward(from, &pkt, table, now, |out| send(&mut forms, out))
+            }
+        });
+        if flooded {
+            v.note_flood();
+        }
+    }
+
+    /// Learns the source in `table`, then sends to the port that holds the
+    /// destination, or floods the domain (within the port's budget).
+    /// Returns whether it flooded.
+    #[inline]
+    fn forward(
+        &self,
+        from: &PortEntry,
+        pkt: &Packet,
+        table: &MacTable,
+        now: u32,
+        mut send: impl FnMut(&PortEntry),
+    ) -> bool {
         let domain = &from.domain;
-        domain.table.learn(src, from.id, from.quota, now);
-        if let Some(s) = iplearn::sighting(&pkt) {
+        table.learn(pkt.src(), from.id, from.quota, now);
+        if let Some(s) = iplearn::sighting(pkt) {
             self.note_sighting(from, s);
         }
         let dst = pkt.dst();
         if !dst.is_multicast()
-            && let Some(to) = domain.table.lookup(dst, now)
+            && let Some(to) = table.lookup(dst, now)
         {
             if to == from.id {
-                return from.stats.drop(DropReason::Hairpin);
+                from.stats.drop(DropReason::Hairpin);
+                return false;
             }
             if let Some(out) = self.ports[to as usize].load().as_ref()
                 && Arc::ptr_eq(&out.domain, domain)
                 && !out.is_closing()
             {
-                deliver(out, &pkt);
-                return;
+                send(out);
+                return false;
             }
         }
         if !from.floods.take(now) {
-            return from.stats.drop(DropReason::Storm);
+            from.stats.drop(DropReason::Storm);
+            return false;
         }
         for out in domain.members.load().iter() {
             if out.id != from.id {
-                deliver(out, &pkt);
+                send(out);
             }
         }
+        true
     }
 
     /// An ARP counts only from the VIF whose MAC it names; a DHCP ACK only

@@ -56,10 +56,14 @@ pub enum DropReason {
     /// A link-local control frame (STP, LACP, pause; LLDP unless the NI
     /// forwards it) that a bridge never forwards.
     LinkLocal,
+    /// A tagged frame on an access port or VIF (its VLAN is untagged there).
+    VlanTagged,
+    /// A frame tagged with a VLAN that no access member of the NI carries.
+    VlanUnknown,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Runt,
         DropReason::BadVnetHeader,
         DropReason::InvalidSrcMac,
@@ -82,6 +86,8 @@ impl DropReason {
         DropReason::RxError,
         DropReason::BpduGuard,
         DropReason::LinkLocal,
+        DropReason::VlanTagged,
+        DropReason::VlanUnknown,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -107,6 +113,8 @@ impl DropReason {
             DropReason::RxError => "rx_error",
             DropReason::BpduGuard => "bpdu_guard",
             DropReason::LinkLocal => "link_local",
+            DropReason::VlanTagged => "vlan_tagged",
+            DropReason::VlanUnknown => "vlan_unknown",
         }
     }
 }
@@ -184,6 +192,33 @@ impl PortStats {
             .iter()
             .map(|r| (r.name(), self.drops(*r)))
             .collect()
+    }
+}
+
+/// `N` counters with a copy per worker, summed on read (as `PortStats`).
+pub struct Tally<const N: usize> {
+    shards: [TallyShard<N>; SHARDS],
+}
+
+#[repr(align(64))]
+struct TallyShard<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Default for Tally<N> {
+    fn default() -> Self {
+        Tally {
+            shards: std::array::from_fn(|_| TallyShard(std::array::from_fn(|_| AtomicU64::new(0)))),
+        }
+    }
+}
+
+impl<const N: usize> Tally<N> {
+    #[inline]
+    pub fn add(&self, i: usize) {
+        let s = &self.shards[SHARD.with(|s| s.get())];
+        s.0[i].fetch_add(1, Relaxed);
+    }
+    pub fn get(&self, i: usize) -> u64 {
+        self.shards.iter().map(|s| s.0[i].load(Relaxed)).sum()
     }
 }
 
