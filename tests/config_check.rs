@@ -435,3 +435,67 @@ fn ntp_static_routes_and_mtu() {
         "only applies to `type: local`",
     );
 }
+
+#[test]
+fn vlans_are_checked_with_their_paths() {
+    let cfg = |port: &str, ni: &str, vif: &str| {
+        format!(
+            "version: 1\nports: [{{device: eth0{port}}}, {{device: eth1}}]\nnetwork_instances:\n  - {{name: plant, type: switch, port: eth0{ni}}}\n  - {{name: lan, type: local, subnet: 10.50.0.0/24}}\napps:\n  - {{name: plc, uuid: {APP}, interfaces: [{vif}]}}\n"
+        )
+    };
+    let (ok, out, err) = check(&cfg(
+        ", management: true, host_vlan: 300",
+        ", vlan_access_ports: [{port: eth0, vlan: 200}]",
+        "{ni: plant, vlan: 100}",
+    ));
+    assert!(ok, "{err}");
+    for want in ["vlan: 100", "host_vlan: 300", "port: eth0", "vlan: 200"] {
+        assert!(out.contains(want), "{want} in:\n{out}");
+    }
+    let vif = "{ni: plant}";
+    refused(
+        &cfg("", "", "{ni: plant, vlan: 1}"),
+        "apps[0].interfaces[0].vlan",
+        "allowed 2..4093",
+    );
+    refused(
+        &cfg("", "", "{ni: plant, vlan: 4094}"),
+        "apps[0].interfaces[0].vlan",
+        "out of range",
+    );
+    refused(
+        &cfg("", "", "{ni: lan, vlan: 100}"),
+        "apps[0].interfaces[0].vlan",
+        "switch network instances",
+    );
+    refused(
+        &cfg("", ", vlan_access_ports: [{port: eth1, vlan: 100}]", vif),
+        "network_instances[0].vlan_access_ports[0].port",
+        "not a port of this network instance",
+    );
+    refused(
+        &cfg("", ", vlan_access_ports: [{port: eth0, vlan: 0}]", vif),
+        "network_instances[0].vlan_access_ports[0].vlan",
+        "out of range",
+    );
+    refused(
+        &cfg(
+            "",
+            ", vlan_access_ports: [{port: eth0, vlan: 5}, {port: eth0, vlan: 6}]",
+            vif,
+        ),
+        "network_instances[0].vlan_access_ports[1].port",
+        "duplicate",
+    );
+    refused(
+        &cfg(", host_vlan: 100", "", vif),
+        "ports[0].host_vlan",
+        "management: true",
+    );
+    let local = "version: 1\nnetwork_instances:\n  - {name: lan, type: local, subnet: 10.50.0.0/24, vlan_access_ports: []}\n";
+    refused(
+        local,
+        "network_instances[0].vlan_access_ports",
+        "switch network instances",
+    );
+}

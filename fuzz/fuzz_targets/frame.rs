@@ -1,7 +1,8 @@
 //! Any bytes from a port (virtio-net header + Ethernet frame): the frame
 //! check, the switch core (learning, own-MAC and pinned MACs, flooding,
 //! address sightings) and the router's frame helpers. Whatever the switch
-//! delivers must be the received packet, byte for byte.
+//! delivers must be the received packet, byte for byte; in a VLAN-aware
+//! domain, the received frame with only its tag put in or taken out.
 #![no_main]
 
 use std::sync::{Arc, LazyLock};
@@ -18,6 +19,38 @@ use niswitch::switch::{Domain, PortEntry, PortRole, PortSpec, Switch};
 /// them at the end, which leaves the table empty again.
 static SWITCH: LazyLock<(Arc<Switch>, Arc<Domain>)> =
     LazyLock::new(|| (Switch::new(), Domain::new("fuzz")));
+static VLANS: LazyLock<(Arc<Switch>, Arc<Domain>)> =
+    LazyLock::new(|| (Switch::new(), Domain::new("fuzz-vlan")));
+
+/// The MAC addresses and what follows the tag (if any): what retagging keeps.
+fn untagged(b: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let p = Packet::new_checked(b).expect("a delivered packet is valid");
+    let rest = if p.tci().is_some() { 16 } else { 12 };
+    (p.frame()[..12].to_vec(), p.frame()[rest..].to_vec())
+}
+
+/// The VIF on access VLAN 100, the NIC a trunk.
+fn vlan_domain(data: &[u8]) {
+    let (sw, d) = &*VLANS;
+    let ports = ports(sw, d);
+    d.set_vlans(&[100].into(), |e| if e.name == "vif" { 100 } else { 0 });
+    for (now, (port, _)) in ports.iter().enumerate() {
+        sw.process(port, data, now as u32 + 1);
+    }
+    let [(vif, vif_mem), (nic, nic_mem)] = &ports;
+    for sent in vif_mem.take() {
+        let p = Packet::new_checked(&sent).expect("valid");
+        assert!(p.tci().is_none(), "tagged to an access port");
+        assert_eq!(untagged(&sent), untagged(data));
+    }
+    for sent in nic_mem.take() {
+        let p = Packet::new_checked(&sent).expect("valid");
+        assert!(p.tci().is_none_or(|t| t & 0xfff == 100), "VLAN to the trunk");
+        assert_eq!(untagged(&sent), untagged(data));
+    }
+    sw.remove_port(vif);
+    sw.remove_port(nic);
+}
 
 /// An app's VIF (its own MAC) and a NIC (a pinned MAC behind it, a larger
 /// MTU), each capturing what the switch sends it.
@@ -64,6 +97,8 @@ fuzz_target!(|data: &[u8]| {
         // A domain and its ports hold each other until the ports are removed.
         sw.remove_port(port);
     }
+
+    vlan_domain(data);
 
     if let Some(f) = wire::finish_frame(data) {
         assert_eq!(f.len() + VNET_HDR_LEN, data.len());

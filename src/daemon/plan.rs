@@ -73,7 +73,10 @@ impl fmt::Display for Step {
             Step::AddVif(t) => write!(f, "add app interface {t}"),
             Step::AttachVif(t) => write!(f, "attach app interface {t} again"),
             Step::UpdateVif(t) => {
-                write!(f, "update app interface {t} in place (ACLs, port maps, IP, VLAN)")
+                write!(
+                    f,
+                    "update app interface {t} in place (ACLs, port maps, IP, VLAN)"
+                )
             }
             Step::UpdateDataplane => write!(
                 f,

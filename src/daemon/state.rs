@@ -300,38 +300,36 @@ impl State {
         let now = now_secs();
         self.nis
             .iter()
-            .map(|n| {
-                NiStatus {
-                    name: n.cfg.name.clone(),
-                    uuid: n.cfg.uuid.to_string(),
-                    kind: format!("{:?}", n.cfg.kind).to_lowercase(),
-                    port: n.cfg.port.clone(),
-                    mac_table: self.mac_table(&n.domain, now),
-                    vlans: vlans_status(&n.domain, now),
-                    leases: self.leases(n),
-                    uplinks: n
-                        .router
+            .map(|n| NiStatus {
+                name: n.cfg.name.clone(),
+                uuid: n.cfg.uuid.to_string(),
+                kind: format!("{:?}", n.cfg.kind).to_lowercase(),
+                port: n.cfg.port.clone(),
+                mac_table: self.mac_table(&n.domain, now),
+                vlans: vlans_status(&n.domain, now),
+                leases: self.leases(n),
+                uplinks: n
+                    .router
+                    .as_ref()
+                    .map(|r| r.uplinks().into_iter().map(uplink_status).collect())
+                    .unwrap_or_default(),
+                nat_sessions: n.router.as_ref().map_or(0, |r| r.nat.sessions() as u64),
+                router: n.router.as_ref().map(|r| RouterStatus {
+                    mac: r.mac.to_string(),
+                    gateway: n
+                        .cfg
+                        .local
                         .as_ref()
-                        .map(|r| r.uplinks().into_iter().map(uplink_status).collect())
+                        .map(|l| l.gateway.to_string())
                         .unwrap_or_default(),
-                    nat_sessions: n.router.as_ref().map_or(0, |r| r.nat.sessions() as u64),
-                    router: n.router.as_ref().map(|r| RouterStatus {
-                        mac: r.mac.to_string(),
-                        gateway: n
-                            .cfg
-                            .local
-                            .as_ref()
-                            .map(|l| l.gateway.to_string())
-                            .unwrap_or_default(),
-                        counters: r
-                            .counters
-                            .snapshot()
-                            .into_iter()
-                            .chain(r.nat.counters.snapshot())
-                            .map(|(k, v)| (k.to_string(), v))
-                            .collect(),
-                    }),
-                }
+                    counters: r
+                        .counters
+                        .snapshot()
+                        .into_iter()
+                        .chain(r.nat.counters.snapshot())
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
+                }),
             })
             .collect()
     }

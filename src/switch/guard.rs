@@ -3,10 +3,12 @@
 //! VIF's, the sender IP one it holds), the IPv4 source guard of local NIs,
 //! the DHCP-server and router-advertisement guards; and storm control of
 //! the frames any port floods. All lock-free: a VIF's addresses are a few
-//! atomic slots, the flood budget a per-second window.
+//! atomic slots, the flood budget a per-second window. A trunk interface on
+//! a switch NI is known by one address in each VLAN it tags (at most
+//! `SLOTS` VLANs), as a router with VLAN sub-interfaces would be.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use arc_swap::ArcSwap;
 use ipnet::Ipv4Net;
@@ -16,7 +18,7 @@ use crate::config::Mac;
 use crate::frame::{ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, Packet};
 
 const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETHERTYPE_VLAN: u16 = 0x8100;
+const ETHERTYPE_VLAN: u16 = crate::frame::ETHERTYPE_VLAN;
 const ETHERTYPE_QINQ: u16 = 0x88a8;
 /// Addresses one interface may hold at once.
 const SLOTS: usize = 4;
@@ -30,7 +32,8 @@ pub struct Guard {
     /// The list is the truth (a local NI's lease or fixed address); off,
     /// it is learned (a switch NI: the DHCP ACK seen, else the first ARP).
     strict: AtomicBool,
-    ips: [AtomicU32; SLOTS],
+    /// `vlan << 32 | address` (VLAN 0: untagged); 0 is an empty slot.
+    ips: [AtomicU64; SLOTS],
     /// Allowed besides (the VIF's `allowed_ips`: VRRP VIPs and the like);
     /// looked at only when the slots do not match.
     extra: ArcSwap<Vec<Ipv4Net>>,
@@ -46,7 +49,7 @@ impl Guard {
     /// The addresses the VIF holds now (a local NI's router sets them).
     pub fn set(&self, ips: &[Ipv4Addr]) {
         for (i, slot) in self.ips.iter().enumerate() {
-            slot.store(ips.get(i).map_or(0, |ip| u32::from(*ip)), Relaxed);
+            slot.store(ips.get(i).map_or(0, |ip| slot_of(0, *ip)), Relaxed);
         }
     }
 
@@ -55,9 +58,9 @@ impl Guard {
         self.extra.store(std::sync::Arc::new(nets));
     }
 
-    /// Held, or allowed besides.
-    fn allows(&self, ip: Ipv4Addr) -> bool {
-        self.holds(ip) || self.extra.load().iter().any(|n| n.contains(&ip))
+    /// Held in `vlan`, or allowed besides.
+    fn allows(&self, vlan: u16, ip: Ipv4Addr) -> bool {
+        self.holds(vlan, ip) || self.extra.load().iter().any(|n| n.contains(&ip))
     }
 
     pub fn ips(&self) -> Vec<Ipv4Addr> {
@@ -65,25 +68,34 @@ impl Guard {
             .iter()
             .map(|s| s.load(Relaxed))
             .filter(|v| *v != 0)
-            .map(Ipv4Addr::from)
+            .map(|v| Ipv4Addr::from(v as u32))
             .collect()
     }
 
     #[inline]
-    fn holds(&self, ip: Ipv4Addr) -> bool {
-        // 0 marks an empty slot: 0.0.0.0 is never held.
-        let v = u32::from(ip);
-        v != 0 && self.ips.iter().any(|s| s.load(Relaxed) == v)
+    fn holds(&self, vlan: u16, ip: Ipv4Addr) -> bool {
+        // 0.0.0.0 is never held.
+        let v = slot_of(vlan, ip);
+        !ip.is_unspecified() && self.ips.iter().any(|s| s.load(Relaxed) == v)
     }
 
-    fn known(&self) -> bool {
-        self.ips.iter().any(|s| s.load(Relaxed) != 0)
+    /// The slot of the address known in `vlan`, else a free one.
+    fn slot_for(&self, vlan: u16) -> Option<&AtomicU64> {
+        let of = |v: u64| v != 0 && (v >> 32) as u16 == vlan;
+        (self.ips.iter().find(|s| of(s.load(Relaxed))))
+            .or_else(|| self.ips.iter().find(|s| s.load(Relaxed) == 0))
     }
 
-    /// A switch NI's VIF: a DHCP ACK to it names its address.
+    fn known(&self, vlan: u16) -> bool {
+        (self.ips.iter()).any(|s| s.load(Relaxed) != 0 && (s.load(Relaxed) >> 32) as u16 == vlan)
+    }
+
+    /// A switch NI's VIF: a DHCP ACK to it names its (untagged) address.
     pub fn learn_from_server(&self, ip: Ipv4Addr) {
-        if !self.strict.load(Relaxed) {
-            self.set(&[ip]);
+        if !self.strict.load(Relaxed)
+            && let Some(s) = self.slot_for(0)
+        {
+            s.store(slot_of(0, ip), Relaxed);
         }
     }
 
@@ -93,8 +105,10 @@ impl Guard {
         if !self.on.load(Relaxed) {
             return None;
         }
-        // Judged by what they carry, under up to two tags (802.1Q, 802.1ad).
+        // Judged by what they carry, under up to two tags (802.1Q, 802.1ad),
+        // in the VLAN of the outer 802.1Q tag.
         let f = p.frame();
+        let vlan = p.tci().map_or(0, |t| t & 0x0fff);
         let (mut ethertype, mut at) = (p.ethertype(), ETH_HDR_LEN);
         for _ in 0..2 {
             if !matches!(ethertype, ETHERTYPE_VLAN | ETHERTYPE_QINQ) {
@@ -106,16 +120,17 @@ impl Guard {
         }
         let l3 = f.get(at..)?;
         match ethertype {
-            ETHERTYPE_ARP => self.arp(l3, own),
-            ETHERTYPE_IPV4 => self.ipv4(l3),
+            ETHERTYPE_ARP => self.arp(vlan, l3, own),
+            ETHERTYPE_IPV4 => self.ipv4(vlan, l3),
             ETHERTYPE_IPV6 => ipv6(l3),
             _ => None,
         }
     }
 
     /// ARP inspection: the sender MAC is the VIF's; the sender IP is one it
-    /// holds, or 0.0.0.0 (a probe); on a switch NI the first one is learned.
-    fn arp(&self, a: &[u8], own: Mac) -> Option<DropReason> {
+    /// holds, or 0.0.0.0 (a probe); on a switch NI the first one (in each
+    /// VLAN) is learned.
+    fn arp(&self, vlan: u16, a: &[u8], own: Mac) -> Option<DropReason> {
         if a.len() < 28 {
             return Some(DropReason::ArpMalformed);
         }
@@ -123,18 +138,21 @@ impl Guard {
             return Some(DropReason::ArpSpoofedMac);
         }
         let spa = Ipv4Addr::new(a[14], a[15], a[16], a[17]);
-        if spa.is_unspecified() || self.allows(spa) {
+        if spa.is_unspecified() || self.allows(vlan, spa) {
             return None;
         }
-        if !self.strict.load(Relaxed) && !self.known() {
-            self.set(&[spa]);
+        if !self.strict.load(Relaxed)
+            && !self.known(vlan)
+            && let Some(s) = self.slot_for(vlan)
+        {
+            s.store(slot_of(vlan, spa), Relaxed);
             return None;
         }
         Some(DropReason::ArpSpoofedIp)
     }
 
     /// The IPv4 source guard (local NIs) and the DHCP-server guard.
-    fn ipv4(&self, ip: &[u8]) -> Option<DropReason> {
+    fn ipv4(&self, vlan: u16, ip: &[u8]) -> Option<DropReason> {
         if ip.len() < 20 {
             return None;
         }
@@ -154,12 +172,17 @@ impl Guard {
         if ports.is_some_and(|(s, d)| s == 67 || d == 68) {
             return Some(DropReason::DhcpServer);
         }
-        if !self.strict.load(Relaxed) || self.allows(src) {
+        if !self.strict.load(Relaxed) || self.allows(vlan, src) {
             return None;
         }
         let dhcp_client = src.is_unspecified() && ports == Some((68, 67));
         (!dhcp_client).then_some(DropReason::IpSpoofed)
     }
+}
+
+/// A slot's value: an address known in a VLAN.
+fn slot_of(vlan: u16, ip: Ipv4Addr) -> u64 {
+    (vlan as u64) << 32 | u32::from(ip) as u64
 }
 
 /// Extension headers walked to find the ICMPv6 or UDP header of an IPv6

@@ -10,10 +10,10 @@ pub mod stats;
 pub mod vlan;
 pub mod workers;
 
-use std::io;
-use std::net::Ipv4Addr;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::io;
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -106,28 +106,30 @@ impl Domain {
                 MAX_PORTS,
             ))
         });
-        let table = |v: &Option<Arc<Vlans>>, vid: u16| {
-            v.as_ref()
-                .and_then(|v| v.get(vid).cloned())
-                .filter(|v| v.table.is_some())
-        };
         for p in self.members().iter() {
             let vid = if new.is_some() { access(p) } else { 0 };
             let was = p.vlan.swap(vid, Relaxed);
-            if was != vid
-                && let Some(t) = table(&old, was)
-                && let Some(t) = &t.table
-            {
-                t.sweep(now_secs(), Some(p.id));
+            if was != vid {
+                self.with_table(old.as_deref(), was, |t| t.sweep(now_secs(), Some(p.id)));
             }
-            if let (Some(m), Some(v)) = (p.station, table(&new, vid))
-                && let Some(t) = &v.table
-            {
-                t.pin(m, p.id);
+            if let Some(m) = p.station {
+                self.with_table(new.as_deref(), vid, |t| t.pin(m, p.id));
             }
         }
         self.vlan_aware.store(new.is_some(), Relaxed);
         self.vlans.store(new);
+    }
+
+    /// Runs `f` on the table of access VLAN `vid` (0: a trunk, whose
+    /// untagged frames learn in the domain's own table), if there is one.
+    fn with_table<R>(&self, vlans: Option<&Vlans>, vid: u16, f: impl FnOnce(&MacTable) -> R) {
+        let vlan = vlans.and_then(|v| v.get(vid));
+        match vlan.map(|v| v.table.as_ref()) {
+            Some(Some(t)) => drop(f(t)),
+            Some(None) => drop(f(&self.table)),
+            None if vid == 0 => drop(f(&self.table)),
+            None => {}
+        }
     }
 
     /// Clears aged-out entries, and every entry of `gone`, in every table.
@@ -156,7 +158,11 @@ impl Domain {
             .collect();
         for (vid, vl) in vlans.iter().flat_map(|v| v.iter()) {
             if let Some(t) = &vl.table {
-                rows.extend(t.entries(now).into_iter().map(|(m, p, a)| (Some(vid), m, p, a)));
+                rows.extend(
+                    t.entries(now)
+                        .into_iter()
+                        .map(|(m, p, a)| (Some(vid), m, p, a)),
+                );
             }
         }
         rows
@@ -354,6 +360,9 @@ impl Switch {
             .iter()
             .position(|p| p.load().is_none())
             .ok_or_else(|| io::Error::other(format!("more than {MAX_PORTS} ports")))?;
+        // The access VLAN counts once the domain is VLAN-aware (`set_vlans`).
+        let vlans = domain.vlans.load_full();
+        let vid = if vlans.is_some() { spec.vlan } else { 0 };
         let quota = if matches!(spec.role, PortRole::Nic { .. }) {
             NIC_QUOTA
         } else {
@@ -369,7 +378,7 @@ impl Switch {
             link_up: AtomicBool::new(spec.link_up),
             own_mac: spec.own_mac,
             station: spec.own_mac.or(spec.pinned),
-            vlan: AtomicU16::new(spec.vlan),
+            vlan: AtomicU16::new(vid),
             quota,
             domain: domain.clone(),
             learned_ips: Mutex::new(Vec::new()),
@@ -382,11 +391,7 @@ impl Switch {
         });
         self.ports[id].store(Some(entry.clone()));
         if let Some(m) = entry.station {
-            domain.table.pin(m, id as PortId);
-            let vlans = domain.vlans.load();
-            if let Some(t) = vlans.as_ref().and_then(|v| v.get(spec.vlan)?.table.as_ref()) {
-                t.pin(m, id as PortId);
-            }
+            domain.with_table(vlans.as_deref(), vid, |t| t.pin(m, id as PortId));
         }
         domain.members.rcu(|m| {
             let mut v = Vec::clone(m);

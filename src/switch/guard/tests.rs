@@ -222,3 +222,36 @@ fn storm_control_allows_the_limit_each_second() {
     b.set_limit(0);
     assert_eq!(pass(11), 5, "0 is no limit");
 }
+
+/// `f` with an 802.1Q tag of `vlan` after the MAC addresses.
+fn tag(f: &[u8], vlan: u16) -> Vec<u8> {
+    let at = VNET_HDR_LEN + 12;
+    let mut v = f.to_vec();
+    v.splice(at..at, [0x81, 0x00, (vlan >> 8) as u8, vlan as u8]);
+    v
+}
+
+#[test]
+fn a_trunk_interface_is_known_by_one_address_per_vlan() {
+    let g = Guard::default();
+    g.enable(true, false);
+    // The first address in each VLAN is learned, untagged and tagged.
+    assert_eq!(verdict(&g, &arp(OWN, [10, 1, 0, 3])), None);
+    assert_eq!(verdict(&g, &tag(&arp(OWN, [10, 100, 0, 3]), 100)), None);
+    assert_eq!(verdict(&g, &tag(&arp(OWN, [10, 200, 0, 3]), 200)), None);
+    // A second address in a VLAN, or one VLAN's address in another, is refused.
+    let spoofed = Some(DropReason::ArpSpoofedIp);
+    assert_eq!(verdict(&g, &tag(&arp(OWN, [10, 100, 0, 4]), 100)), spoofed);
+    assert_eq!(verdict(&g, &tag(&arp(OWN, [10, 100, 0, 3]), 200)), spoofed);
+    assert_eq!(verdict(&g, &arp(OWN, [10, 100, 0, 3])), spoofed);
+    assert_eq!(verdict(&g, &tag(&arp(OWN, [10, 200, 0, 3]), 200)), None);
+    // At most four VLANs are learned.
+    assert_eq!(verdict(&g, &tag(&arp(OWN, [10, 3, 0, 3]), 3)), None);
+    assert_eq!(verdict(&g, &tag(&arp(OWN, [10, 4, 0, 3]), 4)), spoofed);
+    assert_eq!(g.ips().len(), 4);
+    // A DHCP ACK names the untagged address and keeps the VLANs' ones.
+    g.learn_from_server(Ipv4Addr::new(10, 1, 0, 9));
+    assert_eq!(verdict(&g, &arp(OWN, [10, 1, 0, 9])), None);
+    assert_eq!(verdict(&g, &arp(OWN, [10, 1, 0, 3])), spoofed);
+    assert_eq!(verdict(&g, &tag(&arp(OWN, [10, 100, 0, 3]), 100)), None);
+}

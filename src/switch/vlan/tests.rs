@@ -152,7 +152,10 @@ fn a_vlan_aware_domain_keeps_vlans_apart_and_tags_on_trunks() {
     assert_eq!(v.get(100).unwrap().frames(), 2);
     assert_eq!(v.get(100).unwrap().flooded(), 2);
     let rows = l.d.mac_rows(now_secs());
-    assert!(rows.iter().any(|r| (r.0, r.1, r.2) == (Some(200), mac(9), l.ports[3].0.id)));
+    assert!(
+        rows.iter()
+            .any(|r| (r.0, r.1, r.2) == (Some(200), mac(9), l.ports[3].0.id))
+    );
     assert!(!rows.iter().any(|r| r.0 == Some(100) && r.1 == mac(9)));
 }
 
@@ -174,7 +177,10 @@ fn changing_vlans_keeps_what_stays_and_moves_the_pins() {
     // known in VLAN 100, and p0 now hears only VLAN 200.
     l.d.set_vlans(&[100, 200].into(), |e| if e.name == "p0" { 200 } else { 0 });
     let rows = l.d.mac_rows(now_secs());
-    assert!(rows.iter().any(|r| (r.0, r.1, r.2) == (Some(100), mac(9), l.ports[1].0.id)));
+    assert!(
+        rows.iter()
+            .any(|r| (r.0, r.1, r.2) == (Some(100), mac(9), l.ports[1].0.id))
+    );
     l.send(1, &tagged(Mac::BROADCAST, mac(9), 100, 60));
     assert!(l.got(0).is_empty());
     l.send(1, &tagged(Mac::BROADCAST, mac(9), 200, 60));
@@ -182,7 +188,10 @@ fn changing_vlans_keeps_what_stays_and_moves_the_pins() {
     // No access VLAN left: not VLAN-aware, tags pass.
     l.d.set_vlans(&BTreeSet::new(), |_| 0);
     assert!(l.d.vlans().is_none());
-    assert_eq!(l.ports[0].0.vlan.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(
+        l.ports[0].0.vlan.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
     let b = tagged(Mac::BROADCAST, mac(9), 100, 60);
     l.send(1, &b);
     assert_eq!(l.ports[0].1.take(), vec![b]);
