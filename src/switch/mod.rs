@@ -6,6 +6,7 @@
 pub mod guard;
 pub mod iplearn;
 pub mod mactable;
+pub mod rstp;
 pub mod stats;
 pub mod vlan;
 pub mod workers;
