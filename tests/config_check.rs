@@ -121,7 +121,7 @@ fn references_and_switch_ports() {
     refused(
         "version: 1\nports: [{device: e1}, {device: e2}]\nnetwork_instances: [{name: a, type: switch, port: [e1, e2]}]\n",
         "network_instances[0].port",
-        "at most one port",
+        "listed as `ports: [X, Y]`",
     );
     refused(
         &format!("version: 1\napps: [{{name: x, uuid: {APP}, interfaces: [{{ni: nope}}]}}]\n"),
@@ -498,4 +498,63 @@ fn vlans_are_checked_with_their_paths() {
         "network_instances[0].vlan_access_ports",
         "switch network instances",
     );
+}
+
+#[test]
+fn several_ports_and_their_spanning_tree() {
+    let ni = |fields: &str| {
+        format!(
+            "version: 1\nports: [{{device: e1}}, {{device: e2}}, {{device: e3}}]\nnetwork_instances:\n  - {{name: plant, type: switch{fields}}}\n"
+        )
+    };
+    let (ok, out, err) = check(&ni(
+        ", ports: [e1, e2], stp: {bpdu_guard: [e2], priority: 4096}",
+    ));
+    assert!(ok, "{err}");
+    for want in ["port: e1", "- e2", "priority: 4096", "bpdu_guard"] {
+        assert!(out.contains(want), "{want} in:\n{out}");
+    }
+    let (ok, out, err) = check(&ni(", ports: [e1, e2]"));
+    assert!(
+        ok && out.contains("priority: 32768"),
+        "RSTP runs by default:\n{out}{err}"
+    );
+    let base = "network_instances[0]";
+    refused(
+        &ni(", port: e1, ports: [e2, e3]"),
+        &format!("{base}.ports"),
+        "not both",
+    );
+    refused(
+        &ni(", ports: [e1, e9]"),
+        &format!("{base}.ports[1]"),
+        "unknown port `e9`",
+    );
+    refused(
+        &ni(", ports: [e1, e1]"),
+        &format!("{base}.ports[1]"),
+        "duplicate",
+    );
+    refused(
+        &ni(", port: e1, stp: {}"),
+        &format!("{base}.stp"),
+        "needs several ports",
+    );
+    refused(
+        &ni(", ports: [e1, e2], stp: {bpdu_guard: [e3]}"),
+        &format!("{base}.stp.bpdu_guard[0]"),
+        "not a port of this network instance",
+    );
+    refused(
+        &ni(", ports: [e1, e2], stp: {priority: 100}"),
+        &format!("{base}.stp.priority"),
+        "multiple of 4096",
+    );
+    refused(
+        &ni(", ports: [e1, e2], vlan_access_ports: [{port: e3, vlan: 10}]"),
+        &format!("{base}.vlan_access_ports[0].port"),
+        "not a port of this network instance",
+    );
+    let local = "version: 1\nports: [{device: e1}, {device: e2}]\nnetwork_instances:\n  - {name: lan, type: local, subnet: 10.50.0.0/24, ports: [e1, e2]}\n";
+    refused(local, "network_instances[0].ports", "through `uplinks`");
 }

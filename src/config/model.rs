@@ -112,8 +112,23 @@ pub struct Ni {
     /// NIC ports carrying one VLAN untagged (a switch NI).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub vlan_access_ports: Vec<AccessPort>,
+    /// Every port of a switch NI with several (`port` is the first): they
+    /// run the Rapid Spanning Tree.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
+    /// Spanning-tree settings of an NI with several ports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stp: Option<Stp>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub local: Option<LocalNi>,
+}
+
+/// The spanning tree of a switch NI with several ports.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Stp {
+    pub priority: u16,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bpdu_guard: Vec<String>,
 }
 
 /// VLAN ids an access port or interface may have (1 is the default VLAN,
@@ -128,6 +143,14 @@ pub struct AccessPort {
 }
 
 impl Ni {
+    /// Every port of the NI.
+    pub fn all_ports(&self) -> Vec<&str> {
+        match self.ports.is_empty() {
+            true => self.port.iter().map(String::as_str).collect(),
+            false => self.ports.iter().map(String::as_str).collect(),
+        }
+    }
+
     /// The access VLAN of port `port` in this NI, if it has one.
     pub fn access_vlan(&self, port: &str) -> Option<u16> {
         (self.vlan_access_ports.iter())

@@ -96,6 +96,19 @@ pub struct RawNi {
     pub uplink_gateway6: Option<IpText>,
     /// NIC ports of a switch NI that carry one VLAN untagged.
     pub vlan_access_ports: Option<Vec<RawAccessPort>>,
+    /// Several NIC ports of a switch NI (Rapid Spanning Tree runs on them).
+    pub ports: Option<Vec<String>>,
+    pub stp: Option<RawStp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStp {
+    /// Ports where a received BPDU disables the port.
+    #[serde(default)]
+    pub bpdu_guard: Vec<String>,
+    /// Bridge priority (0..61440, a multiple of 4096; default 32768).
+    pub priority: Option<u16>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -253,6 +253,77 @@ fn access_ports(cx: &mut Ctx, base: &str, n: &RawNi, ports: &[String]) -> Vec<Ac
     out
 }
 
+/// A switch NI's ports: `port: X` or `ports: [...]`, not both, each once.
+fn switch_ports(cx: &mut Ctx, base: &str, n: &RawNi) -> Vec<String> {
+    let all = match (&n.port, &n.ports) {
+        (Some(_), Some(_)) => {
+            cx.err(
+                format!("{base}.ports"),
+                "give `port: X` or `ports: [X, Y]`, not both",
+            );
+            Vec::new()
+        }
+        (Some(OneOrMany::One(p)), None) => vec![p.clone()],
+        (Some(OneOrMany::Many(v)), None) if v.len() <= 1 => v.clone(),
+        (Some(OneOrMany::Many(_)), None) => {
+            cx.err(
+                format!("{base}.port"),
+                "several ports are listed as `ports: [X, Y]` (the spanning tree runs on them)",
+            );
+            Vec::new()
+        }
+        (None, Some(v)) => v.clone(),
+        (None, None) => Vec::new(),
+    };
+    let mut seen = HashMap::new();
+    for (j, p) in all.iter().enumerate() {
+        cx.unique(
+            &mut seen,
+            p,
+            format!("{base}.ports[{j}]"),
+            "port of the network instance",
+        );
+    }
+    all
+}
+
+/// The spanning tree of a switch NI: only with several ports; BPDU guard
+/// on ports of the NI.
+fn stp(cx: &mut Ctx, base: &str, n: &RawNi, ports: &[String]) -> Option<Stp> {
+    let several = ports.len() > 1;
+    let Some(raw) = &n.stp else {
+        return several.then_some(Stp {
+            priority: 32768,
+            bpdu_guard: Vec::new(),
+        });
+    };
+    if !several {
+        cx.err(
+            format!("{base}.stp"),
+            "`stp` needs several ports (`ports: [X, Y]`); a single port cannot form a loop",
+        );
+    }
+    let priority = raw.priority.unwrap_or(32768);
+    if priority % 4096 != 0 {
+        cx.err(
+            format!("{base}.stp.priority"),
+            format!("priority {priority} is not a multiple of 4096 (0..61440)"),
+        );
+    }
+    for (j, g) in raw.bpdu_guard.iter().enumerate() {
+        if !ports.contains(g) {
+            cx.err(
+                format!("{base}.stp.bpdu_guard[{j}]"),
+                format!("`{g}` is not a port of this network instance"),
+            );
+        }
+    }
+    Some(Stp {
+        priority,
+        bpdu_guard: raw.bpdu_guard.clone(),
+    })
+}
+
 fn local_only(cx: &mut Ctx, base: &str, n: &RawNi) {
     let set = [
         ("subnet", n.subnet.is_some()),
@@ -325,26 +396,17 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
         let ni = match n.kind {
             NiType::Switch => {
                 local_only(cx, &base, n);
-                let port = match &n.port {
-                    None => None,
-                    Some(OneOrMany::One(p)) => Some(p.clone()),
-                    Some(OneOrMany::Many(v)) if v.len() <= 1 => v.first().cloned(),
-                    Some(OneOrMany::Many(v)) => {
-                        cx.err(
-                            format!("{base}.port"),
-                            format!(
-                                "a switch network instance takes at most one port; got {} ({})",
-                                v.len(),
-                                v.join(", ")
-                            ),
-                        );
-                        None
-                    }
-                };
-                if let Some(p) = &port {
-                    check_port(cx, format!("{base}.port"), p);
+                let all = switch_ports(cx, &base, n);
+                for (j, p) in all.iter().enumerate() {
+                    let path = match n.ports.is_some() {
+                        true => format!("{base}.ports[{j}]"),
+                        false => format!("{base}.port"),
+                    };
+                    check_port(cx, path, p);
                 }
-                let vlan_access_ports = access_ports(cx, &base, n, port.as_slice());
+                let stp = stp(cx, &base, n, &all);
+                let port = all.first().cloned();
+                let vlan_access_ports = access_ports(cx, &base, n, &all);
                 Ni {
                     name: n.name.clone(),
                     uuid,
@@ -353,6 +415,8 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
                     flood_limit: n.flood_limit.unwrap_or(super::model::DEFAULT_FLOOD_LIMIT),
                     forward_lldp: n.forward_lldp.unwrap_or(false),
                     vlan_access_ports,
+                    ports: if all.len() > 1 { all } else { Vec::new() },
+                    stp,
                     local: None,
                 }
             }
@@ -379,6 +443,14 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
                         "VLANs are for switch network instances; a local network instance is one untagged subnet",
                     );
                 }
+                for (field, set) in [("ports", n.ports.is_some()), ("stp", n.stp.is_some())] {
+                    if set {
+                        cx.err(
+                            format!("{base}.{field}"),
+                            "a local network instance reaches ports through `uplinks`",
+                        );
+                    }
+                }
                 Ni {
                     name: n.name.clone(),
                     uuid,
@@ -387,6 +459,8 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
                     flood_limit: n.flood_limit.unwrap_or(super::model::DEFAULT_FLOOD_LIMIT),
                     forward_lldp: n.forward_lldp.unwrap_or(false),
                     vlan_access_ports: Vec::new(),
+                    ports: Vec::new(),
+                    stp: None,
                     local,
                 }
             }

@@ -211,6 +211,7 @@ mod tests {
     fn sample() -> Status {
         let ni = NiStatus {
             vlans: Vec::new(),
+            stp: None,
             name: "lan".into(),
             uuid: "u".into(),
             kind: "local".into(),

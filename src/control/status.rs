@@ -82,6 +82,12 @@ pub struct PortStatus {
     /// The access VLAN the NIC carries untagged (`vlan_access_ports`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vlan: Option<u16>,
+    /// Its role and state in its NI's spanning tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stp: Option<PortStp>,
+    /// BPDU guard disabled the port (until the next apply or restart).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bpdu_guard_tripped: bool,
     #[serde(flatten)]
     pub counters: Counters,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,6 +117,8 @@ pub struct NiStatus {
     /// Each VLAN of a VLAN-aware NI: its stations and frames.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vlans: Vec<VlanStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stp: Option<StpStatus>,
     pub leases: Vec<Lease>,
     pub uplinks: Vec<Uplink>,
     pub nat_sessions: u64,
@@ -134,6 +142,26 @@ pub struct MacEntry {
     pub mac: String,
     pub port: String,
     pub age_s: u32,
+}
+
+/// A port in a spanning tree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PortStp {
+    /// root, designated, alternate, backup or disabled.
+    pub role: String,
+    /// forwarding, learning or discarding.
+    pub state: String,
+}
+
+/// The spanning tree of a switch NI with several ports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StpStatus {
+    /// This NI's bridge id and the root's (priority.MAC).
+    pub bridge: String,
+    pub root_bridge: String,
+    /// Seconds since the last topology change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_topology_change_s: Option<u64>,
 }
 
 /// One VLAN of a switch NI.
@@ -236,6 +264,10 @@ pub fn render(s: &Status) -> String {
     }
     for p in &s.ports {
         let vlan = p.vlan.map(|v| format!(" vlan {v}")).unwrap_or_default();
+        let stp = (p.stp.as_ref())
+            .map(|s| format!(" stp {}/{}", s.role, s.state))
+            .unwrap_or_default();
+        let vlan = format!("{vlan}{stp}");
         let _ = writeln!(
             o,
             "  {:<10} {:<10} link {:<4}{vlan} rx {} pkts/{} B  tx {} pkts/{} B  drops {}",

@@ -79,7 +79,8 @@ impl Runtime {
     fn reset_bpdu_guards(&self) {
         let vifs = self.vifs.values().filter_map(|v| v.entry.as_ref());
         let pods = self.pods.values().filter_map(|p| p.entry.as_ref());
-        for e in vifs.chain(pods) {
+        let nics = self.ports.values().map(|p| &p.nic);
+        for e in vifs.chain(pods).chain(nics) {
             e.reset_bpdu_guard();
         }
     }

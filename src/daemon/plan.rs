@@ -133,6 +133,13 @@ fn port_change(old: &Port, new: &Port) -> PortChange {
     }
 }
 
+/// The switch NI with several ports that `port` belongs to, if any.
+fn group<'a>(cfg: &'a Config, port: &str) -> Option<&'a str> {
+    (cfg.network_instances.iter())
+        .find(|n| n.ports.iter().any(|p| p == port))
+        .map(|n| n.name.as_str())
+}
+
 /// How an NI changed.
 #[derive(PartialEq, Clone, Copy)]
 enum NiChange {
@@ -146,8 +153,12 @@ enum NiChange {
 }
 
 fn ni_change(old: &Ni, new: &Ni, replaced: &BTreeSet<&str>, cost: &BTreeSet<&str>) -> NiChange {
-    let moved = old.kind != new.kind || old.port != new.port || old.uuid != new.uuid;
-    let on_replaced_port = new.port.as_deref().is_some_and(|p| replaced.contains(p));
+    let moved = old.kind != new.kind
+        || old.port != new.port
+        || old.ports != new.ports
+        || old.stp != new.stp
+        || old.uuid != new.uuid;
+    let on_replaced_port = new.all_ports().iter().any(|p| replaced.contains(p));
     if moved || on_replaced_port {
         return NiChange::Replace;
     }
@@ -212,6 +223,13 @@ pub fn diff(old: &Config, new: &Config, damaged: &Damaged) -> Plan {
     for o in &old.ports {
         match new.port(&o.name) {
             None => p.remove_ports.push(Step::RemovePort(o.name.clone())),
+            // A port that joins or leaves a switch NI with several ports
+            // changes domains: it is made again.
+            Some(n) if group(old, &o.name) != group(new, &n.name) => {
+                replaced_ports.insert(o.name.as_str());
+                p.remove_ports.push(Step::RemovePort(o.name.clone()));
+                p.add_ports.push(Step::AddPort(o.name.clone()));
+            }
             Some(n) => match port_change(o, n) {
                 PortChange::Same => {}
                 PortChange::InPlace => {

@@ -37,6 +37,8 @@ pub(super) struct NiRt {
     /// Addresses the NI's DNS server answered, for `host` ACL rules; kept
     /// across router restarts.
     pub hosts: Arc<HostCache>,
+    /// The spanning tree of a switch NI with several ports.
+    pub stp: Option<crate::switch::stp::Stp>,
 }
 
 pub(super) struct VifRt {
@@ -87,6 +89,9 @@ pub(super) struct Runtime {
     pub failed: BTreeMap<String, state::FailedVif>,
     /// Pod interfaces by (container ID, interface name).
     pub pods: BTreeMap<(String, String), PodRt>,
+    /// The domains of switch NIs with several ports, by NI: each of their
+    /// ports joins it instead of a domain of its own.
+    pub shared: BTreeMap<String, Arc<Domain>>,
     pub ledger: Ledger,
     pub retired: Retired,
     pub published: Arc<ArcSwap<State>>,
@@ -123,6 +128,7 @@ impl Runtime {
             vifs: BTreeMap::new(),
             failed: BTreeMap::new(),
             pods: BTreeMap::new(),
+            shared: BTreeMap::new(),
             ledger,
             retired: Arc::default(),
             published,
@@ -168,6 +174,8 @@ impl Runtime {
             }
         }
         self.sync_vlans(new);
+        // A shared domain no port holds any more is forgotten.
+        self.shared.retain(|_, d| Arc::strong_count(d) > 1);
         self.cfg = new.clone();
         self.publish();
         errors

@@ -29,6 +29,7 @@ pub struct NiState {
     pub cfg: Ni,
     pub domain: Arc<Domain>,
     pub router: Option<Arc<Router>>,
+    pub stp: Option<Arc<std::sync::Mutex<crate::switch::stp::View>>>,
 }
 
 pub struct VifState {
@@ -106,6 +107,7 @@ pub(super) fn snapshot(rt: &Runtime) -> State {
                 cfg: n.cfg.clone(),
                 domain: n.domain.clone(),
                 router: n.router.clone(),
+                stp: n.stp.as_ref().map(|s| s.view()),
             })
             .collect(),
         vifs: rt
@@ -285,6 +287,8 @@ impl State {
                 link_up: p.nic.link_up.load(Relaxed),
                 mtu: p.nic.mtu.load(Relaxed),
                 vlan: access_vlan(&p.nic),
+                stp: self.port_stp(&p.nic.name),
+                bpdu_guard_tripped: p.nic.bpdu_guard_tripped(),
                 counters: counters(&p.nic),
                 host_interface: p.host.as_ref().map(|h| TapStatus {
                     tap: h.name.clone(),
@@ -307,6 +311,7 @@ impl State {
                 port: n.cfg.port.clone(),
                 mac_table: self.mac_table(&n.domain, now),
                 vlans: vlans_status(&n.domain, now),
+                stp: n.stp.as_ref().map(|v| stp_status(&crate::sync::lock(v))),
                 leases: self.leases(n),
                 uplinks: n
                     .router
@@ -332,6 +337,20 @@ impl State {
                 }),
             })
             .collect()
+    }
+
+    /// A port's role and state in its NI's spanning tree, if it has one.
+    fn port_stp(&self, nic: &str) -> Option<PortStp> {
+        self.nis
+            .iter()
+            .filter_map(|n| n.stp.as_ref())
+            .find_map(|v| {
+                let v = crate::sync::lock(v);
+                (v.ports.iter()).find(|p| p.name == nic).map(|p| PortStp {
+                    role: format!("{:?}", p.role).to_lowercase(),
+                    state: format!("{:?}", p.state).to_lowercase(),
+                })
+            })
     }
 
     /// A domain's MAC table, by VLAN and MAC.
@@ -421,6 +440,15 @@ impl State {
                 counters: p.entry.as_deref().map(counters).unwrap_or_default(),
             })
             .collect()
+    }
+}
+
+/// The bridge and root of a spanning tree.
+fn stp_status(v: &crate::switch::stp::View) -> StpStatus {
+    StpStatus {
+        bridge: v.bridge.clone(),
+        root_bridge: v.root.clone(),
+        last_topology_change_s: v.since_change_s,
     }
 }
 

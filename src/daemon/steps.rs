@@ -110,7 +110,7 @@ impl Runtime {
                 ));
             }
         };
-        let domain = Domain::new(format!("port:{}", p.name));
+        let domain = self.port_domain(&p.name, new);
         let mut made = Vec::new();
         match self.attach_port(p, &opened, &domain, &mut made) {
             Ok((nic, host)) => {
@@ -129,6 +129,23 @@ impl Runtime {
                 self.close_port(opened);
                 Err(e)
             }
+        }
+    }
+
+    /// A port's own domain, or the one it shares with the other ports of
+    /// its switch NI.
+    fn port_domain(&mut self, port: &str, new: &Config) -> Arc<Domain> {
+        let group = new
+            .network_instances
+            .iter()
+            .find(|n| n.ports.iter().any(|p| p == port));
+        match group {
+            Some(n) => self
+                .shared
+                .entry(n.name.clone())
+                .or_insert_with(|| Domain::new(format!("ni:{}", n.name)))
+                .clone(),
+            None => Domain::new(format!("port:{port}")),
         }
     }
 
@@ -225,14 +242,39 @@ impl Runtime {
                 domain,
                 router: None,
                 hosts: Arc::new(HostCache::default()),
+                stp: None,
             },
         );
+        self.start_stp(name)?;
         self.attach_pods(name);
         if let Some(n) = self.nis.get(name) {
             set_flood_limits(self, n);
         }
         if ni.local.is_some() {
             self.start_router(name, new)?;
+        }
+        Ok(())
+    }
+
+    /// The spanning tree of a switch NI with several ports, on their NICs.
+    fn start_stp(&mut self, name: &str) -> Result<()> {
+        let Some(ni) = self.nis.get(name) else {
+            return Ok(());
+        };
+        let Some(cfg) = ni.cfg.stp.clone() else {
+            return Ok(());
+        };
+        let ports = (ni.cfg.ports.iter())
+            .filter_map(|p| self.ports.get(p).map(|rt| (p, rt)))
+            .map(|(p, rt)| (rt.nic.clone(), rt.opened.mac, cfg.bpdu_guard.contains(p)))
+            .collect();
+        let settings = crate::switch::rstp::Settings {
+            priority: cfg.priority,
+            ..Default::default()
+        };
+        let stp = crate::switch::stp::Stp::start(&ni.domain, ports, settings)?;
+        if let Some(ni) = self.nis.get_mut(name) {
+            ni.stp = Some(stp);
         }
         Ok(())
     }

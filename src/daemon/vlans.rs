@@ -15,8 +15,8 @@ struct Members<'a> {
     cfg: &'a Config,
     /// The NIs switching in the domain.
     nis: Vec<&'a Ni>,
-    /// The port whose domain it is, if any.
-    port: Option<&'a crate::config::Port>,
+    /// The ports whose domain it is.
+    ports: Vec<&'a crate::config::Port>,
 }
 
 impl Members<'_> {
@@ -24,7 +24,9 @@ impl Members<'_> {
     fn access(&self, e: &PortEntry) -> u16 {
         let vlan = match &e.role {
             PortRole::Nic { port } => self.nis.iter().find_map(|n| n.access_vlan(port)),
-            PortRole::Host { .. } => self.port.and_then(|p| p.host_vlan),
+            PortRole::Host { port } => (self.ports.iter())
+                .find(|p| p.name == *port)
+                .and_then(|p| p.host_vlan),
             PortRole::Vif { .. } => self
                 .cfg
                 .apps
@@ -44,7 +46,7 @@ impl Members<'_> {
             .filter(|v| names.contains(v.ni.as_str()))
             .filter_map(|v| v.vlan);
         let ports = (self.nis.iter().flat_map(|n| &n.vlan_access_ports)).map(|a| a.vlan);
-        let host = self.port.and_then(|p| p.host_vlan);
+        let host = self.ports.iter().filter_map(|p| p.host_vlan);
         vifs.chain(ports).chain(host).collect()
     }
 
@@ -56,13 +58,26 @@ impl Members<'_> {
 impl Runtime {
     /// Gives every domain its VLANs and every member its access VLAN.
     pub(super) fn sync_vlans(&self, cfg: &Config) {
+        let mut done: Vec<&Arc<Domain>> = Vec::new();
         for (name, p) in &self.ports {
+            if done.iter().any(|d| Arc::ptr_eq(d, &p.domain)) {
+                continue;
+            }
+            done.push(&p.domain);
+            // The NIs switching in this port's domain, and all their ports.
+            let nis: Vec<&Ni> = (cfg.network_instances.iter())
+                .filter(|n| n.all_ports().contains(&name.as_str()))
+                .collect();
+            let mut ports = vec![name.as_str()];
+            ports.extend(nis.iter().flat_map(|n| n.all_ports()));
             let members = Members {
                 cfg,
-                nis: (cfg.network_instances.iter())
-                    .filter(|n| n.port.as_deref() == Some(name.as_str()))
+                nis,
+                ports: cfg
+                    .ports
+                    .iter()
+                    .filter(|p| ports.contains(&p.name.as_str()))
                     .collect(),
-                port: cfg.port(name),
             };
             members.apply(&p.domain);
         }
@@ -73,7 +88,7 @@ impl Runtime {
             let members = Members {
                 cfg,
                 nis: vec![n],
-                port: None,
+                ports: Vec::new(),
             };
             members.apply(&ni.domain);
         }

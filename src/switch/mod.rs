@@ -8,6 +8,7 @@ pub mod iplearn;
 pub mod mactable;
 pub mod rstp;
 pub mod stats;
+pub mod stp;
 pub mod vlan;
 pub mod workers;
 
@@ -15,7 +16,7 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::io;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -68,7 +69,18 @@ pub struct Domain {
     vlans: ArcSwapOption<Vlans>,
     /// Whether `vlans` is set: one relaxed load per frame when it is not.
     vlan_aware: AtomicBool,
+    /// Where BPDUs from the ports in a spanning tree go (`stp.rs`).
+    bpdus: ArcSwapOption<BpduSink>,
 }
+
+/// BPDUs received on a spanning-tree port: (port, frame without header).
+pub type BpduSink = std::sync::mpsc::SyncSender<(PortId, Vec<u8>)>;
+
+/// A port's spanning-tree state: not in a tree (or forwarding), discarding,
+/// learning.
+pub const STP_FORWARDING: u8 = 0;
+pub const STP_DISCARDING: u8 = 1;
+pub const STP_LEARNING: u8 = 2;
 
 /// A MAC table entry: VLAN (None in a domain without VLANs), MAC, port, age.
 pub type MacRow = (Option<u16>, Mac, PortId, u32);
@@ -82,11 +94,23 @@ impl Domain {
             forward_lldp: AtomicBool::new(false),
             vlans: ArcSwapOption::empty(),
             vlan_aware: AtomicBool::new(false),
+            bpdus: ArcSwapOption::empty(),
         })
     }
 
     pub fn members(&self) -> Arc<Vec<Arc<PortEntry>>> {
         self.members.load_full()
+    }
+
+    /// Sends the BPDUs of the domain's spanning-tree ports to `sink` (None:
+    /// no tree; BPDUs are dropped as link-local frames).
+    pub fn set_bpdu_sink(&self, sink: Option<BpduSink>) {
+        self.bpdus.store(sink.map(Arc::new));
+    }
+
+    /// Forgets every MAC learned on `port` (a topology change).
+    pub fn flush_port(&self, port: PortId) {
+        self.sweep(now_secs(), Some(port));
     }
 
     /// The domain's VLANs, if it is VLAN-aware.
@@ -274,6 +298,8 @@ pub struct PortEntry {
     pub floods: guard::FloodBudget,
     /// BPDU guard disabled the port (until the next apply or restart).
     bpdu_tripped: AtomicBool,
+    /// Spanning-tree state (`STP_*`); a port in no tree stays forwarding.
+    pub stp: AtomicU8,
     closing: AtomicBool,
 }
 
@@ -290,10 +316,11 @@ impl PortEntry {
         }
     }
 
-    /// A BPDU came from this app interface: it is disabled.
-    fn trip_bpdu_guard(&self) {
+    /// A BPDU came from this app interface (or a port with BPDU guard): it
+    /// is disabled.
+    pub fn trip_bpdu_guard(&self) {
         if !self.bpdu_tripped.swap(true, Relaxed) {
-            tracing::warn!(port = %self.name, "BPDU guard: a BPDU came from this app interface; it is disabled until the next apply or restart");
+            tracing::warn!(port = %self.name, "BPDU guard: a BPDU came from this interface; it is disabled until the next apply or restart");
         }
     }
 
@@ -388,6 +415,7 @@ impl Switch {
             guard: guard::Guard::default(),
             floods: guard::FloodBudget::new(guard::DEFAULT_FLOOD_LIMIT),
             bpdu_tripped: AtomicBool::new(false),
+            stp: AtomicU8::new(STP_FORWARDING),
             closing: AtomicBool::new(false),
         });
         self.ports[id].store(Some(entry.clone()));
@@ -454,8 +482,24 @@ impl Switch {
                 return from.stats.drop(why);
             }
         }
+        if pkt.dst().0 == rstp::bpdu::STP_GROUP
+            && from.own_mac.is_none()
+            && let Some(sink) = from.domain.bpdus.load().as_ref()
+        {
+            // Bounded: a flood of BPDUs is dropped, not queued.
+            let _ = sink.try_send((from.id, pkt.frame().to_vec()));
+            return;
+        }
         if let Some(why) = link_local(from, pkt.dst()) {
             return from.stats.drop(why);
+        }
+        match from.stp.load(Relaxed) {
+            STP_FORWARDING => {}
+            STP_LEARNING => {
+                from.domain.table.learn(src, from.id, from.quota, now);
+                return from.stats.drop(DropReason::StpDiscarding);
+            }
+            _ => return from.stats.drop(DropReason::StpDiscarding),
         }
         if let Err(why) = from.judge(&pkt, true) {
             return from.stats.drop(why);
@@ -605,6 +649,9 @@ fn deliver(out: &PortEntry, pkt: &Packet) {
     }
     if out.bpdu_tripped.load(Relaxed) {
         return out.stats.drop(DropReason::BpduGuard);
+    }
+    if out.stp.load(Relaxed) != STP_FORWARDING {
+        return;
     }
     if pkt.wire_l3_len() > out.mtu.load(Relaxed) as usize {
         return out.stats.drop(DropReason::TooBig);

@@ -99,7 +99,13 @@ pub struct Port {
     tcn_pending: bool,
     send_now: bool,
     last_tx: u64,
+    /// BPDUs sent in the second starting at `tx_second` (at most `TX_HOLD`).
+    tx_second: u64,
+    tx_count: u32,
 }
+
+/// BPDUs a port sends in one second at most (802.1D's TxHoldCount).
+const TX_HOLD: u32 = 6;
 
 /// One spanning-tree bridge: a switch NI with several ports.
 pub struct Bridge {
@@ -142,6 +148,8 @@ impl Bridge {
                 tcn_pending: false,
                 send_now: false,
                 last_tx: 0,
+                tx_second: 0,
+                tx_count: 0,
             })
             .collect();
         let own = Vector {
@@ -203,7 +211,9 @@ impl Bridge {
     fn takeover_from(&mut self, pid: u16) {
         let id = self.id;
         for q in self.ports.iter_mut() {
-            let backs_up = q.info.is_some_and(|i| i.vector.bridge == id && i.vector.port == pid);
+            let backs_up = q
+                .info
+                .is_some_and(|i| i.vector.bridge == id && i.vector.port == pid);
             if backs_up && q.role == Role::Backup {
                 q.info = None;
                 q.state = State::Forwarding;
@@ -259,7 +269,8 @@ impl Bridge {
             }
             _ => {}
         }
-        if flags & FLAG_TC != 0 {
+        // Our own change, back through the LAN, is not news.
+        if flags & FLAG_TC != 0 && vector.bridge != self.id {
             self.topology_change(i, now, false);
         }
         self.update(now);
@@ -453,6 +464,13 @@ impl Bridge {
     fn transmit(&mut self, now: u64, hello: u64) {
         let times = self.times_out();
         for i in 0..self.ports.len() {
+            let p = &mut self.ports[i];
+            if now / 1000 != p.tx_second {
+                (p.tx_second, p.tx_count) = (now / 1000, 0);
+            }
+            if p.tx_count >= TX_HOLD {
+                continue;
+            }
             let p = &self.ports[i];
             let due = p.send_now || now.saturating_sub(p.last_tx) >= hello;
             let bpdu = match p.role {
@@ -473,6 +491,7 @@ impl Bridge {
                 p.tca = false;
             }
             p.last_tx = now;
+            p.tx_count += 1;
             self.frames.push((i, b.frame(p.mac)));
         }
     }

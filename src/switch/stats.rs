@@ -60,10 +60,12 @@ pub enum DropReason {
     VlanTagged,
     /// A frame tagged with a VLAN that no access member of the NI carries.
     VlanUnknown,
+    /// The port is discarding or learning (spanning tree).
+    StpDiscarding,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 24] = [
+    pub const ALL: [DropReason; 25] = [
         DropReason::Runt,
         DropReason::BadVnetHeader,
         DropReason::InvalidSrcMac,
@@ -88,6 +90,7 @@ impl DropReason {
         DropReason::LinkLocal,
         DropReason::VlanTagged,
         DropReason::VlanUnknown,
+        DropReason::StpDiscarding,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -115,6 +118,7 @@ impl DropReason {
             DropReason::LinkLocal => "link_local",
             DropReason::VlanTagged => "vlan_tagged",
             DropReason::VlanUnknown => "vlan_unknown",
+            DropReason::StpDiscarding => "stp_discarding",
         }
     }
 }

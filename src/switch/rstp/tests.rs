@@ -108,13 +108,20 @@ fn bpdus_round_trip_and_garbage_is_ignored() {
     assert_eq!(f.len(), 60);
     assert_eq!(bpdu::llc_payload(&f).and_then(Bpdu::parse), Some(b));
     let tcn = Bpdu::Tcn.frame([2, 0, 0, 0, 0, 9]);
-    assert_eq!(bpdu::llc_payload(&tcn).and_then(Bpdu::parse), Some(Bpdu::Tcn));
+    assert_eq!(
+        bpdu::llc_payload(&tcn).and_then(Bpdu::parse),
+        Some(Bpdu::Tcn)
+    );
     for bad in [&f[..20], &[0u8; 60][..], &f[..14]] {
         assert!(bpdu::llc_payload(bad).and_then(Bpdu::parse).is_none());
     }
     let mut wrong_proto = f.clone();
     wrong_proto[17] = 1;
-    assert!(bpdu::llc_payload(&wrong_proto).and_then(Bpdu::parse).is_none());
+    assert!(
+        bpdu::llc_payload(&wrong_proto)
+            .and_then(Bpdu::parse)
+            .is_none()
+    );
 }
 
 #[test]
@@ -195,8 +202,14 @@ fn an_8021d_root_gets_configuration_bpdus_and_tcns() {
     b.receive(0, kernel(0x8001, 0), 100);
     b.receive(1, kernel(0x8002, 0), 100);
     assert_eq!(b.root_id(), 0x1000_0200_0000_0077);
-    assert_eq!((b.ports[0].role, b.ports[0].state), (Role::Root, State::Forwarding));
-    assert_eq!((b.ports[1].role, b.ports[1].state), (Role::Alternate, State::Discarding));
+    assert_eq!(
+        (b.ports[0].role, b.ports[0].state),
+        (Role::Root, State::Forwarding)
+    );
+    assert_eq!(
+        (b.ports[1].role, b.ports[1].state),
+        (Role::Alternate, State::Discarding)
+    );
     // The root port began to forward: a TCN goes to the 802.1D root until
     // it acknowledges; nothing else is sent on these ports.
     let sent: Vec<_> = (b.take_frames().into_iter())
@@ -205,10 +218,16 @@ fn an_8021d_root_gets_configuration_bpdus_and_tcns() {
     assert!(sent.contains(&(0, Some(Bpdu::Tcn))), "{sent:?}");
     b.tick(2200);
     let sent = b.take_frames();
-    assert!(!sent.is_empty() && sent.iter().all(|(p, _)| *p == 0), "{sent:?}");
+    assert!(
+        !sent.is_empty() && sent.iter().all(|(p, _)| *p == 0),
+        "{sent:?}"
+    );
     b.receive(0, kernel(0x8001, FLAG_TCA | FLAG_TC), 200);
     assert!(!b.ports[0].tcn_pending);
-    assert!(b.take_flushes().contains(&1), "a TC flushes the other ports");
+    assert!(
+        b.take_flushes().contains(&1),
+        "a TC flushes the other ports"
+    );
     // The root's information stops: after 3 x its hello it is gone.
     b.tick(100 + 7 * S);
     assert_eq!(b.root_id(), b.id);
