@@ -225,3 +225,53 @@ fn dataplane_tuning_is_one_step_that_touches_nothing_else() {
     assert!(plan(&tuned, &tuned).is_empty());
     assert_eq!(plan(&tuned, BASE), vec![Step::UpdateDataplane]);
 }
+
+#[test]
+fn vlans_change_in_place_and_a_port_joining_a_tree_is_made_again() {
+    let s = |x: &str| x.to_string();
+    // A VIF's VLAN, an access port and the host's VLAN: in place.
+    let vlans = BASE
+        .replace(
+            "{ ni: flat, tap: web1 }",
+            "{ ni: flat, tap: web1, vlan: 100 }",
+        )
+        .replace(
+            "port: eth0 }",
+            "port: eth0, vlan_access_ports: [{ port: eth0, vlan: 200 }] }",
+        )
+        .replace(
+            "host_interface: host0 }",
+            "host_interface: host0, host_vlan: 300 }",
+        );
+    assert_eq!(
+        plan(BASE, &vlans),
+        vec![
+            Step::UpdatePort(s("eth0")),
+            Step::UpdateNi(s("flat")),
+            // The app changed, so each of its interfaces is looked at again.
+            Step::UpdateVif(s("web0")),
+            Step::UpdateVif(s("web1")),
+        ]
+    );
+    // flat spans eth0 and a new eth2: eth0 changes domains (made again),
+    // and so does the NI, whose interfaces move.
+    let tree = BASE
+        .replace(
+            "  - { name: eth1, device: veth1 }",
+            "  - { name: eth1, device: veth1 }\n  - { name: eth2, device: veth2 }",
+        )
+        .replace("port: eth0 }", "ports: [eth0, eth2] }");
+    let steps = plan(BASE, &tree);
+    for want in [
+        Step::RemovePort(s("eth0")),
+        Step::AddPort(s("eth0")),
+        Step::AddPort(s("eth2")),
+        Step::RemoveNi(s("flat")),
+        Step::AddNi(s("flat")),
+        Step::DetachVif(s("web1")),
+        Step::AttachVif(s("web1")),
+    ] {
+        assert!(steps.contains(&want), "{want:?} in {steps:?}");
+    }
+    assert!(!steps.contains(&Step::RemovePort(s("eth1"))), "{steps:?}");
+}
