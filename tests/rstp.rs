@@ -72,15 +72,18 @@ fn longest_gap(log: &str) -> f64 {
     (gap.saturating_sub(1)) as f64 * 0.05
 }
 
-/// Pings the LAN every 50 ms while `act` runs, then returns the longest outage.
-fn outage(sb: &mut Sandbox, app: &str, log: &str, act: impl FnOnce(&mut Sandbox)) -> f64 {
+/// Sets `link` in `up` down or up while the app pings the LAN every 50 ms;
+/// the longest outage.
+fn set_link(sb: &mut Sandbox, up: &str, app: &str, link: &str, state: &str) -> f64 {
+    let log = format!("{link}-{state}.log");
     let ping = Path::new("/usr/bin/ping");
     let args = ["-n", "-i", "0.05", "-c", "160", "-W", "1", "10.0.0.254"];
-    let pid = sb.spawn(app, ping, &args, log).unwrap();
+    let pid = sb.spawn(app, ping, &args, &log).unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    act(sb);
+    let cmd = format!("ip link set {link} {state}");
+    assert!(sb.ok(up, &cmd), "{cmd}");
     sb.wait(pid, Duration::from_secs(20));
-    longest_gap(&sb.log(log))
+    longest_gap(&sb.log(&log))
 }
 
 #[test]
@@ -126,9 +129,7 @@ fn two_ports_to_one_lan_do_not_storm_and_fail_over() {
 
     // The forwarding port's link goes: the other forwards within 3 s.
     let pulled = format!("{p}-l{}", f + 1);
-    let gap = outage(&mut sb, &app, "failover.log", |sb| {
-        assert!(sb.ok(&up, &format!("ip link set {pulled} down")));
-    });
+    let gap = set_link(&mut sb, &up, &app, &pulled, "down");
     let st = d.status();
     assert!(gap <= 3.0, "outage {gap:.2} s after the link pull; {st}");
     assert_eq!(
@@ -138,9 +139,7 @@ fn two_ports_to_one_lan_do_not_storm_and_fail_over() {
     eprintln!("failover: longest outage {gap:.2} s");
 
     // It comes back: the better port takes over again, one port forwards.
-    let gap = outage(&mut sb, &app, "failback.log", |sb| {
-        assert!(sb.ok(&up, &format!("ip link set {pulled} up")));
-    });
+    let gap = set_link(&mut sb, &up, &app, &pulled, "up");
     let st = d.status();
     assert!(
         gap <= 3.0,
@@ -151,12 +150,11 @@ fn two_ports_to_one_lan_do_not_storm_and_fail_over() {
 
     // BPDU guard on p2: our own BPDUs from p1 reach it, so it is disabled
     // (counted, shown) while p1 carries the traffic.
-    let cfg = write_file(&sb, "guard.yaml", &config(p, ", stp: { bpdu_guard: [p2] }"));
-    let out = apply(&sb, &d, &cfg, "");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    apply_ok(
+        &sb,
+        &d,
+        "guard.yaml",
+        &config(p, ", stp: { bpdu_guard: [p2] }"),
     );
     let tripped = wait_until(Duration::from_secs(5), || {
         d.status()["ports"][1]["bpdu_guard_tripped"] == true
@@ -209,9 +207,7 @@ fn the_kernel_8021d_bridge_is_root_and_the_alternate_takes_over() {
 
     // The root port's link goes: the alternate is the root port at once.
     let pulled = format!("{p}-l{}", root + 1);
-    let gap = outage(&mut sb, &app, "failover.log", |sb| {
-        assert!(sb.ok(&up, &format!("ip link set {pulled} down")));
-    });
+    let gap = set_link(&mut sb, &up, &app, &pulled, "down");
     let st = d.status();
     assert!(gap <= 3.0, "outage {gap:.2} s; {st}");
     assert_eq!(

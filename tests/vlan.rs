@@ -214,13 +214,7 @@ fn vlans_keep_apps_apart_tag_the_wire_and_change_live() {
 
     // The NIC as an access port of VLAN 100, live: the upstream's untagged
     // VLAN is now VLAN 100 for the apps.
-    let f = write_file(&sb, "access.yaml", &config(true, Some(100)));
-    let out = apply(&sb, &d, &f, "");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apply_ok(&sb, &d, "access.yaml", &config(true, Some(100)));
     assert!(
         ping(&sb, &a1, "10.1.0.254"),
         "a1 -> untagged upstream via the access port"
@@ -233,13 +227,7 @@ fn vlans_keep_apps_apart_tag_the_wire_and_change_live() {
 
     // No access VLAN at all: tagged frames pass through unchanged, so the
     // trunk app's VLAN 100 reaches the upstream's VLAN 100 directly.
-    let f = write_file(&sb, "plain.yaml", &config(false, None));
-    let out = apply(&sb, &d, &f, "");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apply_ok(&sb, &d, "plain.yaml", &config(false, None));
     assert!(
         ping(&sb, &t, "10.100.0.254"),
         "tagged pass-through; {}",

@@ -151,6 +151,9 @@ pub struct PortStp {
     pub role: String,
     /// forwarding, learning or discarding.
     pub state: String,
+    /// No other bridge was heard on its LAN (it forwards without waiting).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub edge: bool,
 }
 
 /// The spanning tree of a switch NI with several ports.

@@ -349,6 +349,7 @@ impl State {
                 (v.ports.iter()).find(|p| p.name == nic).map(|p| PortStp {
                     role: format!("{:?}", p.role).to_lowercase(),
                     state: format!("{:?}", p.state).to_lowercase(),
+                    edge: p.edge,
                 })
             })
     }

@@ -10,7 +10,9 @@
 //! a bridge that proposes to us gets our agreement after our other ports
 //! are synced (discarding until they agree in turn); received information
 //! ages out after 3 × hello, at once with the link; topology changes flush
-//! the MACs learned on the other ports and travel on. A port that hears an
+//! the MACs learned on the other ports and travel on. A port that hears no
+//! BPDU for 3 × hello after its link came up is an edge port (a LAN with
+//! no other bridge on it): it forwards at once. A port that hears an
 //! 802.1D bridge speaks 802.1D to it (configuration and TCN BPDUs), so the
 //! kernel's bridge with `stp_state 1` interoperates.
 //!
@@ -99,6 +101,11 @@ pub struct Port {
     tcn_pending: bool,
     send_now: bool,
     last_tx: u64,
+    /// When the link came up, whether a BPDU came since, and whether the
+    /// port is an edge port: no BPDU for 3 × hello (802.1D's auto-edge).
+    up_at: u64,
+    bpdu_seen: bool,
+    pub edge: bool,
     /// BPDUs sent in the second starting at `tx_second` (at most `TX_HOLD`).
     tx_second: u64,
     tx_count: u32,
@@ -118,6 +125,8 @@ pub struct Bridge {
     pub last_change_ms: Option<u64>,
     frames: Vec<(usize, Vec<u8>)>,
     flushes: Vec<usize>,
+    /// Ports taking over a failed port's segment (see `takeover_from`).
+    takeover: Vec<u16>,
 }
 
 const PORT_PRIORITY: u16 = 0x80;
@@ -150,6 +159,9 @@ impl Bridge {
                 last_tx: 0,
                 tx_second: 0,
                 tx_count: 0,
+                up_at: 0,
+                bpdu_seen: false,
+                edge: false,
             })
             .collect();
         let own = Vector {
@@ -167,6 +179,7 @@ impl Bridge {
             last_change_ms: None,
             frames: Vec::new(),
             flushes: Vec::new(),
+            takeover: Vec::new(),
         }
     }
 
@@ -194,16 +207,20 @@ impl Bridge {
             return;
         }
         p.enabled = up;
+        (p.up_at, p.bpdu_seen, p.edge) = (now, false, false);
         p.info = None;
         p.stp_peer = false;
         p.proposing = false;
         p.agreed = false;
         p.step_at = None;
         if !up {
+            // What was learned behind a port without a link is useless.
+            self.flushes.push(i);
             let pid = p.id;
             self.takeover_from(pid);
         }
         self.update(now);
+        self.takeover.clear();
     }
 
     /// Ports of ours that backed up port `pid` on its segment lose that
@@ -216,8 +233,7 @@ impl Bridge {
                 .is_some_and(|i| i.vector.bridge == id && i.vector.port == pid);
             if backs_up && q.role == Role::Backup {
                 q.info = None;
-                q.state = State::Forwarding;
-                q.role = Role::Designated;
+                self.takeover.push(q.id);
             }
         }
     }
@@ -230,6 +246,7 @@ impl Bridge {
         if !p.enabled {
             return;
         }
+        (p.bpdu_seen, p.edge) = (true, false);
         let (rstp, flags, vector, times) = match bpdu {
             Bpdu::Tcn => {
                 if p.role == Role::Designated {
@@ -293,7 +310,7 @@ impl Bridge {
             if !q.enabled || (j == from && !detected) {
                 continue;
             }
-            if j != from {
+            if j != from && !q.edge {
                 self.flushes.push(j);
             }
             if matches!(q.role, Role::Root | Role::Designated) {
@@ -401,10 +418,11 @@ impl Bridge {
         self.select_root();
         let roles: Vec<Role> = (0..self.ports.len()).map(|i| self.role_of(i)).collect();
         // Ports of ours giving up a segment to another port of ours (handover).
-        let handing: Vec<u16> = (self.ports.iter().zip(&roles))
+        let mut handing: Vec<u16> = (self.ports.iter().zip(&roles))
             .filter(|(p, r)| **r == Role::Backup && p.state == State::Forwarding)
             .filter_map(|(p, _)| p.info.map(|i| i.vector.port))
             .collect();
+        handing.extend(&self.takeover);
         let (fd, hello) = (self.forward_delay_ms(), self.hello_ms());
         let mut became_forwarding = Vec::new();
         for (i, role) in roles.iter().enumerate() {
@@ -420,12 +438,16 @@ impl Bridge {
                     p.state = State::Forwarding;
                     (p.proposing, p.agreed, p.step_at) = (false, false, None);
                 }
-                Role::Designated => designated_step(p, now, fd, handing.contains(&p.id)),
+                Role::Designated => {
+                    p.edge |= !p.bpdu_seen && now >= p.up_at + 3 * hello;
+                    designated_step(p, now, fd, handing.contains(&p.id));
+                }
             }
             if was.0 != p.role {
                 p.send_now = true;
             }
-            if was.1 != State::Forwarding && p.state == State::Forwarding {
+            // An edge port coming up changes no one's path (802.1D 17.29).
+            if was.1 != State::Forwarding && p.state == State::Forwarding && !p.edge {
                 became_forwarding.push(i);
             }
         }
@@ -551,14 +573,14 @@ impl Bridge {
     }
 }
 
-/// A designated port's way to forwarding: at once on an agreement or a
-/// handover, else discarding → learning → forwarding a forward delay apart,
-/// proposing meanwhile (to an RSTP partner).
+/// A designated port's way to forwarding: at once on an agreement, a
+/// handover or as an edge port, else discarding → learning → forwarding a
+/// forward delay apart, proposing meanwhile (to an RSTP partner).
 fn designated_step(p: &mut Port, now: u64, fd: u64, handover: bool) {
     if p.state == State::Forwarding {
         return;
     }
-    if p.agreed || handover {
+    if p.agreed || handover || p.edge {
         p.state = State::Forwarding;
         p.step_at = None;
         return;

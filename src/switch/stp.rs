@@ -28,6 +28,8 @@ pub struct PortView {
     pub name: String,
     pub role: Role,
     pub state: State,
+    /// No bridge heard on its LAN: an edge port.
+    pub edge: bool,
 }
 
 /// The tree as `status` shows it.
@@ -201,6 +203,7 @@ impl Runner {
                 name: p.name.clone(),
                 role: bp.role,
                 state: bp.state,
+                edge: bp.edge,
             });
         }
         *lock(&self.view) = View {

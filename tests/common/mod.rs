@@ -175,6 +175,17 @@ pub fn apply(sb: &Sandbox, d: &Daemon, file: &Path, extra: &str) -> Output {
     )
 }
 
+/// Writes `text` to the file `name` and applies it; the apply must succeed.
+pub fn apply_ok(sb: &Sandbox, d: &Daemon, name: &str, text: &str) {
+    let f = write_file(sb, name, text);
+    let out = apply(sb, d, &f, "");
+    assert!(
+        out.status.success(),
+        "applying {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Writes `text` to the file `name` in the sandbox's directory; its path.
 pub fn write_file(sb: &Sandbox, name: &str, text: &str) -> PathBuf {
     let f = sb.path(name);

@@ -143,6 +143,9 @@ fn two_ports_on_one_lan_never_both_forward_and_fail_over_at_once() {
     // The forwarding port's link fails: the backup forwards at once.
     n.bridges[0].link(0, false, n.now);
     assert_eq!(n.port(0, 1), (Role::Designated, State::Forwarding));
+    // What was learned behind the failed port is forgotten at once: the
+    // stations there are now behind the port that took over.
+    assert!(n.bridges[0].take_flushes().contains(&0));
     assert_eq!(n.port(0, 0).0, Role::Disabled);
     // It comes back: it hands over at once, never both forwarding.
     n.bridges[0].link(0, true, n.now);
@@ -231,4 +234,45 @@ fn an_8021d_root_gets_configuration_bpdus_and_tcns() {
     // The root's information stops: after 3 x its hello it is gone.
     b.tick(100 + 7 * S);
     assert_eq!(b.root_id(), b.id);
+}
+
+#[test]
+fn a_port_that_hears_no_bridge_is_an_edge_port_after_3_hellos() {
+    // Port 0 alone on its LAN, port 1 to a root bridge.
+    let mut n = Net {
+        bridges: vec![bridge(1, 32768, 2), bridge(2, 4096, 1)],
+        segments: vec![vec![(0, 0)], vec![(0, 1), (1, 0)]],
+        now: 0,
+    };
+    n.up();
+    n.run(2 * S);
+    assert_eq!(n.port(0, 0), (Role::Designated, State::Discarding));
+    n.run(1500 * MS);
+    assert_eq!(n.port(0, 0), (Role::Designated, State::Forwarding));
+    assert!(n.bridges[0].ports[0].edge);
+    // A topology change from the root flushes no edge port; a BPDU on it
+    // ends its being an edge port.
+    let root = n.bridges[1].id;
+    let tc = Bpdu::Config {
+        rstp: true,
+        flags: FLAG_TC | bpdu::role_flags(bpdu::WireRole::Designated),
+        vector: Vector {
+            root,
+            cost: 0,
+            bridge: root,
+            port: 0x8001,
+        },
+        times: Times {
+            message_age: 0,
+            max_age: 20,
+            hello: 1,
+            forward_delay: 4,
+        },
+    };
+    n.bridges[0].take_flushes();
+    n.bridges[0].receive(1, tc, n.now);
+    assert_eq!(n.bridges[0].last_change_ms, Some(n.now));
+    assert!(!n.bridges[0].take_flushes().contains(&0));
+    n.bridges[0].receive(0, Bpdu::Tcn, n.now);
+    assert!(!n.bridges[0].ports[0].edge);
 }
