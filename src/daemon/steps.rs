@@ -165,7 +165,9 @@ impl Runtime {
             Box::new(opened.sock.clone()),
             opened.mtu,
         )
-        .link_up(ifctl::is_running(&opened.nic_name));
+        .link_up(ifctl::is_running(&opened.nic_name))
+        // A port of a tree forwards only when its tree says so.
+        .in_tree(self.shared.values().any(|d| Arc::ptr_eq(d, domain)));
         let nic = self.switch.add_port(domain, spec)?;
         made.push(nic.clone());
         self.serve(&nic)?;

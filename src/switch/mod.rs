@@ -225,6 +225,8 @@ pub struct PortSpec {
     pub link_up: bool,
     /// Access VLAN (0: a trunk, or a domain without VLANs).
     pub vlan: u16,
+    /// A port of a spanning tree: it discards until the tree decides.
+    pub in_tree: bool,
 }
 
 impl PortSpec {
@@ -239,6 +241,7 @@ impl PortSpec {
             pinned: None,
             link_up: true,
             vlan: 0,
+            in_tree: false,
         }
     }
 
@@ -268,6 +271,11 @@ impl PortSpec {
     /// The port's access VLAN (0: a trunk).
     pub fn vlan(self, vlan: u16) -> Self {
         PortSpec { vlan, ..self }
+    }
+
+    /// The port belongs to a spanning tree (`in_tree`).
+    pub fn in_tree(self, in_tree: bool) -> Self {
+        PortSpec { in_tree, ..self }
     }
 }
 
@@ -415,7 +423,11 @@ impl Switch {
             guard: guard::Guard::default(),
             floods: guard::FloodBudget::new(guard::DEFAULT_FLOOD_LIMIT),
             bpdu_tripped: AtomicBool::new(false),
-            stp: AtomicU8::new(STP_FORWARDING),
+            stp: AtomicU8::new(if spec.in_tree {
+                STP_DISCARDING
+            } else {
+                STP_FORWARDING
+            }),
             closing: AtomicBool::new(false),
         });
         self.ports[id].store(Some(entry.clone()));

@@ -133,7 +133,9 @@ impl Stp {
 }
 
 impl Drop for Stp {
-    /// Stops the thread; the ports forward again, BPDUs are dropped again.
+    /// Stops the thread; BPDUs are dropped again, and the ports discard:
+    /// those that stay in a tree get a new one (an apply), the others are
+    /// made again.
     fn drop(&mut self) {
         let _ = self.stop.try_send(());
         self.domain.set_bpdu_sink(None);
@@ -141,7 +143,7 @@ impl Drop for Stp {
             let _ = t.join();
         }
         for p in &self.ports {
-            p.stp.store(STP_FORWARDING, Relaxed);
+            p.stp.store(STP_DISCARDING, Relaxed);
         }
     }
 }
