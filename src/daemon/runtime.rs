@@ -154,6 +154,8 @@ impl Runtime {
     /// rest still run, so the data plane is as close to `new` as it can be.
     pub fn execute(&mut self, plan: &Plan, new: &Config) -> Vec<StepError> {
         let mut errors = Vec::new();
+        // The new VLANs hold while the steps run, as they will after.
+        self.sync_vlans(new);
         // Tests (debug builds) stretch an apply to kill the daemon between steps.
         let pause = cfg!(debug_assertions)
             .then(|| std::env::var("NISWITCH_TEST_STEP_PAUSE_MS").ok())

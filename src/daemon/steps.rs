@@ -13,6 +13,7 @@ use super::plan::Step;
 use super::records::Recorded;
 use super::runtime::{NiRt, PortRt, Runtime, VifRt};
 use super::state::FailedVif;
+use super::vlans;
 use crate::config::{App, Config, L4Proto, Vif};
 use crate::ipstack::{MapRule, Router, RouterSetup, RouterUpdate, UplinkPlan};
 use crate::ports::tap::{Tap, TapOptions};
@@ -112,7 +113,7 @@ impl Runtime {
         };
         let domain = self.port_domain(&p.name, new);
         let mut made = Vec::new();
-        match self.attach_port(p, &opened, &domain, &mut made) {
+        match self.attach_port(p, &opened, &domain, &mut made, new) {
             Ok((nic, host)) => {
                 let rt = PortRt {
                     opened,
@@ -139,14 +140,16 @@ impl Runtime {
             .network_instances
             .iter()
             .find(|n| n.ports.iter().any(|p| p == port));
-        match group {
+        let domain = match group {
             Some(n) => self
                 .shared
                 .entry(n.name.clone())
                 .or_insert_with(|| Domain::new(format!("ni:{}", n.name)))
                 .clone(),
             None => Domain::new(format!("port:{port}")),
-        }
+        };
+        vlans::new_domain(new, &domain, Some(port), None);
+        domain
     }
 
     /// The NIC's entry and the host TAP's on the port's domain, served.
@@ -156,15 +159,19 @@ impl Runtime {
         opened: &nic::OpenedNic,
         domain: &Arc<Domain>,
         made: &mut Vec<Arc<PortEntry>>,
+        new: &Config,
     ) -> Result<(Arc<PortEntry>, Option<Arc<PortEntry>>)> {
+        let role = PortRole::Nic {
+            port: p.name.clone(),
+        };
+        let vlan = vlans::port_access(new, &p.name, &role, &opened.nic_name);
         let spec = PortSpec::new(
             opened.nic_name.clone(),
-            PortRole::Nic {
-                port: p.name.clone(),
-            },
+            role,
             Box::new(opened.sock.clone()),
             opened.mtu,
         )
+        .vlan(vlan)
         .link_up(ifctl::is_running(&opened.nic_name))
         // A port of a tree forwards only when its tree says so.
         .in_tree(self.shared.values().any(|d| Arc::ptr_eq(d, domain)));
@@ -174,16 +181,14 @@ impl Runtime {
         let Some(tap) = &opened.host else {
             return Ok((nic, None));
         };
-        let spec = PortSpec::new(
-            tap.name(),
-            PortRole::Host {
-                port: p.name.clone(),
-            },
-            Box::new(tap.clone()),
-            opened.mtu,
-        )
-        // The host's MAC lives behind its TAP, never on the LAN side.
-        .pinned(opened.mac);
+        let role = PortRole::Host {
+            port: p.name.clone(),
+        };
+        let vlan = vlans::port_access(new, &p.name, &role, tap.name());
+        let spec = PortSpec::new(tap.name(), role, Box::new(tap.clone()), opened.mtu)
+            .vlan(vlan)
+            // The host's MAC lives behind its TAP, never on the LAN side.
+            .pinned(opened.mac);
         let host = self.switch.add_port(domain, spec)?;
         made.push(host.clone());
         self.serve(&host)?;
@@ -235,7 +240,11 @@ impl Runtime {
                 .get(p)
                 .map(|p| p.domain.clone())
                 .with_context(|| format!("its port `{p}` is not running"))?,
-            None => Domain::new(format!("ni:{name}")),
+            None => {
+                let d = Domain::new(format!("ni:{name}"));
+                vlans::new_domain(new, &d, None, Some(ni));
+                d
+            }
         };
         self.nis.insert(
             name.to_string(),

@@ -1,7 +1,10 @@
-//! VLANs from the config to the switch: after every apply, each domain
-//! learns the VLANs its members carry untagged (VIFs with `vlan`, ports in
-//! `vlan_access_ports`, a host interface with `host_vlan`) and each member
-//! its access VLAN (SPEC §3.1).
+//! VLANs from the config to the switch: each domain learns the VLANs its
+//! members carry untagged (VIFs with `vlan`, ports in `vlan_access_ports`,
+//! a host interface with `host_vlan`) and each member its access VLAN
+//! (SPEC §3.1). A new domain gets its VLANs before any port in it is
+//! served, a new port its access VLAN as it is attached, and every domain
+//! the new config's VLANs before and after the steps of an apply: no
+//! frame ever crosses VLANs while an apply runs.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,24 +22,50 @@ struct Members<'a> {
     ports: Vec<&'a crate::config::Port>,
 }
 
-impl Members<'_> {
-    /// The access VLAN of one member (0: a trunk).
-    fn access(&self, e: &PortEntry) -> u16 {
-        let vlan = match &e.role {
+impl<'a> Members<'a> {
+    /// The domain of port `port`: the NIs switching on it, and all their ports.
+    fn of_port(cfg: &'a Config, port: &str) -> Self {
+        let nis: Vec<&Ni> = (cfg.network_instances.iter())
+            .filter(|n| n.all_ports().contains(&port))
+            .collect();
+        let mut names = vec![port];
+        names.extend(nis.iter().flat_map(|n| n.all_ports()));
+        let ports = (cfg.ports.iter())
+            .filter(|p| names.contains(&p.name.as_str()))
+            .collect();
+        Members { cfg, nis, ports }
+    }
+
+    /// The domain of a switch NI without ports.
+    fn of_ni(cfg: &'a Config, ni: &'a Ni) -> Self {
+        Members {
+            cfg,
+            nis: vec![ni],
+            ports: Vec::new(),
+        }
+    }
+
+    /// The access VLAN of a member (0: a trunk); None: the config does not
+    /// name it (a VIF about to go keeps what it has).
+    fn access_of(&self, role: &PortRole, name: &str) -> Option<u16> {
+        let vlan = match role {
             PortRole::Nic { port } => self.nis.iter().find_map(|n| n.access_vlan(port)),
             PortRole::Host { port } => (self.ports.iter())
                 .find(|p| p.name == *port)
                 .and_then(|p| p.host_vlan),
-            PortRole::Vif { .. } => self
-                .cfg
-                .apps
-                .iter()
-                .flat_map(|a| &a.interfaces)
-                .find(|v| v.tap == e.name)
-                .and_then(|v| v.vlan),
+            PortRole::Vif { .. } => {
+                let vif =
+                    (self.cfg.apps.iter().flat_map(|a| &a.interfaces)).find(|v| v.tap == name)?;
+                vif.vlan
+            }
             PortRole::Other => None,
         };
-        vlan.unwrap_or(0)
+        Some(vlan.unwrap_or(0))
+    }
+
+    fn access(&self, e: &PortEntry) -> u16 {
+        self.access_of(&e.role, &e.name)
+            .unwrap_or_else(|| e.vlan.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Every VLAN with an access member: what the domain's trunks carry.
@@ -60,39 +89,34 @@ impl Runtime {
     pub(super) fn sync_vlans(&self, cfg: &Config) {
         let mut done: Vec<&Arc<Domain>> = Vec::new();
         for (name, p) in &self.ports {
-            if done.iter().any(|d| Arc::ptr_eq(d, &p.domain)) {
-                continue;
+            if !done.iter().any(|d| Arc::ptr_eq(d, &p.domain)) {
+                done.push(&p.domain);
+                Members::of_port(cfg, name).apply(&p.domain);
             }
-            done.push(&p.domain);
-            // The NIs switching in this port's domain, and all their ports.
-            let nis: Vec<&Ni> = (cfg.network_instances.iter())
-                .filter(|n| n.all_ports().contains(&name.as_str()))
-                .collect();
-            let mut ports = vec![name.as_str()];
-            ports.extend(nis.iter().flat_map(|n| n.all_ports()));
-            let members = Members {
-                cfg,
-                nis,
-                ports: cfg
-                    .ports
-                    .iter()
-                    .filter(|p| ports.contains(&p.name.as_str()))
-                    .collect(),
-            };
-            members.apply(&p.domain);
         }
         for ni in self.nis.values().filter(|n| n.cfg.port.is_none()) {
-            let Some(n) = cfg.ni(&ni.cfg.name) else {
-                continue;
-            };
-            let members = Members {
-                cfg,
-                nis: vec![n],
-                ports: Vec::new(),
-            };
-            members.apply(&ni.domain);
+            if let Some(n) = cfg.ni(&ni.cfg.name) {
+                Members::of_ni(cfg, n).apply(&ni.domain);
+            }
         }
     }
+}
+
+/// A new domain's VLANs, before any port joins it: that of port `port`, or
+/// of the port-less switch NI `ni`.
+pub(super) fn new_domain(cfg: &Config, domain: &Domain, port: Option<&str>, ni: Option<&Ni>) {
+    match (port, ni) {
+        (Some(p), _) => Members::of_port(cfg, p).apply(domain),
+        (None, Some(n)) => Members::of_ni(cfg, n).apply(domain),
+        (None, None) => {}
+    }
+}
+
+/// The access VLAN a new port of `port`'s domain gets (0: a trunk).
+pub(super) fn port_access(cfg: &Config, port: &str, role: &PortRole, name: &str) -> u16 {
+    Members::of_port(cfg, port)
+        .access_of(role, name)
+        .unwrap_or(0)
 }
 
 /// The access VLAN a port entry has now (None: a trunk or no VLANs).

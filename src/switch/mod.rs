@@ -81,6 +81,9 @@ pub type BpduSink = std::sync::mpsc::SyncSender<(PortId, Vec<u8>)>;
 pub const STP_FORWARDING: u8 = 0;
 pub const STP_DISCARDING: u8 = 1;
 pub const STP_LEARNING: u8 = 2;
+/// BPDUs a port hands its tree in a second at most (a bridge sends one
+/// every hello, a few more on changes).
+const BPDUS_PER_SECOND: u32 = 16;
 
 /// A MAC table entry: VLAN (None in a domain without VLANs), MAC, port, age.
 pub type MacRow = (Option<u16>, Mac, PortId, u32);
@@ -134,7 +137,10 @@ impl Domain {
         for p in self.members().iter() {
             let vid = if new.is_some() { access(p) } else { 0 };
             let was = p.vlan.swap(vid, Relaxed);
-            if was != vid {
+            if was == 0 && vid != 0 {
+                // A trunk learned in every VLAN.
+                self.sweep(now_secs(), Some(p.id));
+            } else if was != vid {
                 self.with_table(old.as_deref(), was, |t| t.sweep(now_secs(), Some(p.id)));
             }
             if let Some(m) = p.station {
@@ -304,6 +310,8 @@ pub struct PortEntry {
     pub guard: guard::Guard,
     /// Storm control of what the port floods.
     pub floods: guard::FloodBudget,
+    /// BPDUs a second the port may hand its spanning tree.
+    bpdus: guard::FloodBudget,
     /// BPDU guard disabled the port (until the next apply or restart).
     bpdu_tripped: AtomicBool,
     /// Spanning-tree state (`STP_*`); a port in no tree stays forwarding.
@@ -422,6 +430,7 @@ impl Switch {
             hooked: AtomicBool::new(false),
             guard: guard::Guard::default(),
             floods: guard::FloodBudget::new(guard::DEFAULT_FLOOD_LIMIT),
+            bpdus: guard::FloodBudget::new(BPDUS_PER_SECOND),
             bpdu_tripped: AtomicBool::new(false),
             stp: AtomicU8::new(if spec.in_tree {
                 STP_DISCARDING
@@ -498,8 +507,11 @@ impl Switch {
             && from.own_mac.is_none()
             && let Some(sink) = from.domain.bpdus.load().as_ref()
         {
-            // Bounded: a flood of BPDUs is dropped, not queued.
-            let _ = sink.try_send((from.id, pkt.frame().to_vec()));
+            // Bounded per port and in all: a flood of BPDUs on one port is
+            // dropped, and cannot crowd out the others' BPDUs.
+            if !from.bpdus.take(now) || sink.try_send((from.id, pkt.frame().to_vec())).is_err() {
+                from.stats.drop(DropReason::BpduFlood);
+            }
             return;
         }
         if let Some(why) = link_local(from, pkt.dst()) {
@@ -508,7 +520,11 @@ impl Switch {
         match from.stp.load(Relaxed) {
             STP_FORWARDING => {}
             STP_LEARNING => {
-                from.domain.table.learn(src, from.id, from.quota, now);
+                // (A VLAN-aware domain learns only when it forwards: the
+                // frame's VLAN is not known yet here.)
+                if !from.domain.vlan_aware.load(Relaxed) {
+                    from.domain.table.learn(src, from.id, from.quota, now);
+                }
                 return from.stats.drop(DropReason::StpDiscarding);
             }
             _ => return from.stats.drop(DropReason::StpDiscarding),
@@ -529,6 +545,9 @@ impl Switch {
     /// Switches a packet in a VLAN-aware domain: its VLAN's table, and each
     /// port gets it in its form (tagged or not) if it is a member.
     fn process_vlan(&self, from: &PortEntry, pkt: Packet, vlans: &Vlans, now: u32) {
+        if vlan::hides_a_tag(&pkt) {
+            return from.stats.drop(DropReason::VlanTagged);
+        }
         let vid = match vlan::ingress(from.vlan.load(Relaxed), pkt.tci(), vlans) {
             Ok(v) => v,
             Err(why) => return from.stats.drop(why),

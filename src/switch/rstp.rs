@@ -306,6 +306,9 @@ impl Bridge {
     fn topology_change(&mut self, from: usize, now: u64, detected: bool) {
         self.last_change_ms = Some(now);
         let until = now + 2 * self.hello_ms();
+        // An 802.1D partner is told for max age + forward delay (802.1D
+        // 17.21.7), so that it ages its MACs out fast for that long.
+        let legacy_until = now + self.max_age_ms() + self.forward_delay_ms();
         for (j, q) in self.ports.iter_mut().enumerate() {
             if !q.enabled || (j == from && !detected) {
                 continue;
@@ -314,13 +317,21 @@ impl Bridge {
                 self.flushes.push(j);
             }
             if matches!(q.role, Role::Root | Role::Designated) {
-                q.tc_until = until;
+                q.tc_until = if q.stp_peer { legacy_until } else { until };
                 q.send_now = true;
                 if q.role == Role::Root && q.stp_peer {
                     q.tcn_pending = true;
                 }
             }
         }
+    }
+
+    fn max_age_ms(&self) -> u64 {
+        let max_age = match self.root_port.and_then(|r| self.ports[r].info) {
+            Some(i) => i.times.max_age,
+            None => self.settings.max_age,
+        };
+        max_age.max(1) as u64 * 1000
     }
 
     fn hello_ms(&self) -> u64 {
@@ -415,7 +426,12 @@ impl Bridge {
     /// Roles, states and what to send, from what is known now.
     fn update(&mut self, now: u64) {
         self.age(now);
+        let old_root = self.root;
         self.select_root();
+        if self.root != old_root {
+            // An agreement was to what we offered before.
+            self.ports.iter_mut().for_each(|p| p.agreed = false);
+        }
         let roles: Vec<Role> = (0..self.ports.len()).map(|i| self.role_of(i)).collect();
         // Ports of ours giving up a segment to another port of ours (handover).
         let mut handing: Vec<u16> = (self.ports.iter().zip(&roles))
@@ -439,6 +455,11 @@ impl Bridge {
                     (p.proposing, p.agreed, p.step_at) = (false, false, None);
                 }
                 Role::Designated => {
+                    if was.0 == Role::Root {
+                        // A former root port may lead back to the old root:
+                        // it waits for an agreement or the forward delay.
+                        (p.state, p.step_at) = (State::Discarding, None);
+                    }
                     p.edge |= !p.bpdu_seen && now >= p.up_at + 3 * hello;
                     designated_step(p, now, fd, handing.contains(&p.id));
                 }
@@ -472,7 +493,9 @@ impl Bridge {
                 p.agreed = true;
                 continue;
             }
-            if p.role == Role::Designated && !p.agreed && !p.stp_peer {
+            // An 802.1D partner cannot agree: its port discards too and
+            // waits the forward delay.
+            if p.role == Role::Designated && !p.agreed && !p.edge {
                 p.state = State::Discarding;
                 p.proposing = true;
                 p.step_at = Some(now + fd);

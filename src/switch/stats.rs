@@ -62,10 +62,12 @@ pub enum DropReason {
     VlanUnknown,
     /// The port is discarding or learning (spanning tree).
     StpDiscarding,
+    /// More BPDUs than a bridge sends came in on the port.
+    BpduFlood,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 25] = [
+    pub const ALL: [DropReason; 26] = [
         DropReason::Runt,
         DropReason::BadVnetHeader,
         DropReason::InvalidSrcMac,
@@ -91,6 +93,7 @@ impl DropReason {
         DropReason::VlanTagged,
         DropReason::VlanUnknown,
         DropReason::StpDiscarding,
+        DropReason::BpduFlood,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -119,6 +122,7 @@ impl DropReason {
             DropReason::VlanTagged => "vlan_tagged",
             DropReason::VlanUnknown => "vlan_unknown",
             DropReason::StpDiscarding => "stp_discarding",
+            DropReason::BpduFlood => "bpdu_flood",
         }
     }
 }

@@ -114,6 +114,10 @@ impl Stp {
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
+                    // Whatever else queued up is read before acting once.
+                    for (port, frame) in rx.try_iter().take(64) {
+                        r.bpdu(port, &frame);
+                    }
                     r.step();
                 }
             })?;
@@ -179,6 +183,9 @@ impl Runner {
             }
         }
         self.bridge.tick(now);
+        // States first (so an agreement we send is true when it arrives),
+        // then flushes, then BPDUs.
+        self.apply_states();
         for i in self.bridge.take_flushes() {
             self.domain.flush_port(self.ports[i].id);
         }
@@ -190,17 +197,28 @@ impl Runner {
         self.publish(now);
     }
 
+    /// Gives each port its state: those that stop forwarding before those
+    /// that start, so that two never forward at once in between.
+    fn apply_states(&self) {
+        let state = |s: State| match s {
+            State::Forwarding => STP_FORWARDING,
+            State::Learning => STP_LEARNING,
+            State::Discarding => STP_DISCARDING,
+        };
+        for forwarding in [false, true] {
+            for (p, bp) in self.ports.iter().zip(&self.bridge.ports) {
+                let st = state(bp.state);
+                if (st == STP_FORWARDING) == forwarding && p.stp.swap(st, Relaxed) != st {
+                    tracing::info!(port = %p.name, role = ?bp.role, state = ?bp.state, "spanning tree: port");
+                }
+            }
+        }
+    }
+
+    /// The tree as `status` shows it.
     fn publish(&self, now: u64) {
         let mut ports = Vec::new();
         for (p, bp) in self.ports.iter().zip(&self.bridge.ports) {
-            let state = match bp.state {
-                State::Forwarding => STP_FORWARDING,
-                State::Learning => STP_LEARNING,
-                State::Discarding => STP_DISCARDING,
-            };
-            if p.stp.swap(state, Relaxed) != state {
-                tracing::info!(port = %p.name, role = ?bp.role, state = ?bp.state, "spanning tree: port");
-            }
             ports.push(PortView {
                 name: p.name.clone(),
                 role: bp.role,

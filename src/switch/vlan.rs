@@ -101,6 +101,19 @@ pub fn ingress(access: u16, tci: Option<u16>, vlans: &Vlans) -> Result<u16, Drop
     }
 }
 
+/// A frame whose outer tag is only a priority tag or VLAN 1's and that
+/// carries another tag inside: leaving untagged would show the inner tag
+/// (VLAN hopping), so it is not switched.
+#[inline]
+pub fn hides_a_tag(p: &Packet) -> bool {
+    let Some(t) = p.tci() else {
+        return false;
+    };
+    let inner = p.frame().get(16..18);
+    t & VID_MASK <= DEFAULT_VLAN
+        && inner.is_some_and(|e| matches!(u16::from_be_bytes([e[0], e[1]]), 0x8100 | 0x88a8))
+}
+
 /// How a frame leaves a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Form {

@@ -196,3 +196,42 @@ fn changing_vlans_keeps_what_stays_and_moves_the_pins() {
     l.send(1, &b);
     assert_eq!(l.ports[0].1.take(), vec![b]);
 }
+
+#[test]
+fn a_tag_hidden_behind_a_priority_or_default_tag_never_leaves_shown() {
+    // p0 access 100, p1 a trunk.
+    let l = lan(&[100, 0]);
+    for outer in [0x2000u16, 1] {
+        // [outer][VLAN 999] from the trunk, or [priority][VLAN 999] from p0.
+        let inner = tagged(Mac::BROADCAST, mac(9), 999, 60);
+        let mut hop = inner.clone();
+        let at = VNET_HDR_LEN + 12;
+        hop.splice(at..at, [0x81, 0x00, (outer >> 8) as u8, outer as u8]);
+        l.send(1, &hop);
+        let mut from_access = inner.clone();
+        from_access.splice(at..at, [0x81, 0x00, 0x20, 0x00]);
+        l.send(0, &from_access);
+    }
+    assert!(l.got(0).is_empty() && l.got(1).is_empty());
+    assert_eq!(l.ports[1].0.stats.drops(DropReason::VlanTagged), 2);
+    assert_eq!(l.ports[0].0.stats.drops(DropReason::VlanTagged), 2);
+}
+
+#[test]
+fn a_trunk_that_becomes_an_access_port_forgets_every_vlan() {
+    let l = lan(&[100, 0, 0]);
+    l.send(1, &tagged(Mac::BROADCAST, mac(7), 100, 60));
+    let p1 = l.ports[1].0.id;
+    let rows = l.d.mac_rows(now_secs());
+    assert!(rows.iter().any(|r| (r.0, r.2) == (Some(100), p1)));
+    l.d.set_vlans(&[100, 200].into(), |e| match e.name.as_str() {
+        "p0" => 100,
+        "p1" => 200,
+        _ => 0,
+    });
+    let rows = l.d.mac_rows(now_secs());
+    assert!(
+        !rows.iter().any(|r| r.2 == p1 && r.0 == Some(100)),
+        "{rows:?}"
+    );
+}
