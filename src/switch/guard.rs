@@ -90,12 +90,13 @@ impl Guard {
         (self.ips.iter()).any(|s| s.load(Relaxed) != 0 && (s.load(Relaxed) >> 32) as u16 == vlan)
     }
 
-    /// A switch NI's VIF: a DHCP ACK to it names its (untagged) address.
-    pub fn learn_from_server(&self, ip: Ipv4Addr) {
+    /// A switch NI's VIF: a DHCP ACK to it names its address in `vlan`
+    /// (the tag the VIF uses there; 0: untagged).
+    pub fn learn_from_server(&self, vlan: u16, ip: Ipv4Addr) {
         if !self.strict.load(Relaxed)
-            && let Some(s) = self.slot_for(0)
+            && let Some(s) = self.slot_for(vlan)
         {
-            s.store(slot_of(0, ip), Relaxed);
+            s.store(slot_of(vlan, ip), Relaxed);
         }
     }
 

@@ -16,12 +16,18 @@ pub struct Sighting {
     pub from_server: bool,
 }
 
-/// Cheap test run on every frame: only ARP and IPv4 UDP to port 68 qualify.
+/// Cheap test run on every frame: only ARP and IPv4 UDP to port 68 qualify,
+/// untagged or under one 802.1Q tag.
 #[inline]
 pub fn sighting(p: &Packet) -> Option<Sighting> {
-    match p.ethertype() {
-        ETHERTYPE_ARP => arp(&p.frame()[ETH_HDR_LEN..]),
-        ETHERTYPE_IPV4 => dhcp_ack(&p.frame()[ETH_HDR_LEN..]),
+    let f = p.frame();
+    let (ethertype, l3) = match p.tci() {
+        Some(_) => (u16::from_be_bytes([*f.get(16)?, *f.get(17)?]), f.get(18..)?),
+        None => (p.ethertype(), &f[ETH_HDR_LEN..]),
+    };
+    match ethertype {
+        ETHERTYPE_ARP => arp(l3),
+        ETHERTYPE_IPV4 => dhcp_ack(l3),
         _ => None,
     }
 }
@@ -116,6 +122,12 @@ mod tests {
         ip.extend(&bootp);
         let b = eth(ETHERTYPE_IPV4, &ip);
         let s = sighting(&Packet::new_checked(&b).unwrap()).unwrap();
+        assert_eq!(s.ip, Ipv4Addr::new(10, 0, 0, 7));
+        // The same ACK under an 802.1Q tag (a trunk) counts too.
+        let mut tagged = b.clone();
+        let at = VNET_HDR_LEN + 12;
+        tagged.splice(at..at, [0x81, 0x00, 0, 100]);
+        let s = sighting(&Packet::new_checked(&tagged).unwrap()).unwrap();
         assert_eq!(s.ip, Ipv4Addr::new(10, 0, 0, 7));
         // An OFFER (2) is not recorded; a truncated option list is ignored.
         let n = ip.len();

@@ -537,7 +537,7 @@ impl Switch {
         {
             return self.process_vlan(from, pkt, vlans, now);
         }
-        self.forward(from, &pkt, &from.domain.table, now, |out| {
+        self.forward(from, (&pkt, 0), &from.domain.table, now, |out| {
             deliver(out, &pkt)
         });
     }
@@ -566,13 +566,13 @@ impl Switch {
         let flooded = SCRATCH.with(|s| match s.try_borrow_mut() {
             Ok(mut s) => {
                 let mut forms = Forms::new(pkt, vid, &mut s);
-                self.forward(from, &pkt, table, now, |out| send(&mut forms, out))
+                self.forward(from, (&pkt, vid), table, now, |out| send(&mut forms, out))
             }
             // Re-entered on this thread (a router switching a reply).
             Err(_) => {
                 let mut own = Scratch::default();
                 let mut forms = Forms::new(pkt, vid, &mut own);
-                self.forward(from, &pkt, table, now, |out| send(&mut forms, out))
+                self.forward(from, (&pkt, vid), table, now, |out| send(&mut forms, out))
             }
         });
         if flooded {
@@ -587,7 +587,7 @@ impl Switch {
     fn forward(
         &self,
         from: &PortEntry,
-        pkt: &Packet,
+        (pkt, vid): (&Packet, u16),
         table: &MacTable,
         now: u32,
         mut send: impl FnMut(&PortEntry),
@@ -595,7 +595,7 @@ impl Switch {
         let domain = &from.domain;
         table.learn(pkt.src(), from.id, from.quota, now);
         if let Some(s) = iplearn::sighting(pkt) {
-            self.note_sighting(from, s);
+            self.note_sighting(from, s, vid);
         }
         let dst = pkt.dst();
         if !dst.is_multicast()
@@ -626,8 +626,9 @@ impl Switch {
     }
 
     /// An ARP counts only from the VIF whose MAC it names; a DHCP ACK only
-    /// when it comes from outside the apps (the LAN's server) to a VIF.
-    fn note_sighting(&self, from: &PortEntry, s: iplearn::Sighting) {
+    /// when it comes from outside the apps (the LAN's server) to a VIF in
+    /// the frame's VLAN `vid` (0: a domain without VLANs).
+    fn note_sighting(&self, from: &PortEntry, s: iplearn::Sighting, vid: u16) {
         if !s.from_server {
             if from.own_mac == Some(s.mac) {
                 from.note_ip(s.ip);
@@ -638,9 +639,17 @@ impl Switch {
             return;
         }
         for p in from.domain.members.load().iter() {
+            let access = p.vlan.load(Relaxed);
+            // The VLAN the VIF itself sees the address in (0: untagged).
+            let seen_in = match (access, vid) {
+                (0, v) if v > vlan::DEFAULT_VLAN => v,
+                (0, _) => 0,
+                (a, v) if a == v => 0,
+                _ => continue,
+            };
             if p.own_mac == Some(s.mac) {
                 p.note_ip(s.ip);
-                p.guard.learn_from_server(s.ip);
+                p.guard.learn_from_server(seen_in, s.ip);
             }
         }
     }

@@ -76,7 +76,7 @@ fn a_switch_ni_vif_learns_its_address_from_dhcp_or_its_first_arp() {
         verdict(&g, &arp(OWN, [10, 0, 0, 8])),
         Some(DropReason::ArpSpoofedIp)
     );
-    g.learn_from_server(Ipv4Addr::new(10, 0, 0, 8));
+    g.learn_from_server(0, Ipv4Addr::new(10, 0, 0, 8));
     assert_eq!(
         verdict(&g, &arp(OWN, [10, 0, 0, 8])),
         None,
@@ -250,7 +250,7 @@ fn a_trunk_interface_is_known_by_one_address_per_vlan() {
     assert_eq!(verdict(&g, &tag(&arp(OWN, [10, 4, 0, 3]), 4)), spoofed);
     assert_eq!(g.ips().len(), 4);
     // A DHCP ACK names the untagged address and keeps the VLANs' ones.
-    g.learn_from_server(Ipv4Addr::new(10, 1, 0, 9));
+    g.learn_from_server(0, Ipv4Addr::new(10, 1, 0, 9));
     assert_eq!(verdict(&g, &arp(OWN, [10, 1, 0, 9])), None);
     assert_eq!(verdict(&g, &arp(OWN, [10, 1, 0, 3])), spoofed);
     assert_eq!(verdict(&g, &tag(&arp(OWN, [10, 100, 0, 3]), 100)), None);
