@@ -9,8 +9,8 @@
 //!   routers using it as an uplink restart on a new cost); any other
 //!   change (an MTU too: every interface of its domain follows it) makes
 //!   it again, and every NI on it with it;
-//! - an NI's flood limit, LLDP forwarding and VLAN access ports and a
-//!   local NI's DNS settings change in place; a local NI whose other
+//! - an NI's flood limit, LLDP forwarding, VLAN access ports and BPDU
+//!   guard ports and a local NI's DNS settings change in place; a local NI whose other
 //!   settings change (or whose uplink ports change) gets a new router on
 //!   the same domain: its VIFs and MAC table stay; a switch NI whose port
 //!   changes gets a new domain and its VIFs move to it;
@@ -67,7 +67,7 @@ impl fmt::Display for Step {
             Step::UpdateNi(n) => {
                 write!(
                     f,
-                    "update network instance {n} in place (flood_limit, forward_lldp, VLAN access ports, dns)"
+                    "update network instance {n} in place (flood_limit, forward_lldp, VLAN access ports, BPDU guard, dns)"
                 )
             }
             Step::AddVif(t) => write!(f, "add app interface {t}"),
@@ -156,7 +156,7 @@ fn ni_change(old: &Ni, new: &Ni, replaced: &BTreeSet<&str>, cost: &BTreeSet<&str
     let moved = old.kind != new.kind
         || old.port != new.port
         || old.ports != new.ports
-        || old.stp != new.stp
+        || old.stp.as_ref().map(|s| s.priority) != new.stp.as_ref().map(|s| s.priority)
         || old.uuid != new.uuid;
     let on_replaced_port = new.all_ports().iter().any(|p| replaced.contains(p));
     if moved || on_replaced_port {
@@ -176,6 +176,7 @@ fn ni_change(old: &Ni, new: &Ni, replaced: &BTreeSet<&str>, cost: &BTreeSet<&str
         flood_limit: new.flood_limit,
         forward_lldp: new.forward_lldp,
         vlan_access_ports: new.vlan_access_ports.clone(),
+        stp: new.stp.clone(),
         local: old.local.clone().map(|l| crate::config::LocalNi {
             dns: new.local.as_ref().map_or(l.dns.clone(), |n| n.dns.clone()),
             ..l

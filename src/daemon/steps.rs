@@ -374,6 +374,12 @@ impl Runtime {
             return Ok(());
         };
         set_flood_limits(self, n);
+        if let (Some(stp), Some(c)) = (&n.stp, &cfg.stp) {
+            stp.set_guarded(|e| match &e.role {
+                PortRole::Nic { port } => c.bpdu_guard.contains(port),
+                _ => false,
+            });
+        }
         if let (Some(r), Some(l)) = (&n.router, &cfg.local) {
             r.update(view.update(Some(l.dns.clone())));
         }

@@ -5,7 +5,7 @@
 //! ports, MACs flushed on a topology change. A BPDU on a port with BPDU
 //! guard disables that port instead.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -46,6 +46,8 @@ pub struct View {
 pub struct Stp {
     domain: Arc<Domain>,
     ports: Vec<Arc<PortEntry>>,
+    /// Which ports have BPDU guard (changed in place by an apply).
+    guarded: Arc<[AtomicBool]>,
     view: Arc<Mutex<View>>,
     thread: Option<JoinHandle<()>>,
     stop: std::sync::mpsc::SyncSender<()>,
@@ -56,7 +58,7 @@ struct Runner {
     bridge: Bridge,
     ports: Vec<Arc<PortEntry>>,
     /// Ports where a BPDU trips BPDU guard.
-    guarded: Vec<bool>,
+    guarded: Arc<[AtomicBool]>,
     links: Vec<bool>,
     domain: Arc<Domain>,
     view: Arc<Mutex<View>>,
@@ -92,10 +94,11 @@ impl Stp {
         }
         domain.set_bpdu_sink(Some(tx));
         let r_ports: Vec<Arc<PortEntry>> = ports.iter().map(|p| p.0.clone()).collect();
+        let guarded: Arc<[AtomicBool]> = ports.iter().map(|p| AtomicBool::new(p.2)).collect();
         let mut r = Runner {
             bridge: Bridge::new(bridge_mac, settings, &wire),
             links: vec![false; ports.len()],
-            guarded: ports.iter().map(|p| p.2).collect(),
+            guarded: guarded.clone(),
             ports: ports.into_iter().map(|p| p.0).collect(),
             domain: domain.clone(),
             view: view.clone(),
@@ -124,10 +127,18 @@ impl Stp {
         Ok(Stp {
             domain: domain.clone(),
             ports: r_ports,
+            guarded,
             view,
             thread: Some(thread),
             stop,
         })
+    }
+
+    /// Gives BPDU guard to the ports named (by NIC entry) in `guarded`.
+    pub fn set_guarded(&self, guarded: impl Fn(&PortEntry) -> bool) {
+        for (p, g) in self.ports.iter().zip(self.guarded.iter()) {
+            g.store(guarded(p), Relaxed);
+        }
     }
 
     /// Where the tree's current view is kept (for `status`).
@@ -161,7 +172,7 @@ impl Runner {
         let Some(i) = self.ports.iter().position(|p| p.id == port) else {
             return;
         };
-        if self.guarded[i] {
+        if self.guarded[i].load(Relaxed) {
             self.ports[i].trip_bpdu_guard();
             return;
         }

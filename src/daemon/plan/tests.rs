@@ -274,4 +274,15 @@ fn vlans_change_in_place_and_a_port_joining_a_tree_is_made_again() {
         assert!(steps.contains(&want), "{want:?} in {steps:?}");
     }
     assert!(!steps.contains(&Step::RemovePort(s("eth1"))), "{steps:?}");
+    // BPDU guard changes in place; a new bridge priority restarts the tree.
+    let guard = tree.replace(
+        "ports: [eth0, eth2] }",
+        "ports: [eth0, eth2], stp: { bpdu_guard: [eth2] } }",
+    );
+    assert_eq!(plan(&tree, &guard), vec![Step::UpdateNi(s("flat"))]);
+    let priority = tree.replace(
+        "ports: [eth0, eth2] }",
+        "ports: [eth0, eth2], stp: { priority: 4096 } }",
+    );
+    assert!(plan(&tree, &priority).contains(&Step::AddNi(s("flat"))));
 }
