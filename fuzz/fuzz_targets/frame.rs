@@ -19,8 +19,12 @@ use niswitch::switch::{Domain, PortEntry, PortRole, PortSpec, Switch};
 /// them at the end, which leaves the table empty again.
 static SWITCH: LazyLock<(Arc<Switch>, Arc<Domain>)> =
     LazyLock::new(|| (Switch::new(), Domain::new("fuzz")));
-static VLANS: LazyLock<(Arc<Switch>, Arc<Domain>)> =
-    LazyLock::new(|| (Switch::new(), Domain::new("fuzz-vlan")));
+/// A domain carrying VLAN 100, made VLAN-aware once.
+static VLANS: LazyLock<(Arc<Switch>, Arc<Domain>)> = LazyLock::new(|| {
+    let d = Domain::new("fuzz-vlan");
+    d.set_vlans(&[100].into(), |_| 0);
+    (Switch::new(), d)
+});
 
 /// The MAC addresses and what follows the tag (if any): what retagging keeps.
 fn untagged(b: &[u8]) -> (Vec<u8>, Vec<u8>) {
@@ -32,8 +36,7 @@ fn untagged(b: &[u8]) -> (Vec<u8>, Vec<u8>) {
 /// The VIF on access VLAN 100, the NIC a trunk.
 fn vlan_domain(data: &[u8]) {
     let (sw, d) = &*VLANS;
-    let ports = ports(sw, d);
-    d.set_vlans(&[100].into(), |e| if e.name == "vif" { 100 } else { 0 });
+    let ports = ports(sw, d, 100);
     for (now, (port, _)) in ports.iter().enumerate() {
         sw.process(port, data, now as u32 + 1);
     }
@@ -54,7 +57,8 @@ fn vlan_domain(data: &[u8]) {
 
 /// An app's VIF (its own MAC) and a NIC (a pinned MAC behind it, a larger
 /// MTU), each capturing what the switch sends it.
-fn ports(sw: &Switch, d: &Arc<Domain>) -> [(Arc<PortEntry>, Arc<MemoryPort>); 2] {
+/// `vlan`: the VIF's access VLAN in a VLAN-aware domain (0: none).
+fn ports(sw: &Switch, d: &Arc<Domain>, vlan: u16) -> [(Arc<PortEntry>, Arc<MemoryPort>); 2] {
     let (vif_mem, nic_mem) = (MemoryPort::capturing(), MemoryPort::capturing());
     let vif = PortSpec::new(
         "vif",
@@ -66,7 +70,8 @@ fn ports(sw: &Switch, d: &Arc<Domain>) -> [(Arc<PortEntry>, Arc<MemoryPort>); 2]
         Box::new(Shared(vif_mem.clone())),
         1500,
     )
-    .own_mac(Mac([2, 0, 0, 0, 0, 1]));
+    .own_mac(Mac([2, 0, 0, 0, 0, 1]))
+    .vlan(vlan);
     let nic = PortSpec::new(
         "nic",
         PortRole::Nic {
@@ -85,7 +90,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let (sw, d) = &*SWITCH;
-    let ports = ports(sw, d);
+    let ports = ports(sw, d, 0);
     for (now, (port, _)) in ports.iter().enumerate() {
         sw.process(port, data, now as u32 + 1);
     }
