@@ -110,6 +110,14 @@ fn two_ports_to_one_lan_do_not_storm_and_fail_over() {
     assert_eq!(port_stp(&st, 1 - f), ("backup".into(), "discarding".into()));
     let ni = &st["network_instances"][0]["stp"];
     assert_eq!(ni["bridge"], ni["root_bridge"], "{ni}");
+    let human = sb.out(&dev, &format!("{BIN} status --control {}", d.ctl.display()));
+    for want in [
+        "spanning tree: bridge",
+        "stp designated/forwarding",
+        "stp backup/discarding",
+    ] {
+        assert!(human.contains(want), "{want} in:\n{human}");
+    }
 
     // No storm: broadcasts cross once, not round and round.
     let rx = |st: &Value| -> u64 {

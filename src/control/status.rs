@@ -337,6 +337,15 @@ pub fn render(s: &Status) -> String {
                 }
             );
         }
+        if let Some(t) = &n.stp {
+            let change =
+                (t.last_topology_change_s).map_or("none".to_string(), |s| format!("{s} s ago"));
+            let _ = writeln!(
+                o,
+                "    spanning tree: bridge {}  root {}  last topology change {change}",
+                t.bridge, t.root_bridge
+            );
+        }
         for v in &n.vlans {
             let _ = writeln!(
                 o,
