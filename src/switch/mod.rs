@@ -563,17 +563,15 @@ impl Switch {
                 deliver(out, &p);
             }
         };
-        let flooded = SCRATCH.with(|s| match s.try_borrow_mut() {
-            Ok(mut s) => {
-                let mut forms = Forms::new(pkt, vid, &mut s);
-                self.forward(from, (&pkt, vid), table, now, |out| send(&mut forms, out))
-            }
-            // Re-entered on this thread (a router switching a reply).
-            Err(_) => {
-                let mut own = Scratch::default();
-                let mut forms = Forms::new(pkt, vid, &mut own);
-                self.forward(from, (&pkt, vid), table, now, |out| send(&mut forms, out))
-            }
+        let run = |s: &mut Scratch| {
+            let mut forms = Forms::new(pkt, vid, s);
+            self.forward(from, (&pkt, vid), table, now, |out| send(&mut forms, out))
+        };
+        // Re-entered on this thread (a router switching a reply): a buffer
+        // of its own.
+        let flooded = SCRATCH.with(|c| match c.try_borrow_mut() {
+            Ok(mut s) => run(&mut s),
+            Err(_) => run(&mut Scratch::default()),
         });
         if flooded {
             v.note_flood();
