@@ -558,3 +558,48 @@ fn several_ports_and_their_spanning_tree() {
     let local = "version: 1\nports: [{device: e1}, {device: e2}]\nnetwork_instances:\n  - {name: lan, type: local, subnet: 10.50.0.0/24, ports: [e1, e2]}\n";
     refused(local, "network_instances[0].ports", "through `uplinks`");
 }
+
+#[test]
+fn the_host_uplink() {
+    // `host` is an uplink without a port, beside NIC uplinks, with its cost.
+    let (ok, out, err) = check(
+        "version: 1\nports: [{device: eth0}]\nnetwork_instances: [{name: l, type: local, subnet: 10.0.0.0/24, uplinks: [eth0, host], host_cost: 50}]\n",
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("host_cost: 50"), "{out}");
+    refused(
+        "version: 1\nports: [{device: eth0, name: host}]\n",
+        "ports[0].name",
+        "`host` is reserved",
+    );
+    refused(
+        "version: 1\nports: [{device: eth0}]\nnetwork_instances: [{name: l, type: local, subnet: 10.0.0.0/24, uplinks: [eth0], host_cost: 5}]\n",
+        "network_instances[0].host_cost",
+        "add `host` to `uplinks`",
+    );
+    refused(
+        "version: 1\nnetwork_instances: [{name: s, type: switch, host_cost: 5}]\n",
+        "network_instances[0].host_cost",
+        "only applies to `type: local`",
+    );
+    refused(
+        "version: 1\nnetwork_instances: [{name: l, type: local, subnet: 10.0.0.0/24, uplinks: [host, host]}]\n",
+        "network_instances[0].uplinks[1]",
+        "uplink",
+    );
+    // A port map's `listen` address is for the host uplink.
+    let app = format!(
+        "apps: [{{name: x, uuid: {APP}, interfaces: [{{ni: l, port_maps: [{{protocol: tcp, uplink_port: 8080, app_port: 80, listen: 127.0.0.1}}]}}]}}]\n"
+    );
+    let (ok, out, err) = check(&format!(
+        "version: 1\nnetwork_instances: [{{name: l, type: local, subnet: 10.0.0.0/24, uplinks: [host]}}]\n{app}"
+    ));
+    assert!(ok, "{out}{err}");
+    refused(
+        &format!(
+            "version: 1\nports: [{{device: eth0}}]\nnetwork_instances: [{{name: l, type: local, subnet: 10.0.0.0/24, uplinks: [eth0]}}]\n{app}"
+        ),
+        "apps[0].interfaces[0].port_maps[0].listen",
+        "has no `host` uplink",
+    );
+}

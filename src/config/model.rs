@@ -190,9 +190,31 @@ pub struct LocalNi {
     /// The upstream IPv6 router; None: the one advertising itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uplink_gateway6: Option<std::net::Ipv6Addr>,
+    /// The cost of the `host` uplink, when `uplinks` names it.
+    #[serde(skip_serializing_if = "is_default_host_cost")]
+    pub host_cost: u8,
+}
+
+/// The reserved uplink name: leave through the host's own IP stack.
+pub const HOST_UPLINK: &str = "host";
+/// The `host` uplink's cost unless the NI gives one: the last resort.
+pub const DEFAULT_HOST_COST: u8 = 255;
+
+fn is_default_host_cost(c: &u8) -> bool {
+    *c == DEFAULT_HOST_COST
 }
 
 impl LocalNi {
+    /// Whether the NI may leave through the host's own IP stack.
+    pub fn has_host_uplink(&self) -> bool {
+        self.uplinks.iter().any(|u| u == HOST_UPLINK)
+    }
+
+    /// The uplinks that are ports (every one but `host`).
+    pub fn port_uplinks(&self) -> impl Iterator<Item = &String> {
+        self.uplinks.iter().filter(|u| *u != HOST_UPLINK)
+    }
+
     /// The router's global IPv6 address: the first of `subnet6`.
     pub fn gateway6(&self) -> Option<std::net::Ipv6Addr> {
         let net = self.subnet6?;
@@ -360,6 +382,9 @@ pub struct PortMap {
     pub protocol: L4Proto,
     pub uplink_port: u16,
     pub app_port: u16,
+    /// On the `host` uplink: the host address to listen on (None: all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<Ipv4Addr>,
 }
 
 impl Config {

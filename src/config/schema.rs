@@ -94,6 +94,8 @@ pub struct RawNi {
     pub uplink_prefix6: Option<bool>,
     /// The upstream IPv6 router (default: the one advertising itself).
     pub uplink_gateway6: Option<IpText>,
+    /// The cost of the `host` uplink (default 255).
+    pub host_cost: Option<u8>,
     /// NIC ports of a switch NI that carry one VLAN untagged.
     pub vlan_access_ports: Option<Vec<RawAccessPort>>,
     /// Several NIC ports of a switch NI (Rapid Spanning Tree runs on them).
@@ -235,4 +237,6 @@ pub struct RawPortMap {
     pub protocol: String,
     pub uplink_port: u16,
     pub app_port: u16,
+    /// The host address a port map on the `host` uplink listens on.
+    pub listen: Option<IpText>,
 }

@@ -137,6 +137,12 @@ fn ports(cx: &mut Ctx, raw: &[RawPort]) -> Vec<Port> {
             cx.err(format!("{base}.name"), "the port name is empty");
         }
         cx.unique(&mut names, &name, format!("{base}.name"), "port name");
+        if name == HOST_UPLINK {
+            cx.err(
+                format!("{base}.name"),
+                "`host` is reserved: it names the uplink through the host's own IP stack; give the port another name",
+            );
+        }
         cx.unique(
             &mut devices,
             &p.device,
@@ -342,6 +348,7 @@ fn local_only(cx: &mut Ctx, base: &str, n: &RawNi) {
         ("subnet6", n.subnet6.is_some()),
         ("uplink_prefix6", n.uplink_prefix6.is_some()),
         ("uplink_gateway6", n.uplink_gateway6.is_some()),
+        ("host_cost", n.host_cost.is_some()),
     ];
     for (field, present) in set {
         if present {
@@ -430,7 +437,9 @@ fn nis(cx: &mut Ctx, raw: &[RawNi], ports: &[Port]) -> Vec<Ni> {
                 let uplinks = n.uplinks.clone().unwrap_or_default();
                 let mut seen = HashMap::new();
                 for (j, u) in uplinks.iter().enumerate() {
-                    check_port(cx, format!("{base}.uplinks[{j}]"), u);
+                    if u != HOST_UPLINK {
+                        check_port(cx, format!("{base}.uplinks[{j}]"), u);
+                    }
                     cx.unique(&mut seen, u, format!("{base}.uplinks[{j}]"), "uplink");
                 }
                 let local = local_ni(cx, &base, n, uplinks);
@@ -704,6 +713,7 @@ fn local_ni(cx: &mut Ctx, base: &str, n: &RawNi, uplinks: Vec<String>) -> Option
     let subnet6 = subnet6(cx, base, n);
     let (uplink_prefix6, uplink_gateway6) =
         routed6(cx, base, n, subnet6.is_some(), !uplinks.is_empty());
+    let host_cost = host_cost(cx, base, n, &uplinks);
     Some(LocalNi {
         subnet,
         gateway,
@@ -721,7 +731,22 @@ fn local_ni(cx: &mut Ctx, base: &str, n: &RawNi, uplinks: Vec<String>) -> Option
         subnet6,
         uplink_prefix6,
         uplink_gateway6,
+        host_cost,
     })
+}
+
+/// The `host` uplink's cost: only with `host` among the uplinks.
+fn host_cost(cx: &mut Ctx, base: &str, n: &RawNi, uplinks: &[String]) -> u8 {
+    let Some(c) = n.host_cost else {
+        return DEFAULT_HOST_COST;
+    };
+    if !uplinks.iter().any(|u| u == HOST_UPLINK) {
+        cx.err(
+            format!("{base}.host_cost"),
+            "host_cost is the cost of the `host` uplink; add `host` to `uplinks` or remove it",
+        );
+    }
+    c
 }
 
 /// IPv6 routed to the uplinks: needs `subnet6` and an uplink; its
@@ -1217,10 +1242,21 @@ fn port_maps(
                 seen.insert(key, pb.clone());
             }
         }
+        let listen = m.listen.as_ref().and_then(|a| {
+            let path = format!("{pb}.listen");
+            if !l.has_host_uplink() {
+                cx.err(
+                    path.clone(),
+                    format!("`listen` is the host address a port map on the `host` uplink listens on; `{}` has no `host` uplink", ni.name),
+                );
+            }
+            v4(cx, &path, a.0, "listen address")
+        });
         out.push(PortMap {
             protocol,
             uplink_port: m.uplink_port,
             app_port: m.app_port,
+            listen,
         });
     }
     out

@@ -226,6 +226,7 @@ mod tests {
                 active: true,
                 link_local6: None,
                 gateway6: None,
+                sessions: None,
             }],
             nat_sessions: 7,
             router: None,

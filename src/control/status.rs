@@ -199,6 +199,9 @@ pub struct Uplink {
     pub link_local6: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway6: Option<String>,
+    /// The `host` uplink: flows carried over host sockets now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -369,13 +372,15 @@ pub fn render(s: &Status) -> String {
             );
         }
         for u in &n.uplinks {
+            let sessions = u.sessions.map(|s| format!(" sessions={s}"));
             let _ = writeln!(
                 o,
-                "    uplink {} {} healthy={} active={}",
+                "    uplink {} {} healthy={} active={}{}",
                 u.port,
                 u.address.as_deref().unwrap_or("-"),
                 u.healthy,
-                u.active
+                u.active,
+                sessions.unwrap_or_default()
             );
         }
         if n.router.is_some() {

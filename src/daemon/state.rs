@@ -332,6 +332,7 @@ impl State {
                         .snapshot()
                         .into_iter()
                         .chain(r.nat.counters.snapshot())
+                        .chain(r.host_counters())
                         .map(|(k, v)| (k.to_string(), v))
                         .collect(),
                 }),
@@ -479,5 +480,6 @@ fn uplink_status(u: UplinkInfo) -> Uplink {
         active: u.active,
         link_local6: u.link_local6.map(|a| a.to_string()),
         gateway6: u.gateway6.map(|a| a.to_string()),
+        sessions: u.sessions,
     }
 }

@@ -4,6 +4,9 @@
 //! have no address yet, which an IP stack's sockets cannot talk to).
 
 mod device;
+mod health;
+mod host_uplink;
+mod hostlink;
 mod napt;
 pub mod port;
 mod relay;

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwapOption;
 use ipnet::Ipv4Net;
 
+use super::hostlink::HostLink;
 use super::translate::{self, Kind};
 use crate::clock::mono_ms as now_ms;
 use crate::config::{L4Proto, Mac};
@@ -177,6 +178,8 @@ pub struct Nat {
     wiring: ArcSwapOption<Wiring>,
     wake: Waker,
     pub counters: NatCounters,
+    /// The `host` uplink's data path and its uplink index, if the NI has one.
+    host: Option<(usize, Arc<HostLink>)>,
 }
 
 thread_local! {
@@ -230,7 +233,15 @@ impl Nat {
             wiring: ArcSwapOption::empty(),
             wake: Waker::new()?,
             counters: NatCounters::default(),
+            host: None,
         })
+    }
+
+    /// Carries new flows over the host's stack while uplink `index` (the
+    /// `host` one) is active.
+    pub fn with_host(mut self, index: usize, link: Arc<HostLink>) -> Nat {
+        self.host = Some((index, link));
+        self
     }
 
     /// Connects the fast path to the router's ports.
@@ -306,6 +317,22 @@ impl Nat {
             None => {
                 if to_router {
                     return false;
+                }
+                if let Some((index, link)) = &self.host
+                    && p.kind == Kind::Flow
+                    && let Some(mac) = src_mac
+                {
+                    // Flows over the host's stack stay there; new ones go
+                    // there while it is the active uplink.
+                    let open = st.active == Some(*index);
+                    drop(st);
+                    if link.handle(pkt, &p, mac, open) {
+                        return true;
+                    }
+                    if open {
+                        return self.drop_with(&self.counters.nat_dropped);
+                    }
+                    st = lock(&self.state);
                 }
                 let rw = match self.new_inside(&st, &p) {
                     Ok(Some(rw)) => rw,

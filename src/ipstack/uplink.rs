@@ -14,6 +14,7 @@ use smoltcp::time::Instant as SInstant;
 use smoltcp::wire::{EthernetAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, Ipv4Cidr};
 
 use super::device::QueueDevice;
+use super::health::Health;
 use super::port::RouterPort;
 use super::relay::Relay;
 use super::route6::Route6;
@@ -36,6 +37,8 @@ pub struct UplinkInfo {
     /// upstream IPv6 router in use.
     pub link_local6: Option<Ipv6Addr>,
     pub gateway6: Option<Ipv6Addr>,
+    /// The `host` uplink's flows.
+    pub sessions: Option<usize>,
 }
 
 /// What an uplink is made of.
@@ -71,12 +74,7 @@ pub struct Uplink {
     ident: u16,
     seq: u16,
     waiting: Option<u16>,
-    ok_streak: u32,
-    fail_streak: u32,
-    pub healthy: bool,
-    /// Healthy at least once: from then on, recovering takes `failures`
-    /// answers in a row.
-    ever_healthy: bool,
+    pub health: Health,
     last_probe: u64,
 }
 
@@ -117,10 +115,7 @@ impl Uplink {
             ident,
             seq: 0,
             waiting: None,
-            ok_streak: 0,
-            fail_streak: 0,
-            healthy: false,
-            ever_healthy: false,
+            health: Health::default(),
             last_probe: 0,
         };
         if let UplinkAddress::Static(net) = up.setup.address {
@@ -250,31 +245,8 @@ impl Uplink {
     }
 
     fn result(&mut self, ok: bool) {
-        let need = self.setup.probe.failures.max(1);
-        if ok {
-            self.ok_streak += 1;
-            self.fail_streak = 0;
-            // The first answer makes a fresh uplink usable (its first probe
-            // may have gone unanswered while the gateway's MAC was being
-            // resolved); after a failure it takes `failures` answers in a row.
-            if !self.healthy && (self.ok_streak >= need || !self.ever_healthy) {
-                self.set_health(true);
-            }
-        } else {
-            self.fail_streak += 1;
-            self.ok_streak = 0;
-            if self.healthy && self.fail_streak >= need {
-                self.set_health(false);
-            }
-        }
-    }
-
-    fn set_health(&mut self, h: bool) {
-        self.ever_healthy |= h;
-        if self.healthy != h {
-            tracing::info!(uplink = %self.setup.port, healthy = h, "uplink health changed");
-        }
-        self.healthy = h;
+        let p = &self.setup;
+        self.health.result(ok, p.probe.failures, &p.port);
     }
 
     /// Once a second: a probe every `interval` seconds; an unanswered
@@ -290,9 +262,8 @@ impl Uplink {
         }
         let link = self.setup.nic.link_up.load(Relaxed);
         let Some(target) = self.target().filter(|_| link && self.address.is_some()) else {
-            self.fail_streak = self.fail_streak.max(self.setup.probe.failures);
-            self.ok_streak = 0;
-            self.set_health(false);
+            let p = &self.setup;
+            self.health.down(p.probe.failures, &p.port);
             return;
         };
         self.seq = self.seq.wrapping_add(1);
@@ -353,10 +324,11 @@ impl Uplink {
             port: self.setup.port.clone(),
             address: self.address,
             gateway: self.gateway,
-            healthy: self.healthy,
+            healthy: self.health.healthy,
             active,
             link_local6: r6.map(|r| r.link_local),
             gateway6: r6.and_then(|r| r.router(now_ms())),
+            sessions: None,
         }
     }
 
@@ -397,13 +369,12 @@ impl Uplink {
     }
 }
 
-/// The index of the active uplink: the cheapest healthy one (config order
-/// breaks ties), or None when none is healthy.
-pub fn choose_active(uplinks: &[Uplink]) -> Option<usize> {
+/// The index of the active uplink among (cost, healthy) pairs: the
+/// cheapest healthy one (order breaks ties), or None when none is healthy.
+pub fn choose_active(uplinks: impl Iterator<Item = (u8, bool)>) -> Option<usize> {
     uplinks
-        .iter()
         .enumerate()
-        .filter(|(_, u)| u.healthy)
-        .min_by_key(|(i, u)| (u.setup.cost, *i))
+        .filter(|(_, (_, healthy))| *healthy)
+        .min_by_key(|(i, (cost, _))| (*cost, *i))
         .map(|(i, _)| i)
 }

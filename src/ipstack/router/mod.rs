@@ -26,6 +26,8 @@ use smoltcp::time::Instant as SInstant;
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
 
 use super::device::QueueDevice;
+use super::host_uplink::HostUplink;
+use super::hostlink::HostLink;
 use super::napt::{MapRule, Nat, NatOptions, Side};
 use super::port::RouterPort;
 use super::route6::Route6;
@@ -167,6 +169,17 @@ pub struct Router {
     switch: Arc<Switch>,
     stop: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The `host` uplink's data path and its thread.
+    host: Mutex<HostThread>,
+}
+
+type HostThread = Option<(Arc<HostLink>, JoinHandle<()>)>;
+
+fn stop_host(host: HostThread) {
+    if let Some((h, t)) = host {
+        h.stop();
+        let _ = t.join();
+    }
 }
 
 /// What the control thread shares with the rest of the router.
@@ -194,14 +207,22 @@ impl Router {
             .iter()
             .map(|p| uplink_mac(&setup.ni_uuid, &p.port))
             .collect();
-        let nat = Arc::new(Nat::new(
+        let hostlink = match setup.local.has_host_uplink() {
+            true => Some(HostLink::new(mac, setup.local.mtu.unwrap_or(setup.mtu))?),
+            false => None,
+        };
+        let mut nat = Nat::new(
             mac,
             setup.local.gateway,
             setup.local.subnet,
             umacs.clone(),
             setup.maps.clone(),
             nat_options(&setup.local),
-        )?);
+        )?;
+        if let Some(h) = &hostlink {
+            nat = nat.with_host(setup.uplinks.len(), h.clone());
+        }
+        let nat = Arc::new(nat);
         let port = Arc::new(
             RouterPort::new(mac, Some((nat.clone(), Side::Inside)))?
                 .with_ipv6(setup.local.subnet6.is_some()),
@@ -236,6 +257,21 @@ impl Router {
             }
         }
         nat.wire(switch.clone(), entry.clone(), uplink_entries.clone());
+        let host = match &hostlink {
+            Some(h) => {
+                h.wire(switch.clone(), entry.clone());
+                match h.start(&setup.ni_name) {
+                    Ok(t) => Some((h.clone(), t)),
+                    Err(e) => {
+                        nat.unwire();
+                        h.stop();
+                        (uplink_entries.iter().chain([&entry])).for_each(|p| switch.remove_port(p));
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
+        };
         let counters = Arc::new(RouterCounters::default());
         let uplink_info = Arc::new(Mutex::new(Vec::new()));
         let leases = Arc::new(Mutex::new(Vec::new()));
@@ -251,7 +287,15 @@ impl Router {
             pending: pending.clone(),
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let uplinks = UplinkSet::new(uplinks, uplink_info.clone(), setup.ni_name.clone());
+        let host_uplink = (host.as_ref()).map(|(h, _)| {
+            HostUplink::new(setup.local.host_cost, setup.local.probe.clone(), h.clone())
+        });
+        let uplinks = UplinkSet::new(
+            uplinks,
+            host_uplink,
+            uplink_info.clone(),
+            setup.ni_name.clone(),
+        );
         let shared = (leases.clone(), learned6.clone());
         let started = Control::new(setup, handles, shared, uplinks).and_then(|mut ctl| {
             let stop = stop.clone();
@@ -263,6 +307,7 @@ impl Router {
             Ok(t) => t,
             Err(e) => {
                 nat.unwire();
+                stop_host(host);
                 uplink_entries
                     .iter()
                     .chain([&entry])
@@ -284,7 +329,15 @@ impl Router {
             switch: switch.clone(),
             stop,
             thread: Mutex::new(Some(thread)),
+            host: Mutex::new(host),
         })
+    }
+
+    /// The `host` uplink's counters, if the NI has one.
+    pub fn host_counters(&self) -> Vec<(&'static str, u64)> {
+        let h = crate::sync::lock(&self.host);
+        h.as_ref()
+            .map_or_else(Vec::new, |(h, _)| h.counters.snapshot())
     }
 
     /// Each uplink: address, gateway, health, and whether it is active.
@@ -329,6 +382,7 @@ impl Router {
         if let Some(t) = t {
             let _ = t.join();
         }
+        stop_host(crate::sync::lock(&self.host).take());
         for e in self.uplink_entries.iter().chain([&self.entry]) {
             self.switch.remove_port(e);
         }

@@ -1,16 +1,19 @@
 //! The router's uplinks as one set: polled together, ticked once a second,
 //! the cheapest healthy one active, and their view handed to the NAT and
-//! published for status.
+//! published for status. The `host` uplink, when the NI has one, comes
+//! after the NIC uplinks (its index is their count).
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
+use super::super::host_uplink::HostUplink;
 use super::super::napt::{Nat, UplinkView};
 use super::super::uplink::{Uplink, UplinkInfo, choose_active};
 use crate::switch::Switch;
 
 pub(super) struct UplinkSet {
     list: Vec<Uplink>,
+    host: Option<HostUplink>,
     active: Option<usize>,
     /// Published for status after every tick.
     shared: Arc<Mutex<Vec<UplinkInfo>>>,
@@ -18,15 +21,41 @@ pub(super) struct UplinkSet {
 }
 
 impl UplinkSet {
-    pub fn new(list: Vec<Uplink>, shared: Arc<Mutex<Vec<UplinkInfo>>>, ni: String) -> Self {
-        if let Ok(mut s) = shared.lock() {
-            *s = list.iter().map(|u| u.info(false)).collect();
-        }
-        UplinkSet {
+    pub fn new(
+        list: Vec<Uplink>,
+        host: Option<HostUplink>,
+        shared: Arc<Mutex<Vec<UplinkInfo>>>,
+        ni: String,
+    ) -> Self {
+        let set = UplinkSet {
             list,
+            host,
             active: None,
             shared,
             ni,
+        };
+        set.publish();
+        set
+    }
+
+    /// The active uplink, when it is the `host` one.
+    fn host_active(&mut self) -> Option<&mut HostUplink> {
+        self.host
+            .as_mut()
+            .filter(|_| self.active == Some(self.list.len()))
+    }
+
+    fn publish(&self) {
+        let host = self
+            .host
+            .iter()
+            .map(|h| h.info(self.active == Some(self.list.len())));
+        let all = (self.list.iter().enumerate())
+            .map(|(i, u)| u.info(Some(i) == self.active))
+            .chain(host)
+            .collect();
+        if let Ok(mut st) = self.shared.lock() {
+            *st = all;
         }
     }
 
@@ -47,25 +76,34 @@ impl UplinkSet {
     }
 
     pub fn wake_fds(&self) -> Vec<i32> {
-        self.list.iter().map(|u| u.wake_fd()).collect()
+        let host = self.host.iter().flat_map(|h| h.wake_fds());
+        self.list.iter().map(|u| u.wake_fd()).chain(host).collect()
     }
 
     /// The resolvers the active uplink learned.
     pub fn active_dns(&self) -> Vec<Ipv4Addr> {
-        self.active
-            .and_then(|i| self.list.get(i))
-            .map(|u| u.dns_servers.clone())
-            .unwrap_or_default()
+        let i = self.active.unwrap_or(usize::MAX);
+        match (self.list.get(i), &self.host) {
+            (Some(u), _) => u.dns_servers.clone(),
+            (None, Some(h)) if i == self.list.len() => h.dns_servers.clone(),
+            _ => Vec::new(),
+        }
     }
 
     /// The active uplink's address.
     pub fn active_address(&self) -> Option<Ipv4Addr> {
-        let u = self.list.get(self.active?)?;
-        Some(u.address?.address())
+        let i = self.active?;
+        match self.list.get(i) {
+            Some(u) => Some(u.address?.address()),
+            None => self.host.as_ref()?.address,
+        }
     }
 
     /// A fresh relay port on the active uplink for one query.
     pub fn relay_port(&mut self) -> Option<u16> {
+        if let Some(h) = self.host_active() {
+            return h.relay_port();
+        }
         self.active
             .and_then(|i| self.list.get_mut(i))
             .and_then(|u| u.relay_port())
@@ -73,6 +111,9 @@ impl UplinkSet {
 
     /// A TCP connection to `server` on the active uplink for one query.
     pub fn relay_tcp(&mut self, server: Ipv4Addr) -> Option<u16> {
+        if let Some(h) = self.host_active() {
+            return h.relay_tcp(server);
+        }
         self.active
             .and_then(|i| self.list.get_mut(i))
             .and_then(|u| u.relay_tcp(server))
@@ -80,6 +121,9 @@ impl UplinkSet {
 
     /// Sends a DNS query through the active uplink from relay port `port`.
     pub fn send_dns(&mut self, query: &[u8], server: Ipv4Addr, port: u16) {
+        if let Some(h) = self.host_active() {
+            return h.send_dns(query, server, port);
+        }
         if let Some(u) = self.active.and_then(|i| self.list.get_mut(i)) {
             u.send_dns(query, server, port);
         }
@@ -87,13 +131,20 @@ impl UplinkSet {
 
     /// DNS answers that came back on any uplink: answer, source, relay port.
     pub fn dns_answers(&mut self) -> Vec<(Vec<u8>, Ipv4Addr, u16)> {
-        self.list.iter_mut().flat_map(|u| u.dns_answers()).collect()
+        let host = self.host.iter_mut().flat_map(|h| h.dns_answers());
+        let host: Vec<_> = host.collect();
+        (self.list.iter_mut().flat_map(|u| u.dns_answers()))
+            .chain(host)
+            .collect()
     }
 
     /// Closes a relay port, on whichever uplink has it.
     pub fn release_port(&mut self, port: u16) {
         for u in &mut self.list {
             u.release_port(port);
+        }
+        if let Some(h) = &mut self.host {
+            h.release_port(port);
         }
     }
 
@@ -118,11 +169,17 @@ impl UplinkSet {
             u.tick(now_s);
             u.tick6(switch);
         }
-        let active = choose_active(&self.list);
+        if let Some(h) = &mut self.host {
+            h.tick(now_s);
+        }
+        let nics = self.list.iter().map(|u| (u.setup.cost, u.health.healthy));
+        let host = self.host.iter().map(|h| (h.cost, h.health.healthy));
+        let active = choose_active(nics.chain(host));
         if active != self.active {
-            let name = |i: Option<usize>| {
-                i.and_then(|i| self.list.get(i))
-                    .map_or("none".to_string(), |u| u.setup.port.clone())
+            let name = |i: Option<usize>| match i.map(|i| (i, self.list.get(i))) {
+                Some((_, Some(u))) => u.setup.port.clone(),
+                Some((_, None)) => crate::config::HOST_UPLINK.to_string(),
+                None => "none".to_string(),
             };
             tracing::info!(ni = %self.ni, from = %name(self.active), to = %name(active), "active uplink changed");
             self.active = active;
@@ -135,17 +192,10 @@ impl UplinkSet {
                     .address
                     .and_then(|a| ipnet::Ipv4Net::new(a.address(), a.prefix_len()).ok()),
                 gateway: u.gateway,
-                healthy: u.healthy,
+                healthy: u.health.healthy,
             })
             .collect();
         nat.tick(&views, self.active);
-        if let Ok(mut st) = self.shared.lock() {
-            *st = self
-                .list
-                .iter()
-                .enumerate()
-                .map(|(i, u)| u.info(Some(i) == self.active))
-                .collect();
-        }
+        self.publish();
     }
 }

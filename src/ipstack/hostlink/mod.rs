@@ -1,0 +1,526 @@
+//! The `host` uplink's data path (SPEC §5.2): an app's TCP, UDP and ICMP
+//! echo beyond the gateway are carried over sockets of the host, so the
+//! host's routing table picks the way out (Wi-Fi, LTE, a VPN) and no second
+//! MAC is needed. The NAT fast path hands it the apps' packets on the
+//! receiving thread (`handle`); one thread per NI waits on the host sockets
+//! and sends the answers to the apps as if from a NAT. Flows are bounded
+//! per app and per NI, expire like NAT sessions, and never reach the host
+//! itself.
+
+mod dgram;
+mod frames;
+mod local;
+mod sock;
+mod tcp;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
+
+use super::translate::Parsed;
+use crate::clock::mono_ms;
+use crate::config::Mac;
+use crate::ports::waker::Waker;
+use crate::services::nat::{Proto, Timeouts};
+use crate::switch::{PortEntry, Switch, now_secs};
+use crate::sync::lock;
+use dgram::DgramFlow;
+use frames::Ends;
+use tcp::{Phase, Segment, TcpFlow};
+
+pub use local::host_addresses;
+pub use sock::Sock;
+
+/// Flows one app may hold, of which TCP connects under way.
+pub const APP_FLOWS: usize = 1024;
+pub const APP_CONNECTING: usize = 64;
+/// Flows one NI may hold.
+pub const NI_FLOWS: usize = 8192;
+/// Seconds a TCP connect may take.
+const CONNECT_SECS: u64 = 10;
+/// Seconds a half-closed TCP connection lives without traffic.
+const CLOSING_SECS: u64 = 60;
+const WAKE: u64 = u64::MAX;
+
+/// Counters shown in status.
+#[derive(Default)]
+pub struct HostCounters {
+    pub host_tcp_opened: AtomicU64,
+    pub host_udp_opened: AtomicU64,
+    pub host_echo_opened: AtomicU64,
+    /// A new flow refused: the app or the NI holds its quota.
+    pub host_quota: AtomicU64,
+    /// A flow to the host itself (loopback, its own addresses) refused.
+    pub host_local_refused: AtomicU64,
+    /// A host socket could not be made (descriptors, permissions).
+    pub host_socket_failed: AtomicU64,
+    pub host_flows_ended: AtomicU64,
+    pub host_dropped: AtomicU64,
+}
+
+impl HostCounters {
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("host_tcp_opened", self.host_tcp_opened.load(Relaxed)),
+            ("host_udp_opened", self.host_udp_opened.load(Relaxed)),
+            ("host_echo_opened", self.host_echo_opened.load(Relaxed)),
+            ("host_quota", self.host_quota.load(Relaxed)),
+            ("host_local_refused", self.host_local_refused.load(Relaxed)),
+            ("host_socket_failed", self.host_socket_failed.load(Relaxed)),
+            ("host_flows_ended", self.host_flows_ended.load(Relaxed)),
+            ("host_dropped", self.host_dropped.load(Relaxed)),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    proto: Proto,
+    app: Ipv4Addr,
+    aport: u16,
+    remote: Ipv4Addr,
+    rport: u16,
+}
+
+enum Flow {
+    Tcp(TcpFlow),
+    Dgram(DgramFlow),
+}
+
+impl Flow {
+    fn fd(&self) -> i32 {
+        match self {
+            Flow::Tcp(t) => t.sock.fd(),
+            Flow::Dgram(d) => d.sock.fd(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Flows {
+    by_key: HashMap<Key, u64>,
+    list: HashMap<u64, (Key, Flow)>,
+    next: u64,
+    per_app: HashMap<Ipv4Addr, usize>,
+    /// The addresses of the daemon's namespace, refreshed every second.
+    host: Vec<Ipv4Addr>,
+}
+
+impl Flows {
+    fn connecting(&self, app: Ipv4Addr) -> usize {
+        (self.list.values())
+            .filter(|(k, f)| k.app == app && matches!(f, Flow::Tcp(t) if t.connecting()))
+            .count()
+    }
+
+    fn remove(&mut self, token: u64) -> bool {
+        let Some((key, _flow)) = self.list.remove(&token) else {
+            return false;
+        };
+        self.by_key.remove(&key);
+        if let Some(n) = self.per_app.get_mut(&key.app) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_app.remove(&key.app);
+            }
+        }
+        true
+    }
+}
+
+struct Wiring {
+    switch: Arc<Switch>,
+    inside: Arc<PortEntry>,
+}
+
+pub struct HostLink {
+    router_mac: Mac,
+    /// The largest segment an app gets (the NI's MTU - 40).
+    mss: u16,
+    timeouts: Timeouts,
+    flows: Mutex<Flows>,
+    epoll: sock::Epoll,
+    wake: Waker,
+    stop: AtomicBool,
+    wiring: ArcSwapOption<Wiring>,
+    pub counters: HostCounters,
+}
+
+/// What an app's packet carries beyond its headers: (offset of L4, end).
+fn l4_span(pkt: &[u8]) -> Option<(usize, usize)> {
+    let ip = frames::IP;
+    let ihl = ((*pkt.get(ip)? & 0x0f) as usize) * 4;
+    let total = u16::from_be_bytes([*pkt.get(ip + 2)?, *pkt.get(ip + 3)?]) as usize;
+    let end = (ip + total).min(pkt.len());
+    (ip + ihl <= end).then_some((ip + ihl, end))
+}
+
+impl HostLink {
+    pub fn new(router_mac: Mac, mtu: u16) -> io::Result<Arc<HostLink>> {
+        raise_fd_limit();
+        let epoll = sock::Epoll::new()?;
+        let wake = Waker::new()?;
+        epoll.add(wake.fd(), WAKE, sock::IN)?;
+        let flows = Flows {
+            host: host_addresses(),
+            ..Flows::default()
+        };
+        Ok(Arc::new(HostLink {
+            router_mac,
+            mss: mtu.saturating_sub(40).max(536),
+            timeouts: Timeouts::default(),
+            flows: Mutex::new(flows),
+            epoll,
+            wake,
+            stop: AtomicBool::new(false),
+            wiring: ArcSwapOption::empty(),
+            counters: HostCounters::default(),
+        }))
+    }
+
+    pub fn wire(&self, switch: Arc<Switch>, inside: Arc<PortEntry>) {
+        self.wiring.store(Some(Arc::new(Wiring { switch, inside })));
+    }
+
+    /// Flows open now.
+    pub fn sessions(&self) -> usize {
+        lock(&self.flows).list.len()
+    }
+
+    fn send(&self, frames: Vec<Vec<u8>>) {
+        let w = self.wiring.load();
+        let Some(w) = w.as_ref() else { return };
+        for f in frames {
+            w.switch.process(&w.inside, &f, now_secs());
+        }
+    }
+
+    fn count(&self, c: &AtomicU64) -> bool {
+        c.fetch_add(1, Relaxed);
+        true
+    }
+
+    /// An app's packet from `app_mac` (its address checked by the NAT):
+    /// carried on its flow, or, with `open`, on a new one. False: not a
+    /// flow of ours and none was opened.
+    pub fn handle(&self, pkt: &[u8], p: &Parsed, app_mac: Mac, open: bool) -> bool {
+        let t = p.tuple;
+        let key = Key {
+            proto: t.proto,
+            app: t.src,
+            aport: t.sport,
+            remote: t.dst,
+            rport: t.dport,
+        };
+        let Some((l4, end)) = l4_span(pkt) else {
+            return false;
+        };
+        let now = now_secs() as u64;
+        let mut out = Vec::new();
+        let mut flows = lock(&self.flows);
+        let token = match flows.by_key.get(&key) {
+            Some(t) => *t,
+            None if !open => return false,
+            None => match self.open(&mut flows, key, pkt, app_mac, now, &mut out) {
+                Some(t) => t,
+                None => {
+                    drop(flows);
+                    self.send(out);
+                    return true;
+                }
+            },
+        };
+        let done = match flows.list.get_mut(&token) {
+            Some((_, flow)) => self.carry(flow, key.proto, pkt, (l4, end), now, &mut out),
+            None => false,
+        };
+        if done && flows.remove(token) {
+            self.counters.host_flows_ended.fetch_add(1, Relaxed);
+        }
+        drop(flows);
+        self.send(out);
+        true
+    }
+
+    /// An app's packet onto its flow; true when the flow is done.
+    fn carry(
+        &self,
+        flow: &mut Flow,
+        proto: Proto,
+        pkt: &[u8],
+        (l4, end): (usize, usize),
+        now: u64,
+        out: &mut Vec<Vec<u8>>,
+    ) -> bool {
+        match flow {
+            Flow::Tcp(f) => {
+                match Segment::parse(pkt) {
+                    Some(s) => f.segment(&s, now, out),
+                    None => drop(self.count(&self.counters.host_dropped)),
+                }
+                f.phase == Phase::Done
+            }
+            Flow::Dgram(d) => {
+                let data = match proto {
+                    Proto::Udp => pkt.get(l4 + 8..end),
+                    _ => pkt.get(l4..end),
+                };
+                let sent = data.map(|data| d.send(data, now));
+                if !matches!(sent, Some(Ok(()))) {
+                    self.count(&self.counters.host_dropped);
+                }
+                // A refused datagram leaves an error the socket reports.
+                matches!(sent, Some(Err(e)) if e.kind() != io::ErrorKind::WouldBlock)
+                    && d.drain(now, out).is_err()
+            }
+        }
+    }
+
+    /// A new flow for an app's first packet; None when refused (any
+    /// answer to the app is in `out`).
+    fn open(
+        &self,
+        flows: &mut Flows,
+        key: Key,
+        pkt: &[u8],
+        app_mac: Mac,
+        now: u64,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Option<u64> {
+        let c = &self.counters;
+        if local::refused(key.remote, &flows.host) {
+            self.count(&c.host_local_refused);
+            return None;
+        }
+        let held = flows.per_app.get(&key.app).copied().unwrap_or(0);
+        let connecting = key.proto == Proto::Tcp && flows.connecting(key.app) >= APP_CONNECTING;
+        if held >= APP_FLOWS || flows.list.len() >= NI_FLOWS || connecting {
+            self.count(&c.host_quota);
+            return None;
+        }
+        let ends = Ends {
+            router_mac: self.router_mac,
+            app_mac,
+            remote: (key.remote, key.rport),
+            app: (key.app, key.aport),
+        };
+        let made = match key.proto {
+            Proto::Tcp => {
+                let s = Segment::parse(pkt)?;
+                if s.flags & (frames::SYN | frames::ACK | frames::RST) != frames::SYN {
+                    // Not the start of a connection: the app hears a reset.
+                    if s.flags & frames::RST == 0 {
+                        out.push(stray_reset(&ends, &s));
+                    }
+                    return None;
+                }
+                TcpFlow::open(ends, &s, self.mss, now).map(Flow::Tcp)
+            }
+            Proto::Udp => DgramFlow::udp(ends, now).map(Flow::Dgram),
+            Proto::Icmp => DgramFlow::echo(ends, now).map(Flow::Dgram),
+        };
+        let flow = match made {
+            Ok(f) => f,
+            Err(e) => {
+                self.count(&c.host_socket_failed);
+                tracing::debug!(error = %e, "host uplink: no socket for a new flow");
+                return None;
+            }
+        };
+        let token = flows.next;
+        flows.next += 1;
+        let events = sock::IN | sock::OUT | sock::RDHUP | sock::ET;
+        if self.epoll.add(flow.fd(), token, events).is_err() {
+            self.count(&c.host_socket_failed);
+            return None;
+        }
+        let opened = match key.proto {
+            Proto::Tcp => &c.host_tcp_opened,
+            Proto::Udp => &c.host_udp_opened,
+            Proto::Icmp => &c.host_echo_opened,
+        };
+        opened.fetch_add(1, Relaxed);
+        flows.by_key.insert(key, token);
+        flows.list.insert(token, (key, flow));
+        *flows.per_app.entry(key.app).or_default() += 1;
+        Some(token)
+    }
+
+    /// Starts the thread that waits on the host sockets.
+    pub fn start(self: &Arc<Self>, ni: &str) -> io::Result<std::thread::JoinHandle<()>> {
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name(format!("hostlink-{ni}"))
+            .spawn(move || me.run())
+    }
+
+    /// Ends the thread; the flows' sockets close with the last reference.
+    pub fn stop(&self) {
+        self.stop.store(true, Relaxed);
+        self.wake.ring();
+        self.wiring.store(None);
+    }
+
+    fn run(&self) {
+        let mut events = Vec::new();
+        let mut last_timers = 0;
+        while !self.stop.load(Relaxed) {
+            self.epoll.wait(&mut events, 100);
+            for &(token, ev) in &events {
+                if token == WAKE {
+                    self.wake.clear();
+                    continue;
+                }
+                let guarded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.event(token, ev);
+                }));
+                if guarded.is_err() {
+                    self.counters.host_dropped.fetch_add(1, Relaxed);
+                    tracing::error!("host uplink: a flow failed; dropped");
+                    lock(&self.flows).remove(token);
+                }
+            }
+            let now = mono_ms();
+            if now.saturating_sub(last_timers) >= 100 {
+                last_timers = now;
+                self.timers(now);
+            }
+        }
+    }
+
+    /// A host socket is ready.
+    fn event(&self, token: u64, ev: u32) {
+        let now = now_secs() as u64;
+        let mut out = Vec::new();
+        let mut flows = lock(&self.flows);
+        let done = match flows.list.get_mut(&token) {
+            Some((_, Flow::Tcp(f))) => {
+                if ev & sock::OUT != 0 {
+                    f.writable(&mut out);
+                }
+                if ev & (sock::IN | sock::RDHUP) != 0 {
+                    f.push(&mut out);
+                }
+                if ev & sock::ERR != 0 && f.phase != Phase::Done {
+                    f.host_closed(true, &mut out);
+                }
+                f.phase == Phase::Done
+            }
+            Some((_, Flow::Dgram(d))) => d.drain(now, &mut out).is_err(),
+            None => false,
+        };
+        if done && flows.remove(token) {
+            self.counters.host_flows_ended.fetch_add(1, Relaxed);
+        }
+        drop(flows);
+        self.send(out);
+    }
+
+    /// Retransmissions, and once a second: idle flows end, the host's
+    /// addresses are read again.
+    fn timers(&self, now_ms: u64) {
+        let mut out = Vec::new();
+        let mut flows = lock(&self.flows);
+        let mut gone = Vec::new();
+        for (token, (_, f)) in flows.list.iter_mut() {
+            if let Flow::Tcp(t) = f
+                && !t.timer(now_ms, &mut out)
+            {
+                gone.push(*token);
+            }
+        }
+        for t in gone {
+            flows.remove(t);
+            self.counters.host_flows_ended.fetch_add(1, Relaxed);
+        }
+        drop(flows);
+        self.send(out);
+    }
+
+    /// Once a second, from the router: idle flows end, and every flow
+    /// ends while the uplink is unhealthy.
+    pub fn tick(&self, healthy: bool) {
+        let now = now_secs() as u64;
+        let mut out = Vec::new();
+        let mut flows = lock(&self.flows);
+        flows.host = host_addresses();
+        let t = &self.timeouts;
+        let expired: Vec<u64> = (flows.list.iter_mut())
+            .filter_map(|(token, (key, f))| {
+                let (idle, limit) = match f {
+                    Flow::Tcp(tf) => {
+                        let limit = match tf.phase {
+                            Phase::Connecting => CONNECT_SECS,
+                            Phase::Open if tf.half_closed() => CLOSING_SECS,
+                            _ => t.tcp_established,
+                        };
+                        (now.saturating_sub(tf.last_seen), limit)
+                    }
+                    Flow::Dgram(d) => {
+                        let limit = if key.proto == Proto::Udp {
+                            t.udp
+                        } else {
+                            t.icmp
+                        };
+                        (now.saturating_sub(d.last_seen), limit)
+                    }
+                };
+                if idle < limit && healthy {
+                    return None;
+                }
+                if let Flow::Tcp(tf) = f {
+                    tf.reset_app(&mut out);
+                }
+                Some(*token)
+            })
+            .collect();
+        for token in expired {
+            flows.remove(token);
+            self.counters.host_flows_ended.fetch_add(1, Relaxed);
+        }
+        drop(flows);
+        self.send(out);
+    }
+}
+
+/// A reset for a segment that belongs to no connection (RFC 793).
+fn stray_reset(e: &Ends, s: &Segment) -> Vec<u8> {
+    let h = match s.flags & frames::ACK {
+        0 => frames::TcpHead {
+            seq: 0,
+            ack: s
+                .seq
+                .wrapping_add(s.payload.len() as u32 + (s.flags & frames::FIN) as u32),
+            flags: frames::RST | frames::ACK,
+            window: 0,
+            opts: &[],
+        },
+        _ => frames::TcpHead {
+            seq: s.ack,
+            ack: 0,
+            flags: frames::RST,
+            window: 0,
+            opts: &[],
+        },
+    };
+    frames::tcp_control(e, &h)
+}
+
+/// Flows each take a descriptor: the soft limit goes up to the hard one.
+fn raise_fd_limit() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! The `host` uplink (SPEC §5.2) against real clients and servers: the
+//! device namespace reaches the upstream only at L3, through a TUN link
+//! such as a VPN or an LTE modem gives (no Ethernet, no second MAC), so
+//! the apps' traffic can only leave through the host's own sockets. curl
+//! (a large download, checked), dig through the relay, ping, iperf3 TCP
+//! and UDP; the host itself refused; failover between a NIC uplink and
+//! the host uplink; a flood of flows held by the app's quota.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::time::Duration;
+
+const TUN_LINK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tun_link.py");
+/// The upstream's servers, behind the tunnel's far end 100.64.0.1.
+const SERVER: &str = "203.0.113.10";
+
+struct Lab {
+    sb: Sandbox,
+    d: Daemon,
+    dev: String,
+    up: String,
+    a: String,
+    b: String,
+}
+
+fn config(p: &str, ports: &str, uplinks: &str, extra: &str) -> String {
+    format!(
+        "version: 1
+ports:
+{ports}network_instances:
+  - {{ name: lan, type: local, subnet: 10.60.0.0/24, dhcp_range: 10.60.0.100-10.60.0.199, uplinks: [{uplinks}], probe: {{ target: gateway, interval: 1, failures: 2 }}{extra} }}
+apps:
+  - name: a
+    uuid: 6ba7b810-9dad-11d1-80b4-00c04fd43201
+    interfaces: [{{ ni: lan, tap: {p}-a, netns: {p}-a }}]
+  - name: b
+    uuid: 6ba7b810-9dad-11d1-80b4-00c04fd43202
+    interfaces: [{{ ni: lan, tap: {p}-b, netns: {p}-b }}]
+"
+    )
+}
+
+/// The L3-only upstream: a TUN link from `dev` (100.64.0.2, its default
+/// route, no gateway) to `up` (100.64.0.1), where an HTTP server, an
+/// iperf3 server and dnsmasq answer on 203.0.113.10 and 100.64.0.1.
+fn tunnel(sb: &mut Sandbox, dev: &str) -> String {
+    let p = sb.prefix().to_string();
+    let up = sb.ns("up").unwrap();
+    let (near, far) = (format!("{p}-t0"), format!("{p}-t1"));
+    sb.spawn(
+        dev,
+        Path::new("/usr/bin/python3"),
+        &[TUN_LINK, &near, &far, &up],
+        "tun.log",
+    )
+    .unwrap();
+    wait_log(sb, "tun.log", "ready", Duration::from_secs(10));
+    assert!(sb.ok(dev, &format!("ip addr add 100.64.0.2/30 dev {near} && ip link set {near} up && ip route add default dev {near}")));
+    assert!(sb.ok(&up, &format!("ip addr add 100.64.0.1/30 dev {far} && ip link set {far} up && ip addr add {SERVER}/32 dev lo")));
+    let www = sb.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    assert!(sb.ok(
+        &up,
+        &format!("head -c 20000000 /dev/urandom > {}/big", www.display())
+    ));
+    let dir = www.to_string_lossy().into_owned();
+    sb.spawn(
+        &up,
+        Path::new("/usr/bin/python3"),
+        &["-m", "http.server", "8080", "--directory", &dir],
+        "http.log",
+    )
+    .unwrap();
+    sb.spawn(
+        &up,
+        Path::new("/usr/bin/iperf3"),
+        &["-s", "-p", "5201"],
+        "iperf.log",
+    )
+    .unwrap();
+    let leases = sb.path("up.leases");
+    sb.spawn(
+        &up,
+        Path::new("/usr/sbin/dnsmasq"),
+        &[
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--listen-address=100.64.0.1",
+            "--bind-interfaces",
+            &format!("--dhcp-leasefile={}", leases.display()),
+            "--pid-file",
+            &format!("--address=/upstream.example/{SERVER}"),
+        ],
+        "dns.log",
+    )
+    .unwrap();
+    // The daemon's namespace's resolver is the tunnel's far end.
+    std::fs::write(
+        format!("/etc/netns/{dev}/resolv.conf"),
+        "nameserver 100.64.0.1\n",
+    )
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || sb.ok(
+            dev,
+            &format!("curl -sf -m 2 -o /dev/null http://{SERVER}:8080/")
+        )),
+        "the upstream answers the device"
+    );
+    up
+}
+
+fn lab(p: &str, ports: &str, uplinks: &str, extra: &str) -> Lab {
+    let mut sb = Sandbox::new(p).unwrap();
+    let dev = sb.ns("dev").unwrap();
+    let a = sb.ns("a").unwrap();
+    let b = sb.ns("b").unwrap();
+    let up = tunnel(&mut sb, &dev);
+    let ports = ports.replace("{p}", p);
+    let d = start(&mut sb, &dev, &config(p, &ports, uplinks, extra), "nsw");
+    for (ns, tap) in [(&a, "a"), (&b, "b")] {
+        assert!(
+            sb.ok(
+                ns,
+                &format!("udhcpc -i {p}-{tap} -n -q -t 10 -T 1 >/dev/null 2>&1")
+            ),
+            "lease for {tap}"
+        );
+    }
+    Lab {
+        sb,
+        d,
+        dev,
+        up,
+        a,
+        b,
+    }
+}
+
+fn uplink(d: &Daemon, port: &str) -> serde_json::Value {
+    let ups = d.status()["network_instances"][0]["uplinks"].clone();
+    let found = ups
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["port"] == port).cloned());
+    found.unwrap_or_default()
+}
+
+fn counter(d: &Daemon, name: &str) -> u64 {
+    d.status()["network_instances"][0]["router"]["counters"][name]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn active(d: &Daemon, port: &str) -> bool {
+    uplink(d, port)["active"] == true
+}
+
+#[test]
+fn apps_reach_an_l3_only_upstream_through_the_host() {
+    if !root_or_skip("apps_reach_an_l3_only_upstream_through_the_host") {
+        return;
+    }
+    need(&[
+        "dnsmasq", "udhcpc", "curl", "dig", "iperf3", "ping", "python3",
+    ]);
+    let mut l = lab("nswhu", "", "host", "");
+    // A listener on the host itself, which the apps must not reach.
+    let dev = l.dev.clone();
+    l.sb.spawn(
+        &dev,
+        Path::new("/usr/bin/python3"),
+        &["-m", "http.server", "9999"],
+        "devhttp.log",
+    )
+    .unwrap();
+    let (sb, d) = (&l.sb, &l.d);
+    assert!(
+        wait_until(Duration::from_secs(10), || active(d, "host")),
+        "host uplink active: {}",
+        uplink(d, "host")
+    );
+    let u = uplink(d, "host");
+    assert_eq!(u["address"], "100.64.0.2/32", "{u}");
+
+    // TCP: a 20 MB download arrives whole, from the host's address.
+    let want = sb.out(
+        &l.up,
+        &format!("sha256sum {}/big | cut -d' ' -f1", sb.path("www").display()),
+    );
+    let got = sb.out(
+        &l.a,
+        &format!("curl -sf -m 30 http://{SERVER}:8080/big | sha256sum | cut -d' ' -f1"),
+    );
+    assert_eq!(got, want, "the download is whole");
+    assert!(
+        sb.log("http.log").contains("100.64.0.2 - - "),
+        "the server sees the host:\n{}",
+        sb.log("http.log")
+    );
+
+    // DNS through the relay to the namespace's resolver, over UDP and TCP.
+    let a_rec = sb.out(
+        &l.a,
+        "dig +time=2 +tries=2 +short @10.60.0.1 upstream.example",
+    );
+    assert_eq!(a_rec, SERVER);
+    let a_tcp = sb.out(
+        &l.a,
+        "dig +tcp +time=2 +tries=2 +short @10.60.0.1 upstream.example",
+    );
+    assert_eq!(a_tcp, SERVER);
+
+    // ICMP echo: a raw socket here (ping sockets are off by default) ...
+    assert!(
+        sb.ok(&l.a, &format!("ping -c 3 -i 0.2 -W 2 {SERVER} >/dev/null")),
+        "ping through a raw socket"
+    );
+    // ... and a ping socket where the group range allows one.
+    assert!(sb.ok(
+        &l.dev,
+        "sysctl -qw net.ipv4.ping_group_range='0 2147483647'"
+    ));
+    assert!(
+        sb.ok(&l.b, &format!("ping -c 3 -i 0.2 -W 2 {SERVER} >/dev/null")),
+        "ping through a ping socket"
+    );
+
+    // iperf3 TCP both ways and UDP (its datagrams and the control connection).
+    for args in ["-t 2", "-t 2 -R", "-u -b 20M -l 1200 -t 2"] {
+        let cmd = format!(
+            "iperf3 -c {SERVER} -p 5201 {args} -J > /tmp/{}-iperf.json",
+            sb.prefix()
+        );
+        assert!(
+            sb.ok(&l.a, &cmd),
+            "iperf3 {args}: {}",
+            sb.out(&l.a, &format!("cat /tmp/{}-iperf.json", sb.prefix()))
+        );
+    }
+    assert!(counter(d, "host_udp_opened") >= 1);
+    assert!(counter(d, "host_tcp_opened") >= 3);
+    assert!(uplink(d, "host")["sessions"].as_u64().is_some());
+
+    // The host itself is not reachable through it: its own addresses and
+    // a listener there.
+    assert!(wait_until(Duration::from_secs(5), || sb.ok(
+        &l.dev,
+        "curl -sf -m 1 -o /dev/null http://100.64.0.2:9999/"
+    )));
+    let before = counter(d, "host_local_refused");
+    assert!(
+        !sb.ok(&l.a, "curl -sf -m 2 -o /dev/null http://100.64.0.2:9999/"),
+        "the host's listener is refused"
+    );
+    assert!(counter(d, "host_local_refused") > before);
+}
+
+#[test]
+fn a_nic_uplink_fails_over_to_the_host_and_back() {
+    if !root_or_skip("a_nic_uplink_fails_over_to_the_host_and_back") {
+        return;
+    }
+    need(&["dnsmasq", "udhcpc", "curl", "python3"]);
+    let p = "nswhf";
+    let mut sb_ports = String::new();
+    sb_ports.push_str("  - { name: wan1, device: {p}-n1, cost: 0 }\n");
+    // The NIC's LAN: a second upstream with DHCP, reached over a veth.
+    let mut l = {
+        let mut sb = Sandbox::new(p).unwrap();
+        let dev = sb.ns("dev").unwrap();
+        let a = sb.ns("a").unwrap();
+        let b = sb.ns("b").unwrap();
+        let lan = sb.ns("lan").unwrap();
+        sb.veth(&dev, &format!("{p}-n1"), &lan, &format!("{p}-l1"))
+            .unwrap();
+        lan_dnsmasq(&mut sb, &lan, &format!("{p}-l1"), "192.0.2", "lan", &[]);
+        let d0 = lan.clone();
+        sb.spawn(
+            &d0,
+            Path::new("/usr/bin/python3"),
+            &["-m", "http.server", "8080", "--bind", "192.0.2.1"],
+            "lanhttp.log",
+        )
+        .unwrap();
+        let up = tunnel(&mut sb, &dev);
+        let ports = sb_ports.replace("{p}", p);
+        let d = start(
+            &mut sb,
+            &dev,
+            &config(p, &ports, "wan1, host", ", host_cost: 100"),
+            "nsw",
+        );
+        for (ns, tap) in [(&a, "a"), (&b, "b")] {
+            assert!(sb.ok(
+                ns,
+                &format!("udhcpc -i {p}-{tap} -n -q -t 10 -T 1 >/dev/null 2>&1")
+            ));
+        }
+        Lab {
+            sb,
+            d,
+            dev,
+            up,
+            a,
+            b,
+        }
+    };
+    let lan = format!("{p}-lan");
+    assert!(
+        wait_until(Duration::from_secs(15), || active(&l.d, "wan1")),
+        "wan1 active: {}",
+        l.d.status()["network_instances"][0]["uplinks"]
+    );
+    assert!(
+        uplink(&l.d, "host")["healthy"] == true,
+        "host healthy as standby"
+    );
+    // Through wan1 the server sees the NIC uplink's own address.
+    assert!(l.sb.ok(&l.a, "curl -sf -m 5 -o /dev/null http://192.0.2.1:8080/"));
+
+    l.sb.sh(&lan, &format!("ip link set {p}-l1 down"));
+    assert!(
+        wait_until(Duration::from_secs(6), || active(&l.d, "host")),
+        "failover to host"
+    );
+    assert!(
+        l.sb.ok(
+            &l.a,
+            &format!("curl -sf -m 5 -o /dev/null http://{SERVER}:8080/")
+        ),
+        "via the host"
+    );
+    assert!(l.sb.log("http.log").contains("100.64.0.2 - - "));
+
+    l.sb.sh(&lan, &format!("ip link set {p}-l1 up"));
+    assert!(
+        wait_until(Duration::from_secs(10), || active(&l.d, "wan1")),
+        "back to wan1"
+    );
+    assert!(
+        l.sb.ok(&l.b, "curl -sf -m 5 -o /dev/null http://192.0.2.1:8080/"),
+        "via wan1 again"
+    );
+    let _ = (&mut l.up, &l.dev);
+}
+
+#[test]
+fn a_flood_of_flows_hits_the_apps_quota_and_spares_the_others() {
+    if !root_or_skip("a_flood_of_flows_hits_the_apps_quota_and_spares_the_others") {
+        return;
+    }
+    need(&["dnsmasq", "udhcpc", "curl", "python3"]);
+    let l = lab("nswhq", "", "host", "");
+    let (sb, d) = (&l.sb, &l.d);
+    assert!(wait_until(Duration::from_secs(10), || active(d, "host")));
+    // App a sends UDP to 3000 ports: more than its quota of flows.
+    let flood = format!(
+        "python3 -c \"import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor p in range(20000,23000): s.sendto(b'x',('{SERVER}',p))\""
+    );
+    assert!(sb.ok(&l.a, &flood));
+    assert!(
+        wait_until(Duration::from_secs(5), || counter(d, "host_quota") > 0),
+        "quota hit"
+    );
+    let sessions = uplink(d, "host")["sessions"].as_u64().unwrap_or(u64::MAX);
+    assert!(sessions <= 1024 + 8, "flows bounded per app: {sessions}");
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", d.pid))
+        .map(|r| r.count())
+        .unwrap_or(usize::MAX);
+    assert!(fds < 1400, "descriptors bounded: {fds}");
+    // App b still gets through.
+    assert!(
+        sb.ok(
+            &l.b,
+            &format!("curl -sf -m 5 -o /dev/null http://{SERVER}:8080/")
+        ),
+        "the other app"
+    );
+}
