@@ -24,6 +24,10 @@ struct Lab {
     b: String,
 }
 
+/// App a's port maps on the host: its HTTP server (80) from every host
+/// address and from loopback only, its UDP echo server (7).
+const MAPS: &str = "{ protocol: tcp, uplink_port: 8081, app_port: 80 }, { protocol: tcp, uplink_port: 8082, app_port: 80, listen: 127.0.0.1 }, { protocol: udp, uplink_port: 7007, app_port: 7 }";
+
 fn config(p: &str, ports: &str, uplinks: &str, extra: &str) -> String {
     format!(
         "version: 1
@@ -33,7 +37,7 @@ ports:
 apps:
   - name: a
     uuid: 6ba7b810-9dad-11d1-80b4-00c04fd43201
-    interfaces: [{{ ni: lan, tap: {p}-a, netns: {p}-a }}]
+    interfaces: [{{ ni: lan, tap: {p}-a, netns: {p}-a, port_maps: [{MAPS}] }}]
   - name: b
     uuid: 6ba7b810-9dad-11d1-80b4-00c04fd43202
     interfaces: [{{ ni: lan, tap: {p}-b, netns: {p}-b }}]
@@ -256,6 +260,83 @@ fn apps_reach_an_l3_only_upstream_through_the_host() {
         "the host's listener is refused"
     );
     assert!(counter(d, "host_local_refused") > before);
+}
+
+/// A UDP echo server on port 7 of the namespace it runs in.
+const UDP_ECHO: &str = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',7))\nwhile True:\n    d,a=s.recvfrom(2048)\n    s.sendto(d,a)\n";
+/// Sends one datagram and prints the answer.
+const UDP_ASK: &str = "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(2)\ns.sendto(b'marco',(sys.argv[1],int(sys.argv[2])))\nprint(s.recvfrom(2048)[0].decode())\n";
+
+#[test]
+fn port_maps_listen_on_the_host() {
+    if !root_or_skip("port_maps_listen_on_the_host") {
+        return;
+    }
+    need(&["dnsmasq", "udhcpc", "curl", "python3"]);
+    let mut l = lab("nswhm", "", "host", "");
+    let a = l.a.clone();
+    l.sb.spawn(
+        &a,
+        Path::new("/usr/bin/python3"),
+        &["-m", "http.server", "80"],
+        "app-a.log",
+    )
+    .unwrap();
+    l.sb.spawn(
+        &a,
+        Path::new("/usr/bin/python3"),
+        &["-c", UDP_ECHO],
+        "echo.log",
+    )
+    .unwrap();
+    let (sb, d) = (&l.sb, &l.d);
+    assert!(wait_until(Duration::from_secs(10), || active(d, "host")));
+    assert!(wait_until(Duration::from_secs(5), || sb
+        .ok(&a, "curl -sf -m 1 -o /dev/null http://127.0.0.1:80/")));
+
+    // From the upstream: the app sees the client's own address.
+    assert!(
+        wait_until(Duration::from_secs(5), || sb
+            .ok(&l.up, "curl -sf -m 2 -o /dev/null http://100.64.0.2:8081/")),
+        "the port map from the upstream"
+    );
+    let log = sb.log("app-a.log");
+    assert!(
+        log.contains("100.64.0.1 - - "),
+        "the app sees the client:\n{log}"
+    );
+    // From the host itself: the app sees the gateway.
+    assert!(
+        sb.ok(&l.dev, "curl -sf -m 2 -o /dev/null http://127.0.0.1:8081/"),
+        "from the host"
+    );
+    let log = sb.log("app-a.log");
+    assert!(
+        log.contains("10.60.0.1 - - "),
+        "a host client is the gateway:\n{log}"
+    );
+    // `listen: 127.0.0.1`: the host only.
+    assert!(
+        sb.ok(&l.dev, "curl -sf -m 2 -o /dev/null http://127.0.0.1:8082/"),
+        "loopback map from the host"
+    );
+    assert!(
+        !sb.ok(&l.up, "curl -sf -m 2 -o /dev/null http://100.64.0.2:8082/"),
+        "loopback map not from outside"
+    );
+
+    // UDP: the echo comes back to the client through the listener.
+    let ask = |ns: &str, ip: &str| sb.out(ns, &format!("python3 -c \"{UDP_ASK}\" {ip} 7007"));
+    assert_eq!(
+        ask(&l.up, "100.64.0.2"),
+        "marco",
+        "UDP port map from the upstream"
+    );
+    assert_eq!(
+        ask(&l.dev, "127.0.0.1"),
+        "marco",
+        "UDP port map from the host"
+    );
 }
 
 #[test]

@@ -710,6 +710,7 @@ fn config_view(cfg: &Config, ni: &str) -> RouterView {
                 uplink_port: m.uplink_port,
                 app_mac: v.mac,
                 app_port: m.app_port,
+                listen: m.listen,
             })
         })
         .collect();

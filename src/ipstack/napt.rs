@@ -46,12 +46,14 @@ pub enum Side {
 }
 
 /// A port map of one app interface.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MapRule {
     pub proto: L4Proto,
     pub uplink_port: u16,
     pub app_mac: Mac,
     pub app_port: u16,
+    /// On the `host` uplink: the host address it listens on (None: all).
+    pub listen: Option<Ipv4Addr>,
 }
 
 /// Counters shown in status.
@@ -186,7 +188,7 @@ thread_local! {
     static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-fn map_proto(p: L4Proto) -> Proto {
+pub(super) fn map_proto(p: L4Proto) -> Proto {
     match p {
         L4Proto::Tcp => Proto::Tcp,
         L4Proto::Udp => Proto::Udp,
@@ -240,6 +242,7 @@ impl Nat {
     /// Carries new flows over the host's stack while uplink `index` (the
     /// `host` one) is active.
     pub fn with_host(mut self, index: usize, link: Arc<HostLink>) -> Nat {
+        link.set_maps(&lock(&self.state).maps);
         self.host = Some((index, link));
         self
     }
@@ -315,16 +318,14 @@ impl Nat {
         let (to, via) = match st.table.lookup(&key, p.tcp_flags, now) {
             Some(found) => found,
             None => {
-                if to_router {
-                    return false;
-                }
                 if let Some((index, link)) = &self.host
                     && p.kind == Kind::Flow
                     && let Some(mac) = src_mac
                 {
-                    // Flows over the host's stack stay there; new ones go
-                    // there while it is the active uplink.
-                    let open = st.active == Some(*index);
+                    // Flows over the host's stack stay there (a port map's
+                    // client on the host is the gateway); new ones go there
+                    // while it is the active uplink.
+                    let open = !to_router && st.active == Some(*index);
                     drop(st);
                     if link.handle(pkt, &p, mac, open) {
                         return true;
@@ -333,6 +334,9 @@ impl Nat {
                         return self.drop_with(&self.counters.nat_dropped);
                     }
                     st = lock(&self.state);
+                }
+                if to_router {
+                    return false;
                 }
                 let rw = match self.new_inside(&st, &p) {
                     Ok(Some(rw)) => rw,
@@ -572,12 +576,19 @@ impl Nat {
         let mut st = lock(&self.state);
         st.table
             .set_reserved(maps.iter().map(|m| (map_proto(m.proto), m.uplink_port)));
+        if let Some((_, link)) = &self.host {
+            link.set_maps(&maps);
+        }
         st.maps = maps;
     }
 
     /// The apps' current addresses (leases and fixed IPs).
     pub fn set_apps(&self, apps: impl IntoIterator<Item = (Ipv4Addr, Mac)>) {
-        lock(&self.state).apps = apps.into_iter().collect();
+        let apps: HashMap<Ipv4Addr, Mac> = apps.into_iter().collect();
+        if let Some((_, link)) = &self.host {
+            link.set_apps(&apps);
+        }
+        lock(&self.state).apps = apps;
     }
 
     /// Control thread, on every round: sends held packets whose next hop

@@ -1,10 +1,12 @@
 //! An app's UDP flow or ICMP echo flow carried over one host datagram
 //! socket: a connected UDP socket per flow (as passt does), and for echo a
 //! ping socket, or a raw ICMP socket where ping sockets are not allowed.
-//! Answers come back to the app from the flow's remote end.
+//! Answers come back to the app from the flow's remote end. A UDP port
+//! map's flow shares its listener's socket and answers the client through it.
 
 use std::io;
 use std::net::SocketAddrV4;
+use std::sync::Arc;
 
 use super::frames::{self, Ends};
 use super::sock::Sock;
@@ -20,7 +22,9 @@ pub enum Kind {
 }
 
 pub struct DgramFlow {
-    pub sock: Sock,
+    pub sock: Arc<Sock>,
+    /// A port map's client, answered through the shared listener.
+    client: Option<SocketAddrV4>,
     pub ends: Ends,
     pub kind: Kind,
     pub last_seen: u64,
@@ -30,7 +34,8 @@ impl DgramFlow {
     pub fn udp(ends: Ends, now: u64) -> io::Result<DgramFlow> {
         let sock = Sock::udp_connect(SocketAddrV4::new(ends.remote.0, ends.remote.1))?;
         Ok(DgramFlow {
-            sock,
+            sock: Arc::new(sock),
+            client: None,
             ends,
             kind: Kind::Udp,
             last_seen: now,
@@ -42,7 +47,8 @@ impl DgramFlow {
     pub fn echo(ends: Ends, now: u64) -> io::Result<DgramFlow> {
         let (sock, ping) = Sock::echo(ends.remote.0)?;
         Ok(DgramFlow {
-            sock,
+            sock: Arc::new(sock),
+            client: None,
             ends,
             kind: Kind::Echo {
                 ident: ends.app.1,
@@ -52,10 +58,30 @@ impl DgramFlow {
         })
     }
 
+    /// A UDP port map's flow from `client` (seen by the app as
+    /// `ends.remote`), answered through the map's `listener`.
+    pub fn mapped(ends: Ends, listener: Arc<Sock>, client: SocketAddrV4, now: u64) -> DgramFlow {
+        DgramFlow {
+            sock: listener,
+            client: Some(client),
+            ends,
+            kind: Kind::Udp,
+            last_seen: now,
+        }
+    }
+
+    /// Whether the flow has a socket of its own to wait on.
+    pub fn owns_socket(&self) -> bool {
+        self.client.is_none()
+    }
+
     /// The app's datagram (UDP payload, or the whole ICMP message) to the host.
     pub fn send(&mut self, data: &[u8], now: u64) -> io::Result<()> {
         self.last_seen = now;
-        self.sock.send(data).map(drop)
+        match self.client {
+            Some(to) => self.sock.send_to(data, to).map(drop),
+            None => self.sock.send(data).map(drop),
+        }
     }
 
     /// Everything the socket has, as frames to the app.

@@ -5,11 +5,12 @@
 //! receiving thread (`handle`); one thread per NI waits on the host sockets
 //! and sends the answers to the apps as if from a NAT. Flows are bounded
 //! per app and per NI, expire like NAT sessions, and never reach the host
-//! itself.
+//! itself. Port maps listen on the host and open flows towards the app.
 
 mod dgram;
 mod frames;
 mod local;
+mod maps;
 mod sock;
 mod tcp;
 
@@ -21,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
 
+use super::napt::{MapRule, map_proto};
 use super::translate::Parsed;
 use crate::clock::mono_ms;
 use crate::config::Mac;
@@ -30,6 +32,7 @@ use crate::switch::{PortEntry, Switch, now_secs};
 use crate::sync::lock;
 use dgram::DgramFlow;
 use frames::Ends;
+use maps::{Listeners, MAP_TOKENS};
 use tcp::{Phase, Segment, TcpFlow};
 
 pub use local::host_addresses;
@@ -92,10 +95,11 @@ enum Flow {
 }
 
 impl Flow {
-    fn fd(&self) -> i32 {
+    /// The socket to wait on, unless the flow shares a port map's.
+    fn fd(&self) -> Option<i32> {
         match self {
-            Flow::Tcp(t) => t.sock.fd(),
-            Flow::Dgram(d) => d.sock.fd(),
+            Flow::Tcp(t) => Some(t.sock.fd()),
+            Flow::Dgram(d) => d.owns_socket().then(|| d.sock.fd()),
         }
     }
 }
@@ -108,6 +112,9 @@ struct Flows {
     per_app: HashMap<Ipv4Addr, usize>,
     /// The addresses of the daemon's namespace, refreshed every second.
     host: Vec<Ipv4Addr>,
+    /// The apps' addresses by MAC, for port maps.
+    apps: HashMap<Mac, Ipv4Addr>,
+    listeners: Listeners,
 }
 
 impl Flows {
@@ -139,6 +146,8 @@ struct Wiring {
 
 pub struct HostLink {
     router_mac: Mac,
+    /// The NI's gateway: what a port map's client on the host looks like.
+    gateway: Ipv4Addr,
     /// The largest segment an app gets (the NI's MTU - 40).
     mss: u16,
     timeouts: Timeouts,
@@ -160,7 +169,7 @@ fn l4_span(pkt: &[u8]) -> Option<(usize, usize)> {
 }
 
 impl HostLink {
-    pub fn new(router_mac: Mac, mtu: u16) -> io::Result<Arc<HostLink>> {
+    pub fn new(router_mac: Mac, gateway: Ipv4Addr, mtu: u16) -> io::Result<Arc<HostLink>> {
         raise_fd_limit();
         let epoll = sock::Epoll::new()?;
         let wake = Waker::new()?;
@@ -171,6 +180,7 @@ impl HostLink {
         };
         Ok(Arc::new(HostLink {
             router_mac,
+            gateway,
             mss: mtu.saturating_sub(40).max(536),
             timeouts: Timeouts::default(),
             flows: Mutex::new(flows),
@@ -331,10 +341,18 @@ impl HostLink {
                 return None;
             }
         };
+        self.insert(flows, key, flow)
+    }
+
+    /// Adds a flow and waits on its socket; its token.
+    fn insert(&self, flows: &mut Flows, key: Key, flow: Flow) -> Option<u64> {
+        let c = &self.counters;
         let token = flows.next;
         flows.next += 1;
         let events = sock::IN | sock::OUT | sock::RDHUP | sock::ET;
-        if self.epoll.add(flow.fd(), token, events).is_err() {
+        if let Some(fd) = flow.fd()
+            && self.epoll.add(fd, token, events).is_err()
+        {
             self.count(&c.host_socket_failed);
             return None;
         }
@@ -348,6 +366,112 @@ impl HostLink {
         flows.list.insert(token, (key, flow));
         *flows.per_app.entry(key.app).or_default() += 1;
         Some(token)
+    }
+
+    /// The port maps of the NI's apps now.
+    pub fn set_maps(&self, maps: &[MapRule]) {
+        lock(&self.flows).listeners.set(maps, &self.epoll);
+    }
+
+    /// The apps' addresses now (leases and fixed IPs).
+    pub fn set_apps(&self, apps: &HashMap<Ipv4Addr, Mac>) {
+        lock(&self.flows).apps = apps.iter().map(|(ip, mac)| (*mac, *ip)).collect();
+    }
+
+    /// Connections and datagrams that reached a port map's listener.
+    fn mapped(&self, token: u64) {
+        let now = now_secs() as u64;
+        let mut out = Vec::new();
+        let mut flows = lock(&self.flows);
+        let Some(l) = flows.listeners.get(token) else {
+            return;
+        };
+        let (rule, listener) = (l.rule.clone(), l.sock.clone());
+        let mut buf = vec![0u8; 65536];
+        let Some(app) = flows.apps.get(&rule.app_mac).copied() else {
+            // The app has no address yet: nothing to forward to.
+            while listener.accept().is_ok() || listener.recv_from(&mut buf).is_ok() {}
+            return;
+        };
+        loop {
+            let (client, data) = match rule.proto {
+                crate::config::L4Proto::Tcp => match listener.accept() {
+                    Ok((s, peer)) => (peer, Some(s)),
+                    Err(_) => break,
+                },
+                crate::config::L4Proto::Udp => match listener.recv_from(&mut buf) {
+                    Ok((n, peer)) => {
+                        buf.truncate(n);
+                        (peer, None)
+                    }
+                    Err(_) => break,
+                },
+            };
+            // A client on the host itself is the gateway to the app, which
+            // could not answer the host's own address.
+            let seen = match local::refused(*client.ip(), &flows.host) {
+                true => self.gateway,
+                false => *client.ip(),
+            };
+            let key = Key {
+                proto: map_proto(rule.proto),
+                app,
+                aport: rule.app_port,
+                remote: seen,
+                rport: client.port(),
+            };
+            let ends = Ends {
+                router_mac: self.router_mac,
+                app_mac: rule.app_mac,
+                remote: (seen, client.port()),
+                app: (app, rule.app_port),
+            };
+            self.map_flow(
+                &mut flows,
+                key,
+                ends,
+                (client, data, &buf),
+                &listener,
+                now,
+                &mut out,
+            );
+            buf.resize(65536, 0);
+        }
+        drop(flows);
+        self.send(out);
+    }
+
+    /// A port map's new connection, or a datagram on its flow.
+    #[allow(clippy::too_many_arguments)]
+    fn map_flow(
+        &self,
+        flows: &mut Flows,
+        key: Key,
+        ends: Ends,
+        (client, accepted, data): (std::net::SocketAddrV4, Option<Sock>, &[u8]),
+        listener: &Arc<Sock>,
+        now: u64,
+        out: &mut Vec<Vec<u8>>,
+    ) {
+        if let Some(&token) = flows.by_key.get(&key) {
+            if let Some((_, Flow::Dgram(d))) = flows.list.get_mut(&token) {
+                d.last_seen = now;
+                out.push(frames::udp(&ends, data));
+            }
+            return;
+        }
+        if flows.list.len() >= NI_FLOWS {
+            self.count(&self.counters.host_quota);
+            return;
+        }
+        let flow = match accepted {
+            Some(s) => Flow::Tcp(TcpFlow::accepted(ends, s, self.mss, now, out)),
+            None => {
+                out.push(frames::udp(&ends, data));
+                Flow::Dgram(DgramFlow::mapped(ends, listener.clone(), client, now))
+            }
+        };
+        self.insert(flows, key, flow);
     }
 
     /// Starts the thread that waits on the host sockets.
@@ -376,7 +500,10 @@ impl HostLink {
                     continue;
                 }
                 let guarded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.event(token, ev);
+                    match token >= MAP_TOKENS {
+                        true => self.mapped(token),
+                        false => self.event(token, ev),
+                    }
                 }));
                 if guarded.is_err() {
                     self.counters.host_dropped.fetch_add(1, Relaxed);
@@ -454,7 +581,7 @@ impl HostLink {
                 let (idle, limit) = match f {
                     Flow::Tcp(tf) => {
                         let limit = match tf.phase {
-                            Phase::Connecting => CONNECT_SECS,
+                            Phase::Connecting | Phase::SynSent => CONNECT_SECS,
                             Phase::Open if tf.half_closed() => CLOSING_SECS,
                             _ => t.tcp_established,
                         };

@@ -98,6 +98,31 @@ impl Sock {
         Ok(s)
     }
 
+    /// A listening TCP socket on `at`, for a port map.
+    pub fn tcp_listen(at: SocketAddrV4) -> io::Result<Sock> {
+        let s = Sock::new(libc::SOCK_STREAM, 0)?;
+        s.set_int(libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        s.bind(at)?;
+        // SAFETY: listen(2) on our socket.
+        cvt(unsafe { libc::listen(s.fd(), 128) })?;
+        Ok(s)
+    }
+
+    /// The next connection a listener has waiting, and its peer.
+    pub fn accept(&self) -> io::Result<(Sock, SocketAddrV4)> {
+        // SAFETY: sockaddr_in is plain data.
+        let mut sa: libc::sockaddr_in = unsafe { zeroed() };
+        let mut len = SIN_LEN;
+        let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+        let addr = (&mut sa as *mut libc::sockaddr_in).cast();
+        // SAFETY: sa and len describe a buffer we own.
+        let fd = cvt(unsafe { libc::accept4(self.fd(), addr, &mut len, flags) })?;
+        // SAFETY: fd was just returned by accept4(2).
+        let s = Sock(unsafe { OwnedFd::from_raw_fd(fd) });
+        s.set_int(libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+        Ok((s, from_sockaddr(&sa)))
+    }
+
     /// An ICMP echo socket towards `to`: a ping socket where
     /// `net.ipv4.ping_group_range` allows it (true), else a raw ICMP
     /// socket (false), which needs CAP_NET_RAW.

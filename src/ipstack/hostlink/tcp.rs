@@ -95,8 +95,10 @@ fn after(a: u32, b: u32) -> bool {
 pub enum Phase {
     /// The host connect is under way; the app waits for our SYN-ACK.
     Connecting,
-    /// Our SYN-ACK is out (or, for a port map, our SYN).
+    /// Our SYN-ACK is out.
     Opening,
+    /// A port map's connection: our SYN to the app is out.
+    SynSent,
     Open,
     /// Both ends closed, or one reset: the flow can go.
     Done,
@@ -164,6 +166,76 @@ impl TcpFlow {
             syn_seq: s.seq,
             last_seen: now,
         })
+    }
+
+    /// A port map's connection, accepted on the host: a SYN to the app
+    /// from the client's end (`ends.remote`).
+    pub fn accepted(
+        ends: Ends,
+        sock: Sock,
+        mss_max: u16,
+        now: u64,
+        out: &mut Vec<Vec<u8>>,
+    ) -> TcpFlow {
+        let iss = crate::rand::u32();
+        let mut f = TcpFlow {
+            sndbuf: sock.sndbuf(),
+            sock,
+            ends,
+            phase: Phase::SynSent,
+            snd_una: iss,
+            snd_nxt: iss,
+            app_wnd: 0,
+            app_shift: 0,
+            our_shift: OUR_SHIFT,
+            mss: mss_max,
+            rcv_nxt: 0,
+            held: Vec::new(),
+            app_fin: false,
+            host_eof: false,
+            fin_seq: None,
+            peek_off: false,
+            dup_acks: 0,
+            rto_at: None,
+            retries: 0,
+            syn_seq: iss,
+            last_seen: now,
+        };
+        f.syn(out);
+        f
+    }
+
+    fn syn(&mut self, out: &mut Vec<Vec<u8>>) {
+        let mss = self.mss.to_be_bytes();
+        let opts = [2, 4, mss[0], mss[1], 1, 3, 3, OUR_SHIFT];
+        let mut h = self.head(SYN, self.snd_una, &opts);
+        h.ack = 0;
+        h.window = u16::MAX;
+        out.push(frames::tcp_control(&self.ends, &h));
+        self.snd_nxt = self.snd_una.wrapping_add(1);
+        self.rto_at = Some(mono_ms() + RTO_MS);
+    }
+
+    /// The app's SYN-ACK to our SYN: the connection is open.
+    fn syn_acked(&mut self, s: &Segment, out: &mut Vec<Vec<u8>>) {
+        if s.flags & (SYN | ACK) != SYN | ACK || s.ack != self.snd_una.wrapping_add(1) {
+            return;
+        }
+        let (mss, shift) = s.syn_options();
+        self.app_shift = shift.unwrap_or(0);
+        if shift.is_none() {
+            self.our_shift = 0;
+        }
+        self.mss = mss.unwrap_or(536).min(self.mss).max(64);
+        self.app_wnd = s.window as u32;
+        self.rcv_nxt = s.seq.wrapping_add(1);
+        self.snd_una = s.ack;
+        self.snd_nxt = s.ack;
+        self.rto_at = None;
+        self.peek_off = self.sock.set_peek_off(0);
+        self.phase = Phase::Open;
+        self.ack(out);
+        self.push(out);
     }
 
     fn head<'o>(&self, flags: u8, seq: u32, opts: &'o [u8]) -> TcpHead<'o> {
@@ -266,6 +338,10 @@ impl TcpFlow {
         if s.flags & RST != 0 {
             self.sock.reset_on_close();
             self.phase = Phase::Done;
+            return;
+        }
+        if self.phase == Phase::SynSent {
+            self.syn_acked(s, out);
             return;
         }
         if s.flags & SYN != 0 {
@@ -530,6 +606,7 @@ impl TcpFlow {
         }
         self.rto_at = Some(at.max(now_ms) + (RTO_MS << self.retries.min(5)));
         match self.phase {
+            Phase::SynSent => self.syn(out),
             Phase::Opening if self.snd_nxt == self.snd_una.wrapping_add(1) => {
                 self.snd_nxt = self.snd_una;
                 self.syn_ack(out);

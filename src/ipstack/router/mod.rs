@@ -208,7 +208,11 @@ impl Router {
             .map(|p| uplink_mac(&setup.ni_uuid, &p.port))
             .collect();
         let hostlink = match setup.local.has_host_uplink() {
-            true => Some(HostLink::new(mac, setup.local.mtu.unwrap_or(setup.mtu))?),
+            true => Some(HostLink::new(
+                mac,
+                setup.local.gateway,
+                setup.local.mtu.unwrap_or(setup.mtu),
+            )?),
             false => None,
         };
         let mut nat = Nat::new(
