@@ -238,8 +238,8 @@ impl HostLink {
             None => match self.open(&mut flows, key, pkt, app_mac, now, &mut out) {
                 Some(t) => t,
                 None => {
-                    drop(flows);
                     self.send(out);
+                    drop(flows);
                     return true;
                 }
             },
@@ -251,8 +251,10 @@ impl HostLink {
         if done && flows.remove(token) {
             self.counters.host_flows_ended.fetch_add(1, Relaxed);
         }
-        drop(flows);
+        // Sent under the lock: a flow's frames leave in the order they were
+        // made, whichever thread made them.
         self.send(out);
+        drop(flows);
         true
     }
 
@@ -437,8 +439,10 @@ impl HostLink {
             );
             buf.resize(65536, 0);
         }
-        drop(flows);
+        // Sent under the lock: a flow's frames leave in the order they were
+        // made, whichever thread made them.
         self.send(out);
+        drop(flows);
     }
 
     /// A port map's new connection, or a datagram on its flow.
@@ -543,8 +547,10 @@ impl HostLink {
         if done && flows.remove(token) {
             self.counters.host_flows_ended.fetch_add(1, Relaxed);
         }
-        drop(flows);
+        // Sent under the lock: a flow's frames leave in the order they were
+        // made, whichever thread made them.
         self.send(out);
+        drop(flows);
     }
 
     /// Retransmissions, and once a second: idle flows end, the host's
@@ -564,8 +570,10 @@ impl HostLink {
             flows.remove(t);
             self.counters.host_flows_ended.fetch_add(1, Relaxed);
         }
-        drop(flows);
+        // Sent under the lock: a flow's frames leave in the order they were
+        // made, whichever thread made them.
         self.send(out);
+        drop(flows);
     }
 
     /// Once a second, from the router: idle flows end, and every flow
@@ -609,8 +617,10 @@ impl HostLink {
             flows.remove(token);
             self.counters.host_flows_ended.fetch_add(1, Relaxed);
         }
-        drop(flows);
+        // Sent under the lock: a flow's frames leave in the order they were
+        // made, whichever thread made them.
         self.send(out);
+        drop(flows);
     }
 }
 

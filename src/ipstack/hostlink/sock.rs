@@ -10,9 +10,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::ports::cvt;
 
-/// `SIOCOUTQ` (= `TIOCOUTQ`): bytes in a socket's send queue.
-const SIOCOUTQ: libc::c_ulong = 0x5411;
-
 fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
     // SAFETY: sockaddr_in is plain data; zero is a valid value.
     let mut s: libc::sockaddr_in = unsafe { zeroed() };
@@ -243,14 +240,6 @@ impl Sock {
             .is_ok()
     }
 
-    /// Bytes written but not yet acknowledged by the peer.
-    pub fn outq(&self) -> usize {
-        let mut n: libc::c_int = 0;
-        // SAFETY: SIOCOUTQ writes one c_int.
-        let r = unsafe { libc::ioctl(self.fd(), SIOCOUTQ, &mut n) };
-        if r < 0 { 0 } else { n.max(0) as usize }
-    }
-
     fn get_int(&self, level: libc::c_int, opt: libc::c_int) -> io::Result<libc::c_int> {
         let mut v: libc::c_int = 0;
         let mut len = size_of::<libc::c_int>() as libc::socklen_t;
@@ -265,12 +254,6 @@ impl Sock {
             )
         })?;
         Ok(v)
-    }
-
-    /// The send buffer's size.
-    pub fn sndbuf(&self) -> usize {
-        self.get_int(libc::SOL_SOCKET, libc::SO_SNDBUF)
-            .map_or(212_992, |v| v.max(0) as usize)
     }
 
     /// The pending error of the socket (a connect that failed), if any.

@@ -127,8 +127,12 @@ pub struct TcpFlow {
     /// Our FIN's sequence number, once sent.
     fin_seq: Option<u32>,
     peek_off: bool,
-    sndbuf: usize,
+    /// Where the socket's peek offset stands, from the first unacknowledged byte.
+    peek_pos: usize,
     dup_acks: u8,
+    /// After a retransmission: duplicate ACKs are not news until the app
+    /// acknowledges everything sent before it (NewReno's recovery point).
+    recover: Option<u32>,
     rto_at: Option<u64>,
     retries: u32,
     /// The app's first SYN's start, for an ICMP error quoting it.
@@ -144,7 +148,6 @@ impl TcpFlow {
         let (mss, shift) = s.syn_options();
         let iss = crate::rand::u32();
         Ok(TcpFlow {
-            sndbuf: sock.sndbuf(),
             sock,
             ends,
             phase: Phase::Connecting,
@@ -160,7 +163,9 @@ impl TcpFlow {
             host_eof: false,
             fin_seq: None,
             peek_off: false,
+            peek_pos: 0,
             dup_acks: 0,
+            recover: None,
             rto_at: None,
             retries: 0,
             syn_seq: s.seq,
@@ -179,7 +184,6 @@ impl TcpFlow {
     ) -> TcpFlow {
         let iss = crate::rand::u32();
         let mut f = TcpFlow {
-            sndbuf: sock.sndbuf(),
             sock,
             ends,
             phase: Phase::SynSent,
@@ -195,7 +199,9 @@ impl TcpFlow {
             host_eof: false,
             fin_seq: None,
             peek_off: false,
+            peek_pos: 0,
             dup_acks: 0,
+            recover: None,
             rto_at: None,
             retries: 0,
             syn_seq: iss,
@@ -233,6 +239,7 @@ impl TcpFlow {
         self.snd_nxt = s.ack;
         self.rto_at = None;
         self.peek_off = self.sock.set_peek_off(0);
+        self.peek_pos = 0;
         self.phase = Phase::Open;
         self.ack(out);
         self.push(out);
@@ -248,16 +255,13 @@ impl TcpFlow {
         }
     }
 
-    /// The window we offer the app: what the socket's send buffer can take,
-    /// nothing while we hold data it refused.
+    /// The window we offer the app: nothing while we hold data the socket
+    /// refused (it reopens when the socket takes data again).
     fn window(&self) -> u16 {
         if !self.held.is_empty() || self.app_fin {
             return 0;
         }
-        let free = (self.sndbuf / 2)
-            .saturating_sub(self.sock.outq())
-            .min(WINDOW_MAX);
-        (free >> self.our_shift).min(u16::MAX as usize) as u16
+        (WINDOW_MAX >> self.our_shift).min(u16::MAX as usize) as u16
     }
 
     fn ack(&self, out: &mut Vec<Vec<u8>>) {
@@ -285,6 +289,7 @@ impl TcpFlow {
             return false;
         }
         self.peek_off = self.sock.set_peek_off(0);
+        self.peek_pos = 0;
         self.phase = Phase::Opening;
         self.syn_ack(out);
         true
@@ -380,10 +385,11 @@ impl TcpFlow {
         let mut n = s.ack.wrapping_sub(self.snd_una) as usize;
         if n == 0 {
             let idle = s.payload.is_empty() && s.flags & FIN == 0 && wnd == self.app_wnd;
-            if idle && self.snd_nxt != self.snd_una {
+            if idle && self.snd_nxt != self.snd_una && self.recover.is_none() {
                 self.dup_acks += 1;
                 if self.dup_acks == 3 {
-                    self.rewind();
+                    self.recover = Some(self.snd_nxt);
+                    self.resend_head(out);
                 }
             }
             self.app_wnd = wnd;
@@ -398,7 +404,16 @@ impl TcpFlow {
         if n > 0 && self.sock.discard(n).is_err() {
             self.phase = Phase::Done;
         }
+        // The kernel moves the peek offset back with what it dropped.
+        self.peek_pos = self.peek_pos.saturating_sub(n);
         self.snd_una = s.ack;
+        if let Some(r) = self.recover {
+            match after(r, self.snd_una) {
+                // A partial ACK: the next hole goes at once.
+                true => self.resend_head(out),
+                false => self.recover = None,
+            }
+        }
         self.rto_at = (self.snd_una != self.snd_nxt).then(|| mono_ms() + RTO_MS);
         if self.app_fin
             && self
@@ -409,15 +424,39 @@ impl TcpFlow {
         }
     }
 
-    /// Sends again from the oldest byte the app has not acknowledged.
+    /// Sends everything again from the oldest byte the app has not
+    /// acknowledged (the retransmission timer went off).
     fn rewind(&mut self) {
-        if let Some(f) = self.fin_seq.take() {
-            // Our FIN goes again after the data.
-            self.snd_nxt = f;
-        }
+        self.recover = Some(self.snd_nxt);
+        // Our FIN, if sent, goes again after the data.
+        self.fin_seq = None;
         self.snd_nxt = self.snd_una;
-        if self.peek_off {
-            self.sock.set_peek_off(0);
+    }
+
+    /// Sends the oldest unacknowledged data again, one frame, without
+    /// going back (a fast retransmission, or the next hole after a partial
+    /// ACK).
+    fn resend_head(&mut self, out: &mut Vec<Vec<u8>>) {
+        let data = match self.fin_seq {
+            Some(f) => f.wrapping_sub(self.snd_una) as usize,
+            None => self.snd_nxt.wrapping_sub(self.snd_una) as usize,
+        };
+        if data == 0 {
+            if let Some(f) = self.fin_seq {
+                out.push(frames::tcp_control(
+                    &self.ends,
+                    &self.head(FIN | ACK, f, &[]),
+                ));
+            }
+            return;
+        }
+        let want = data.min(READ_MAX);
+        let mut f = Vec::with_capacity(TCP_PAYLOAD + want);
+        let h = self.head(ACK | PSH, self.snd_una, &[]);
+        frames::tcp_head(&mut f, &self.ends, &h);
+        if matches!(self.read(&mut f, 0, want), Ok(n) if n > 0) {
+            frames::tcp_finish(&mut f, &self.ends, self.mss);
+            out.push(f);
         }
     }
 
@@ -469,21 +508,26 @@ impl TcpFlow {
             .is_some_and(|f| self.snd_una == f.wrapping_add(1))
     }
 
-    /// Writes the app's data, holding what the socket does not take.
+    /// Writes the app's data, holding what the socket does not take. It
+    /// writes until the socket says it is full, so that it tells (EPOLLOUT)
+    /// when it takes data again.
     fn write(&mut self, data: &[u8]) {
         if !self.held.is_empty() {
             self.held.extend_from_slice(data);
             return;
         }
-        let n = match self.sock.send(data) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(_) => {
-                self.phase = Phase::Done;
-                return;
+        let mut done = 0;
+        while done < data.len() {
+            match self.sock.send(&data[done..]) {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.phase = Phase::Done;
+                    return;
+                }
             }
-        };
-        self.held.extend_from_slice(&data[n..]);
+        }
+        self.held.extend_from_slice(&data[done..]);
     }
 
     /// The socket takes data again: what we held goes, and the app hears
@@ -548,20 +592,27 @@ impl TcpFlow {
         }
     }
 
-    /// Peeks up to `want` bytes past the `skip` already sent into `f`.
-    fn read(&mut self, f: &mut Vec<u8>, skip: usize, want: usize) -> io::Result<usize> {
+    /// Peeks up to `want` bytes into `f`, starting `at` bytes past the
+    /// oldest unacknowledged one.
+    fn read(&mut self, f: &mut Vec<u8>, at: usize, want: usize) -> io::Result<usize> {
         let start = f.len();
         if self.peek_off {
+            if self.peek_pos != at {
+                self.sock.set_peek_off(at);
+                self.peek_pos = at;
+            }
             f.resize(start + want, 0);
             let r = self.sock.peek(&mut f[start..]);
-            f.truncate(start + *r.as_ref().unwrap_or(&0));
+            let got = *r.as_ref().unwrap_or(&0);
+            f.truncate(start + got);
+            self.peek_pos += got;
             return r;
         }
         // Without a peek offset: read from the first unacknowledged byte.
-        f.resize(start + skip + want, 0);
+        f.resize(start + at + want, 0);
         let r = self.sock.peek(&mut f[start..]);
         let got = *r.as_ref().unwrap_or(&0);
-        if r.is_ok() && got <= skip {
+        if r.is_ok() && got <= at {
             f.truncate(start);
             return match got {
                 0 => Ok(0),
@@ -569,8 +620,8 @@ impl TcpFlow {
             };
         }
         f.truncate(start + got);
-        f.drain(start..start + skip.min(got));
-        r.map(|n| n - skip)
+        f.drain(start..start + at.min(got));
+        r.map(|n| n - at)
     }
 
     fn send_fin(&mut self, out: &mut Vec<Vec<u8>>) {
