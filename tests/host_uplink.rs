@@ -460,4 +460,18 @@ fn a_flood_of_flows_hits_the_apps_quota_and_spares_the_others() {
         ),
         "the other app"
     );
+
+    // A connect that never completes (nothing answers 203.0.113.99) is
+    // given up after 10 s: the app hears a reset, not its own timeout.
+    let start = std::time::Instant::now();
+    let code = sb.out(
+        &l.b,
+        "curl -s -o /dev/null -m 25 http://203.0.113.99/; echo $?",
+    );
+    let took = start.elapsed();
+    assert_eq!(code, "7", "curl's connect is refused, not timed out (28)");
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(14),
+        "given up after {took:?}"
+    );
 }

@@ -587,14 +587,16 @@ impl HostLink {
         let expired: Vec<u64> = (flows.list.iter_mut())
             .filter_map(|(token, (key, f))| {
                 let (idle, limit) = match f {
-                    Flow::Tcp(tf) => {
-                        let limit = match tf.phase {
-                            Phase::Connecting | Phase::SynSent => CONNECT_SECS,
-                            Phase::Open if tf.half_closed() => CLOSING_SECS,
-                            _ => t.tcp_established,
-                        };
-                        (now.saturating_sub(tf.last_seen), limit)
-                    }
+                    Flow::Tcp(tf) => match tf.phase {
+                        // A retransmitted SYN does not extend a connect.
+                        Phase::Connecting | Phase::SynSent => {
+                            (now.saturating_sub(tf.opened), CONNECT_SECS)
+                        }
+                        Phase::Open if tf.half_closed() => {
+                            (now.saturating_sub(tf.last_seen), CLOSING_SECS)
+                        }
+                        _ => (now.saturating_sub(tf.last_seen), t.tcp_established),
+                    },
                     Flow::Dgram(d) => {
                         let limit = if key.proto == Proto::Udp {
                             t.udp

@@ -138,6 +138,8 @@ pub struct TcpFlow {
     /// The app's first SYN's start, for an ICMP error quoting it.
     syn_seq: u32,
     pub last_seen: u64,
+    /// When the flow began (a connect's deadline counts from here).
+    pub opened: u64,
 }
 
 impl TcpFlow {
@@ -170,6 +172,7 @@ impl TcpFlow {
             retries: 0,
             syn_seq: s.seq,
             last_seen: now,
+            opened: now,
         })
     }
 
@@ -206,6 +209,7 @@ impl TcpFlow {
             retries: 0,
             syn_seq: iss,
             last_seen: now,
+            opened: now,
         };
         f.syn(out);
         f
