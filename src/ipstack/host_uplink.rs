@@ -35,6 +35,30 @@ struct TcpQuery {
     input: Vec<u8>,
 }
 
+impl TcpQuery {
+    /// Sends what is left of the query and reads what came; false once
+    /// the connection is of no more use.
+    fn exchange(&mut self, buf: &mut [u8]) -> bool {
+        if !self.out.is_empty() {
+            match self.sock.send(&self.out) {
+                Ok(n) => drop(self.out.drain(..n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return false,
+            }
+        }
+        loop {
+            match self.sock.recv(buf) {
+                Ok(0) => return false,
+                Ok(n) if self.input.len() + n <= 2 + u16::MAX as usize => {
+                    self.input.extend_from_slice(&buf[..n])
+                }
+                Ok(_) => return false,
+                Err(e) => return e.kind() == io::ErrorKind::WouldBlock,
+            }
+        }
+    }
+}
+
 pub struct HostUplink {
     pub cost: u8,
     probe: Probe,
@@ -187,10 +211,16 @@ impl HostUplink {
         if self.udp.len() >= UDP_MAX {
             return None;
         }
-        let s = Sock::udp_bound(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).ok()?;
-        let port = s.local_addr().ok()?.port();
-        self.udp.insert(port, s);
-        Some(port)
+        // The kernel picks the port; one a TCP query has is not taken.
+        for _ in 0..4 {
+            let s = Sock::udp_bound(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+            let port = s.local_addr().ok()?.port();
+            if !self.tcp.contains_key(&port) {
+                self.udp.insert(port, s);
+                return Some(port);
+            }
+        }
+        None
     }
 
     /// A TCP connection to `server`:53 for one query; its port.
@@ -200,6 +230,9 @@ impl HostUplink {
         }
         let sock = Sock::tcp_connect(SocketAddrV4::new(server, 53)).ok()?;
         let port = sock.local_addr().ok()?.port();
+        if self.udp.contains_key(&port) {
+            return None;
+        }
         let q = TcpQuery {
             sock,
             server,
@@ -229,24 +262,15 @@ impl HostUplink {
                 }
             }
         }
-        for (port, q) in &mut self.tcp {
-            if !q.out.is_empty() {
-                match q.sock.send(&q.out) {
-                    Ok(n) => drop(q.out.drain(..n)),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => q.out.clear(),
-                }
-            }
-            while let Ok(n) = q.sock.recv(&mut buf) {
-                if n == 0 || q.input.len() > 2 + u16::MAX as usize {
-                    break;
-                }
-                q.input.extend_from_slice(&buf[..n]);
-            }
+        // A connection that failed, ended or sent too much is closed: its
+        // query is not answered (the forwarder gives up on it).
+        self.tcp.retain(|port, q| {
+            let alive = q.exchange(&mut buf);
             if let Some(answer) = dns::take_framed(&mut q.input) {
                 out.push((answer, q.server, *port));
             }
-        }
+            alive
+        });
         out
     }
 

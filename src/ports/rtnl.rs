@@ -46,6 +46,7 @@ const RTA_MULTIPATH: u16 = 9;
 const RTA_TABLE: u16 = 15;
 const RTA_VIA: u16 = 18;
 const RTN_UNICAST: u8 = 1;
+const RTN_LOCAL: u8 = 2;
 const RTPROT_BOOT: u8 = 3;
 
 /// Scopes (`AddrInfo::scope`): everywhere, and this link only; host (254)
@@ -427,6 +428,29 @@ pub fn routes(family: i32) -> io::Result<Vec<RouteInfo>> {
     // A kernel without the family answers with the routes of every family.
     let ours = msgs.iter().filter(|p| p.first() == Some(&fam));
     Ok(ours.filter_map(|p| parse_route(p)).collect())
+}
+
+/// The IPv4 prefixes this namespace takes as its own (routes of type
+/// local: each address of an interface, and whole prefixes such as
+/// 127.0.0.0/8 or one routed `local` on purpose).
+pub fn local_prefixes_v4() -> io::Result<Vec<ipnet::Ipv4Net>> {
+    let mut req = [0u8; RTMSG];
+    req[0] = libc::AF_INET as u8;
+    let msgs = Rtnl::open()?.dump(RTM_GETROUTE, RTM_NEWROUTE, &req)?;
+    Ok(msgs.iter().filter_map(|p| parse_local_v4(p)).collect())
+}
+
+/// An RTM_NEWROUTE payload of an IPv4 route of type local: its prefix.
+fn parse_local_v4(p: &[u8]) -> Option<ipnet::Ipv4Net> {
+    let h = p.get(..RTMSG)?;
+    if i32::from(h[0]) != libc::AF_INET || h[7] != RTN_LOCAL {
+        return None;
+    }
+    let dst = attrs(&p[RTMSG..]).find_map(|(k, d)| (k == RTA_DST).then(|| ip_from(h[0], d)))??;
+    match dst {
+        IpAddr::V4(a) => ipnet::Ipv4Net::new(a, h[1]).ok().map(|n| n.trunc()),
+        IpAddr::V6(_) => None,
+    }
 }
 
 /// Adds `addr/prefix` to interface `ifindex`. An address that is already

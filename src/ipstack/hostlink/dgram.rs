@@ -84,11 +84,21 @@ impl DgramFlow {
         }
     }
 
-    /// Everything the socket has, as frames to the app.
-    pub fn drain(&mut self, now: u64, out: &mut Vec<Vec<u8>>) -> io::Result<()> {
-        let mut buf = vec![0u8; 65536];
+    /// Everything the socket has, as frames to the app (fragmented at the
+    /// NI's `mtu`).
+    pub fn drain(&mut self, now: u64, mtu: usize, out: &mut Vec<Vec<u8>>) -> io::Result<()> {
+        BUF.with_borrow_mut(|buf| self.drain_into(buf, now, mtu, out))
+    }
+
+    fn drain_into(
+        &mut self,
+        buf: &mut [u8],
+        now: u64,
+        mtu: usize,
+        out: &mut Vec<Vec<u8>>,
+    ) -> io::Result<()> {
         loop {
-            let n = match self.sock.recv(&mut buf) {
+            let n = match self.sock.recv(buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
@@ -99,11 +109,11 @@ impl DgramFlow {
             };
             self.last_seen = now;
             match self.kind {
-                Kind::Udp => out.push(frames::udp(&self.ends, &buf[..n])),
+                Kind::Udp => frames::udp(&self.ends, &buf[..n], mtu, out),
                 Kind::Echo { ident, ping } => {
                     let msg = if ping { &buf[..n] } else { strip_ip(&buf[..n]) };
                     if let Some(f) = self.echo_reply(msg, ident, ping) {
-                        out.push(f);
+                        frames::fragment(f, mtu, out);
                     }
                 }
             }
@@ -134,6 +144,11 @@ impl DgramFlow {
         let q = frames::quote(&self.ends, 17, first8);
         frames::icmp(&self.ends, 3, 3, [0; 4], &q)
     }
+}
+
+thread_local! {
+    /// The read buffer of the thread draining sockets: one datagram at most.
+    static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 65536]);
 }
 
 /// A raw socket's datagram starts with the IPv4 header.

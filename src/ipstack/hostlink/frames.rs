@@ -124,9 +124,32 @@ pub fn tcp_control(e: &Ends, h: &TcpHead) -> Vec<u8> {
     out
 }
 
-/// A UDP datagram from the remote end to the app.
-pub fn udp(e: &Ends, payload: &[u8]) -> Vec<u8> {
-    crate::ipstack::wire::udp_packet(e.router_mac, e.app_mac, e.remote, e.app, payload)
+/// A UDP datagram from the remote end to the app, in fragments when it is
+/// larger than the NI's `mtu` (as a router on the way would make them).
+pub fn udp(e: &Ends, payload: &[u8], mtu: usize, out: &mut Vec<Vec<u8>>) {
+    let f = crate::ipstack::wire::udp_packet(e.router_mac, e.app_mac, e.remote, e.app, payload);
+    fragment(f, mtu, out);
+}
+
+/// An IPv4 packet we built (a 20-byte header) as it goes to the app: whole
+/// when it fits `mtu`, else in fragments of at most `mtu` bytes.
+pub fn fragment(f: Vec<u8>, mtu: usize, out: &mut Vec<Vec<u8>>) {
+    if f.len() - IP <= mtu {
+        out.push(f);
+        return;
+    }
+    let body = &f[IP + 20..];
+    let step = (mtu.saturating_sub(20) / 8).max(1) * 8;
+    for (i, chunk) in body.chunks(step).enumerate() {
+        let mut g = Vec::with_capacity(IP + 20 + chunk.len());
+        g.extend_from_slice(&f[..IP + 20]);
+        g.extend_from_slice(chunk);
+        let more = (i + 1) * step < body.len();
+        let field = ((i * step / 8) as u16) | if more { 0x2000 } else { 0 };
+        g[IP + 6..IP + 8].copy_from_slice(&field.to_be_bytes());
+        ip_finish(&mut g);
+        out.push(g);
+    }
 }
 
 /// An ICMP message (type, code, rest of header, data) from `e.remote.0`.
@@ -212,6 +235,29 @@ mod tests {
         let c = csum_fold(csum_add(0, &f[l4..]));
         f[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
         assert!(verify(l4, &f, &e, 6));
+    }
+
+    #[test]
+    fn large_datagrams_are_fragmented_at_the_mtu() {
+        let e = ends();
+        let payload: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let mut out = Vec::new();
+        udp(&e, &payload, 1500, &mut out);
+        assert_eq!(out.len(), 3);
+        let mut whole = Vec::new();
+        for (i, f) in out.iter().enumerate() {
+            let ip = &f[IP..];
+            assert!(ip.len() <= 1500);
+            assert_eq!(csum_fold(csum_add(0, &ip[..20])), 0);
+            let field = u16::from_be_bytes([ip[6], ip[7]]);
+            assert_eq!(field & 0x2000 != 0, i < 2, "more fragments");
+            assert_eq!((field & 0x1fff) as usize * 8, whole.len());
+            whole.extend_from_slice(&ip[20..]);
+        }
+        assert_eq!(&whole[8..], &payload[..]);
+        let mut small = Vec::new();
+        udp(&e, b"hi", 1500, &mut small);
+        assert_eq!(small.len(), 1);
     }
 
     #[test]

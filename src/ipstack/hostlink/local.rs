@@ -1,47 +1,32 @@
 //! Which destinations an app may not reach through the host's stack: the
-//! host itself (loopback, and every address of the daemon's namespace,
-//! which covers the metrics listener and the Wi-Fi or LTE address) and
-//! what is not one host (unspecified, multicast, broadcast).
+//! host itself (every prefix the daemon's namespace routes as local: its
+//! addresses, loopback, and whole prefixes routed `local`, which covers the
+//! metrics listener and the Wi-Fi or LTE address) and what is not one host
+//! (unspecified, multicast, broadcast).
 
 use std::net::Ipv4Addr;
 
-/// The IPv4 addresses of the daemon's namespace's interfaces.
-pub fn host_addresses() -> Vec<Ipv4Addr> {
-    let mut out = Vec::new();
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `head` with a list freed below.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return out;
+use ipnet::Ipv4Net;
+
+/// The prefixes of the daemon's namespace that are the host itself;
+/// loopback's at least, when they cannot be read.
+pub fn host_prefixes() -> Vec<Ipv4Net> {
+    let mut v = crate::ports::rtnl::local_prefixes_v4().unwrap_or_default();
+    if v.is_empty() {
+        v.extend(Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8).ok());
     }
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: cur walks the list getifaddrs returned.
-        let ifa = unsafe { &*cur };
-        if !ifa.ifa_addr.is_null() {
-            // SAFETY: ifa_addr points to a sockaddr of its family.
-            let family = unsafe { (*ifa.ifa_addr).sa_family } as libc::c_int;
-            if family == libc::AF_INET {
-                // SAFETY: an AF_INET address is a sockaddr_in.
-                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                out.push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
-            }
-        }
-        cur = ifa.ifa_next;
-    }
-    // SAFETY: head came from getifaddrs.
-    unsafe { libc::freeifaddrs(head) };
-    out
+    v
 }
 
 /// Whether an app's flow to `dst` must be refused; `host` holds the
-/// addresses of the daemon's namespace.
-pub fn refused(dst: Ipv4Addr, host: &[Ipv4Addr]) -> bool {
+/// prefixes of the daemon's namespace that are the host itself.
+pub fn refused(dst: Ipv4Addr, host: &[Ipv4Net]) -> bool {
     dst.is_unspecified()
         || dst.octets()[0] == 0
         || dst.is_loopback()
         || dst.is_multicast()
         || dst.is_broadcast()
-        || host.contains(&dst)
+        || host.iter().any(|n| n.contains(&dst))
 }
 
 #[cfg(test)]
@@ -50,7 +35,10 @@ mod tests {
 
     #[test]
     fn the_host_and_non_hosts_are_refused() {
-        let host = [Ipv4Addr::new(192, 168, 1, 20)];
+        let host: Vec<Ipv4Net> = vec![
+            "192.168.1.20/32".parse().unwrap(),
+            "10.9.0.0/24".parse().unwrap(),
+        ];
         for d in [
             "127.0.0.1",
             "127.9.9.9",
@@ -59,6 +47,7 @@ mod tests {
             "224.0.0.1",
             "255.255.255.255",
             "192.168.1.20",
+            "10.9.0.77",
         ] {
             assert!(refused(d.parse().unwrap(), &host), "{d}");
         }
@@ -68,7 +57,8 @@ mod tests {
     }
 
     #[test]
-    fn loopback_is_among_the_host_addresses() {
-        assert!(host_addresses().contains(&Ipv4Addr::LOCALHOST));
+    fn loopback_is_the_host() {
+        let p = host_prefixes();
+        assert!(p.iter().any(|n| n.contains(&Ipv4Addr::LOCALHOST)), "{p:?}");
     }
 }

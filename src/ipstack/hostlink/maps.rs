@@ -18,6 +18,9 @@ pub const MAP_TOKENS: u64 = 1 << 62;
 pub struct Listener {
     pub rule: MapRule,
     pub sock: Arc<Sock>,
+    /// Waiting taken off the epoll set (out of descriptors) until the next
+    /// second.
+    paused: bool,
 }
 
 #[derive(Default)]
@@ -39,9 +42,18 @@ fn open(rule: &MapRule) -> io::Result<Sock> {
 
 impl Listeners {
     /// Listeners for exactly `maps`; a map whose port cannot be had is
-    /// logged and left out.
-    pub fn set(&mut self, maps: &[MapRule], epoll: &Epoll) {
-        self.by_token.retain(|_, l| maps.contains(&l.rule));
+    /// logged and left out. Returns the sockets of removed maps (their UDP
+    /// flows end with them).
+    pub fn set(&mut self, maps: &[MapRule], epoll: &Epoll) -> Vec<Arc<Sock>> {
+        let mut gone = Vec::new();
+        self.by_token.retain(|_, l| {
+            let keep = maps.contains(&l.rule);
+            if !keep {
+                epoll.delete(l.sock.fd());
+                gone.push(l.sock.clone());
+            }
+            keep
+        });
         for rule in maps {
             if self.by_token.values().any(|l| l.rule == *rule) {
                 continue;
@@ -57,6 +69,7 @@ impl Listeners {
                     let l = Listener {
                         rule: rule.clone(),
                         sock: Arc::new(s),
+                        paused: false,
                     };
                     self.by_token.insert(token, l);
                 }
@@ -67,9 +80,30 @@ impl Listeners {
                 ),
             }
         }
+        gone
     }
 
     pub fn get(&self, token: u64) -> Option<&Listener> {
         self.by_token.get(&token)
+    }
+
+    /// Stops waiting on a listener whose connections cannot be taken now
+    /// (no descriptor left): level-triggered, it would wake at once again.
+    pub fn pause(&mut self, token: u64, epoll: &Epoll) {
+        if let Some(l) = self.by_token.get_mut(&token) {
+            l.paused = epoll.modify(l.sock.fd(), token, 0).is_ok();
+        }
+    }
+
+    /// Waits on paused listeners again.
+    pub fn resume(&mut self, epoll: &Epoll) {
+        for (token, l) in self.by_token.iter_mut().filter(|(_, l)| l.paused) {
+            l.paused = epoll.modify(l.sock.fd(), *token, sock::IN).is_err();
+        }
+    }
+
+    /// Closes every listener.
+    pub fn clear(&mut self, epoll: &Epoll) {
+        self.set(&[], epoll);
     }
 }

@@ -17,7 +17,7 @@ mod tcp;
 use std::collections::HashMap;
 use std::io;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
@@ -35,7 +35,6 @@ use frames::Ends;
 use maps::{Listeners, MAP_TOKENS};
 use tcp::{Phase, Segment, TcpFlow};
 
-pub use local::host_addresses;
 pub use sock::Sock;
 
 /// Flows one app may hold, of which TCP connects under way.
@@ -48,6 +47,10 @@ const CONNECT_SECS: u64 = 10;
 /// Seconds a half-closed TCP connection lives without traffic.
 const CLOSING_SECS: u64 = 60;
 const WAKE: u64 = u64::MAX;
+/// Flow sockets open in the whole process, and how many may be: the
+/// descriptor limit less a reserve for everything else.
+static OPEN_SOCKETS: AtomicUsize = AtomicUsize::new(0);
+static SOCKET_CAP: AtomicUsize = AtomicUsize::new(0);
 
 /// Counters shown in status.
 #[derive(Default)]
@@ -110,8 +113,8 @@ struct Flows {
     list: HashMap<u64, (Key, Flow)>,
     next: u64,
     per_app: HashMap<Ipv4Addr, usize>,
-    /// The addresses of the daemon's namespace, refreshed every second.
-    host: Vec<Ipv4Addr>,
+    /// The prefixes that are the host itself, refreshed every second.
+    host: Vec<ipnet::Ipv4Net>,
     /// The apps' addresses by MAC, for port maps.
     apps: HashMap<Mac, Ipv4Addr>,
     listeners: Listeners,
@@ -125,9 +128,12 @@ impl Flows {
     }
 
     fn remove(&mut self, token: u64) -> bool {
-        let Some((key, _flow)) = self.list.remove(&token) else {
+        let Some((key, flow)) = self.list.remove(&token) else {
             return false;
         };
+        if flow.fd().is_some() {
+            OPEN_SOCKETS.fetch_sub(1, Relaxed);
+        }
         self.by_key.remove(&key);
         if let Some(n) = self.per_app.get_mut(&key.app) {
             *n = n.saturating_sub(1);
@@ -155,6 +161,8 @@ pub struct HostLink {
     epoll: sock::Epoll,
     wake: Waker,
     stop: AtomicBool,
+    /// Bytes of the apps' data held for full sockets, all flows together.
+    held: Arc<AtomicUsize>,
     wiring: ArcSwapOption<Wiring>,
     pub counters: HostCounters,
 }
@@ -175,7 +183,7 @@ impl HostLink {
         let wake = Waker::new()?;
         epoll.add(wake.fd(), WAKE, sock::IN)?;
         let flows = Flows {
-            host: host_addresses(),
+            host: local::host_prefixes(),
             ..Flows::default()
         };
         Ok(Arc::new(HostLink {
@@ -187,6 +195,7 @@ impl HostLink {
             epoll,
             wake,
             stop: AtomicBool::new(false),
+            held: Arc::new(AtomicUsize::new(0)),
             wiring: ArcSwapOption::empty(),
             counters: HostCounters::default(),
         }))
@@ -287,7 +296,8 @@ impl HostLink {
                 }
                 // A refused datagram leaves an error the socket reports.
                 matches!(sent, Some(Err(e)) if e.kind() != io::ErrorKind::WouldBlock)
-                    && d.drain(now, out).is_err()
+                    && d.owns_socket()
+                    && d.drain(now, self.mtu(), out).is_err()
             }
         }
     }
@@ -304,6 +314,11 @@ impl HostLink {
         out: &mut Vec<Vec<u8>>,
     ) -> Option<u64> {
         let c = &self.counters;
+        if key.proto == Proto::Icmp && key.aport == 0 {
+            // An echo reply (or anything but a request) opens nothing.
+            self.count(&c.host_dropped);
+            return None;
+        }
         if local::refused(key.remote, &flows.host) {
             self.count(&c.host_local_refused);
             return None;
@@ -330,7 +345,7 @@ impl HostLink {
                     }
                     return None;
                 }
-                TcpFlow::open(ends, &s, self.mss, now).map(Flow::Tcp)
+                TcpFlow::open(ends, &s, self.mss, now, self.held.clone()).map(Flow::Tcp)
             }
             Proto::Udp => DgramFlow::udp(ends, now).map(Flow::Dgram),
             Proto::Icmp => DgramFlow::echo(ends, now).map(Flow::Dgram),
@@ -351,12 +366,21 @@ impl HostLink {
         let c = &self.counters;
         let token = flows.next;
         flows.next += 1;
-        let events = sock::IN | sock::OUT | sock::RDHUP | sock::ET;
-        if let Some(fd) = flow.fd()
-            && self.epoll.add(fd, token, events).is_err()
-        {
-            self.count(&c.host_socket_failed);
-            return None;
+        // Datagram sockets are only read; TCP ones are written too.
+        let events = match flow {
+            Flow::Tcp(_) => sock::IN | sock::OUT | sock::RDHUP | sock::ET,
+            Flow::Dgram(_) => sock::IN | sock::ET,
+        };
+        if let Some(fd) = flow.fd() {
+            if OPEN_SOCKETS.load(Relaxed) >= SOCKET_CAP.load(Relaxed) {
+                self.count(&c.host_quota);
+                return None;
+            }
+            if self.epoll.add(fd, token, events).is_err() {
+                self.count(&c.host_socket_failed);
+                return None;
+            }
+            OPEN_SOCKETS.fetch_add(1, Relaxed);
         }
         let opened = match key.proto {
             Proto::Tcp => &c.host_tcp_opened,
@@ -372,7 +396,17 @@ impl HostLink {
 
     /// The port maps of the NI's apps now.
     pub fn set_maps(&self, maps: &[MapRule]) {
-        lock(&self.flows).listeners.set(maps, &self.epoll);
+        let mut flows = lock(&self.flows);
+        let gone = flows.listeners.set(maps, &self.epoll);
+        let ended: Vec<u64> = (flows.list.iter())
+            .filter(|(_, (_, f))| {
+                matches!(f, Flow::Dgram(d) if gone.iter().any(|g| Arc::ptr_eq(g, &d.sock)))
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for t in ended {
+            flows.remove(t);
+        }
     }
 
     /// The apps' addresses now (leases and fixed IPs).
@@ -399,7 +433,14 @@ impl HostLink {
             let (client, data) = match rule.proto {
                 crate::config::L4Proto::Tcp => match listener.accept() {
                     Ok((s, peer)) => (peer, Some(s)),
-                    Err(_) => break,
+                    Err(e) => {
+                        if e.kind() != io::ErrorKind::WouldBlock {
+                            // Out of descriptors: wait for the next second.
+                            self.count(&self.counters.host_socket_failed);
+                            flows.listeners.pause(token, &self.epoll);
+                        }
+                        break;
+                    }
                 },
                 crate::config::L4Proto::Udp => match listener.recv_from(&mut buf) {
                     Ok((n, peer)) => {
@@ -460,18 +501,25 @@ impl HostLink {
         if let Some(&token) = flows.by_key.get(&key) {
             if let Some((_, Flow::Dgram(d))) = flows.list.get_mut(&token) {
                 d.last_seen = now;
-                out.push(frames::udp(&ends, data));
+                frames::udp(&ends, data, self.mtu(), out);
             }
             return;
         }
-        if flows.list.len() >= NI_FLOWS {
+        let app_flows = flows.per_app.get(&key.app).copied().unwrap_or(0);
+        if flows.list.len() >= NI_FLOWS || app_flows >= APP_FLOWS {
             self.count(&self.counters.host_quota);
             return;
         }
         let flow = match accepted {
-            Some(s) => Flow::Tcp(TcpFlow::accepted(ends, s, self.mss, now, out)),
+            Some(s) => Flow::Tcp(TcpFlow::accepted(
+                ends,
+                s,
+                (self.mss, now),
+                self.held.clone(),
+                out,
+            )),
             None => {
-                out.push(frames::udp(&ends, data));
+                frames::udp(&ends, data, self.mtu(), out);
                 Flow::Dgram(DgramFlow::mapped(ends, listener.clone(), client, now))
             }
         };
@@ -491,6 +539,17 @@ impl HostLink {
         self.stop.store(true, Relaxed);
         self.wake.ring();
         self.wiring.store(None);
+        let mut flows = lock(&self.flows);
+        let tokens: Vec<u64> = flows.list.keys().copied().collect();
+        for t in tokens {
+            flows.remove(t);
+        }
+        flows.listeners.clear(&self.epoll);
+    }
+
+    /// The NI's MTU: the largest packet an app gets.
+    fn mtu(&self) -> usize {
+        self.mss as usize + 40
     }
 
     fn run(&self) {
@@ -541,7 +600,7 @@ impl HostLink {
                 }
                 f.phase == Phase::Done
             }
-            Some((_, Flow::Dgram(d))) => d.drain(now, &mut out).is_err(),
+            Some((_, Flow::Dgram(d))) => d.drain(now, self.mtu(), &mut out).is_err(),
             None => false,
         };
         if done && flows.remove(token) {
@@ -582,7 +641,8 @@ impl HostLink {
         let now = now_secs() as u64;
         let mut out = Vec::new();
         let mut flows = lock(&self.flows);
-        flows.host = host_addresses();
+        flows.host = local::host_prefixes();
+        flows.listeners.resume(&self.epoll);
         let t = &self.timeouts;
         let expired: Vec<u64> = (flows.list.iter_mut())
             .filter_map(|(token, (key, f))| {
@@ -659,7 +719,12 @@ fn raise_fd_limit() {
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
             l.rlim_cur = l.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+            }
         }
     }
+    // A reserve of 512 descriptors stays for ports, TAPs and the rest.
+    let cap = (l.rlim_cur as usize).saturating_sub(512).max(64);
+    SOCKET_CAP.store(cap, Relaxed);
 }

@@ -31,6 +31,13 @@ const SIN_LEN: libc::socklen_t = size_of::<libc::sockaddr_in>() as libc::socklen
 /// One host socket, closed when dropped.
 pub struct Sock(OwnedFd);
 
+impl From<OwnedFd> for Sock {
+    /// A socket opened elsewhere (non-blocking).
+    fn from(fd: OwnedFd) -> Sock {
+        Sock(fd)
+    }
+}
+
 impl Sock {
     fn new(ty: libc::c_int, proto: libc::c_int) -> io::Result<Sock> {
         let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
@@ -331,6 +338,14 @@ impl Epoll {
 
     pub fn add(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_ADD, fd, token, events)
+    }
+
+    pub fn modify(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, token, events)
+    }
+
+    pub fn delete(&self, fd: RawFd) {
+        let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0);
     }
 
     /// Waits up to `ms` for events: (token, events) pairs.

@@ -8,6 +8,8 @@
 
 use std::io;
 use std::net::SocketAddrV4;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use super::frames::{self, ACK, Ends, FIN, PSH, RST, SYN, TCP_PAYLOAD, TcpHead};
 use super::sock::Sock;
@@ -17,10 +19,15 @@ use crate::clock::mono_ms;
 const OUR_SHIFT: u8 = 7;
 /// The most the app may send before we acknowledge (bytes).
 const WINDOW_MAX: usize = 1 << 20;
-/// The most of the app's data held because the socket was full.
+/// The most of the app's data held because the socket was full, per
+/// connection and per NI.
 const HELD_MAX: usize = WINDOW_MAX + 65536;
+pub const HELD_BUDGET: usize = 64 << 20;
 /// The largest read per frame: a GSO frame's payload.
 const READ_MAX: usize = 65535 - 40;
+/// In flight at most, where the kernel keeps no peek offset for TCP (before
+/// Linux 6.9): each read then peeks from the first unacknowledged byte.
+const FALLBACK_FLIGHT: usize = 256 << 10;
 /// Retransmission after this long without the app acknowledging.
 const RTO_MS: u64 = 1000;
 /// Retransmissions without progress before the connection is given up.
@@ -111,6 +118,8 @@ pub struct TcpFlow {
     /// Towards the app: oldest unacknowledged, next to send.
     snd_una: u32,
     snd_nxt: u32,
+    /// The highest we ever sent (a rewind moves `snd_nxt` back, not this).
+    snd_max: u32,
     /// The app's window in bytes, and its shift.
     app_wnd: u32,
     app_shift: u8,
@@ -120,8 +129,10 @@ pub struct TcpFlow {
     mss: u16,
     /// From the app: the next byte expected.
     rcv_nxt: u32,
-    /// The app's data the socket has not taken yet.
+    /// The app's data the socket has not taken yet, counted in the NI's
+    /// `budget`.
     held: Vec<u8>,
+    budget: Arc<AtomicUsize>,
     app_fin: bool,
     host_eof: bool,
     /// Our FIN's sequence number, once sent.
@@ -145,7 +156,13 @@ pub struct TcpFlow {
 impl TcpFlow {
     /// A flow for the app's SYN `s`: the host connect starts now; the
     /// SYN-ACK waits for it (`connected`).
-    pub fn open(ends: Ends, s: &Segment, mss_max: u16, now: u64) -> io::Result<TcpFlow> {
+    pub fn open(
+        ends: Ends,
+        s: &Segment,
+        mss_max: u16,
+        now: u64,
+        budget: Arc<AtomicUsize>,
+    ) -> io::Result<TcpFlow> {
         let sock = Sock::tcp_connect(SocketAddrV4::new(ends.remote.0, ends.remote.1))?;
         let (mss, shift) = s.syn_options();
         let iss = crate::rand::u32();
@@ -155,12 +172,14 @@ impl TcpFlow {
             phase: Phase::Connecting,
             snd_una: iss,
             snd_nxt: iss,
+            snd_max: iss,
             app_wnd: s.window as u32,
             app_shift: shift.unwrap_or(0),
             our_shift: if shift.is_some() { OUR_SHIFT } else { 0 },
             mss: mss.unwrap_or(536).min(mss_max).max(64),
             rcv_nxt: s.seq.wrapping_add(1),
             held: Vec::new(),
+            budget,
             app_fin: false,
             host_eof: false,
             fin_seq: None,
@@ -181,8 +200,8 @@ impl TcpFlow {
     pub fn accepted(
         ends: Ends,
         sock: Sock,
-        mss_max: u16,
-        now: u64,
+        (mss_max, now): (u16, u64),
+        budget: Arc<AtomicUsize>,
         out: &mut Vec<Vec<u8>>,
     ) -> TcpFlow {
         let iss = crate::rand::u32();
@@ -192,12 +211,14 @@ impl TcpFlow {
             phase: Phase::SynSent,
             snd_una: iss,
             snd_nxt: iss,
+            snd_max: iss,
             app_wnd: 0,
             app_shift: 0,
             our_shift: OUR_SHIFT,
             mss: mss_max,
             rcv_nxt: 0,
             held: Vec::new(),
+            budget,
             app_fin: false,
             host_eof: false,
             fin_seq: None,
@@ -222,7 +243,7 @@ impl TcpFlow {
         h.ack = 0;
         h.window = u16::MAX;
         out.push(frames::tcp_control(&self.ends, &h));
-        self.snd_nxt = self.snd_una.wrapping_add(1);
+        self.sent_to(self.snd_una.wrapping_add(1));
         self.rto_at = Some(mono_ms() + RTO_MS);
     }
 
@@ -240,7 +261,7 @@ impl TcpFlow {
         self.app_wnd = s.window as u32;
         self.rcv_nxt = s.seq.wrapping_add(1);
         self.snd_una = s.ack;
-        self.snd_nxt = s.ack;
+        self.sent_to(s.ack);
         self.rto_at = None;
         self.peek_off = self.sock.set_peek_off(0);
         self.peek_pos = 0;
@@ -262,7 +283,7 @@ impl TcpFlow {
     /// The window we offer the app: nothing while we hold data the socket
     /// refused (it reopens when the socket takes data again).
     fn window(&self) -> u16 {
-        if !self.held.is_empty() || self.app_fin {
+        if !self.held.is_empty() || self.app_fin || self.budget.load(Relaxed) >= HELD_BUDGET {
             return 0;
         }
         (WINDOW_MAX >> self.our_shift).min(u16::MAX as usize) as u16
@@ -275,11 +296,26 @@ impl TcpFlow {
         ));
     }
 
-    /// A reset to the app; the flow is done.
+    /// A reset to the app; the flow is done. The app takes a reset only at
+    /// the byte it expects next, which lies between what it acknowledged and
+    /// what we sent: both ends are tried.
     pub fn reset_app(&mut self, out: &mut Vec<Vec<u8>>) {
-        let h = self.head(RST | ACK, self.snd_nxt, &[]);
-        out.push(frames::tcp_control(&self.ends, &h));
+        for seq in [self.snd_una, self.snd_max] {
+            let h = self.head(RST | ACK, seq, &[]);
+            out.push(frames::tcp_control(&self.ends, &h));
+            if self.snd_max == self.snd_una {
+                break;
+            }
+        }
         self.phase = Phase::Done;
+    }
+
+    /// Notes what was sent up to `seq`.
+    fn sent_to(&mut self, seq: u32) {
+        self.snd_nxt = seq;
+        if after(seq, self.snd_max) {
+            self.snd_max = seq;
+        }
     }
 
     /// The host connect finished: a SYN-ACK to the app, or, when it
@@ -309,7 +345,7 @@ impl TcpFlow {
         // A SYN's window is never scaled.
         h.window = (WINDOW_MAX.min(u16::MAX as usize)) as u16;
         out.push(frames::tcp_control(&self.ends, &h));
-        self.snd_nxt = self.snd_una.wrapping_add(1);
+        self.sent_to(self.snd_una.wrapping_add(1));
         self.rto_at = Some(mono_ms() + RTO_MS);
     }
 
@@ -354,10 +390,16 @@ impl TcpFlow {
             return;
         }
         if s.flags & SYN != 0 {
-            // The app did not hear our SYN-ACK: again, once connected.
-            if self.phase == Phase::Opening {
-                self.snd_nxt = self.snd_una;
-                self.syn_ack(out);
+            // The app did not hear our SYN-ACK: again, once connected. A
+            // port map's app that did not hear our ACK of its SYN-ACK hears
+            // it again.
+            match self.phase {
+                Phase::Opening => {
+                    self.snd_nxt = self.snd_una;
+                    self.syn_ack(out);
+                }
+                Phase::Open if s.seq.wrapping_add(1) == self.rcv_nxt => self.ack(out),
+                _ => {}
             }
             return;
         }
@@ -376,15 +418,25 @@ impl TcpFlow {
     /// The app acknowledged up to `s.ack`: drop that much from the socket.
     fn acked(&mut self, s: &Segment, out: &mut Vec<Vec<u8>>) {
         let wnd = (s.window as u32) << self.app_shift;
-        if after(s.ack, self.snd_nxt) {
+        if after(s.ack, self.snd_max) {
             // Acknowledges what we never sent.
             self.ack(out);
+            return;
+        }
+        if after(self.snd_una, s.ack) {
+            // An old ACK, overtaken by a newer one.
             return;
         }
         if self.phase == Phase::Opening && after(s.ack, self.snd_una) {
             // Our SYN-ACK is acknowledged.
             self.phase = Phase::Open;
             self.snd_una = self.snd_una.wrapping_add(1);
+            self.rto_at = None;
+            self.retries = 0;
+        }
+        if after(s.ack, self.snd_nxt) {
+            // Acknowledges what went before a rewind: no need to send it again.
+            self.snd_nxt = s.ack;
         }
         let mut n = s.ack.wrapping_sub(self.snd_una) as usize;
         if n == 0 {
@@ -406,7 +458,8 @@ impl TcpFlow {
             n -= 1;
         }
         if n > 0 && self.sock.discard(n).is_err() {
-            self.phase = Phase::Done;
+            self.reset_app(out);
+            return;
         }
         // The kernel moves the peek offset back with what it dropped.
         self.peek_pos = self.peek_pos.saturating_sub(n);
@@ -419,11 +472,12 @@ impl TcpFlow {
             }
         }
         self.rto_at = (self.snd_una != self.snd_nxt).then(|| mono_ms() + RTO_MS);
-        if self.app_fin
-            && self
-                .fin_seq
-                .is_some_and(|f| self.snd_una == f.wrapping_add(1))
-        {
+        self.maybe_done();
+    }
+
+    /// Both ends closed, all of it delivered both ways: the flow can go.
+    fn maybe_done(&mut self) {
+        if self.app_fin && self.held.is_empty() && self.fin_acked() {
             self.phase = Phase::Done;
         }
     }
@@ -485,14 +539,19 @@ impl TcpFlow {
             self.ack(out);
             return;
         }
+        let mut took = data.len();
         if !data.is_empty() {
-            if self.app_fin || self.held.len() + data.len() > HELD_MAX {
+            if self.app_fin {
                 return;
             }
-            self.write(data);
-            self.rcv_nxt = self.rcv_nxt.wrapping_add(data.len() as u32);
+            took = self.write(data, out);
+            self.rcv_nxt = self.rcv_nxt.wrapping_add(took as u32);
+            if self.phase == Phase::Done {
+                return;
+            }
         }
-        if s.flags & FIN != 0 && !self.app_fin {
+        // A FIN counts only once every byte before it was taken.
+        if s.flags & FIN != 0 && !self.app_fin && took == data.len() {
             self.app_fin = true;
             self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
             if self.held.is_empty() {
@@ -502,9 +561,7 @@ impl TcpFlow {
         if !data.is_empty() || s.flags & FIN != 0 {
             self.ack(out);
         }
-        if self.app_fin && self.host_eof && self.fin_acked() {
-            self.phase = Phase::Done;
-        }
+        self.maybe_done();
     }
 
     fn fin_acked(&self) -> bool {
@@ -512,26 +569,34 @@ impl TcpFlow {
             .is_some_and(|f| self.snd_una == f.wrapping_add(1))
     }
 
-    /// Writes the app's data, holding what the socket does not take. It
-    /// writes until the socket says it is full, so that it tells (EPOLLOUT)
-    /// when it takes data again.
-    fn write(&mut self, data: &[u8]) {
-        if !self.held.is_empty() {
-            self.held.extend_from_slice(data);
-            return;
-        }
+    /// Writes the app's data, holding what the socket does not take, as far
+    /// as the NI's budget for held data allows; how much it took. It writes
+    /// until the socket says it is full, so that the socket tells (EPOLLOUT)
+    /// when it takes data again. A socket that failed resets the app.
+    fn write(&mut self, data: &[u8], out: &mut Vec<Vec<u8>>) -> usize {
         let mut done = 0;
-        while done < data.len() {
+        while done < data.len() && self.held.is_empty() {
             match self.sock.send(&data[done..]) {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
-                    self.phase = Phase::Done;
-                    return;
+                    self.reset_app(out);
+                    return 0;
                 }
             }
         }
-        self.held.extend_from_slice(&data[done..]);
+        let rest = &data[done..];
+        let budget = self.budget.load(Relaxed);
+        if rest.is_empty()
+            || self.held.len() + rest.len() > HELD_MAX
+            || budget + rest.len() > HELD_BUDGET
+        {
+            // What is not held is not acknowledged: the app sends it again.
+            return done;
+        }
+        self.budget.fetch_add(rest.len(), Relaxed);
+        self.held.extend_from_slice(rest);
+        data.len()
     }
 
     /// The socket takes data again: what we held goes, and the app hears
@@ -545,8 +610,14 @@ impl TcpFlow {
             return;
         }
         let held = std::mem::take(&mut self.held);
-        self.write(&held);
-        if self.held.is_empty() {
+        self.budget.fetch_sub(held.len(), Relaxed);
+        let took = self.write(&held, out);
+        if took < held.len() && self.phase != Phase::Done {
+            // Over the budget now: held again as it was (it was ours before).
+            self.budget.fetch_add(held.len() - took, Relaxed);
+            self.held = held[took..].to_vec();
+        }
+        if self.held.is_empty() && self.phase != Phase::Done {
             if self.app_fin {
                 self.sock.shutdown_write();
             }
@@ -562,7 +633,10 @@ impl TcpFlow {
         }
         loop {
             let in_flight = self.snd_nxt.wrapping_sub(self.snd_una) as usize;
-            let room = (self.app_wnd as usize).saturating_sub(in_flight);
+            let mut room = (self.app_wnd as usize).saturating_sub(in_flight);
+            if !self.peek_off {
+                room = room.min(FALLBACK_FLIGHT.saturating_sub(in_flight));
+            }
             if room == 0 {
                 if in_flight == 0 && self.rto_at.is_none() {
                     // A zero window: probe it on the retransmission timer.
@@ -589,7 +663,7 @@ impl TcpFlow {
             };
             frames::tcp_finish(&mut f, &self.ends, self.mss);
             out.push(f);
-            self.snd_nxt = self.snd_nxt.wrapping_add(n as u32);
+            self.sent_to(self.snd_nxt.wrapping_add(n as u32));
             if self.rto_at.is_none() {
                 self.rto_at = Some(mono_ms() + RTO_MS);
             }
@@ -635,7 +709,7 @@ impl TcpFlow {
         let h = self.head(FIN | ACK, self.snd_nxt, &[]);
         out.push(frames::tcp_control(&self.ends, &h));
         self.fin_seq = Some(self.snd_nxt);
-        self.snd_nxt = self.snd_nxt.wrapping_add(1);
+        self.sent_to(self.snd_nxt.wrapping_add(1));
         self.rto_at = Some(mono_ms() + RTO_MS);
     }
 
@@ -654,6 +728,17 @@ impl TcpFlow {
         let Some(at) = self.rto_at.filter(|at| now_ms >= *at) else {
             return true;
         };
+        if self.phase == Phase::Open && self.snd_nxt == self.snd_una {
+            // Nothing in flight: a zero window is probed below the window,
+            // which the app answers with its window; no retry is counted.
+            self.rto_at = None;
+            if self.app_wnd == 0 {
+                let h = self.head(ACK, self.snd_una.wrapping_sub(1), &[]);
+                out.push(frames::tcp_control(&self.ends, &h));
+                self.rto_at = Some(now_ms + 4 * RTO_MS);
+            }
+            return true;
+        }
         self.retries += 1;
         if self.retries > RTO_MAX {
             self.reset_app(out);
@@ -671,8 +756,6 @@ impl TcpFlow {
                 self.rewind();
                 self.push(out);
             }
-            // A zero window: an ACK makes the app say its window again.
-            Phase::Open => self.ack(out),
             _ => {}
         }
         true
@@ -686,6 +769,12 @@ impl TcpFlow {
     /// Whether it waits for the host connect.
     pub fn connecting(&self) -> bool {
         self.phase == Phase::Connecting
+    }
+}
+
+impl Drop for TcpFlow {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.held.len(), Relaxed);
     }
 }
 
@@ -754,7 +843,7 @@ mod tests {
         };
         // SYN with MSS 1000 and window scaling.
         let syn = from_app(remote, 100, 0, SYN, &[2, 4, 3, 232, 1, 3, 3, 7], &[]);
-        let mut f = TcpFlow::open(ends, &parsed(&syn), 1460, 0).unwrap();
+        let mut f = TcpFlow::open(ends, &parsed(&syn), 1460, 0, Arc::default()).unwrap();
         let (mut conn, _) = server.accept().unwrap();
         let mut out = Vec::new();
         until(|| {
@@ -819,6 +908,115 @@ mod tests {
         assert_eq!(f.phase, Phase::Done);
     }
 
+    /// A flow open to a loopback server, the handshake done: (flow, the
+    /// server's end, the remote, our ISS).
+    fn open_flow() -> (TcpFlow, std::net::TcpStream, (Ipv4Addr, u16), u32) {
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let remote = (Ipv4Addr::LOCALHOST, server.local_addr().unwrap().port());
+        let ends = Ends {
+            router_mac: Mac([2, 0, 0, 0, 0, 2]),
+            app_mac: Mac([2, 0, 0, 0, 0, 1]),
+            remote,
+            app: APP,
+        };
+        let syn = from_app(remote, 100, 0, SYN, &[], &[]);
+        let mut f = TcpFlow::open(ends, &parsed(&syn), 1460, 0, Arc::default()).unwrap();
+        let (conn, _) = server.accept().unwrap();
+        let mut out = Vec::new();
+        until(|| {
+            f.writable(&mut out);
+            f.phase != Phase::Connecting
+        });
+        let iss = parsed(&out[0]).seq;
+        out.clear();
+        f.segment(
+            &parsed(&from_app(remote, 101, iss + 1, ACK, &[], &[])),
+            1,
+            &mut out,
+        );
+        assert_eq!(f.phase, Phase::Open);
+        (f, conn, remote, iss)
+    }
+
+    #[test]
+    fn a_quiet_open_connection_is_never_timed_out() {
+        let (mut f, _conn, _, _) = open_flow();
+        let mut out = Vec::new();
+        let later = mono_ms() + 3_600_000;
+        for i in 0..20 {
+            assert!(f.timer(later + i * 100_000, &mut out));
+        }
+        assert!(out.is_empty(), "nothing to resend or reset");
+        assert_eq!(f.phase, Phase::Open);
+    }
+
+    #[test]
+    fn an_old_ack_drops_nothing() {
+        let (mut f, mut conn, remote, iss) = open_flow();
+        conn.write_all(&[7u8; 3000]).unwrap();
+        let mut out = Vec::new();
+        until(|| {
+            f.push(&mut out);
+            !out.is_empty()
+        });
+        out.clear();
+        // The app acknowledges 1000 bytes, then an older ACK arrives late.
+        f.segment(
+            &parsed(&from_app(remote, 101, iss + 1001, ACK, &[], &[])),
+            2,
+            &mut out,
+        );
+        f.segment(
+            &parsed(&from_app(remote, 101, iss + 1, ACK, &[], &[])),
+            2,
+            &mut out,
+        );
+        assert_eq!(f.snd_una, iss + 1001);
+        // What was not acknowledged is still there to be sent again.
+        f.rewind();
+        out.clear();
+        f.push(&mut out);
+        let again: usize = out.iter().map(|fr| parsed(fr).payload.len()).sum();
+        assert_eq!(again, 2000);
+    }
+
+    #[test]
+    fn a_port_map_connection_opens_from_our_syn() {
+        // The accepted end of a loopback connection stands for the client's.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, peer) = listener.accept().unwrap();
+        accepted.set_nonblocking(true).unwrap();
+        let sock = Sock::from(std::os::fd::OwnedFd::from(accepted));
+        let ends = Ends {
+            router_mac: Mac([2, 0, 0, 0, 0, 2]),
+            app_mac: Mac([2, 0, 0, 0, 0, 1]),
+            remote: (Ipv4Addr::new(192, 0, 2, 9), peer.port()),
+            app: APP,
+        };
+        let mut out = Vec::new();
+        let mut f = TcpFlow::accepted(ends, sock, (1460, 0), Arc::default(), &mut out);
+        let syn = parsed(&out[0]);
+        assert_eq!(syn.flags, SYN);
+        let iss = syn.seq;
+        out.clear();
+        let remote = ends.remote;
+        let synack = from_app(remote, 5000, iss + 1, SYN | ACK, &[2, 4, 5, 180], &[]);
+        f.segment(&parsed(&synack), 1, &mut out);
+        assert_eq!(f.phase, Phase::Open);
+        assert_eq!(parsed(&out[0]).ack, 5001);
+        out.clear();
+        // Our ACK was lost: the app's SYN-ACK again gets it again.
+        f.segment(&parsed(&synack), 2, &mut out);
+        assert_eq!(parsed(&out[0]).flags, ACK);
+        // The app speaks first; the client reads it.
+        let hello = from_app(remote, 5001, iss + 1, ACK | PSH, &[], b"220 hi");
+        f.segment(&parsed(&hello), 3, &mut out);
+        let mut buf = [0u8; 6];
+        client.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"220 hi");
+    }
+
     #[test]
     fn a_refused_connect_resets_the_app() {
         let free = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -832,7 +1030,7 @@ mod tests {
             app: APP,
         };
         let syn = from_app(remote, 7, 0, SYN, &[], &[]);
-        let mut f = TcpFlow::open(ends, &parsed(&syn), 1460, 0).unwrap();
+        let mut f = TcpFlow::open(ends, &parsed(&syn), 1460, 0, Arc::default()).unwrap();
         let mut out = Vec::new();
         until(|| {
             f.writable(&mut out);
