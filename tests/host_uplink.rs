@@ -180,6 +180,15 @@ fn apps_reach_an_l3_only_upstream_through_the_host() {
         "devhttp.log",
     )
     .unwrap();
+    // An upstream server whose answers are larger than the MTU.
+    let up = l.up.clone();
+    l.sb.spawn(
+        &up,
+        Path::new("/usr/bin/python3"),
+        &["-c", BIG_ANSWERS],
+        "big.log",
+    )
+    .unwrap();
     let (sb, d) = (&l.sb, &l.d);
     assert!(
         wait_until(Duration::from_secs(10), || active(d, "host")),
@@ -260,12 +269,38 @@ fn apps_reach_an_l3_only_upstream_through_the_host() {
         "the host's listener is refused"
     );
     assert!(counter(d, "host_local_refused") > before);
+    // A whole prefix routed `local` is the host too.
+    assert!(sb.ok(&l.dev, "ip route add local 10.9.0.0/24 dev lo"));
+    assert!(wait_until(Duration::from_secs(5), || sb.ok(
+        &l.dev,
+        "curl -sf -m 1 -o /dev/null http://10.9.0.77:9999/"
+    )));
+    // (The host's prefixes are read again each second.)
+    let before = counter(d, "host_local_refused");
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            !sb.ok(&l.a, "curl -sf -m 1 -o /dev/null http://10.9.0.77:9999/")
+                && counter(d, "host_local_refused") > before
+        }),
+        "a local prefix is refused"
+    );
+
+    // A 3000-byte answer reaches the app in fragments, whole.
+    let got = sb.out(
+        &l.a,
+        &format!("python3 -c \"{UDP_ASK}\" {SERVER} 7008 | wc -c"),
+    );
+    assert_eq!(got, "3001", "the large answer (and a newline)");
 }
+
+/// An upstream UDP server on 203.0.113.10:7008 that answers anything with
+/// 3000 bytes (bound to its address, so that answers come from it).
+const BIG_ANSWERS: &str = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('203.0.113.10',7008))\nwhile True:\n    d,a=s.recvfrom(2048)\n    s.sendto(b'x'*3000,a)\n";
 
 /// A UDP echo server on port 7 of the namespace it runs in.
 const UDP_ECHO: &str = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',7))\nwhile True:\n    d,a=s.recvfrom(2048)\n    s.sendto(d,a)\n";
 /// Sends one datagram and prints the answer.
-const UDP_ASK: &str = "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(2)\ns.sendto(b'marco',(sys.argv[1],int(sys.argv[2])))\nprint(s.recvfrom(2048)[0].decode())\n";
+const UDP_ASK: &str = "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(2)\ns.sendto(b'marco',(sys.argv[1],int(sys.argv[2])))\nprint(s.recvfrom(65536)[0].decode())\n";
 
 #[test]
 fn port_maps_listen_on_the_host() {
