@@ -76,7 +76,6 @@ pub struct HostUplink {
     last_probe: u64,
     udp: HashMap<u16, Sock>,
     tcp: HashMap<u16, TcpQuery>,
-    said_no_echo: bool,
 }
 
 impl HostUplink {
@@ -95,7 +94,6 @@ impl HostUplink {
             last_probe: 0,
             udp: HashMap::new(),
             tcp: HashMap::new(),
-            said_no_echo: false,
         }
     }
 
@@ -168,10 +166,7 @@ impl HostUplink {
             self.echo = match Sock::echo(ip) {
                 Ok((s, _)) => Some((ip, s)),
                 Err(e) => {
-                    if !self.said_no_echo {
-                        self.said_no_echo = true;
-                        tracing::warn!(error = %e, "host uplink: no ICMP echo socket; allow ping sockets (sysctl net.ipv4.ping_group_range) or give niswitch CAP_NET_RAW");
-                    }
+                    self.link.no_echo(&e);
                     None
                 }
             };

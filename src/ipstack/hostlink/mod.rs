@@ -163,6 +163,8 @@ pub struct HostLink {
     stop: AtomicBool,
     /// Bytes of the apps' data held for full sockets, all flows together.
     held: Arc<AtomicUsize>,
+    /// Said once that ICMP echo has no socket here.
+    said_no_echo: AtomicBool,
     wiring: ArcSwapOption<Wiring>,
     pub counters: HostCounters,
 }
@@ -196,6 +198,7 @@ impl HostLink {
             wake,
             stop: AtomicBool::new(false),
             held: Arc::new(AtomicUsize::new(0)),
+            said_no_echo: AtomicBool::new(false),
             wiring: ArcSwapOption::empty(),
             counters: HostCounters::default(),
         }))
@@ -354,7 +357,9 @@ impl HostLink {
             Ok(f) => f,
             Err(e) => {
                 self.count(&c.host_socket_failed);
-                tracing::debug!(error = %e, "host uplink: no socket for a new flow");
+                if key.proto == Proto::Icmp {
+                    self.no_echo(&e);
+                }
                 return None;
             }
         };
@@ -545,6 +550,13 @@ impl HostLink {
             flows.remove(t);
         }
         flows.listeners.clear(&self.epoll);
+    }
+
+    /// ICMP echo has no socket here: said once, with what is missing.
+    pub fn no_echo(&self, e: &io::Error) {
+        if !self.said_no_echo.swap(true, Relaxed) {
+            tracing::warn!(error = %e, "host uplink: no ICMP echo socket; allow ping sockets (sysctl net.ipv4.ping_group_range) or give niswitch CAP_NET_RAW");
+        }
     }
 
     /// The NI's MTU: the largest packet an app gets.
