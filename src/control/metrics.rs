@@ -141,6 +141,20 @@ fn network_instances(o: &mut String, s: &Status) {
             }
         }
     }
+    let metric = "niswitch_uplink_sessions";
+    header(
+        o,
+        metric,
+        "gauge",
+        "Flows carried over the host's own sockets (the `host` uplink).",
+    );
+    for n in &s.network_instances {
+        for u in &n.uplinks {
+            if let Some(v) = u.sessions {
+                let _ = writeln!(o, "{metric}{{ni=\"{}\",port=\"{}\"}} {v}", n.name, u.port);
+            }
+        }
+    }
 }
 
 fn applies(o: &mut String, s: &Status) {
@@ -218,16 +232,28 @@ mod tests {
             port: None,
             mac_table: Vec::new(),
             leases: Vec::new(),
-            uplinks: vec![Uplink {
-                port: "eth0".into(),
-                address: None,
-                gateway: None,
-                healthy: true,
-                active: true,
-                link_local6: None,
-                gateway6: None,
-                sessions: None,
-            }],
+            uplinks: vec![
+                Uplink {
+                    port: "eth0".into(),
+                    address: None,
+                    gateway: None,
+                    healthy: true,
+                    active: true,
+                    link_local6: None,
+                    gateway6: None,
+                    sessions: None,
+                },
+                Uplink {
+                    port: "host".into(),
+                    address: Some("192.168.1.20/32".into()),
+                    gateway: None,
+                    healthy: true,
+                    active: false,
+                    link_local6: None,
+                    gateway6: None,
+                    sessions: Some(4),
+                },
+            ],
             nat_sessions: 7,
             router: None,
         };
@@ -255,6 +281,7 @@ mod tests {
             "niswitch_apply_total 3",
             "niswitch_apply_failed_total 1",
             "niswitch_apply_last_success 0",
+            "niswitch_uplink_sessions{ni=\"lan\",port=\"host\"} 4",
         ] {
             assert!(text.contains(want), "{want} in\n{text}");
         }
