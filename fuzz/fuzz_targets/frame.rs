@@ -48,7 +48,10 @@ fn vlan_domain(data: &[u8]) {
     }
     for sent in nic_mem.take() {
         let p = Packet::new_checked(&sent).expect("valid");
-        assert!(p.tci().is_none_or(|t| t & 0xfff == 100), "VLAN to the trunk");
+        assert!(
+            p.tci().is_none_or(|t| t & 0xfff == 100),
+            "VLAN to the trunk"
+        );
         assert_eq!(untagged(&sent), untagged(data));
     }
     sw.remove_port(vif);

@@ -6,7 +6,7 @@
 mod device;
 mod health;
 mod host_uplink;
-mod hostlink;
+pub mod hostlink;
 mod napt;
 pub mod port;
 mod relay;

@@ -8,11 +8,11 @@
 //! itself. Port maps listen on the host and open flows towards the app.
 
 mod dgram;
-mod frames;
+pub mod frames;
 mod local;
 mod maps;
 mod sock;
-mod tcp;
+pub mod tcp;
 
 use std::collections::HashMap;
 use std::io;
