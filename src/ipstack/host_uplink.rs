@@ -298,25 +298,10 @@ fn strip_ip(b: &[u8]) -> &[u8] {
 /// The host's default route: Some(next hop), Some(None) for one without a
 /// gateway (point-to-point), None without a default route.
 fn default_route() -> Option<Option<Ipv4Addr>> {
-    let text = std::fs::read_to_string("/proc/net/route").ok()?;
-    parse_default_route(&text)
-}
-
-fn parse_default_route(text: &str) -> Option<Option<Ipv4Addr>> {
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let (Some(dst), Some(gw), Some(mask)) = (f.get(1), f.get(2), f.get(7)) else {
-            continue;
-        };
-        if *dst != "00000000" || *mask != "00000000" {
-            continue;
-        }
-        let gw = u32::from_str_radix(gw, 16).ok()?;
-        // The file prints the address's bytes as a native integer.
-        let gw = Ipv4Addr::from(gw.to_ne_bytes());
-        return Some((!gw.is_unspecified()).then_some(gw));
-    }
-    None
+    let first = crate::ports::route_table::default_routes()
+        .into_iter()
+        .next();
+    first.map(|r| r.gateway)
 }
 
 /// The source address the host picks towards `dst` (a connected UDP
@@ -344,21 +329,6 @@ fn parse_resolvers(text: &str) -> Vec<Ipv4Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn default_routes_from_proc() {
-        let t = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
-                 eth0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
-                 eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
-        assert_eq!(
-            parse_default_route(t),
-            Some(Some(Ipv4Addr::new(192, 168, 1, 1)))
-        );
-        let p2p = "Iface\tDestination\tGateway\n\
-                   wg0\t00000000\t00000000\t0001\t0\t0\t0\t00000000\t0\t0\t0\n";
-        assert_eq!(parse_default_route(p2p), Some(None));
-        assert_eq!(parse_default_route("Iface\n"), None);
-    }
 
     #[test]
     fn resolvers_are_read() {

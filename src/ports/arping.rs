@@ -16,20 +16,9 @@ const ETH_P_ARP: u16 = 0x0806;
 /// The gateway of the IPv4 default route through `ifname`, from the kernel's
 /// routing table of this namespace.
 pub fn default_gateway(ifname: &str) -> Option<Ipv4Addr> {
-    let table = std::fs::read_to_string("/proc/net/route").ok()?;
-    parse_default_gateway(&table, ifname)
-}
-
-/// Reads `/proc/net/route` text (hex fields in host byte order).
-pub fn parse_default_gateway(table: &str, ifname: &str) -> Option<Ipv4Addr> {
-    table.lines().skip(1).find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let hex = |i: usize| f.get(i).and_then(|s| u32::from_str_radix(s, 16).ok());
-        let (dst, gw, flags, mask) = (hex(1)?, hex(2)?, hex(3)?, hex(7)?);
-        const RTF_UP_GATEWAY: u32 = 0x3;
-        let default = dst == 0 && mask == 0 && flags & RTF_UP_GATEWAY == RTF_UP_GATEWAY;
-        (f.first() == Some(&ifname) && default).then(|| Ipv4Addr::from(gw.to_le_bytes()))
-    })
+    (super::route_table::default_routes().into_iter())
+        .find(|r| r.ifname == ifname)
+        .and_then(|r| r.gateway)
 }
 
 fn request(src_mac: Mac, src_ip: Ipv4Addr, target: Ipv4Addr) -> [u8; 28] {
@@ -115,19 +104,6 @@ fn is_reply_from(a: &[u8], target: Ipv4Addr, us: Mac) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_the_default_gateway_of_an_interface() {
-        let t = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
-                 eth1\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
-                 eth0\t00000000\t0102000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
-        assert_eq!(
-            parse_default_gateway(t, "eth0"),
-            Some(Ipv4Addr::new(10, 0, 2, 1))
-        );
-        assert_eq!(parse_default_gateway(t, "eth1"), None);
-        assert_eq!(parse_default_gateway("garbage", "eth0"), None);
-    }
 
     #[test]
     fn a_reply_counts_only_from_the_target_to_us() {

@@ -9,6 +9,7 @@ pub mod linkwatch;
 pub mod memory;
 pub mod netns;
 pub mod pair;
+pub mod route_table;
 pub mod rtnl;
 pub mod tap;
 pub mod waker;

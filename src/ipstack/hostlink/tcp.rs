@@ -165,34 +165,14 @@ impl TcpFlow {
     ) -> io::Result<TcpFlow> {
         let sock = Sock::tcp_connect(SocketAddrV4::new(ends.remote.0, ends.remote.1))?;
         let (mss, shift) = s.syn_options();
-        let iss = crate::rand::u32();
-        Ok(TcpFlow {
-            sock,
-            ends,
-            phase: Phase::Connecting,
-            snd_una: iss,
-            snd_nxt: iss,
-            snd_max: iss,
-            app_wnd: s.window as u32,
-            app_shift: shift.unwrap_or(0),
-            our_shift: if shift.is_some() { OUR_SHIFT } else { 0 },
-            mss: mss.unwrap_or(536).min(mss_max).max(64),
-            rcv_nxt: s.seq.wrapping_add(1),
-            held: Vec::new(),
-            budget,
-            app_fin: false,
-            host_eof: false,
-            fin_seq: None,
-            peek_off: false,
-            peek_pos: 0,
-            dup_acks: 0,
-            recover: None,
-            rto_at: None,
-            retries: 0,
-            syn_seq: s.seq,
-            last_seen: now,
-            opened: now,
-        })
+        let mut f = TcpFlow::new(ends, sock, Phase::Connecting, budget, now);
+        f.app_wnd = s.window as u32;
+        f.app_shift = shift.unwrap_or(0);
+        f.our_shift = if shift.is_some() { OUR_SHIFT } else { 0 };
+        f.mss = mss.unwrap_or(536).min(mss_max).max(64);
+        f.rcv_nxt = s.seq.wrapping_add(1);
+        f.syn_seq = s.seq;
+        Ok(f)
     }
 
     /// A port map's connection, accepted on the host: a SYN to the app
@@ -204,18 +184,27 @@ impl TcpFlow {
         budget: Arc<AtomicUsize>,
         out: &mut Vec<Vec<u8>>,
     ) -> TcpFlow {
+        let mut f = TcpFlow::new(ends, sock, Phase::SynSent, budget, now);
+        f.mss = mss_max;
+        f.syn(out);
+        f
+    }
+
+    /// A flow in `phase` with a fresh initial sequence number; the rest
+    /// comes from the handshake.
+    fn new(ends: Ends, sock: Sock, phase: Phase, budget: Arc<AtomicUsize>, now: u64) -> TcpFlow {
         let iss = crate::rand::u32();
-        let mut f = TcpFlow {
+        TcpFlow {
             sock,
             ends,
-            phase: Phase::SynSent,
+            phase,
             snd_una: iss,
             snd_nxt: iss,
             snd_max: iss,
             app_wnd: 0,
             app_shift: 0,
             our_shift: OUR_SHIFT,
-            mss: mss_max,
+            mss: 536,
             rcv_nxt: 0,
             held: Vec::new(),
             budget,
@@ -228,12 +217,10 @@ impl TcpFlow {
             recover: None,
             rto_at: None,
             retries: 0,
-            syn_seq: iss,
+            syn_seq: 0,
             last_seen: now,
             opened: now,
-        };
-        f.syn(out);
-        f
+        }
     }
 
     fn syn(&mut self, out: &mut Vec<Vec<u8>>) {
@@ -818,6 +805,16 @@ mod tests {
         f
     }
 
+    /// The ends of a flow from the app to `remote`.
+    fn ends_to(remote: (Ipv4Addr, u16)) -> Ends {
+        Ends {
+            router_mac: Mac([2, 0, 0, 0, 0, 2]),
+            app_mac: Mac([2, 0, 0, 0, 0, 1]),
+            remote,
+            app: APP,
+        }
+    }
+
     fn parsed(f: &[u8]) -> Segment<'_> {
         Segment::parse(f).expect("a segment")
     }
@@ -835,12 +832,7 @@ mod tests {
         let server = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = server.local_addr().unwrap().port();
         let remote = (Ipv4Addr::LOCALHOST, port);
-        let ends = Ends {
-            router_mac: Mac([2, 0, 0, 0, 0, 2]),
-            app_mac: Mac([2, 0, 0, 0, 0, 1]),
-            remote,
-            app: APP,
-        };
+        let ends = ends_to(remote);
         // SYN with MSS 1000 and window scaling.
         let syn = from_app(remote, 100, 0, SYN, &[2, 4, 3, 232, 1, 3, 3, 7], &[]);
         let mut f = TcpFlow::open(ends, &parsed(&syn), 1460, 0, Arc::default()).unwrap();
@@ -913,12 +905,7 @@ mod tests {
     fn open_flow() -> (TcpFlow, std::net::TcpStream, (Ipv4Addr, u16), u32) {
         let server = TcpListener::bind("127.0.0.1:0").unwrap();
         let remote = (Ipv4Addr::LOCALHOST, server.local_addr().unwrap().port());
-        let ends = Ends {
-            router_mac: Mac([2, 0, 0, 0, 0, 2]),
-            app_mac: Mac([2, 0, 0, 0, 0, 1]),
-            remote,
-            app: APP,
-        };
+        let ends = ends_to(remote);
         let syn = from_app(remote, 100, 0, SYN, &[], &[]);
         let mut f = TcpFlow::open(ends, &parsed(&syn), 1460, 0, Arc::default()).unwrap();
         let (conn, _) = server.accept().unwrap();
@@ -1023,12 +1010,7 @@ mod tests {
         let port = free.local_addr().unwrap().port();
         drop(free);
         let remote = (Ipv4Addr::LOCALHOST, port);
-        let ends = Ends {
-            router_mac: Mac([2, 0, 0, 0, 0, 2]),
-            app_mac: Mac([2, 0, 0, 0, 0, 1]),
-            remote,
-            app: APP,
-        };
+        let ends = ends_to(remote);
         let syn = from_app(remote, 7, 0, SYN, &[], &[]);
         let mut f = TcpFlow::open(ends, &parsed(&syn), 1460, 0, Arc::default()).unwrap();
         let mut out = Vec::new();
