@@ -120,6 +120,8 @@ impl HostUplink {
         }
         self.last_probe = now_s;
         self.gateway = default_route().flatten();
+        // The host's resolvers change with its connectivity (a new Wi-Fi).
+        self.dns_servers = resolvers();
         if let Some(w) = self.waiting.take() {
             let ok = self.answered(&w);
             self.health.result(ok, self.probe.failures, HOST_UPLINK);
