@@ -28,6 +28,10 @@ struct Lab {
 /// address and from loopback only, its UDP echo server (7).
 const MAPS: &str = "{ protocol: tcp, uplink_port: 8081, app_port: 80 }, { protocol: tcp, uplink_port: 8082, app_port: 80, listen: 127.0.0.1 }, { protocol: udp, uplink_port: 7007, app_port: 7 }";
 
+/// App b's rules: everything, and by name the host's own listener on
+/// 100.64.0.2:9999, which the host uplink refuses to apps without such a rule.
+const ACLS_B: &str = "{ match: { ip: 100.64.0.2/32, protocol: tcp, fport: 9999 }, action: allow }, { match: { ip: 0.0.0.0/0 }, action: allow }";
+
 fn config(p: &str, ports: &str, uplinks: &str, extra: &str) -> String {
     format!(
         "version: 1
@@ -40,7 +44,7 @@ apps:
     interfaces: [{{ ni: lan, tap: {p}-a, netns: {p}-a, port_maps: [{MAPS}] }}]
   - name: b
     uuid: 6ba7b810-9dad-11d1-80b4-00c04fd43202
-    interfaces: [{{ ni: lan, tap: {p}-b, netns: {p}-b }}]
+    interfaces: [{{ ni: lan, tap: {p}-b, netns: {p}-b, acls: [{ACLS_B}] }}]
 "
     )
 }
@@ -269,6 +273,11 @@ fn apps_reach_an_l3_only_upstream_through_the_host() {
         "the host's listener is refused"
     );
     assert!(counter(d, "host_local_refused") > before);
+    // Unless a rule of the app names it.
+    assert!(
+        sb.ok(&l.b, "curl -sf -m 2 -o /dev/null http://100.64.0.2:9999/"),
+        "an allow rule for the host's address lets app b through"
+    );
     // A whole prefix routed `local` is the host too.
     assert!(sb.ok(&l.dev, "ip route add local 10.9.0.0/24 dev lo"));
     assert!(wait_until(Duration::from_secs(5), || sb.ok(

@@ -15,6 +15,7 @@ use super::runtime::{NiRt, PortRt, Runtime, VifRt};
 use super::state::FailedVif;
 use super::vlans;
 use crate::config::{App, Config, L4Proto, Vif};
+use crate::ipstack::hostlink::HostAllow;
 use crate::ipstack::{MapRule, Router, RouterSetup, RouterUpdate, UplinkPlan};
 use crate::ports::tap::{Tap, TapOptions};
 use crate::ports::{ifctl, netns};
@@ -326,6 +327,7 @@ impl Runtime {
             clients,
             maps,
             apps,
+            host_allow,
         } = self.router_view(new, name);
         let setup = RouterSetup {
             ni_name: name.to_string(),
@@ -338,6 +340,7 @@ impl Runtime {
             uplinks,
             maps,
             hosts: ni.hosts.clone(),
+            host_allow,
         };
         let router = Router::start(&self.switch, &ni.domain, setup)
             .with_context(|| format!("starting the router of `{name}`"))?;
@@ -649,6 +652,7 @@ struct RouterView {
     clients: Vec<Client>,
     maps: Vec<MapRule>,
     apps: Vec<AppMeta>,
+    host_allow: Vec<HostAllow>,
 }
 
 impl RouterView {
@@ -658,6 +662,7 @@ impl RouterView {
             maps: self.maps,
             apps: self.apps,
             dns,
+            host_allow: self.host_allow,
         }
     }
 }
@@ -726,11 +731,32 @@ fn config_view(cfg: &Config, ni: &str) -> RouterView {
         })
         .filter(|a| !a.macs.is_empty())
         .collect();
+    let host_allow = vifs().flat_map(|(_, v)| host_allows(v)).collect();
     RouterView {
         clients,
         maps,
         apps,
+        host_allow,
     }
+}
+
+/// The allow rules of an app interface that name an IPv4 network: those
+/// inside the host's own addresses let the app reach the host over the
+/// `host` uplink.
+fn host_allows(v: &crate::config::Vif) -> Vec<HostAllow> {
+    let rules = v.acls.iter().flatten();
+    rules
+        .filter(|r| r.action == crate::config::AclAction::Allow)
+        .filter_map(|r| match r.matches.ip {
+            Some(ipnet::IpNet::V4(net)) => Some(HostAllow {
+                app_mac: v.mac,
+                net,
+                protocol: r.matches.protocol,
+                fport: r.matches.fport,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The rules of an app interface that has `acls`.

@@ -29,6 +29,15 @@ impl Proto {
             _ => None,
         }
     }
+
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Icmp => 1,
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
 }
 
 /// A packet's flow key. For ICMP echo the identifier is `sport` of a

@@ -37,6 +37,17 @@ use tcp::{Phase, Segment, TcpFlow};
 
 pub use sock::Sock;
 
+/// An app's ACL rule that allows one of the host's own addresses over the
+/// `host` uplink, which refuses the host otherwise: its network lies
+/// inside the host's, so a rule for everything (0.0.0.0/0) never counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostAllow {
+    pub app_mac: Mac,
+    pub net: ipnet::Ipv4Net,
+    pub protocol: Option<u8>,
+    pub fport: Option<u16>,
+}
+
 /// Flows one app may hold, of which TCP connects under way.
 pub const APP_FLOWS: usize = 1024;
 pub const APP_CONNECTING: usize = 64;
@@ -117,10 +128,28 @@ struct Flows {
     host: Vec<ipnet::Ipv4Net>,
     /// The apps' addresses by MAC, for port maps.
     apps: HashMap<Mac, Ipv4Addr>,
+    /// The apps' rules that allow the host itself.
+    allow: Vec<HostAllow>,
     listeners: Listeners,
 }
 
 impl Flows {
+    /// Whether a rule of the app names this flow's destination on the host.
+    fn allowed(&self, key: &Key, app_mac: Mac) -> bool {
+        let proto = key.proto.number();
+        let inside_host = |net: &ipnet::Ipv4Net| {
+            (self.host.iter())
+                .any(|h| h.prefix_len() <= net.prefix_len() && h.contains(&net.network()))
+        };
+        self.allow.iter().any(|a| {
+            a.app_mac == app_mac
+                && a.net.contains(&key.remote)
+                && a.protocol.is_none_or(|p| p == proto)
+                && a.fport.is_none_or(|p| p == key.rport)
+                && inside_host(&a.net)
+        })
+    }
+
     fn connecting(&self, app: Ipv4Addr) -> usize {
         (self.list.values())
             .filter(|(k, f)| k.app == app && matches!(f, Flow::Tcp(t) if t.connecting()))
@@ -322,7 +351,7 @@ impl HostLink {
             self.count(&c.host_dropped);
             return None;
         }
-        if local::refused(key.remote, &flows.host) {
+        if local::refused(key.remote, &flows.host) && !flows.allowed(&key, app_mac) {
             self.count(&c.host_local_refused);
             return None;
         }
@@ -412,6 +441,11 @@ impl HostLink {
         for t in ended {
             flows.remove(t);
         }
+    }
+
+    /// The apps' rules that allow the host itself now.
+    pub fn set_allow(&self, allow: Vec<HostAllow>) {
+        lock(&self.flows).allow = allow;
     }
 
     /// The apps' addresses now (leases and fixed IPs).
@@ -739,4 +773,43 @@ fn raise_fd_limit() {
     // A reserve of 512 descriptors stays for ports, TAPs and the rest.
     let cap = (l.rlim_cur as usize).saturating_sub(512).max(64);
     SOCKET_CAP.store(cap, Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(remote: [u8; 4], rport: u16) -> Key {
+        Key {
+            proto: Proto::Tcp,
+            app: Ipv4Addr::new(10, 0, 0, 5),
+            aport: 40000,
+            remote: Ipv4Addr::from(remote),
+            rport,
+        }
+    }
+
+    #[test]
+    fn only_a_rule_that_names_the_host_lets_an_app_reach_it() {
+        let app = Mac([2, 0, 0, 0, 0, 1]);
+        let rule = |net: &str, fport| HostAllow {
+            app_mac: app,
+            net: net.parse().unwrap(),
+            protocol: Some(6),
+            fport,
+        };
+        let flows = Flows {
+            host: vec![
+                "192.168.1.20/32".parse().unwrap(),
+                "127.0.0.0/8".parse().unwrap(),
+            ],
+            allow: vec![rule("192.168.1.20/32", Some(8080)), rule("0.0.0.0/0", None)],
+            ..Flows::default()
+        };
+        assert!(flows.allowed(&key([192, 168, 1, 20], 8080), app));
+        // Another port, another app, or a rule for everything: not named.
+        assert!(!flows.allowed(&key([192, 168, 1, 20], 22), app));
+        assert!(!flows.allowed(&key([192, 168, 1, 20], 8080), Mac([2, 0, 0, 0, 0, 9])));
+        assert!(!flows.allowed(&key([127, 0, 0, 1], 8080), app));
+    }
 }

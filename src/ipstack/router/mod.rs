@@ -27,7 +27,7 @@ use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
 
 use super::device::QueueDevice;
 use super::host_uplink::HostUplink;
-use super::hostlink::HostLink;
+use super::hostlink::{HostAllow, HostLink};
 use super::napt::{MapRule, Nat, NatOptions, Side};
 use super::port::RouterPort;
 use super::route6::Route6;
@@ -124,6 +124,8 @@ pub struct RouterSetup {
     pub maps: Vec<MapRule>,
     /// Where the DNS server notes the addresses it answered (for `host` ACLs).
     pub hosts: Arc<HostCache>,
+    /// The apps' ACL rules that allow the host itself over the `host` uplink.
+    pub host_allow: Vec<HostAllow>,
 }
 
 /// An uplink of the NI: a port, its cost, its domain and its NIC.
@@ -151,6 +153,7 @@ pub struct RouterUpdate {
     pub maps: Vec<MapRule>,
     /// New DNS settings (domain, records, upstream servers), if they changed.
     pub dns: Option<crate::config::Dns>,
+    pub host_allow: Vec<HostAllow>,
 }
 
 /// A running router: its ports, its shared view for status, its thread.
@@ -208,11 +211,12 @@ impl Router {
             .map(|p| uplink_mac(&setup.ni_uuid, &p.port))
             .collect();
         let hostlink = match setup.local.has_host_uplink() {
-            true => Some(HostLink::new(
-                mac,
-                setup.local.gateway,
-                setup.local.mtu.unwrap_or(setup.mtu),
-            )?),
+            true => {
+                let mtu = setup.local.mtu.unwrap_or(setup.mtu);
+                let h = HostLink::new(mac, setup.local.gateway, mtu)?;
+                h.set_allow(setup.host_allow.clone());
+                Some(h)
+            }
             false => None,
         };
         let mut nat = Nat::new(
@@ -366,6 +370,9 @@ impl Router {
     /// them on its next round, which this starts at once.
     pub fn update(&self, mut update: RouterUpdate) {
         self.nat.set_maps(update.maps.clone());
+        if let Some((h, _)) = crate::sync::lock(&self.host).as_ref() {
+            h.set_allow(std::mem::take(&mut update.host_allow));
+        }
         if let Ok(mut p) = self.pending.lock() {
             // DNS settings not yet taken are kept by a later update without.
             if update.dns.is_none() {
