@@ -752,6 +752,7 @@ fn host_allows(v: &crate::config::Vif) -> Vec<HostAllow> {
                 app_mac: v.mac,
                 net,
                 protocol: r.matches.protocol,
+                lport: r.matches.lport,
                 fport: r.matches.fport,
             }),
             _ => None,

@@ -140,10 +140,13 @@ pub fn fragment(f: Vec<u8>, mtu: usize, out: &mut Vec<Vec<u8>>) {
     }
     let body = &f[IP + 20..];
     let step = (mtu.saturating_sub(20) / 8).max(1) * 8;
+    // The fragments of one packet share an identification no other has.
+    let id = IP_ID.fetch_add(1, Relaxed).to_be_bytes();
     for (i, chunk) in body.chunks(step).enumerate() {
         let mut g = Vec::with_capacity(IP + 20 + chunk.len());
         g.extend_from_slice(&f[..IP + 20]);
         g.extend_from_slice(chunk);
+        g[IP + 4..IP + 6].copy_from_slice(&id);
         let more = (i + 1) * step < body.len();
         let field = ((i * step / 8) as u16) | if more { 0x2000 } else { 0 };
         g[IP + 6..IP + 8].copy_from_slice(&field.to_be_bytes());
@@ -255,6 +258,8 @@ mod tests {
             whole.extend_from_slice(&ip[20..]);
         }
         assert_eq!(&whole[8..], &payload[..]);
+        let ids: Vec<&[u8]> = out.iter().map(|f| &f[IP + 4..IP + 6]).collect();
+        assert!(ids.iter().all(|i| *i == ids[0]), "one identification");
         let mut small = Vec::new();
         udp(&e, b"hi", 1500, &mut small);
         assert_eq!(small.len(), 1);

@@ -8,14 +8,18 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-/// The prefixes of the daemon's namespace that are the host itself;
-/// loopback's at least, when they cannot be read.
-pub fn host_prefixes() -> Vec<Ipv4Net> {
-    let mut v = crate::ports::rtnl::local_prefixes_v4().unwrap_or_default();
-    if v.is_empty() {
-        v.extend(Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8).ok());
-    }
-    v
+/// The prefixes of the daemon's namespace that are the host itself; None
+/// when they cannot be read.
+pub fn host_prefixes() -> Option<Vec<Ipv4Net>> {
+    let v = crate::ports::rtnl::local_prefixes_v4().ok()?;
+    (!v.is_empty()).then_some(v)
+}
+
+/// Loopback's prefix: the host, at the least.
+pub fn loopback() -> Vec<Ipv4Net> {
+    Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8)
+        .into_iter()
+        .collect()
 }
 
 /// Whether an app's flow to `dst` must be refused; `host` holds the
@@ -58,7 +62,7 @@ mod tests {
 
     #[test]
     fn loopback_is_the_host() {
-        let p = host_prefixes();
+        let p = host_prefixes().unwrap_or_else(loopback);
         assert!(p.iter().any(|n| n.contains(&Ipv4Addr::LOCALHOST)), "{p:?}");
     }
 }

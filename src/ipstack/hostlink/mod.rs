@@ -45,6 +45,8 @@ pub struct HostAllow {
     pub app_mac: Mac,
     pub net: ipnet::Ipv4Net,
     pub protocol: Option<u8>,
+    /// The app's port and the host's, when the rule names them.
+    pub lport: Option<u16>,
     pub fport: Option<u16>,
 }
 
@@ -145,6 +147,7 @@ impl Flows {
             a.app_mac == app_mac
                 && a.net.contains(&key.remote)
                 && a.protocol.is_none_or(|p| p == proto)
+                && a.lport.is_none_or(|p| p == key.aport)
                 && a.fport.is_none_or(|p| p == key.rport)
                 && inside_host(&a.net)
         })
@@ -214,7 +217,7 @@ impl HostLink {
         let wake = Waker::new()?;
         epoll.add(wake.fd(), WAKE, sock::IN)?;
         let flows = Flows {
-            host: local::host_prefixes(),
+            host: local::host_prefixes().unwrap_or_else(local::loopback),
             ..Flows::default()
         };
         Ok(Arc::new(HostLink {
@@ -398,6 +401,10 @@ impl HostLink {
     /// Adds a flow and waits on its socket; its token.
     fn insert(&self, flows: &mut Flows, key: Key, flow: Flow) -> Option<u64> {
         let c = &self.counters;
+        if self.stop.load(Relaxed) {
+            // Stopped: its flows were closed, and no new one may start.
+            return None;
+        }
         let token = flows.next;
         flows.next += 1;
         // Datagram sockets are only read; TCP ones are written too.
@@ -465,7 +472,18 @@ impl HostLink {
         let mut buf = vec![0u8; 65536];
         let Some(app) = flows.apps.get(&rule.app_mac).copied() else {
             // The app has no address yet: nothing to forward to.
-            while listener.accept().is_ok() || listener.recv_from(&mut buf).is_ok() {}
+            let refused = loop {
+                let r = match rule.proto {
+                    crate::config::L4Proto::Tcp => listener.accept().map(drop),
+                    crate::config::L4Proto::Udp => listener.recv_from(&mut buf).map(drop),
+                };
+                if let Err(e) = r {
+                    break e;
+                }
+            };
+            if refused.kind() != io::ErrorKind::WouldBlock {
+                flows.listeners.pause(token, &self.epoll);
+            }
             return;
         };
         loop {
@@ -687,7 +705,10 @@ impl HostLink {
         let now = now_secs() as u64;
         let mut out = Vec::new();
         let mut flows = lock(&self.flows);
-        flows.host = local::host_prefixes();
+        // When they cannot be read, the last ones stand.
+        if let Some(h) = local::host_prefixes() {
+            flows.host = h;
+        }
         flows.listeners.resume(&self.epoll);
         let t = &self.timeouts;
         let expired: Vec<u64> = (flows.list.iter_mut())
@@ -796,6 +817,7 @@ mod tests {
             app_mac: app,
             net: net.parse().unwrap(),
             protocol: Some(6),
+            lport: None,
             fport,
         };
         let flows = Flows {

@@ -231,7 +231,8 @@ impl TcpFlow {
         h.window = u16::MAX;
         out.push(frames::tcp_control(&self.ends, &h));
         self.sent_to(self.snd_una.wrapping_add(1));
-        self.rto_at = Some(mono_ms() + RTO_MS);
+        // Again from the timer: its backoff stands.
+        self.rto_at.get_or_insert(mono_ms() + RTO_MS);
     }
 
     /// The app's SYN-ACK to our SYN: the connection is open.
@@ -333,7 +334,7 @@ impl TcpFlow {
         h.window = (WINDOW_MAX.min(u16::MAX as usize)) as u16;
         out.push(frames::tcp_control(&self.ends, &h));
         self.sent_to(self.snd_una.wrapping_add(1));
-        self.rto_at = Some(mono_ms() + RTO_MS);
+        self.rto_at.get_or_insert(mono_ms() + RTO_MS);
     }
 
     fn refused(&mut self, e: &io::Error, out: &mut Vec<Vec<u8>>) {
@@ -472,9 +473,8 @@ impl TcpFlow {
     /// Sends everything again from the oldest byte the app has not
     /// acknowledged (the retransmission timer went off).
     fn rewind(&mut self) {
-        self.recover = Some(self.snd_nxt);
-        // Our FIN, if sent, goes again after the data.
-        self.fin_seq = None;
+        self.recover = Some(self.snd_max);
+        // Our FIN, if sent, goes again after the data, at its place.
         self.snd_nxt = self.snd_una;
     }
 
@@ -513,9 +513,9 @@ impl TcpFlow {
         if after(self.rcv_nxt, seq) {
             let skip = self.rcv_nxt.wrapping_sub(seq) as usize;
             if skip > data.len() || (skip == data.len() && s.flags & FIN == 0) {
-                if !data.is_empty() || s.flags & FIN != 0 {
-                    self.ack(out);
-                }
+                // Old data, a window probe or a keepalive: it gets an ACK
+                // (with the window as it is now).
+                self.ack(out);
                 return;
             }
             data = &data[skip..];
@@ -610,15 +610,23 @@ impl TcpFlow {
             }
             self.ack(out);
         }
+        self.maybe_done();
     }
 
     /// Sends the app what the socket has and its window allows: peeked
     /// straight into frames, one GSO frame per read.
     pub fn push(&mut self, out: &mut Vec<Vec<u8>>) {
-        if self.phase != Phase::Open || self.fin_seq.is_some() {
+        if self.phase != Phase::Open {
             return;
         }
         loop {
+            // The data ends at our FIN, once the host's end is known.
+            let left = self.fin_seq.map(|f| f.wrapping_sub(self.snd_nxt) as i32);
+            match left {
+                Some(0) => return self.send_fin(out),
+                Some(n) if n < 0 => return,
+                _ => {}
+            }
             let in_flight = self.snd_nxt.wrapping_sub(self.snd_una) as usize;
             let mut room = (self.app_wnd as usize).saturating_sub(in_flight);
             if !self.peek_off {
@@ -631,7 +639,9 @@ impl TcpFlow {
                 }
                 return;
             }
-            let want = room.min(READ_MAX);
+            let want = room
+                .min(READ_MAX)
+                .min(left.map_or(usize::MAX, |n| n as usize));
             let mut f = Vec::with_capacity(TCP_PAYLOAD + want.max(in_flight.min(READ_MAX)));
             let h = self.head(ACK | PSH, self.snd_nxt, &[]);
             frames::tcp_head(&mut f, &self.ends, &h);
@@ -689,15 +699,14 @@ impl TcpFlow {
         r.map(|n| n - at)
     }
 
+    /// Our FIN, at the end of the data (its place is kept through a
+    /// rewind, so that it goes again at the same sequence number).
     fn send_fin(&mut self, out: &mut Vec<Vec<u8>>) {
-        if self.fin_seq.is_some() {
-            return;
-        }
-        let h = self.head(FIN | ACK, self.snd_nxt, &[]);
+        let f = *self.fin_seq.get_or_insert(self.snd_nxt);
+        let h = self.head(FIN | ACK, f, &[]);
         out.push(frames::tcp_control(&self.ends, &h));
-        self.fin_seq = Some(self.snd_nxt);
-        self.sent_to(self.snd_nxt.wrapping_add(1));
-        self.rto_at = Some(mono_ms() + RTO_MS);
+        self.sent_to(f.wrapping_add(1));
+        self.rto_at.get_or_insert(mono_ms() + RTO_MS);
     }
 
     /// The host end hung up or failed: data still queued goes first; a
@@ -935,6 +944,42 @@ mod tests {
         }
         assert!(out.is_empty(), "nothing to resend or reset");
         assert_eq!(f.phase, Phase::Open);
+    }
+
+    #[test]
+    fn a_fin_sent_again_keeps_its_place() {
+        let (mut f, mut conn, remote, iss) = open_flow();
+        conn.write_all(&[1u8; 1000]).unwrap();
+        drop(conn);
+        let mut out = Vec::new();
+        until(|| {
+            f.push(&mut out);
+            out.iter().any(|fr| parsed(fr).flags & FIN != 0)
+        });
+        let fin_at = |out: &[Vec<u8>]| {
+            let fin = out.iter().find(|fr| parsed(fr).flags & FIN != 0);
+            fin.map(|fr| parsed(fr).seq)
+        };
+        assert_eq!(fin_at(&out), Some(iss + 1001));
+        out.clear();
+        // Nothing acknowledged: the timer sends the data and the FIN again.
+        assert!(f.timer(mono_ms() + 5_000, &mut out));
+        assert_eq!(fin_at(&out), Some(iss + 1001));
+        let again: usize = out.iter().map(|fr| parsed(fr).payload.len()).sum();
+        assert_eq!(again, 1000);
+        out.clear();
+        // The app takes it all and closes too: the flow is done.
+        f.segment(
+            &parsed(&from_app(remote, 101, iss + 1002, ACK, &[], &[])),
+            2,
+            &mut out,
+        );
+        f.segment(
+            &parsed(&from_app(remote, 101, iss + 1002, ACK | FIN, &[], &[])),
+            2,
+            &mut out,
+        );
+        assert_eq!(f.phase, Phase::Done);
     }
 
     #[test]
