@@ -76,6 +76,8 @@ pub struct HostUplink {
     last_probe: u64,
     udp: HashMap<u16, Sock>,
     tcp: HashMap<u16, TcpQuery>,
+    /// The relay's read buffer: one DNS message over TCP at most.
+    buf: Vec<u8>,
 }
 
 impl HostUplink {
@@ -94,6 +96,7 @@ impl HostUplink {
             last_probe: 0,
             udp: HashMap::new(),
             tcp: HashMap::new(),
+            buf: vec![0u8; 2 + u16::MAX as usize],
         }
     }
 
@@ -251,9 +254,13 @@ impl HostUplink {
     /// Answers from port 53: the answer, its source, the relay port.
     pub fn dns_answers(&mut self) -> Vec<(Vec<u8>, Ipv4Addr, u16)> {
         let mut out = Vec::new();
-        let mut buf = vec![0u8; 65536];
+        if self.udp.is_empty() && self.tcp.is_empty() {
+            // The router asks every round; most rounds relay nothing.
+            return out;
+        }
+        let buf = &mut self.buf;
         for (port, s) in &self.udp {
-            while let Ok((n, from)) = s.recv_from(&mut buf) {
+            while let Ok((n, from)) = s.recv_from(buf) {
                 if from.port() == 53 {
                     out.push((buf[..n].to_vec(), *from.ip(), *port));
                 }
@@ -262,7 +269,7 @@ impl HostUplink {
         // A connection that failed, ended or sent too much is closed: its
         // query is not answered (the forwarder gives up on it).
         self.tcp.retain(|port, q| {
-            let alive = q.exchange(&mut buf);
+            let alive = q.exchange(buf);
             if let Some(answer) = dns::take_framed(&mut q.input) {
                 out.push((answer, q.server, *port));
             }

@@ -33,6 +33,14 @@ pub struct Parsed {
     end: usize,
 }
 
+impl Parsed {
+    /// Where the L4 header starts and where the packet ends (its IPv4
+    /// total length, cut to the buffer).
+    pub fn l4_span(&self) -> (usize, usize) {
+        (self.l4, self.end)
+    }
+}
+
 fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }

@@ -201,15 +201,6 @@ pub struct HostLink {
     pub counters: HostCounters,
 }
 
-/// What an app's packet carries beyond its headers: (offset of L4, end).
-fn l4_span(pkt: &[u8]) -> Option<(usize, usize)> {
-    let ip = frames::IP;
-    let ihl = ((*pkt.get(ip)? & 0x0f) as usize) * 4;
-    let total = u16::from_be_bytes([*pkt.get(ip + 2)?, *pkt.get(ip + 3)?]) as usize;
-    let end = (ip + total).min(pkt.len());
-    (ip + ihl <= end).then_some((ip + ihl, end))
-}
-
 impl HostLink {
     pub fn new(router_mac: Mac, gateway: Ipv4Addr, mtu: u16) -> io::Result<Arc<HostLink>> {
         raise_fd_limit();
@@ -270,9 +261,7 @@ impl HostLink {
             remote: t.dst,
             rport: t.dport,
         };
-        let Some((l4, end)) = l4_span(pkt) else {
-            return false;
-        };
+        let (l4, end) = p.l4_span();
         let now = now_secs() as u64;
         let mut out = Vec::new();
         let mut flows = lock(&self.flows);
@@ -359,7 +348,10 @@ impl HostLink {
             return None;
         }
         let held = flows.per_app.get(&key.app).copied().unwrap_or(0);
-        let connecting = key.proto == Proto::Tcp && flows.connecting(key.app) >= APP_CONNECTING;
+        // Only an app holding that many flows can have that many connecting.
+        let connecting = key.proto == Proto::Tcp
+            && held >= APP_CONNECTING
+            && flows.connecting(key.app) >= APP_CONNECTING;
         if held >= APP_FLOWS || flows.list.len() >= NI_FLOWS || connecting {
             self.count(&c.host_quota);
             return None;
