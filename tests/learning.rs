@@ -6,6 +6,7 @@ mod common;
 use common::*;
 
 const P: &str = "nswlrn";
+const FLOW_ORDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/flow_order.py");
 
 fn config() -> String {
     let app = |n: &str, u: u8, ni: &str| {
@@ -30,6 +31,11 @@ struct Lab {
 }
 
 fn lab(prefix_suffix: &str) -> Lab {
+    lab_with(prefix_suffix, "")
+}
+
+/// The lab with `extra` (top-level config sections) added to the config.
+fn lab_with(prefix_suffix: &str, extra: &str) -> Lab {
     let p = format!("{P}{prefix_suffix}");
     let mut sb = Sandbox::new(&p).unwrap();
     let (dev, up) = dev_and_up(&mut sb, &format!("{p}-nic"), &format!("{p}-lan"));
@@ -39,7 +45,8 @@ fn lab(prefix_suffix: &str) -> Lab {
         .map(|n| sb.ns(n).unwrap())
         .collect();
     assert!(sb.ok(&up, &format!("ip addr add 10.9.0.254/24 dev {p}-lan")));
-    let d = start(&mut sb, &dev, &config().replace(P, &p), "nsw");
+    let cfg = format!("{}{extra}", config().replace(P, &p));
+    let d = start(&mut sb, &dev, &cfg, "nsw");
     for (i, n) in ["a", "b", "c", "d"].iter().enumerate() {
         assert!(sb.ok(
             &ns[i],
@@ -96,7 +103,8 @@ fn learned_unicast_is_not_flooded_but_broadcast_is() {
             .map(|w| w[k].as_u64().unwrap_or(0))
             .sum::<u64>()
     };
-    assert_eq!(sum("ports"), 5, "{st}");
+    // Each app TAP has a queue per worker.
+    assert_eq!(sum("ports"), 1 + 4 * workers.len() as u64, "{st}");
     assert!(sum("frames") >= 10, "{st}");
     assert_eq!(st["dataplane"]["busy_poll_us"], 0, "{st}");
 }
@@ -227,4 +235,74 @@ fn vlan_tagged_frames_cross_the_nic_with_their_tag() {
         seen.matches("vlan 100").count() >= 3,
         "tagged frames reach the app with their tag:\n{seen}"
     );
+}
+
+/// Frames each worker has read so far.
+fn worker_frames(d: &Daemon) -> Vec<u64> {
+    let st = d.status();
+    let workers = st["dataplane"]["workers"].as_array().cloned();
+    let frames = |w: serde_json::Value| w["frames"].as_u64().unwrap_or(0);
+    workers
+        .unwrap_or_default()
+        .into_iter()
+        .map(frames)
+        .collect()
+}
+
+#[test]
+fn a_multiqueue_tap_spreads_an_apps_flows_over_workers_in_order() {
+    if !root_or_skip("a_multiqueue_tap_spreads_an_apps_flows_over_workers_in_order") {
+        return;
+    }
+    need(&["python3", "ping"]);
+    let mut l = lab_with("q", "dataplane: { workers: 2 }\n");
+    let p = l.sb.prefix().to_string();
+    let queues =
+        l.sb.out(&l.ns[0], &format!("ls /sys/class/net/{p}-a/queues"));
+    assert!(
+        queues.contains("rx-1") && !queues.contains("rx-2"),
+        "a queue per worker: {queues}"
+    );
+    assert!(ping(&l.sb, &l.ns[0], "10.9.0.2"));
+    let (b, ten) = (l.ns[1].clone(), std::time::Duration::from_secs(10));
+    let args = ["recv", "9000", "3"];
+    let recv = spawn_until(&mut l.sb, &b, FLOW_ORDER, &args, "recv.log", "ready", ten);
+    let before = worker_frames(&l.d);
+    // 16 flows from a (16 source ports), 3000 datagrams each, interleaved.
+    let send = format!("{FLOW_ORDER} send 10.9.0.2 9000 16 3000");
+    assert!(l.sb.ok(&l.ns[0], &send));
+    assert_eq!(l.sb.wait(recv, std::time::Duration::from_secs(40)), Some(0));
+    let after = worker_frames(&l.d);
+    let out = l.sb.log("recv.log");
+    let n = |k: &str| -> u64 {
+        let mut words = out.split_whitespace().skip_while(|w| *w != k);
+        words.nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    assert_eq!(n("flows"), 16, "{out}");
+    assert!(
+        n("received") >= 16 * 3000 / 2,
+        "most datagrams arrive: {out}"
+    );
+    assert_eq!(n("reordered"), 0, "each flow in order: {out}");
+    // The kernel put a's flows on both queues, so both workers carried them.
+    let moved: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert!(
+        moved.len() == 2 && moved.iter().all(|m| *m >= 1000),
+        "{moved:?}"
+    );
+
+    // A crash leaves the TAPs; a start with one worker takes them over
+    // although they were made multiqueue.
+    let ten = std::time::Duration::from_secs(10);
+    l.sb.signal(l.d.pid, libc::SIGKILL);
+    l.sb.wait(l.d.pid, ten);
+    let cfg = std::fs::read_to_string(&l.d.config).expect("config");
+    std::fs::write(&l.d.config, cfg.replace("workers: 2", "workers: 1")).expect("config");
+    let d = restart(&mut l.sb, &l.d, "nsw2.log", &[]);
+    assert!(
+        wait_until(ten, || ping(&l.sb, &l.ns[0], "10.9.0.2")),
+        "{}",
+        l.sb.log(&d.log)
+    );
+    assert_eq!(worker_frames(&d).len(), 1);
 }

@@ -179,6 +179,8 @@ pub fn open(
                 mtu: Some(mtu),
                 persist: true,
                 exclusive: !reattach,
+                // The host's own traffic: one queue is enough.
+                queues: 1,
             })
             .map_err(rollback)?;
             Some(Arc::new(tap))

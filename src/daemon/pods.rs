@@ -280,6 +280,7 @@ impl Runtime {
             mtu: Some(self.ni_mtu(&rec.ni)),
             persist: true,
             exclusive,
+            queues: self.workers.count(),
         };
         netns::run_in_path(Path::new(&rec.netns), || Tap::open(&opts))
             .map(Arc::new)

@@ -414,6 +414,7 @@ impl Runtime {
             mtu: Some(self.ni_mtu(&vif.ni)),
             persist: true,
             exclusive: !reattach,
+            queues: self.workers.count(),
         };
         let tap_dev = match netns::run_in(vif.netns.as_deref(), || Tap::open(&topts)) {
             Ok(t) => Arc::new(t),

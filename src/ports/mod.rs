@@ -18,7 +18,9 @@ use std::io;
 use std::os::fd::RawFd;
 
 /// Frame I/O of one port. `recv` is non-blocking (WouldBlock when empty);
-/// `send` may be called from several threads at once.
+/// `send` may be called from several threads at once. A port may have
+/// several receive queues (a multiqueue TAP), each polled on its own; `fd`
+/// and `recv` are its first.
 pub trait PortIo: Send + Sync {
     /// The descriptor to poll for readability, if the port has one.
     fn fd(&self) -> Option<RawFd>;
@@ -26,6 +28,39 @@ pub trait PortIo: Send + Sync {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
     /// Writes one packet (virtio-net header + frame).
     fn send(&self, pkt: &[u8]) -> io::Result<()>;
+    /// How many receive queues the port has.
+    fn queues(&self) -> usize {
+        1
+    }
+    /// The descriptor to poll for queue `q`.
+    fn queue_fd(&self, q: usize) -> Option<RawFd> {
+        if q == 0 { self.fd() } else { None }
+    }
+    /// Reads one packet from queue `q`.
+    fn recv_queue(&self, q: usize, buf: &mut [u8]) -> io::Result<usize> {
+        if q == 0 {
+            self.recv(buf)
+        } else {
+            Err(io::Error::from(io::ErrorKind::WouldBlock))
+        }
+    }
+}
+
+thread_local! {
+    /// The queue this thread prefers when it writes to a multiqueue port:
+    /// a worker's own index, so that the kernel steers a flow's frames from
+    /// the app to the queue of the worker that serves the flow's answers.
+    static QUEUE_HINT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Sets the calling thread's queue hint (see `QUEUE_HINT`).
+pub fn set_queue_hint(q: usize) {
+    QUEUE_HINT.with(|h| h.set(q));
+}
+
+/// The calling thread's queue hint.
+pub(crate) fn queue_hint() -> usize {
+    QUEUE_HINT.with(|h| h.get())
 }
 
 /// The last OS error as an `io::Error`.
@@ -47,5 +82,14 @@ impl<T: PortIo + ?Sized> PortIo for std::sync::Arc<T> {
     }
     fn send(&self, pkt: &[u8]) -> io::Result<()> {
         (**self).send(pkt)
+    }
+    fn queues(&self) -> usize {
+        (**self).queues()
+    }
+    fn queue_fd(&self, q: usize) -> Option<RawFd> {
+        (**self).queue_fd(q)
+    }
+    fn recv_queue(&self, q: usize, buf: &mut [u8]) -> io::Result<usize> {
+        (**self).recv_queue(q, buf)
     }
 }

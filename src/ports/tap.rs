@@ -1,10 +1,11 @@
 //! TAP devices opened with a virtio-net header and TSO/checksum offloads, so
-//! the kernel hands over (and accepts) whole 64 KiB GSO frames.
+//! the kernel hands over (and accepts) whole 64 KiB GSO frames; with several
+//! queues (IFF_MULTI_QUEUE) so that one app's flows spread over workers.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::{PortIo, cvt, ifctl, last_err};
+use super::{PortIo, cvt, ifctl, last_err, queue_hint};
 use crate::config::Mac;
 use crate::frame::VNET_HDR_LEN;
 
@@ -16,6 +17,7 @@ const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
 const IFF_TUN_EXCL: libc::c_short = -0x8000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
 const TUN_F_TSO6: libc::c_uint = 0x04;
@@ -34,50 +36,58 @@ pub struct TapOptions {
     pub persist: bool,
     /// Refuse to attach to a TAP that already exists (one niswitch did not make).
     pub exclusive: bool,
+    /// Receive queues wanted (0 or 1: a plain TAP). The kernel puts each flow
+    /// the app sends on one queue, by its hash.
+    pub queues: usize,
 }
 
 pub struct Tap {
-    fd: OwnedFd,
+    /// One descriptor per queue.
+    fds: Vec<OwnedFd>,
     name: String,
+}
+
+/// Opens /dev/net/tun and attaches it to TAP `name` with `flags`.
+fn attach(name: &str, flags: libc::c_short) -> io::Result<OwnedFd> {
+    let path = c"/dev/net/tun";
+    // SAFETY: open(2) with a constant path.
+    let fd = cvt(unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    })
+    .map_err(|e| io::Error::new(e.kind(), format!("/dev/net/tun: {e}")))?;
+    // SAFETY: fd was just opened.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | flags;
+    // SAFETY: TUNSETIFF takes a pointer to an ifreq.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut libc::ifreq) })?;
+    Ok(fd)
 }
 
 impl Tap {
     /// Creates (or attaches to an existing persistent) TAP in the calling
     /// thread's namespace, sets its MAC and MTU and brings it up.
     pub fn open(opts: &TapOptions) -> io::Result<Tap> {
-        let path = c"/dev/net/tun";
-        // SAFETY: open(2) with a constant path.
-        let fd = cvt(unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            )
-        })
-        .map_err(|e| io::Error::new(e.kind(), format!("/dev/net/tun: {e}")))?;
-        // SAFETY: fd was just opened.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: ifreq is plain old data.
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
         if opts.name.is_empty() || opts.name.len() >= libc::IFNAMSIZ {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("bad TAP name `{}`", opts.name),
             ));
         }
-        for (d, s) in req.ifr_name.iter_mut().zip(opts.name.bytes()) {
-            *d = s as libc::c_char;
-        }
-        req.ifr_ifru.ifru_flags =
-            IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | if opts.exclusive { IFF_TUN_EXCL } else { 0 };
-        // SAFETY: TUNSETIFF takes a pointer to an ifreq.
-        cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut libc::ifreq) })
-            .map_err(|e| {
-                if e.raw_os_error() == Some(libc::EBUSY) {
-                    io::Error::new(e.kind(), format!("create TAP `{}`: an interface of that name exists and niswitch did not make it", opts.name))
-                } else {
-                    io::Error::new(e.kind(), format!("create TAP `{}`: {e}", opts.name))
-                }
-            })?;
+        let (fd, multi) = Tap::attach_first(opts).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EBUSY) {
+                io::Error::new(e.kind(), format!("create TAP `{}`: an interface of that name exists and niswitch did not make it", opts.name))
+            } else {
+                io::Error::new(e.kind(), format!("create TAP `{}`: {e}", opts.name))
+            }
+        })?;
         let hdr: libc::c_int = VNET_HDR_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ takes a pointer to an int.
         cvt(unsafe {
@@ -118,48 +128,112 @@ impl Tap {
             ifctl::set_mtu(&opts.name, mtu)?;
         }
         ifctl::set_up(&opts.name, true)?;
+        let mut fds = vec![fd];
+        if multi {
+            fds.extend(Tap::attach_more(&opts.name, opts.queues));
+        }
         Ok(Tap {
-            fd,
+            fds,
             name: opts.name.clone(),
         })
+    }
+
+    /// The first queue, multiqueue when more than one is wanted; returns
+    /// whether the device is multiqueue. A persistent TAP that already
+    /// exists keeps the mode it was made with (the kernel refuses the other).
+    fn attach_first(opts: &TapOptions) -> io::Result<(OwnedFd, bool)> {
+        let multi = opts.queues > 1;
+        let mode = |m: bool| if m { IFF_MULTI_QUEUE } else { 0 };
+        let excl = if opts.exclusive { IFF_TUN_EXCL } else { 0 };
+        match attach(&opts.name, mode(multi) | excl) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !opts.exclusive => {
+                Ok((attach(&opts.name, mode(!multi))?, !multi))
+            }
+            r => r.map(|fd| (fd, multi)),
+        }
+    }
+
+    /// Queues 2..=`queues` of a multiqueue TAP; one that cannot be attached
+    /// leaves the port with fewer (and a warning), not without one.
+    fn attach_more(name: &str, queues: usize) -> Vec<OwnedFd> {
+        let mut fds = Vec::new();
+        for _ in 1..queues {
+            match attach(name, IFF_MULTI_QUEUE) {
+                Ok(fd) => fds.push(fd),
+                Err(e) => {
+                    tracing::warn!(tap = name, error = %e, "cannot add a queue to the TAP");
+                    break;
+                }
+            }
+        }
+        fds
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Clears the persist flag, so the device goes away with the descriptor.
+    /// Clears the persist flag, so the device goes away with the descriptors.
     pub fn unpersist(&self) -> io::Result<()> {
         // SAFETY: TUNSETPERSIST takes an int by value.
-        cvt(unsafe { libc::ioctl(self.fd.as_raw_fd(), TUNSETPERSIST as _, 0 as libc::c_ulong) })?;
+        cvt(unsafe {
+            libc::ioctl(
+                self.fds[0].as_raw_fd(),
+                TUNSETPERSIST as _,
+                0 as libc::c_ulong,
+            )
+        })?;
         Ok(())
+    }
+}
+
+/// Reads one packet from `fd`.
+fn read(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: reading into a buffer we own, bounded by its length.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(last_err())
+    } else {
+        Ok(n as usize)
     }
 }
 
 impl PortIo for Tap {
     fn fd(&self) -> Option<RawFd> {
-        Some(self.fd.as_raw_fd())
+        Some(self.fds[0].as_raw_fd())
     }
 
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: reading into a buffer we own, bounded by its length.
-        let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            Err(last_err())
-        } else {
-            Ok(n as usize)
-        }
+        read(&self.fds[0], buf)
     }
 
+    /// Writes on the queue of the calling worker, so that the kernel sends
+    /// the app's frames of this flow to that worker's queue too.
     fn send(&self, pkt: &[u8]) -> io::Result<()> {
+        let fd = &self.fds[queue_hint() % self.fds.len()];
         // SAFETY: writing from a buffer we borrow, bounded by its length.
-        let n = unsafe { libc::write(self.fd.as_raw_fd(), pkt.as_ptr().cast(), pkt.len()) };
+        let n = unsafe { libc::write(fd.as_raw_fd(), pkt.as_ptr().cast(), pkt.len()) };
         if n < 0 {
             Err(last_err())
         } else if n as usize != pkt.len() {
             Err(io::Error::other("short write to TAP"))
         } else {
             Ok(())
+        }
+    }
+
+    fn queues(&self) -> usize {
+        self.fds.len()
+    }
+
+    fn queue_fd(&self, q: usize) -> Option<RawFd> {
+        self.fds.get(q).map(|fd| fd.as_raw_fd())
+    }
+
+    fn recv_queue(&self, q: usize, buf: &mut [u8]) -> io::Result<usize> {
+        match self.fds.get(q) {
+            Some(fd) => read(fd, buf),
+            None => Err(io::Error::from(io::ErrorKind::WouldBlock)),
         }
     }
 }

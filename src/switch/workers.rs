@@ -4,11 +4,13 @@
 //! end on its own thread. After traffic it keeps polling without sleeping for
 //! `busy_poll_us`, so that a request and its reply (which the kernel often
 //! produces while the request is being written) cross without a thread
-//! wake-up. Ports go to the least loaded worker; releasing a port is a
-//! handshake, after which no worker touches it.
+//! wake-up. A port goes to the least loaded worker, except that the queues
+//! of a multiqueue port go one to each worker (queue i to worker i, which
+//! also writes on queue i, so that both directions of a flow meet on one
+//! worker); releasing a port is a handshake, after which no worker touches it.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -39,7 +41,9 @@ pub struct Options {
 }
 
 enum Cmd {
-    Attach(Arc<PortEntry>),
+    /// Poll this queue of the port.
+    Attach(Arc<PortEntry>, usize),
+    /// Let go of every queue of the port with this key.
     Release(usize),
 }
 
@@ -59,6 +63,8 @@ struct Shared {
 /// What one worker did so far.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WorkerCounts {
+    /// Ports it polls (a multiqueue port counts at each worker polling one
+    /// of its queues).
     pub ports: usize,
     pub frames: u64,
     pub sleeps: u64,
@@ -69,7 +75,8 @@ pub struct Workers {
     threads: Mutex<Vec<JoinHandle<()>>>,
     stop: Arc<AtomicBool>,
     busy_poll_us: Arc<AtomicU32>,
-    /// Which worker holds which port (by the entry's address).
+    /// Which worker holds which port's queue (by the entry's address); one
+    /// row per queue.
     owner: Mutex<Vec<(usize, usize)>>,
 }
 
@@ -137,24 +144,37 @@ impl Workers {
         self.busy_poll_us.store(us, Relaxed);
     }
 
-    /// Gives a port (one with a descriptor) to the least loaded worker.
+    /// Gives a port (one with a descriptor per queue) to the least loaded
+    /// worker, or each of its queues to the worker of the same index.
     pub fn attach(&self, port: &Arc<PortEntry>) -> io::Result<()> {
-        if port.io.fd().is_none() {
+        let queues = port.io.queues();
+        if queues == 0 || (0..queues).any(|q| port.io.queue_fd(q).is_none()) {
             return Err(io::Error::other(format!(
                 "port {} has nothing to poll",
                 port.name
             )));
         }
-        let (i, w) = self
-            .shared
+        for q in 0..queues {
+            let i = if queues > 1 {
+                q % self.shared.len()
+            } else {
+                self.least_loaded()?
+            };
+            let w = &self.shared[i];
+            w.load.fetch_add(1, Relaxed);
+            lock(&self.owner).push((key(port), i));
+            w.send(Cmd::Attach(port.clone(), q));
+        }
+        Ok(())
+    }
+
+    fn least_loaded(&self) -> io::Result<usize> {
+        self.shared
             .iter()
             .enumerate()
             .min_by_key(|(_, s)| s.load.load(Relaxed))
-            .ok_or_else(|| io::Error::other("no workers"))?;
-        w.load.fetch_add(1, Relaxed);
-        lock(&self.owner).push((key(port), i));
-        w.send(Cmd::Attach(port.clone()));
-        Ok(())
+            .map(|(i, _)| i)
+            .ok_or_else(|| io::Error::other("no workers"))
     }
 
     /// Takes ports away from their workers and waits until no worker uses
@@ -164,11 +184,17 @@ impl Workers {
         {
             let mut owner = lock(&self.owner);
             for p in ports {
-                if let Some(at) = owner.iter().position(|(k, _)| *k == key(p)) {
-                    let (k, i) = owner.swap_remove(at);
-                    let w = &self.shared[i];
-                    w.load.fetch_sub(1, Relaxed);
-                    waits.push((i, w.send(Cmd::Release(k))));
+                let k = key(p);
+                let mut held: Vec<usize> = Vec::new();
+                while let Some(at) = owner.iter().position(|(pk, _)| *pk == k) {
+                    let (_, i) = owner.swap_remove(at);
+                    self.shared[i].load.fetch_sub(1, Relaxed);
+                    if !held.contains(&i) {
+                        held.push(i);
+                    }
+                }
+                for i in held {
+                    waits.push((i, self.shared[i].send(Cmd::Release(k))));
                 }
             }
         }
@@ -239,10 +265,17 @@ fn epoll_ctl(epoll: &OwnedFd, op: libc::c_int, fd: i32, token: u64) -> io::Resul
     Ok(())
 }
 
-/// A port a worker holds, and its run of receive errors.
+/// A port's queue a worker holds, and its run of receive errors.
 struct Slot {
     port: Arc<PortEntry>,
+    queue: usize,
     errors: u32,
+}
+
+impl Slot {
+    fn fd(&self) -> Option<RawFd> {
+        self.port.io.queue_fd(self.queue)
+    }
 }
 
 struct Worker {
@@ -260,6 +293,7 @@ struct Worker {
 impl Worker {
     fn run(&mut self) {
         stats::use_shard_of_worker(self.index);
+        crate::ports::set_queue_hint(self.index);
         raise_priority(self.index);
         let mut buf = vec![0u8; MAX_PACKET];
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
@@ -321,7 +355,7 @@ impl Worker {
         let mut last = None;
         for (seq, cmd) in cmds {
             match cmd {
-                Cmd::Attach(port) => self.attach(port),
+                Cmd::Attach(port, queue) => self.attach(port, queue),
                 Cmd::Release(k) => self.release(k),
             }
             last = Some(seq);
@@ -331,8 +365,10 @@ impl Worker {
         }
     }
 
-    fn attach(&mut self, port: Arc<PortEntry>) {
-        let Some(fd) = port.io.fd() else { return };
+    fn attach(&mut self, port: Arc<PortEntry>, queue: usize) {
+        let Some(fd) = port.io.queue_fd(queue) else {
+            return;
+        };
         let token = match self.slots.iter().position(Option::is_none) {
             Some(t) => t,
             None => {
@@ -344,31 +380,35 @@ impl Worker {
             tracing::warn!(port = %port.name, error = %e, "cannot poll the port");
             return;
         }
-        self.slots[token] = Some(Slot { port, errors: 0 });
+        self.slots[token] = Some(Slot {
+            port,
+            queue,
+            errors: 0,
+        });
     }
 
+    /// Lets go of every queue of the port with key `k`.
     fn release(&mut self, k: usize) {
-        let Some(token) = self
-            .slots
-            .iter()
-            .position(|s| s.as_ref().is_some_and(|s| key(&s.port) == k))
-        else {
-            return;
-        };
-        if let Some(slot) = self.slots[token].take()
-            && let Some(fd) = slot.port.io.fd()
-        {
-            // SAFETY: removing a descriptor we added; the event is ignored.
-            unsafe {
-                libc::epoll_ctl(
-                    self.shared.epoll.as_raw_fd(),
-                    libc::EPOLL_CTL_DEL,
-                    fd,
-                    std::ptr::null_mut(),
-                )
-            };
+        for token in 0..self.slots.len() {
+            let held = self.slots[token].as_ref();
+            if held.is_none_or(|s| key(&s.port) != k) {
+                continue;
+            }
+            if let Some(slot) = self.slots[token].take()
+                && let Some(fd) = slot.fd()
+            {
+                // SAFETY: removing a descriptor we added; the event is ignored.
+                unsafe {
+                    libc::epoll_ctl(
+                        self.shared.epoll.as_raw_fd(),
+                        libc::EPOLL_CTL_DEL,
+                        fd,
+                        std::ptr::null_mut(),
+                    )
+                };
+            }
+            self.resting.retain(|(t, _)| *t != token);
         }
-        self.resting.retain(|(t, _)| *t != token);
     }
 
     /// Reads up to a batch from one port and switches each frame; returns
@@ -385,7 +425,7 @@ impl Worker {
         let mut frames = 0;
         let mut failing = false;
         for _ in 0..BATCH {
-            match port.io.recv(buf) {
+            match port.io.recv_queue(slot.queue, buf) {
                 Ok(n) => {
                     frames += 1;
                     slot.errors = 0;
@@ -427,7 +467,7 @@ impl Worker {
             return;
         };
         slot.errors = 0;
-        if let Some(fd) = slot.port.io.fd() {
+        if let Some(fd) = slot.fd() {
             let _ = epoll_ctl(&self.shared.epoll, libc::EPOLL_CTL_DEL, fd, 0);
             self.resting.push((token, Instant::now() + REST));
         }
@@ -443,7 +483,7 @@ impl Worker {
         self.resting = later;
         for (token, _) in due {
             if let Some(Some(slot)) = self.slots.get(token)
-                && let Some(fd) = slot.port.io.fd()
+                && let Some(fd) = slot.fd()
             {
                 let _ = epoll_ctl(&self.shared.epoll, libc::EPOLL_CTL_ADD, fd, token as u64);
             }
