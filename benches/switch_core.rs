@@ -12,7 +12,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use niswitch::config::Mac;
 use niswitch::frame::VNET_HDR_LEN;
 use niswitch::ports::memory::{MemoryPort, Shared};
-use niswitch::ports::pair::{self, PairPort};
+use niswitch::ports::pair::{self, PairPort, QueuesPort};
 use niswitch::switch::workers::{Options, Workers};
 use niswitch::switch::{Domain, MacTable, PortEntry, PortRole, PortSpec, Switch};
 
@@ -196,6 +196,43 @@ fn worker(c: &mut Criterion) {
     workers.shutdown();
 }
 
+/// 64-byte frames of two flows, one on each queue of a two-queue port, each
+/// served by its own worker, to a plain port: what a multiqueue TAP buys
+/// when workers have CPUs to run on.
+fn multiqueue(c: &mut Criterion) {
+    let sw = Switch::new();
+    let d = Domain::new("bench");
+    let opts = Options {
+        workers: 2,
+        busy_poll_us: 0,
+    };
+    let workers = Workers::start(&sw, opts).expect("workers");
+    let (io, queues) = QueuesPort::new(2).expect("socketpairs");
+    let mq = sw.add_port(&d, PortSpec::new("mq", PortRole::Other, Box::new(io), 1500));
+    workers.attach(&mq.expect("port")).expect("attach");
+    let (io, out) = PairPort::new().expect("socketpair");
+    let p = sw.add_port(&d, PortSpec::new("p", PortRole::Other, Box::new(io), 1500));
+    workers.attach(&p.expect("port")).expect("attach");
+    let mut buf = vec![0u8; 2048];
+    pair::send(&out, &frame(Mac::BROADCAST, mac(2), 64)).expect("send");
+    pair::recv(&queues[0], &mut buf, 1000).expect("flooded");
+    let f = frame(mac(2), mac(1), 64);
+    let mut g = c.benchmark_group("worker");
+    g.throughput(Throughput::Elements(32));
+    g.bench_function("two_queues_64B_burst_32", |b| {
+        b.iter(|| {
+            for i in 0..32 {
+                pair::send(&queues[i % 2], &f).expect("send");
+            }
+            for _ in 0..32 {
+                pair::recv(&out, &mut buf, 1000).expect("forwarded");
+            }
+        })
+    });
+    g.finish();
+    workers.shutdown();
+}
+
 /// Port 0 on access VLAN 100 (or nothing with `vlans` false), port 1 a trunk.
 fn vlan(c: &mut Criterion) {
     let mut g = c.benchmark_group("vlan");
@@ -239,5 +276,13 @@ fn vlan(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, forwarding, port_security, table, worker, vlan);
+criterion_group!(
+    benches,
+    forwarding,
+    port_security,
+    table,
+    worker,
+    multiqueue,
+    vlan
+);
 criterion_main!(benches);

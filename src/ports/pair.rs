@@ -1,11 +1,12 @@
 //! A port backed by one end of a datagram socket pair, for tests and
 //! benches of the workers: a real descriptor to poll, the other end held by
-//! the caller to inject frames and read what the switch sent.
+//! the caller to inject frames and read what the switch sent. A multiqueue
+//! port is one pair per queue.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::{PortIo, cvt, last_err};
+use super::{PortIo, cvt, last_err, queue_hint};
 
 pub struct PairPort {
     fd: OwnedFd,
@@ -73,5 +74,45 @@ impl PortIo for PairPort {
     }
     fn send(&self, pkt: &[u8]) -> io::Result<()> {
         send(&self.fd, pkt)
+    }
+}
+
+/// A multiqueue port of one socket pair per queue; like a multiqueue TAP it
+/// writes on the queue of the calling worker.
+pub struct QueuesPort(Vec<PairPort>);
+
+impl QueuesPort {
+    /// The port with `n` queues and the other ends of their pairs.
+    pub fn new(n: usize) -> io::Result<(QueuesPort, Vec<OwnedFd>)> {
+        let (ours, theirs) = (0..n.max(1))
+            .map(|_| PairPort::new())
+            .collect::<io::Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
+        Ok((QueuesPort(ours), theirs))
+    }
+}
+
+impl PortIo for QueuesPort {
+    fn fd(&self) -> Option<RawFd> {
+        self.0[0].fd()
+    }
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0[0].recv(buf)
+    }
+    fn send(&self, pkt: &[u8]) -> io::Result<()> {
+        self.0[queue_hint() % self.0.len()].send(pkt)
+    }
+    fn queues(&self) -> usize {
+        self.0.len()
+    }
+    fn queue_fd(&self, q: usize) -> Option<RawFd> {
+        self.0.get(q)?.fd()
+    }
+    fn recv_queue(&self, q: usize, buf: &mut [u8]) -> io::Result<usize> {
+        match self.0.get(q) {
+            Some(p) => p.recv(buf),
+            None => Err(io::Error::from(io::ErrorKind::WouldBlock)),
+        }
     }
 }

@@ -8,7 +8,7 @@ use super::*;
 use crate::config::Mac;
 use crate::frame::VNET_HDR_LEN;
 use crate::ports::PortIo;
-use crate::ports::pair::{self, PairPort};
+use crate::ports::pair::{self, PairPort, QueuesPort};
 use crate::switch::tests::{frame as sized, mac};
 use crate::switch::{Domain, PortHook, PortRole, PortSpec};
 
@@ -151,31 +151,6 @@ fn ports_spread_over_workers_and_still_reach_each_other() {
     }
 }
 
-/// A multiqueue port: one socket pair per queue; it writes on the queue of
-/// the calling worker, as a multiqueue TAP does.
-struct Queues(Vec<PairPort>);
-
-impl PortIo for Queues {
-    fn fd(&self) -> Option<RawFd> {
-        self.0[0].fd()
-    }
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0[0].recv(buf)
-    }
-    fn send(&self, pkt: &[u8]) -> io::Result<()> {
-        self.0[crate::ports::queue_hint() % self.0.len()].send(pkt)
-    }
-    fn queues(&self) -> usize {
-        self.0.len()
-    }
-    fn queue_fd(&self, q: usize) -> Option<RawFd> {
-        self.0.get(q)?.fd()
-    }
-    fn recv_queue(&self, q: usize, buf: &mut [u8]) -> io::Result<usize> {
-        self.0[q].recv(buf)
-    }
-}
-
 #[test]
 fn each_queue_of_a_multiqueue_port_has_its_own_worker() {
     let sw = Switch::new();
@@ -185,9 +160,9 @@ fn each_queue_of_a_multiqueue_port_has_its_own_worker() {
         busy_poll_us: 20,
     };
     let w = Workers::start(&sw, opts).expect("workers");
-    let (q0, t0) = PairPort::new().expect("socketpair");
-    let (q1, t1) = PairPort::new().expect("socketpair");
-    let io = Box::new(Queues(vec![q0, q1]));
+    let (io, theirs) = QueuesPort::new(2).expect("socketpairs");
+    let (t0, t1) = (&theirs[0], &theirs[1]);
+    let io = Box::new(io);
     let mq = sw
         .add_port(&d, PortSpec::new("mq", PortRole::Other, io, 1500))
         .expect("port");
@@ -201,7 +176,7 @@ fn each_queue_of_a_multiqueue_port_has_its_own_worker() {
     assert_eq!(loads(&w), vec![2, 1], "a queue each, then the plain port");
     let mut buf = vec![0u8; 2048];
     // Frames on either queue are read (each by its own worker).
-    for (tag, (peer, src)) in [(&t0, 1u8), (&t1, 3u8)].into_iter().enumerate() {
+    for (tag, (peer, src)) in [(t0, 1u8), (t1, 3u8)].into_iter().enumerate() {
         pair::send(peer, &frame(Mac::BROADCAST, mac(src), tag as u8)).expect("send");
         let n = pair::recv(&tp, &mut buf, 1000).expect("flooded to p");
         assert_eq!(buf[VNET_HDR_LEN + 20..n][0], tag as u8);
@@ -213,11 +188,8 @@ fn each_queue_of_a_multiqueue_port_has_its_own_worker() {
     );
     // p is served by worker 0, which writes on queue 0.
     pair::send(&tp, &frame(mac(1), mac(2), 9)).expect("send");
-    assert!(pair::recv(&t0, &mut buf, 1000).is_ok(), "answer on queue 0");
-    assert!(
-        pair::recv(&t1, &mut buf, 100).is_err(),
-        "nothing on queue 1"
-    );
+    assert!(pair::recv(t0, &mut buf, 1000).is_ok(), "answer on queue 0");
+    assert!(pair::recv(t1, &mut buf, 100).is_err(), "nothing on queue 1");
     // Releasing the port lets go of both queues.
     sw.remove_port(&mq);
     w.release(std::slice::from_ref(&mq));
