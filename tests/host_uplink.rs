@@ -257,8 +257,10 @@ fn apps_reach_an_l3_only_upstream_through_the_host() {
             sb.out(&l.a, &format!("cat /tmp/{}-iperf.json", sb.prefix()))
         );
     }
-    assert!(counter(d, "host_udp_opened") >= 1);
-    assert!(counter(d, "host_tcp_opened") >= 3);
+    let st = d.status();
+    let counters = &st["network_instances"][0]["router"]["counters"];
+    assert!(counter(d, "host_udp_opened") >= 1, "{counters}");
+    assert!(counter(d, "host_tcp_opened") >= 3, "{counters}");
     assert!(uplink(d, "host")["sessions"].as_u64().is_some());
 
     // The host itself is not reachable through it: its own addresses and
