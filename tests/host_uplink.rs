@@ -392,8 +392,6 @@ fn a_nic_uplink_fails_over_to_the_host_and_back() {
     }
     need(&["dnsmasq", "udhcpc", "curl", "python3"]);
     let p = "nswhf";
-    let mut sb_ports = String::new();
-    sb_ports.push_str("  - { name: wan1, device: {p}-n1, cost: 0 }\n");
     // The NIC's LAN: a second upstream with DHCP, reached over a veth.
     let mut l = {
         let mut sb = Sandbox::new(p).unwrap();
@@ -404,16 +402,15 @@ fn a_nic_uplink_fails_over_to_the_host_and_back() {
         sb.veth(&dev, &format!("{p}-n1"), &lan, &format!("{p}-l1"))
             .unwrap();
         lan_dnsmasq(&mut sb, &lan, &format!("{p}-l1"), "192.0.2", "lan", &[]);
-        let d0 = lan.clone();
         sb.spawn(
-            &d0,
+            &lan,
             Path::new("/usr/bin/python3"),
             &["-m", "http.server", "8080", "--bind", "192.0.2.1"],
             "lanhttp.log",
         )
         .unwrap();
         let up = tunnel(&mut sb, &dev);
-        let ports = sb_ports.replace("{p}", p);
+        let ports = format!("  - {{ name: wan1, device: {p}-n1, cost: 0 }}\n");
         let d = start(
             &mut sb,
             &dev,

@@ -1,6 +1,6 @@
 //! Any bytes as the TCP segments an app sends over the `host` uplink:
-//! `Segment::parse` of the whole input as a packet (its payload must lie
-//! inside it), and a translator flow, connected to a loopback server, fed
+//! `Segment::parse` of the whole input as a packet, at the span the NAT's
+//! parser finds (its payload must lie inside it), and a translator flow, connected to a loopback server, fed
 //! the input cut into segments with any sequence numbers, flags, windows
 //! and options, while the server writes and its clock runs. Nothing may
 //! panic, and every frame the flow makes is a well-formed segment to the app.
@@ -43,15 +43,21 @@ fn segment(remote: (Ipv4Addr, u16), h: &[u8], payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// The segment of a packet, at the span the NAT's parser finds in it.
+fn parse(f: &[u8]) -> Option<Segment<'_>> {
+    let span = niswitch::ipstack::translate::parse(f)?.l4_span();
+    Segment::parse(f, span)
+}
+
 fn check_out(out: &[Vec<u8>]) {
     for f in out {
-        let s = Segment::parse(f).expect("our own frames parse");
+        let s = parse(f).expect("our own frames parse");
         assert!(s.payload.len() <= 65535);
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Some(s) = Segment::parse(data) {
+    if let Some(s) = parse(data) {
         let start = s.payload.as_ptr() as usize - data.as_ptr() as usize;
         assert!(start + s.payload.len() <= data.len());
     }
@@ -68,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
         &[0, 0, 0, 100, 0, 0, 0, 0, frames::SYN, 7, 5, 180],
         &[],
     );
-    let Some(s) = Segment::parse(&syn) else {
+    let Some(s) = parse(&syn) else {
         return;
     };
     let Ok(mut flow) = TcpFlow::open(ends, &s, 1460, 0, Arc::default()) else {
@@ -91,7 +97,7 @@ fuzz_target!(|data: &[u8]| {
             break;
         }
         let f = segment(remote, &chunk[..12], &chunk[12..]);
-        let Some(s) = Segment::parse(&f) else {
+        let Some(s) = parse(&f) else {
             continue;
         };
         flow.segment(&s, i as u64, &mut out);

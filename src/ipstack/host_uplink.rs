@@ -70,7 +70,8 @@ pub struct HostUplink {
     pub gateway: Option<Ipv4Addr>,
     /// The resolvers of the daemon's namespace.
     pub dns_servers: Vec<Ipv4Addr>,
-    echo: Option<(Ipv4Addr, Sock)>,
+    /// The echo socket, its target, and whether it is a ping socket.
+    echo: Option<(Ipv4Addr, Sock, bool)>,
     waiting: Option<Waiting>,
     seq: u16,
     last_probe: u64,
@@ -145,13 +146,13 @@ impl HostUplink {
         match w {
             Waiting::Connect(s) => connected(s),
             Waiting::Echo(seq) => {
-                let Some((_, s)) = &self.echo else {
+                let Some((_, s, ping)) = &self.echo else {
                     return false;
                 };
                 let mut buf = [0u8; 1500];
                 let mut ok = false;
                 while let Ok(n) = s.recv(&mut buf) {
-                    let msg = strip_ip(&buf[..n]);
+                    let msg = Sock::icmp_of(&buf[..n], *ping);
                     ok |= msg.len() >= 8 && msg[0] == 0 && msg[6..8] == seq.to_be_bytes();
                 }
                 ok
@@ -167,16 +168,16 @@ impl HostUplink {
             }
             return;
         }
-        if self.echo.as_ref().is_none_or(|(t, _)| *t != ip) {
+        if self.echo.as_ref().is_none_or(|(t, _, _)| *t != ip) {
             self.echo = match Sock::echo(ip) {
-                Ok((s, _)) => Some((ip, s)),
+                Ok((s, ping)) => Some((ip, s, ping)),
                 Err(e) => {
                     self.link.no_echo(&e);
                     None
                 }
             };
         }
-        let Some((_, s)) = &self.echo else { return };
+        let Some((_, s, _)) = &self.echo else { return };
         let mut msg = vec![8, 0, 0, 0, 0x4e, 0x53];
         msg.extend(self.seq.to_be_bytes());
         msg.extend_from_slice(PROBE_PAYLOAD);
@@ -294,14 +295,6 @@ fn connected(s: &Sock) -> bool {
     // SAFETY: one valid pollfd, no wait.
     let n = unsafe { libc::poll(&mut p, 1, 0) };
     n == 1 && p.revents & libc::POLLOUT != 0 && s.take_error().is_none()
-}
-
-fn strip_ip(b: &[u8]) -> &[u8] {
-    // A ping socket hands over the ICMP message; a raw one the IP packet.
-    match b.first() {
-        Some(v) if v >> 4 == 4 => b.get(((v & 0x0f) as usize) * 4..).unwrap_or(&[]),
-        _ => b,
-    }
 }
 
 /// The host's default route: Some(next hop), Some(None) for one without a

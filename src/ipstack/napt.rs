@@ -333,6 +333,9 @@ impl Nat {
                     if open {
                         return self.drop_with(&self.counters.nat_dropped);
                     }
+                    if to_router {
+                        return false;
+                    }
                     st = lock(&self.state);
                 }
                 if to_router {

@@ -4,6 +4,7 @@
 
 pub mod afpacket;
 pub mod arping;
+pub mod epoll;
 pub mod ifctl;
 pub mod linkwatch;
 pub mod memory;

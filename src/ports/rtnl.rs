@@ -422,21 +422,27 @@ pub fn addresses() -> io::Result<Vec<AddrInfo>> {
 /// table; `RouteInfo::table` tells which (`RT_TABLE_MAIN` for the main one).
 pub fn routes(family: i32) -> io::Result<Vec<RouteInfo>> {
     let fam = u8::try_from(family).map_err(|_| io::ErrorKind::InvalidInput)?;
+    Ok(dump_routes(fam)?
+        .iter()
+        .filter_map(|p| parse_route(p))
+        .collect())
+}
+
+/// The RTM_NEWROUTE payloads of family `fam`, of every type and table.
+fn dump_routes(fam: u8) -> io::Result<Vec<Vec<u8>>> {
     let mut req = [0u8; RTMSG];
     req[0] = fam;
-    let msgs = Rtnl::open()?.dump(RTM_GETROUTE, RTM_NEWROUTE, &req)?;
+    let mut msgs = Rtnl::open()?.dump(RTM_GETROUTE, RTM_NEWROUTE, &req)?;
     // A kernel without the family answers with the routes of every family.
-    let ours = msgs.iter().filter(|p| p.first() == Some(&fam));
-    Ok(ours.filter_map(|p| parse_route(p)).collect())
+    msgs.retain(|p| p.first() == Some(&fam));
+    Ok(msgs)
 }
 
 /// The IPv4 prefixes this namespace takes as its own (routes of type
 /// local: each address of an interface, and whole prefixes such as
 /// 127.0.0.0/8 or one routed `local` on purpose).
 pub fn local_prefixes_v4() -> io::Result<Vec<ipnet::Ipv4Net>> {
-    let mut req = [0u8; RTMSG];
-    req[0] = libc::AF_INET as u8;
-    let msgs = Rtnl::open()?.dump(RTM_GETROUTE, RTM_NEWROUTE, &req)?;
+    let msgs = dump_routes(libc::AF_INET as u8)?;
     Ok(msgs.iter().filter_map(|p| parse_local_v4(p)).collect())
 }
 

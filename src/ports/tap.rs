@@ -207,10 +207,14 @@ impl PortIo for Tap {
         read(&self.fds[0], buf)
     }
 
-    /// Writes on the queue of the calling worker, so that the kernel sends
-    /// the app's frames of this flow to that worker's queue too.
+    /// Writes on the queue of the calling worker (of a multiqueue TAP), so
+    /// that the kernel sends the app's frames of this flow to that worker's
+    /// queue too.
     fn send(&self, pkt: &[u8]) -> io::Result<()> {
-        let fd = &self.fds[queue_hint() % self.fds.len()];
+        let fd = match self.fds.len() {
+            1 => &self.fds[0],
+            n => &self.fds[queue_hint() % n],
+        };
         // SAFETY: writing from a buffer we borrow, bounded by its length.
         let n = unsafe { libc::write(fd.as_raw_fd(), pkt.as_ptr().cast(), pkt.len()) };
         if n < 0 {

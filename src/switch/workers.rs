@@ -10,7 +10,7 @@
 //! worker); releasing a port is a handshake, after which no worker touches it.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::{DropReason, PortEntry, Switch, now_secs, stats};
 use crate::frame::MAX_PACKET;
-use crate::ports::cvt;
+use crate::ports::epoll::{self, Epoll};
 use crate::ports::waker::Waker;
 use crate::sync::lock;
 
@@ -49,7 +49,7 @@ enum Cmd {
 
 /// What the control side and one worker thread share.
 struct Shared {
-    epoll: OwnedFd,
+    epoll: Epoll,
     wake: Waker,
     inbox: Mutex<Vec<(u64, Cmd)>>,
     issued: AtomicU64,
@@ -224,12 +224,9 @@ impl Drop for Workers {
 
 impl Shared {
     fn new() -> io::Result<Shared> {
-        // SAFETY: plain epoll_create1(2); the descriptor is owned below.
-        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        // SAFETY: fd was just returned by epoll_create1.
-        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
+        let epoll = Epoll::new()?;
         let wake = Waker::new()?;
-        epoll_ctl(&epoll, libc::EPOLL_CTL_ADD, wake.fd(), WAKE_TOKEN)?;
+        epoll.add(wake.fd(), WAKE_TOKEN, epoll::IN)?;
         Ok(Shared {
             epoll,
             wake,
@@ -253,16 +250,6 @@ impl Shared {
         self.wake.ring();
         seq
     }
-}
-
-fn epoll_ctl(epoll: &OwnedFd, op: libc::c_int, fd: i32, token: u64) -> io::Result<()> {
-    let mut ev = libc::epoll_event {
-        events: libc::EPOLLIN as u32,
-        u64: token,
-    };
-    // SAFETY: epoll_ctl with an event we own.
-    cvt(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd, &mut ev) })?;
-    Ok(())
 }
 
 /// A port's queue a worker holds, and its run of receive errors.
@@ -306,7 +293,7 @@ impl Worker {
             // SAFETY: epoll_wait into an array we own, bounded by its length.
             let n = unsafe {
                 libc::epoll_wait(
-                    self.shared.epoll.as_raw_fd(),
+                    self.shared.epoll.fd(),
                     events.as_mut_ptr(),
                     events.len() as i32,
                     timeout,
@@ -376,7 +363,7 @@ impl Worker {
                 self.slots.len() - 1
             }
         };
-        if let Err(e) = epoll_ctl(&self.shared.epoll, libc::EPOLL_CTL_ADD, fd, token as u64) {
+        if let Err(e) = self.shared.epoll.add(fd, token as u64, epoll::IN) {
             tracing::warn!(port = %port.name, error = %e, "cannot poll the port");
             return;
         }
@@ -397,15 +384,7 @@ impl Worker {
             if let Some(slot) = self.slots[token].take()
                 && let Some(fd) = slot.fd()
             {
-                // SAFETY: removing a descriptor we added; the event is ignored.
-                unsafe {
-                    libc::epoll_ctl(
-                        self.shared.epoll.as_raw_fd(),
-                        libc::EPOLL_CTL_DEL,
-                        fd,
-                        std::ptr::null_mut(),
-                    )
-                };
+                self.shared.epoll.delete(fd);
             }
             self.resting.retain(|(t, _)| *t != token);
         }
@@ -468,7 +447,7 @@ impl Worker {
         };
         slot.errors = 0;
         if let Some(fd) = slot.fd() {
-            let _ = epoll_ctl(&self.shared.epoll, libc::EPOLL_CTL_DEL, fd, 0);
+            self.shared.epoll.delete(fd);
             self.resting.push((token, Instant::now() + REST));
         }
     }
@@ -485,7 +464,7 @@ impl Worker {
             if let Some(Some(slot)) = self.slots.get(token)
                 && let Some(fd) = slot.fd()
             {
-                let _ = epoll_ctl(&self.shared.epoll, libc::EPOLL_CTL_ADD, fd, token as u64);
+                let _ = self.shared.epoll.add(fd, token as u64, epoll::IN);
             }
         }
     }

@@ -111,7 +111,7 @@ impl DgramFlow {
             match self.kind {
                 Kind::Udp => frames::udp(&self.ends, &buf[..n], mtu, out),
                 Kind::Echo { ident, ping } => {
-                    let msg = if ping { &buf[..n] } else { strip_ip(&buf[..n]) };
+                    let msg = Sock::icmp_of(&buf[..n], ping);
                     if let Some(f) = self.echo_reply(msg, ident, ping) {
                         frames::fragment(f, mtu, out);
                     }
@@ -149,10 +149,4 @@ impl DgramFlow {
 thread_local! {
     /// The read buffer of the thread draining sockets: one datagram at most.
     static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 65536]);
-}
-
-/// A raw socket's datagram starts with the IPv4 header.
-fn strip_ip(b: &[u8]) -> &[u8] {
-    let ihl = b.first().map_or(0, |v| ((v & 0x0f) as usize) * 4);
-    b.get(ihl..).unwrap_or(&[])
 }

@@ -11,7 +11,7 @@ use crate::frame::{ETH_HDR_LEN, ETHERTYPE_IPV4, GSO_TCPV4, VNET_F_NEEDS_CSUM, VN
 use crate::ipstack::wire::{csum_add, csum_fold};
 
 /// Where the IPv4 header starts in a frame we build.
-pub const IP: usize = VNET_HDR_LEN + ETH_HDR_LEN;
+pub use crate::ipstack::translate::IP;
 /// Where a TCP segment's payload starts (no options).
 pub const TCP_PAYLOAD: usize = IP + 20 + 20;
 

@@ -8,9 +8,10 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
-use super::sock::{self, Epoll, Sock};
+use super::sock::Sock;
 use crate::config::L4Proto;
 use crate::ipstack::MapRule;
+use crate::ports::epoll::{self, Epoll};
 
 /// Tokens of listeners in the epoll set, above those of flows.
 pub const MAP_TOKENS: u64 = 1 << 62;
@@ -61,7 +62,7 @@ impl Listeners {
             let token = MAP_TOKENS + self.next;
             self.next += 1;
             let opened = open(rule).and_then(|s| {
-                epoll.add(s.fd(), token, sock::IN)?;
+                epoll.add(s.fd(), token, epoll::IN)?;
                 Ok(s)
             });
             match opened {
@@ -98,7 +99,7 @@ impl Listeners {
     /// Waits on paused listeners again.
     pub fn resume(&mut self, epoll: &Epoll) {
         for (token, l) in self.by_token.iter_mut().filter(|(_, l)| l.paused) {
-            l.paused = epoll.modify(l.sock.fd(), *token, sock::IN).is_err();
+            l.paused = epoll.modify(l.sock.fd(), *token, epoll::IN).is_err();
         }
     }
 

@@ -26,6 +26,7 @@ use super::napt::{MapRule, map_proto};
 use super::translate::Parsed;
 use crate::clock::mono_ms;
 use crate::config::Mac;
+use crate::ports::epoll::{self, Epoll};
 use crate::ports::waker::Waker;
 use crate::services::nat::{Proto, Timeouts};
 use crate::switch::{PortEntry, Switch, now_secs};
@@ -190,7 +191,7 @@ pub struct HostLink {
     mss: u16,
     timeouts: Timeouts,
     flows: Mutex<Flows>,
-    epoll: sock::Epoll,
+    epoll: Epoll,
     wake: Waker,
     stop: AtomicBool,
     /// Bytes of the apps' data held for full sockets, all flows together.
@@ -204,9 +205,9 @@ pub struct HostLink {
 impl HostLink {
     pub fn new(router_mac: Mac, gateway: Ipv4Addr, mtu: u16) -> io::Result<Arc<HostLink>> {
         raise_fd_limit();
-        let epoll = sock::Epoll::new()?;
+        let epoll = Epoll::new()?;
         let wake = Waker::new()?;
-        epoll.add(wake.fd(), WAKE, sock::IN)?;
+        epoll.add(wake.fd(), WAKE, epoll::IN)?;
         let flows = Flows {
             host: local::host_prefixes().unwrap_or_else(local::loopback),
             ..Flows::default()
@@ -268,7 +269,7 @@ impl HostLink {
         let token = match flows.by_key.get(&key) {
             Some(t) => *t,
             None if !open => return false,
-            None => match self.open(&mut flows, key, pkt, app_mac, now, &mut out) {
+            None => match self.open(&mut flows, key, (pkt, (l4, end)), app_mac, now, &mut out) {
                 Some(t) => t,
                 None => {
                     self.send(out);
@@ -303,7 +304,7 @@ impl HostLink {
     ) -> bool {
         match flow {
             Flow::Tcp(f) => {
-                match Segment::parse(pkt) {
+                match Segment::parse(pkt, (l4, end)) {
                     Some(s) => f.segment(&s, now, out),
                     None => drop(self.count(&self.counters.host_dropped)),
                 }
@@ -332,7 +333,7 @@ impl HostLink {
         &self,
         flows: &mut Flows,
         key: Key,
-        pkt: &[u8],
+        (pkt, span): (&[u8], (usize, usize)),
         app_mac: Mac,
         now: u64,
         out: &mut Vec<Vec<u8>>,
@@ -364,7 +365,7 @@ impl HostLink {
         };
         let made = match key.proto {
             Proto::Tcp => {
-                let s = Segment::parse(pkt)?;
+                let s = Segment::parse(pkt, span)?;
                 if s.flags & (frames::SYN | frames::ACK | frames::RST) != frames::SYN {
                     // Not the start of a connection: the app hears a reset.
                     if s.flags & frames::RST == 0 {
@@ -401,8 +402,8 @@ impl HostLink {
         flows.next += 1;
         // Datagram sockets are only read; TCP ones are written too.
         let events = match flow {
-            Flow::Tcp(_) => sock::IN | sock::OUT | sock::RDHUP | sock::ET,
-            Flow::Dgram(_) => sock::IN | sock::ET,
+            Flow::Tcp(_) => epoll::IN | epoll::OUT | epoll::RDHUP | epoll::ET,
+            Flow::Dgram(_) => epoll::IN | epoll::ET,
         };
         if let Some(fd) = flow.fd() {
             if OPEN_SOCKETS.load(Relaxed) >= SOCKET_CAP.load(Relaxed) {
@@ -461,7 +462,11 @@ impl HostLink {
             return;
         };
         let (rule, listener) = (l.rule.clone(), l.sock.clone());
-        let mut buf = vec![0u8; 65536];
+        // One datagram at most; a TCP listener reads none.
+        let mut buf = match rule.proto {
+            crate::config::L4Proto::Udp => vec![0u8; 65536],
+            crate::config::L4Proto::Tcp => Vec::new(),
+        };
         let Some(app) = flows.apps.get(&rule.app_mac).copied() else {
             // The app has no address yet: nothing to forward to.
             let refused = loop {
@@ -479,9 +484,9 @@ impl HostLink {
             return;
         };
         loop {
-            let (client, data) = match rule.proto {
+            let (client, data, n) = match rule.proto {
                 crate::config::L4Proto::Tcp => match listener.accept() {
-                    Ok((s, peer)) => (peer, Some(s)),
+                    Ok((s, peer)) => (peer, Some(s), 0),
                     Err(e) => {
                         if e.kind() != io::ErrorKind::WouldBlock {
                             // Out of descriptors: wait for the next second.
@@ -492,10 +497,7 @@ impl HostLink {
                     }
                 },
                 crate::config::L4Proto::Udp => match listener.recv_from(&mut buf) {
-                    Ok((n, peer)) => {
-                        buf.truncate(n);
-                        (peer, None)
-                    }
+                    Ok((n, peer)) => (peer, None, n),
                     Err(_) => break,
                 },
             };
@@ -522,12 +524,11 @@ impl HostLink {
                 &mut flows,
                 key,
                 ends,
-                (client, data, &buf),
+                (client, data, &buf[..n]),
                 &listener,
                 now,
                 &mut out,
             );
-            buf.resize(65536, 0);
         }
         // Sent under the lock: a flow's frames leave in the order they were
         // made, whichever thread made them.
@@ -645,13 +646,13 @@ impl HostLink {
         let mut flows = lock(&self.flows);
         let done = match flows.list.get_mut(&token) {
             Some((_, Flow::Tcp(f))) => {
-                if ev & sock::OUT != 0 {
+                if ev & epoll::OUT != 0 {
                     f.writable(&mut out);
                 }
-                if ev & (sock::IN | sock::RDHUP) != 0 {
+                if ev & (epoll::IN | epoll::RDHUP) != 0 {
                     f.push(&mut out);
                 }
-                if ev & sock::ERR != 0 && f.phase != Phase::Done {
+                if ev & epoll::ERR != 0 && f.phase != Phase::Done {
                     f.host_closed(true, &mut out);
                 }
                 f.phase == Phase::Done
@@ -696,9 +697,11 @@ impl HostLink {
     pub fn tick(&self, healthy: bool) {
         let now = now_secs() as u64;
         let mut out = Vec::new();
+        // Read before the lock (a netlink dump): workers wait on it.
+        let fresh = local::host_prefixes();
         let mut flows = lock(&self.flows);
         // When they cannot be read, the last ones stand.
-        if let Some(h) = local::host_prefixes() {
+        if let Some(h) = fresh {
             flows.host = h;
         }
         flows.listeners.resume(&self.epoll);

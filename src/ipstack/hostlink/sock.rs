@@ -1,5 +1,5 @@
 //! The host sockets the `host` uplink carries flows over: non-blocking TCP,
-//! UDP and ICMP echo sockets, listeners for port maps, an epoll set, and
+//! UDP and ICMP echo sockets, listeners for port maps, and
 //! the few socket options the TCP translator needs (peek offsets, queue
 //! sizes, linger). Thin wrappers over libc; every call reports its errno.
 
@@ -139,6 +139,16 @@ impl Sock {
         Ok((s, ping))
     }
 
+    /// The ICMP message of a datagram read from an echo socket: a ping
+    /// socket (`ping`) hands over the message, a raw one the IPv4 packet.
+    pub fn icmp_of(datagram: &[u8], ping: bool) -> &[u8] {
+        if ping {
+            return datagram;
+        }
+        let ihl = datagram.first().map_or(0, |v| ((v & 0x0f) as usize) * 4);
+        datagram.get(ihl..).unwrap_or(&[])
+    }
+
     pub fn fd(&self) -> RawFd {
         self.0.as_raw_fd()
     }
@@ -218,9 +228,27 @@ impl Sock {
         Ok((n as usize, from_sockaddr(&sa)))
     }
 
-    /// Copies received data without taking it (from the peek offset, when set).
-    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.recv_flags(buf, libc::MSG_PEEK)
+    /// Appends up to `n` bytes of received data to `v` without taking them
+    /// (from the peek offset, when set); nothing is zeroed first.
+    pub fn peek_append(&self, v: &mut Vec<u8>, n: usize) -> io::Result<usize> {
+        v.reserve(n);
+        let spare = &mut v.spare_capacity_mut()[..n];
+        // SAFETY: the kernel writes at most `n` bytes into the reserved,
+        // unused capacity of `v`.
+        let got = unsafe {
+            libc::recv(
+                self.fd(),
+                spare.as_mut_ptr().cast(),
+                n,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if got < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `got` bytes past the length were written by recv(2).
+        unsafe { v.set_len(v.len() + got as usize) };
+        Ok(got as usize)
     }
 
     /// Drops `n` received bytes (the app acknowledged them).
@@ -310,54 +338,5 @@ impl Sock {
             )
         })?;
         Ok(from_sockaddr(&sa))
-    }
-}
-
-/// An epoll set whose events carry a 64-bit token.
-pub struct Epoll(OwnedFd);
-
-pub const IN: u32 = libc::EPOLLIN as u32;
-pub const OUT: u32 = libc::EPOLLOUT as u32;
-pub const RDHUP: u32 = libc::EPOLLRDHUP as u32;
-pub const ERR: u32 = libc::EPOLLERR as u32;
-pub const ET: u32 = libc::EPOLLET as u32;
-
-impl Epoll {
-    pub fn new() -> io::Result<Epoll> {
-        // SAFETY: plain epoll_create1(2); the descriptor is owned below.
-        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        // SAFETY: fd was just returned by epoll_create1(2).
-        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events, u64: token };
-        // SAFETY: ev is a valid epoll_event.
-        cvt(unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd, &mut ev) }).map(drop)
-    }
-
-    pub fn add(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, token, events)
-    }
-
-    pub fn modify(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd, token, events)
-    }
-
-    pub fn delete(&self, fd: RawFd) {
-        let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0);
-    }
-
-    /// Waits up to `ms` for events: (token, events) pairs.
-    pub fn wait(&self, out: &mut Vec<(u64, u32)>, ms: i32) {
-        // SAFETY: epoll_event is plain data.
-        let mut evs: [libc::epoll_event; 64] = unsafe { zeroed() };
-        // SAFETY: evs holds 64 events.
-        let n = unsafe { libc::epoll_wait(self.0.as_raw_fd(), evs.as_mut_ptr(), 64, ms) };
-        out.clear();
-        for e in evs.iter().take(n.max(0) as usize) {
-            let (token, events) = (e.u64, e.events);
-            out.push((token, events));
-        }
     }
 }

@@ -45,13 +45,10 @@ pub struct Segment<'a> {
 
 impl<'a> Segment<'a> {
     /// The TCP segment of an app's packet (virtio-net header + Ethernet +
-    /// IPv4, already checked by the NAT's parser); None when malformed.
-    pub fn parse(pkt: &'a [u8]) -> Option<Segment<'a>> {
-        let ip = frames::IP;
-        let ihl = ((*pkt.get(ip)? & 0x0f) as usize) * 4;
-        let total = u16::from_be_bytes([*pkt.get(ip + 2)?, *pkt.get(ip + 3)?]) as usize;
-        let end = (ip + total).min(pkt.len());
-        let l4 = ip + ihl;
+    /// IPv4), whose L4 header starts at `l4` and which ends at `end` (as the
+    /// NAT's parser found them); None when malformed.
+    pub fn parse(pkt: &'a [u8], (l4, end): (usize, usize)) -> Option<Segment<'a>> {
+        let end = end.min(pkt.len());
         let h = pkt.get(l4..l4 + 20)?;
         let doff = ((h[12] >> 4) as usize) * 4;
         if doff < 20 || l4 + doff > end {
@@ -676,16 +673,12 @@ impl TcpFlow {
                 self.sock.set_peek_off(at);
                 self.peek_pos = at;
             }
-            f.resize(start + want, 0);
-            let r = self.sock.peek(&mut f[start..]);
-            let got = *r.as_ref().unwrap_or(&0);
-            f.truncate(start + got);
-            self.peek_pos += got;
+            let r = self.sock.peek_append(f, want);
+            self.peek_pos += *r.as_ref().unwrap_or(&0);
             return r;
         }
         // Without a peek offset: read from the first unacknowledged byte.
-        f.resize(start + at + want, 0);
-        let r = self.sock.peek(&mut f[start..]);
+        let r = self.sock.peek_append(f, at + want);
         let got = *r.as_ref().unwrap_or(&0);
         if r.is_ok() && got <= at {
             f.truncate(start);
@@ -694,7 +687,6 @@ impl TcpFlow {
                 _ => Err(io::ErrorKind::WouldBlock.into()),
             };
         }
-        f.truncate(start + got);
         f.drain(start..start + at.min(got));
         r.map(|n| n - at)
     }
@@ -825,7 +817,8 @@ mod tests {
     }
 
     fn parsed(f: &[u8]) -> Segment<'_> {
-        Segment::parse(f).expect("a segment")
+        let span = crate::ipstack::translate::parse(f).expect("IPv4").l4_span();
+        Segment::parse(f, span).expect("a segment")
     }
 
     fn until(mut cond: impl FnMut() -> bool) {
