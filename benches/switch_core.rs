@@ -163,6 +163,7 @@ fn worker(c: &mut Criterion) {
         Options {
             workers: 1,
             busy_poll_us: 0,
+            cpus: Vec::new(),
         },
     )
     .expect("workers");
@@ -205,6 +206,7 @@ fn multiqueue(c: &mut Criterion) {
     let opts = Options {
         workers: 2,
         busy_poll_us: 0,
+        cpus: Vec::new(),
     };
     let workers = Workers::start(&sw, opts).expect("workers");
     let (io, queues) = QueuesPort::new(2).expect("socketpairs");

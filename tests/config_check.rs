@@ -280,6 +280,37 @@ fn dataplane_tuning() {
 }
 
 #[test]
+fn pinned_workers_are_one_per_listed_cpu() {
+    let (ok, out, err) = check("version: 1\ndataplane: { cpus: [1, 0] }\n");
+    assert!(ok, "{err}");
+    assert!(out.contains("workers: 2"), "one worker per CPU:\n{out}");
+    assert!(out.contains("- 1\n") && out.contains("- 0\n"), "{out}");
+    let (ok, _, err) = check("version: 1\ndataplane: { cpus: [3], workers: 1 }\n");
+    assert!(ok, "a matching worker count is fine: {err}");
+    refused(
+        "version: 1\ndataplane: { cpus: [0, 1], workers: 3 }\n",
+        "dataplane.workers",
+        "3 workers but 2 CPUs",
+    );
+    refused(
+        "version: 1\ndataplane: { cpus: [0, 2, 0] }\n",
+        "dataplane.cpus[2]",
+        "CPU 0 is listed twice",
+    );
+    refused(
+        "version: 1\ndataplane: { cpus: [5000] }\n",
+        "dataplane.cpus[0]",
+        "at most 1023",
+    );
+    refused(
+        "version: 1\ndataplane: { cpus: [] }\n",
+        "dataplane.cpus",
+        "give 1 to 64",
+    );
+    refused("version: 1\ndataplane: { cpus: [-1] }\n", "dataplane", "");
+}
+
+#[test]
 fn subnet6_is_a_global_or_unique_local_64() {
     let ni = |s6: &str| {
         format!(

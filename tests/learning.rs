@@ -306,3 +306,71 @@ fn a_multiqueue_tap_spreads_an_apps_flows_over_workers_in_order() {
     );
     assert_eq!(worker_frames(&d).len(), 1);
 }
+
+/// The CPUs a thread of `pid` named `name` may run on, and its policy.
+fn thread_placement(pid: u32, name: &str) -> Option<(String, String)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let dir = tasks
+        .flatten()
+        .map(|t| t.path())
+        .find(|t| std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.trim() == name))?;
+    let field = |file: &str, key: &str| -> Option<String> {
+        let text = std::fs::read_to_string(dir.join(file)).ok()?;
+        let line = text.lines().find(|l| l.starts_with(key))?;
+        Some(line.rsplit([':', '\t', ' ']).next()?.trim().to_string())
+    };
+    Some((
+        field("status", "Cpus_allowed_list")?,
+        field("sched", "policy")?,
+    ))
+}
+
+#[test]
+fn pinned_workers_serve_an_apps_frames_on_the_cpu_it_sends_from() {
+    if !root_or_skip("pinned_workers_serve_an_apps_frames_on_the_cpu_it_sends_from") {
+        return;
+    }
+    need(&["python3", "ping", "taskset"]);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        cpus >= 2,
+        "this test needs two CPUs; the machine has {cpus}"
+    );
+    let l = lab_with("pc", "dataplane: { cpus: [1, 0] }\n");
+    // Worker i on cpus[i], SCHED_BATCH (policy 3), as status says.
+    for (i, cpu) in [(0, "1"), (1, "0")] {
+        let placed = thread_placement(l.d.pid, &format!("worker-{i}"));
+        assert_eq!(
+            placed,
+            Some((cpu.to_string(), "3".to_string())),
+            "worker {i}"
+        );
+    }
+    // A pinned worker takes an app's frames after the app's time slice, so
+    // its TAP holds a slice's worth.
+    let p = l.sb.prefix().to_string();
+    let qlen =
+        l.sb.out(&l.ns[0], &format!("cat /sys/class/net/{p}-a/tx_queue_len"));
+    assert_eq!(qlen.trim(), "4096");
+    let st = l.d.status();
+    assert_eq!(st["dataplane"]["workers"][0]["cpu"], 1, "{st}");
+    assert_eq!(st["dataplane"]["workers"][1]["cpu"], 0, "{st}");
+    assert!(ping(&l.sb, &l.ns[0], "10.9.0.2"));
+    // 16 flows from one CPU: all of them on the worker pinned there (the
+    // flows' hashes alone would spread them over both).
+    for (cpu, worker) in [(0, 1), (1, 0)] {
+        let before = worker_frames(&l.d);
+        let send = format!("taskset -c {cpu} {FLOW_ORDER} send 10.9.0.2 9000 16 300");
+        assert!(l.sb.ok(&l.ns[0], &send));
+        let moved: Vec<u64> = worker_frames(&l.d)
+            .iter()
+            .zip(&before)
+            .map(|(a, b)| a - b)
+            .collect();
+        let (here, there) = (moved[worker], moved[1 - worker]);
+        assert!(
+            here >= 1000 && there * 20 <= here,
+            "sent from CPU {cpu}: frames per worker {moved:?}"
+        );
+    }
+}

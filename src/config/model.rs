@@ -26,6 +26,9 @@ pub struct Config {
 pub const DEFAULT_BUSY_POLL_US: u32 = 0;
 pub const MAX_WORKERS: u32 = 64;
 pub const MAX_BUSY_POLL_US: u32 = 10_000;
+/// The highest CPU number a worker can be pinned to (the kernel's
+/// CPU_SETSIZE).
+pub const MAX_CPU: u32 = 1023;
 
 /// How frames are served.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +38,9 @@ pub struct Dataplane {
     pub workers: Option<u32>,
     /// How long a worker keeps polling without sleeping after traffic.
     pub busy_poll_us: u32,
+    /// CPUs to pin one worker each to; empty: the workers float. With
+    /// pinned workers an app's frames are served on the CPU it sends from.
+    pub cpus: Vec<u32>,
 }
 
 impl Default for Dataplane {
@@ -42,6 +48,7 @@ impl Default for Dataplane {
         Dataplane {
             workers: None,
             busy_poll_us: DEFAULT_BUSY_POLL_US,
+            cpus: Vec::new(),
         }
     }
 }
@@ -50,9 +57,10 @@ impl Default for Dataplane {
 impl Serialize for Dataplane {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("Dataplane", 2)?;
+        let mut st = s.serialize_struct("Dataplane", 3)?;
         st.serialize_field("workers", &self.worker_count())?;
         st.serialize_field("busy_poll_us", &self.busy_poll_us)?;
+        st.serialize_field("cpus", &self.cpus)?;
         st.end()
     }
 }
@@ -60,6 +68,9 @@ impl Serialize for Dataplane {
 impl Dataplane {
     /// The number of workers to start.
     pub fn worker_count(&self) -> usize {
+        if !self.cpus.is_empty() {
+            return self.cpus.len();
+        }
         match self.workers {
             Some(n) => n as usize,
             None => (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2)

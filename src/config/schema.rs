@@ -25,6 +25,7 @@ pub struct RawConfig {
 pub struct RawDataplane {
     pub workers: Option<u32>,
     pub busy_poll_us: Option<u32>,
+    pub cpus: Option<Vec<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

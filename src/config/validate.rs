@@ -122,7 +122,50 @@ fn dataplane(cx: &mut Ctx, raw: Option<&RawDataplane>) -> Dataplane {
             );
         }
     }
+    if let Some(cpus) = &raw.cpus {
+        d.cpus = pinned_cpus(cx, cpus, raw.workers);
+    }
     d
+}
+
+/// `dataplane.cpus`: distinct CPU numbers, one worker each.
+fn pinned_cpus(cx: &mut Ctx, cpus: &[u32], workers: Option<u32>) -> Vec<u32> {
+    let mut ok = true;
+    if cpus.is_empty() || cpus.len() > MAX_WORKERS as usize {
+        cx.err(
+            "dataplane.cpus",
+            format!("give 1 to {MAX_WORKERS} CPUs, or leave it out for floating workers"),
+        );
+        ok = false;
+    }
+    for (i, &c) in cpus.iter().enumerate() {
+        if c > MAX_CPU {
+            cx.err(
+                format!("dataplane.cpus[{i}]"),
+                format!("CPU {c}: at most {MAX_CPU}"),
+            );
+            ok = false;
+        } else if cpus[..i].contains(&c) {
+            cx.err(
+                format!("dataplane.cpus[{i}]"),
+                format!("CPU {c} is listed twice"),
+            );
+            ok = false;
+        }
+    }
+    if let Some(n) = workers
+        && n as usize != cpus.len()
+    {
+        cx.err(
+            "dataplane.workers",
+            format!(
+                "{n} workers but {} CPUs in dataplane.cpus (one worker per CPU); leave workers out",
+                cpus.len()
+            ),
+        );
+        ok = false;
+    }
+    if ok { cpus.to_vec() } else { Vec::new() }
 }
 
 fn ports(cx: &mut Ctx, raw: &[RawPort]) -> Vec<Port> {

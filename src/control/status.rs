@@ -31,6 +31,9 @@ pub struct DataplaneStatus {
 /// went to sleep (few sleeps per frame: busy polling catches the traffic).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerStatus {
+    /// The CPU it is pinned to (`dataplane.cpus`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<usize>,
     pub ports: usize,
     pub frames: u64,
     pub sleeps: u64,
@@ -307,9 +310,10 @@ pub fn render(s: &Status) -> String {
         d.busy_poll_us
     );
     for (i, w) in d.workers.iter().enumerate() {
+        let cpu = w.cpu.map(|c| format!(" (CPU {c})")).unwrap_or_default();
         let _ = writeln!(
             o,
-            "  worker {i}  ports {}  frames {}  sleeps {}",
+            "  worker {i}{cpu}  ports {}  frames {}  sleeps {}",
             w.ports, w.frames, w.sleeps
         );
     }

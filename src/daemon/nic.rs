@@ -181,6 +181,7 @@ pub fn open(
                 exclusive: !reattach,
                 // The host's own traffic: one queue is enough.
                 queues: 1,
+                txqueuelen: None,
             })
             .map_err(rollback)?;
             Some(Arc::new(tap))

@@ -281,9 +281,13 @@ impl Runtime {
             persist: true,
             exclusive,
             queues: self.workers.count(),
+            txqueuelen: self.workers.tap_txqueuelen(),
         };
         netns::run_in_path(Path::new(&rec.netns), || Tap::open(&opts))
-            .map(Arc::new)
+            .map(|t| {
+                self.steer(&t);
+                Arc::new(t)
+            })
             .map_err(|e| {
                 err(
                     IO_FAILURE,

@@ -17,6 +17,7 @@ use super::state::{self, ApplyInfo, State};
 use crate::config::Dataplane;
 use crate::config::{Config, Ni, Vif};
 use crate::ipstack::Router;
+use crate::ports::PortIo;
 use crate::ports::tap::Tap;
 use crate::services::acl::HostCache;
 use crate::services::vif_filter::VifFilter;
@@ -115,6 +116,7 @@ impl Runtime {
             workers::Options {
                 workers: dataplane.worker_count(),
                 busy_poll_us: dataplane.busy_poll_us,
+                cpus: dataplane.cpus.iter().map(|&c| c as usize).collect(),
             },
         )?);
         let cfg = super::empty_config();
@@ -186,6 +188,17 @@ impl Runtime {
     /// Hands a port to a worker, which serves it from now on.
     pub fn serve(&mut self, entry: &Arc<PortEntry>) -> std::io::Result<()> {
         self.workers.attach(entry)
+    }
+
+    /// Steers an app's or pod's multiqueue TAP by the sender's CPU when the
+    /// workers are pinned; without it the TAP spreads flows by their hash.
+    pub fn steer(&self, tap: &Tap) {
+        if let Some(s) = self.workers.steering()
+            && tap.queues() > 1
+            && let Err(e) = tap.steer(s)
+        {
+            tracing::warn!(tap = tap.name(), error = %e, "cannot steer the TAP by CPU");
+        }
     }
 
     /// Waits until no worker serves `entries` (already removed) any more.

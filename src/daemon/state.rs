@@ -270,6 +270,7 @@ impl State {
                 .counts()
                 .into_iter()
                 .map(|c| WorkerStatus {
+                    cpu: c.cpu,
                     ports: c.ports,
                     frames: c.frames,
                     sleeps: c.sleeps,

@@ -56,11 +56,13 @@ impl Runtime {
     fn update_dataplane(&mut self, new: &Config) {
         let d = &new.dataplane;
         self.workers.set_busy_poll_us(d.busy_poll_us);
-        if d.worker_count() != self.workers.count() {
+        let cpus: Vec<usize> = d.cpus.iter().map(|&c| c as usize).collect();
+        if d.worker_count() != self.workers.count() || cpus != self.workers.cpus() {
             tracing::info!(
                 running = self.workers.count(),
                 configured = d.worker_count(),
-                "the number of workers changes at the next start"
+                ?cpus,
+                "the workers and their CPUs change at the next start"
             );
         }
     }
@@ -415,9 +417,13 @@ impl Runtime {
             persist: true,
             exclusive: !reattach,
             queues: self.workers.count(),
+            txqueuelen: self.workers.tap_txqueuelen(),
         };
         let tap_dev = match netns::run_in(vif.netns.as_deref(), || Tap::open(&topts)) {
-            Ok(t) => Arc::new(t),
+            Ok(t) => {
+                self.steer(&t);
+                Arc::new(t)
+            }
             Err(e) => {
                 if !reattach {
                     self.ledger.remove_tap(&rec);

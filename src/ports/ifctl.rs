@@ -137,6 +137,14 @@ pub fn set_mtu(name: &str, mtu: u32) -> io::Result<()> {
     ioctl(libc::SIOCSIFMTU, &mut r)
 }
 
+/// Sets how many frames an interface's transmit queue holds (for a TAP:
+/// what the app may send before the reader takes it).
+pub fn set_txqueuelen(name: &str, len: u32) -> io::Result<()> {
+    let mut r = ifreq(name)?;
+    r.ifr_ifru.ifru_ifindex = len as libc::c_int;
+    ioctl(libc::SIOCSIFTXQLEN, &mut r)
+}
+
 /// The kernel driver of an interface (ethtool GDRVINFO), e.g. "tun", "veth".
 pub fn driver(name: &str) -> Option<String> {
     const ETHTOOL_GDRVINFO: u32 = 3;

@@ -12,6 +12,7 @@ pub mod netns;
 pub mod pair;
 pub mod route_table;
 pub mod rtnl;
+pub mod steering;
 pub mod tap;
 pub mod waker;
 

@@ -5,6 +5,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use super::steering::CpuSteering;
 use super::{PortIo, cvt, ifctl, last_err, queue_hint};
 use crate::config::Mac;
 use crate::frame::VNET_HDR_LEN;
@@ -39,6 +40,8 @@ pub struct TapOptions {
     /// Receive queues wanted (0 or 1: a plain TAP). The kernel puts each flow
     /// the app sends on one queue, by its hash.
     pub queues: usize,
+    /// Frames each queue holds for niswitch (None: the kernel's 500).
+    pub txqueuelen: Option<u32>,
 }
 
 pub struct Tap {
@@ -128,6 +131,9 @@ impl Tap {
             ifctl::set_mtu(&opts.name, mtu)?;
         }
         ifctl::set_up(&opts.name, true)?;
+        if let Some(len) = opts.txqueuelen {
+            ifctl::set_txqueuelen(&opts.name, len)?;
+        }
         let mut fds = vec![fd];
         if multi {
             fds.extend(Tap::attach_more(&opts.name, opts.queues));
@@ -171,6 +177,12 @@ impl Tap {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Steers the frames the app sends over the queues with `steering`
+    /// instead of by their flow's hash.
+    pub fn steer(&self, steering: &CpuSteering) -> io::Result<()> {
+        steering.attach(&self.fds[0])
     }
 
     /// Clears the persist flag, so the device goes away with the descriptors.

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use super::{DropReason, PortEntry, Switch, now_secs, stats};
 use crate::frame::MAX_PACKET;
 use crate::ports::epoll::{self, Epoll};
+use crate::ports::steering::CpuSteering;
 use crate::ports::waker::Waker;
 use crate::sync::lock;
 
@@ -30,14 +31,23 @@ const ERRORS_TO_REST: u32 = 8;
 const REST: Duration = Duration::from_millis(20);
 /// How long `release` waits for a worker to let go of a port.
 const RELEASE_WAIT: Duration = Duration::from_secs(2);
+/// Frames an app's TAP queue holds when its worker is pinned to the app's
+/// CPU. Such a worker takes the app's frames after the app's time slice
+/// (see `pin_to`); the kernel's 500 hold about half a millisecond of an app
+/// sending at full speed, so the rest would be dropped while the worker
+/// waits for its turn, not because it is slow. 4096 hold a slice's worth.
+const PINNED_TXQUEUELEN: u32 = 4096;
 /// The epoll token of a worker's own wake-up.
 const WAKE_TOKEN: u64 = u64::MAX;
 
 /// How the data plane is served.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     pub workers: usize,
     pub busy_poll_us: u32,
+    /// CPUs to pin the workers to, one each (worker i on `cpus[i]`); empty:
+    /// the workers float, and multiqueue TAPs spread flows by their hash.
+    pub cpus: Vec<usize>,
 }
 
 enum Cmd {
@@ -63,6 +73,8 @@ struct Shared {
 /// What one worker did so far.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WorkerCounts {
+    /// The CPU it is pinned to, if any.
+    pub cpu: Option<usize>,
     /// Ports it polls (a multiqueue port counts at each worker polling one
     /// of its queues).
     pub ports: usize,
@@ -78,6 +90,10 @@ pub struct Workers {
     /// Which worker holds which port's queue (by the entry's address); one
     /// row per queue.
     owner: Mutex<Vec<(usize, usize)>>,
+    /// With pinned workers: steers multiqueue TAPs by the sender's CPU.
+    steering: Option<CpuSteering>,
+    /// The CPU of each worker, when pinned.
+    cpus: Vec<usize>,
 }
 
 /// The key of a port while a worker holds it.
@@ -92,7 +108,14 @@ impl Workers {
         let busy_poll_us = Arc::new(AtomicU32::new(opts.busy_poll_us));
         let mut shared = Vec::new();
         let mut threads = Vec::new();
-        for index in 0..opts.workers.max(1) {
+        let count = if opts.cpus.is_empty() {
+            opts.workers.max(1)
+        } else {
+            opts.cpus.len()
+        };
+        let steering = steering_for(&opts.cpus);
+        for index in 0..count {
+            let cpu = opts.cpus.get(index).copied();
             let s = Arc::new(Shared::new()?);
             let mut w = Worker {
                 index,
@@ -106,7 +129,12 @@ impl Workers {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("worker-{index}"))
-                    .spawn(move || w.run())?,
+                    .spawn(move || {
+                        if let Some(cpu) = cpu {
+                            pin_to(cpu);
+                        }
+                        w.run()
+                    })?,
             );
             shared.push(s);
         }
@@ -116,11 +144,30 @@ impl Workers {
             stop,
             busy_poll_us,
             owner: Mutex::new(Vec::new()),
+            steering,
+            cpus: opts.cpus,
         })
+    }
+
+    /// The program that steers a multiqueue TAP's frames to the worker on
+    /// the sender's CPU, when the workers are pinned.
+    pub fn steering(&self) -> Option<&CpuSteering> {
+        self.steering.as_ref()
     }
 
     pub fn count(&self) -> usize {
         self.shared.len()
+    }
+
+    /// How many frames an app's TAP queue should hold for these workers
+    /// (None: the kernel's default).
+    pub fn tap_txqueuelen(&self) -> Option<u32> {
+        (!self.cpus.is_empty()).then_some(PINNED_TXQUEUELEN)
+    }
+
+    /// The CPU of each worker, when pinned (`Options::cpus`).
+    pub fn cpus(&self) -> &[usize] {
+        &self.cpus
     }
 
     pub fn busy_poll_us(&self) -> u32 {
@@ -131,7 +178,9 @@ impl Workers {
     pub fn counts(&self) -> Vec<WorkerCounts> {
         self.shared
             .iter()
-            .map(|s| WorkerCounts {
+            .enumerate()
+            .map(|(i, s)| WorkerCounts {
+                cpu: self.cpus.get(i).copied(),
                 ports: s.load.load(Relaxed),
                 frames: s.frames.load(Relaxed),
                 sleeps: s.sleeps.load(Relaxed),
@@ -467,6 +516,46 @@ impl Worker {
                 let _ = self.shared.epoll.add(fd, token as u64, epoll::IN);
             }
         }
+    }
+}
+
+/// The program that steers app TAPs to the worker on the sender's CPU, when
+/// the workers are pinned. Without it (no CAP_BPF) the pinned workers still
+/// serve, and the TAPs spread flows by their hash.
+fn steering_for(cpus: &[usize]) -> Option<CpuSteering> {
+    if cpus.is_empty() {
+        return None;
+    }
+    CpuSteering::load(cpus)
+        .inspect_err(|e| tracing::error!(error = %e, "app TAPs are not steered by CPU"))
+        .ok()
+}
+
+/// Pins the calling worker thread to `cpu`, where it shares the CPU with
+/// the apps whose frames it serves; one the daemon may not use leaves it
+/// floating, with a warning.
+///
+/// A pinned worker is SCHED_BATCH: woken by a frame, it does not preempt
+/// the app that sent it. An app that then waits for an answer (a ping, a
+/// request) hands the CPU over at once; one that keeps sending (a flood, a
+/// bulk transfer) runs on for its time slice and leaves the worker a batch,
+/// instead of a switch of tasks for every frame.
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET bounds-checks `cpu`, and
+    // sched_setaffinity(2) on the calling thread reads the set we own.
+    let r = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if r != 0 {
+        tracing::warn!(cpu, error = %io::Error::last_os_error(), "cannot pin a worker to its CPU");
+        return;
+    }
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler(2) on the calling thread with a param we own.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+        tracing::warn!(error = %io::Error::last_os_error(), "a pinned worker stays SCHED_OTHER");
     }
 }
 

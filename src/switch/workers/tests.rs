@@ -68,6 +68,7 @@ impl Lab {
             Options {
                 workers,
                 busy_poll_us: 20,
+                cpus: Vec::new(),
             },
         )
         .expect("workers");
@@ -158,6 +159,7 @@ fn each_queue_of_a_multiqueue_port_has_its_own_worker() {
     let opts = Options {
         workers: 2,
         busy_poll_us: 20,
+        cpus: Vec::new(),
     };
     let w = Workers::start(&sw, opts).expect("workers");
     let (io, theirs) = QueuesPort::new(2).expect("socketpairs");
