@@ -326,8 +326,8 @@ fn thread_placement(pid: u32, name: &str) -> Option<(String, String)> {
 }
 
 #[test]
-fn pinned_workers_serve_an_apps_frames_on_the_cpu_it_sends_from() {
-    if !root_or_skip("pinned_workers_serve_an_apps_frames_on_the_cpu_it_sends_from") {
+fn pinned_workers_serve_frames_on_the_cpu_that_sends_them() {
+    if !root_or_skip("pinned_workers_serve_frames_on_the_cpu_that_sends_them") {
         return;
     }
     need(&["python3", "ping", "taskset"]);
@@ -356,12 +356,18 @@ fn pinned_workers_serve_an_apps_frames_on_the_cpu_it_sends_from() {
     assert_eq!(st["dataplane"]["workers"][0]["cpu"], 1, "{st}");
     assert_eq!(st["dataplane"]["workers"][1]["cpu"], 0, "{st}");
     assert!(ping(&l.sb, &l.ns[0], "10.9.0.2"));
-    // 16 flows from one CPU: all of them on the worker pinned there (the
-    // flows' hashes alone would spread them over both).
-    for (cpu, worker) in [(0, 1), (1, 0)] {
+    assert!(ping(&l.sb, &l.up, "10.9.0.4"));
+    // 16 flows from one CPU, sent by app a into its TAP, then by the LAN
+    // host into the NIC (a socket per worker): all of them on the worker
+    // pinned there (the flows' hashes alone would spread them over both).
+    let senders = [(&l.ns[0], "10.9.0.2"), (&l.up, "10.9.0.4")];
+    for ((cpu, worker), (ns, dst)) in [(0, 1), (1, 0)]
+        .into_iter()
+        .flat_map(|c| senders.map(|s| (c, s)))
+    {
         let before = worker_frames(&l.d);
-        let send = format!("taskset -c {cpu} {FLOW_ORDER} send 10.9.0.2 9000 16 300");
-        assert!(l.sb.ok(&l.ns[0], &send));
+        let send = format!("taskset -c {cpu} {FLOW_ORDER} send {dst} 9000 16 300");
+        assert!(l.sb.ok(ns, &send));
         let moved: Vec<u64> = worker_frames(&l.d)
             .iter()
             .zip(&before)
@@ -370,7 +376,7 @@ fn pinned_workers_serve_an_apps_frames_on_the_cpu_it_sends_from() {
         let (here, there) = (moved[worker], moved[1 - worker]);
         assert!(
             here >= 1000 && there * 20 <= here,
-            "sent from CPU {cpu}: frames per worker {moved:?}"
+            "sent from CPU {cpu} to {dst}: frames per worker {moved:?}"
         );
     }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Mac, Port};
 use crate::ports::afpacket::AfPacket;
+use crate::ports::steering::CpuSteering;
 use crate::ports::tap::{Tap, TapOptions};
 use crate::ports::{ifctl, rtnl};
 
@@ -92,10 +93,12 @@ fn original(cfg: &Port, now: &str, prior: Option<&Original>) -> Original {
 /// Opens a configured port; `reattach` allows taking over the host TAP an
 /// earlier run of niswitch left (and recorded). `record` is called with
 /// what the NIC was like before anything changes; its error stops the open.
+/// With `steering` (pinned workers) the NIC gets a socket per worker.
 pub fn open(
     cfg: &Port,
     reattach: bool,
     prior: Option<&Original>,
+    steering: Option<&CpuSteering>,
     record: &mut dyn FnMut(&Original) -> io::Result<()>,
 ) -> io::Result<OpenedNic> {
     let adopted = cfg
@@ -156,7 +159,7 @@ pub fn open(
         let _ = ifctl::write_sysctl(&ipv6_sysctl(&nic_name), "1");
     }
     let (mtu_was, ipv6_was) = (orig.mtu, orig.ipv6.clone());
-    let sock = Arc::new(AfPacket::open(&nic_name).map_err(rollback)?);
+    let sock = Arc::new(AfPacket::open(&nic_name, steering).map_err(rollback)?);
     if cfg.management {
         // The host now lives on its TAP; an address left on the NIC would
         // shadow it.

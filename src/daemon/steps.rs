@@ -99,7 +99,8 @@ impl Runtime {
         let prior = self.ledger.nic(&p.device).cloned();
         let ledger = &mut self.ledger;
         let mut record = |o: &nic::Original| ledger.add_nic(o.clone());
-        let opened = match nic::open(p, reattach, prior.as_ref(), &mut record) {
+        let steering = self.workers.steering();
+        let opened = match nic::open(p, reattach, prior.as_ref(), steering, &mut record) {
             Ok(o) => o,
             Err(e) => {
                 if let Some(h) = host.filter(|_| !reattach) {

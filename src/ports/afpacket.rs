@@ -1,11 +1,14 @@
 //! A NIC opened with an AF_PACKET socket: virtio-net headers (GRO'd frames
 //! from the NIC side arrive whole, GSO frames go out whole), promiscuous
-//! membership, qdisc bypass, and no echo of our own transmissions.
+//! membership, qdisc bypass, and no echo of our own transmissions. With
+//! workers pinned to CPUs, one socket per worker in a fanout group, steered
+//! by the CPU that received the frame (a queue per worker).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::{PortIo, cvt, ifctl, last_err};
+use super::steering::CpuSteering;
+use super::{PortIo, cvt, ifctl, last_err, queue_hint};
 use crate::frame::{VNET_HDR_LEN, shift_offsets};
 
 const PACKET_VNET_HDR: libc::c_int = 15;
@@ -15,9 +18,14 @@ const PACKET_AUXDATA: libc::c_int = 8;
 const TP_STATUS_VLAN_VALID: u32 = 0x10;
 const TP_STATUS_VLAN_TPID_VALID: u32 = 0x40;
 const SOCK_BUF: libc::c_int = 8 << 20;
+const PACKET_FANOUT: libc::c_int = 18;
+const PACKET_FANOUT_DATA: libc::c_int = 22;
+const PACKET_FANOUT_EBPF: libc::c_int = 7;
+const PACKET_FANOUT_FLAG_UNIQUEID: libc::c_int = 0x2000;
 
 pub struct AfPacket {
-    fd: OwnedFd,
+    /// One socket, or one per worker in a fanout group.
+    fds: Vec<OwnedFd>,
     pub ifindex: u32,
 }
 
@@ -37,11 +45,50 @@ fn setopt(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: libc::c_int) -> 
 
 impl AfPacket {
     /// Opens `ifname` (in the calling thread's namespace), brings it up and
-    /// joins it promiscuously.
-    pub fn open(ifname: &str) -> io::Result<AfPacket> {
+    /// joins it promiscuously; with `steering` of several queues, a socket
+    /// per queue, each frame going to the one `steering` picks.
+    pub fn open(ifname: &str, steering: Option<&CpuSteering>) -> io::Result<AfPacket> {
         let ifindex = ifctl::index(ifname).ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, format!("no interface `{ifname}`"))
         })?;
+        let fds = match steering.filter(|s| s.queues() > 1) {
+            None => vec![AfPacket::socket(ifname, ifindex)?],
+            Some(s) => AfPacket::fanout(ifname, ifindex, s)?,
+        };
+        ifctl::set_up(ifname, true)?;
+        Ok(AfPacket { fds, ifindex })
+    }
+
+    /// A socket per queue of `steering`, joined in one fanout group (in
+    /// order, so socket i is member i) that `steering`'s program demuxes.
+    fn fanout(ifname: &str, ifindex: u32, steering: &CpuSteering) -> io::Result<Vec<OwnedFd>> {
+        let join = |fd: &OwnedFd, val: libc::c_int| {
+            setopt(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_FANOUT, val)
+                .map_err(|e| io::Error::new(e.kind(), format!("fanout on `{ifname}`: {e}")))
+        };
+        let first = AfPacket::socket(ifname, ifindex)?;
+        join(
+            &first,
+            (PACKET_FANOUT_EBPF | PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+        )?;
+        setopt(
+            first.as_raw_fd(),
+            libc::SOL_PACKET,
+            PACKET_FANOUT_DATA,
+            steering.prog_fd(),
+        )?;
+        let id = getopt(first.as_raw_fd(), libc::SOL_PACKET, PACKET_FANOUT)? & 0xffff;
+        let mut fds = vec![first];
+        for _ in 1..steering.queues() {
+            let fd = AfPacket::socket(ifname, ifindex)?;
+            join(&fd, id | (PACKET_FANOUT_EBPF << 16))?;
+            fds.push(fd);
+        }
+        Ok(fds)
+    }
+
+    /// One packet socket bound to `ifname`, promiscuous.
+    fn socket(ifname: &str, ifindex: u32) -> io::Result<OwnedFd> {
         // Protocol 0: receive nothing until bound to the one interface.
         // SAFETY: plain socket(2) call.
         let fd = cvt(unsafe {
@@ -96,9 +143,24 @@ impl AfPacket {
                 std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
             )
         })?;
-        ifctl::set_up(ifname, true)?;
-        Ok(AfPacket { fd, ifindex })
+        Ok(fd)
     }
+}
+
+fn getopt(fd: RawFd, level: libc::c_int, opt: libc::c_int) -> io::Result<libc::c_int> {
+    let mut val: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt into an int we own, with its length.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            opt,
+            (&mut val as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(val)
 }
 
 /// The VLAN tag (TPID, TCI) the kernel stripped, from the auxdata message.
@@ -143,62 +205,88 @@ pub fn insert_vlan(buf: &mut [u8], n: usize, (tpid, tci): (u16, u16)) -> usize {
     n + 4
 }
 
+/// Reads one frame from `fd`, its stripped VLAN tag put back.
+fn recv_on(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    // Leave room to put a stripped VLAN tag back.
+    let room = buf.len().saturating_sub(4);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: room,
+    };
+    let mut cbuf = [0u64; 8];
+    // SAFETY: msghdr is plain old data; fields are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf);
+    // SAFETY: recvmsg into buffers we own, bounded by their lengths.
+    let n = unsafe {
+        libc::recvmsg(
+            fd.as_raw_fd(),
+            &mut msg,
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+        )
+    };
+    if n < 0 {
+        return Err(last_err());
+    }
+    let n = n as usize;
+    if n > room {
+        // Larger than any buffer we could have offered: never pass on a
+        // truncated frame.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "oversized frame from NIC",
+        ));
+    }
+    match vlan_of(&msg) {
+        Some(tag) => Ok(insert_vlan(buf, n, tag)),
+        None => Ok(n),
+    }
+}
+
 impl PortIo for AfPacket {
     fn fd(&self) -> Option<RawFd> {
-        Some(self.fd.as_raw_fd())
+        Some(self.fds[0].as_raw_fd())
     }
 
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // Leave room to put a stripped VLAN tag back.
-        let room = buf.len().saturating_sub(4);
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: room,
-        };
-        let mut cbuf = [0u64; 8];
-        // SAFETY: msghdr is plain old data; fields are set below.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&cbuf);
-        // SAFETY: recvmsg into buffers we own, bounded by their lengths.
-        let n = unsafe {
-            libc::recvmsg(
-                self.fd.as_raw_fd(),
-                &mut msg,
-                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-            )
-        };
-        if n < 0 {
-            return Err(last_err());
-        }
-        let n = n as usize;
-        if n > room {
-            // Larger than any buffer we could have offered: never pass on a
-            // truncated frame.
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "oversized frame from NIC",
-            ));
-        }
-        match vlan_of(&msg) {
-            Some(tag) => Ok(insert_vlan(buf, n, tag)),
-            None => Ok(n),
-        }
+        recv_on(&self.fds[0], buf)
     }
 
+    /// Sends on the calling worker's socket (any socket of the group sends
+    /// on the NIC; this keeps each worker's sends on its own).
     fn send(&self, pkt: &[u8]) -> io::Result<()> {
+        let fd = match self.fds.len() {
+            1 => &self.fds[0],
+            n => &self.fds[queue_hint() % n],
+        };
         // SAFETY: sending from a buffer we borrow, bounded by its length.
         let n = unsafe {
             libc::send(
-                self.fd.as_raw_fd(),
+                fd.as_raw_fd(),
                 pkt.as_ptr().cast(),
                 pkt.len(),
                 libc::MSG_DONTWAIT,
             )
         };
         if n < 0 { Err(last_err()) } else { Ok(()) }
+    }
+
+    fn queues(&self) -> usize {
+        self.fds.len()
+    }
+
+    fn queue_fd(&self, q: usize) -> Option<RawFd> {
+        self.fds.get(q).map(|fd| fd.as_raw_fd())
+    }
+
+    fn recv_queue(&self, q: usize, buf: &mut [u8]) -> io::Result<usize> {
+        match self.fds.get(q) {
+            Some(fd) => recv_on(fd, buf),
+            None => Err(io::Error::from(io::ErrorKind::WouldBlock)),
+        }
     }
 }
 

@@ -1,12 +1,15 @@
-//! Steering a multiqueue TAP by CPU: a tiny eBPF program, attached with
-//! TUNSETSTEERINGEBPF, that puts each frame an app sends on the queue of
-//! the worker pinned to the CPU the app sends from. The frame is then served
+//! Steering by CPU: a tiny eBPF program that picks, for each frame, the
+//! worker pinned to the CPU it is handled on. On a multiqueue TAP
+//! (TUNSETSTEERINGEBPF) it puts each frame an app sends on the queue of the
+//! worker pinned to the CPU the app sends from; on a NIC's group of
+//! AF_PACKET sockets (PACKET_FANOUT_EBPF) it gives each received frame to
+//! the socket of the worker on the CPU that received it. The frame is then served
 //! on that CPU by a worker that preempts the app at once, the way the kernel
 //! bridge forwards in the sender's own context: no other CPU is woken, and a
 //! reply the receiving stack makes at once goes back before the app sleeps.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::cvt;
 
@@ -71,6 +74,7 @@ struct ProgLoad {
 /// A loaded steering program, attachable to any number of TAPs.
 pub struct CpuSteering {
     prog: OwnedFd,
+    queues: usize,
 }
 
 impl CpuSteering {
@@ -109,7 +113,18 @@ impl CpuSteering {
         // SAFETY: the kernel just gave us this descriptor.
         Ok(CpuSteering {
             prog: unsafe { OwnedFd::from_raw_fd(fd) },
+            queues: cpus.len(),
         })
+    }
+
+    /// How many queues (workers) it steers to.
+    pub fn queues(&self) -> usize {
+        self.queues
+    }
+
+    /// The loaded program, for a packet socket's fanout group.
+    pub fn prog_fd(&self) -> RawFd {
+        self.prog.as_raw_fd()
     }
 
     /// Steers the TAP behind `tap_fd` (any of its queues) with the program.
