@@ -379,4 +379,25 @@ fn pinned_workers_serve_frames_on_the_cpu_that_sends_them() {
             "sent from CPU {cpu} to {dst}: frames per worker {moved:?}"
         );
     }
+    // A flow that has a hash (a connected socket) keeps its worker while
+    // it is busy, though its sender moves to the other CPU: it stays in order.
+    let before = worker_frames(&l.d);
+    let moving = "import socket, os\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        s.connect(('10.9.0.2', 9001))\n\
+        for cpu in (0, 1):\n\
+        \x20   os.sched_setaffinity(0, {cpu})\n\
+        \x20   for _ in range(1000): s.send(b'x' * 32)\n";
+    assert!(l.sb.ok(&l.ns[0], &format!("python3 -c \"{moving}\"")));
+    let moved: Vec<u64> = worker_frames(&l.d)
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a - b)
+        .collect();
+    let (most, least) = (moved.iter().max(), moved.iter().min());
+    assert!(
+        most.zip(least)
+            .is_some_and(|(m, l)| *m >= 1500 && l * 20 <= *m),
+        "one flow from two CPUs: frames per worker {moved:?}"
+    );
 }

@@ -1,61 +1,39 @@
-//! Steering by CPU: a tiny eBPF program that picks, for each frame, the
-//! worker pinned to the CPU it is handled on. On a multiqueue TAP
-//! (TUNSETSTEERINGEBPF) it puts each frame an app sends on the queue of the
+//! Steering by CPU: a small eBPF program that picks, for each frame, a
+//! queue, that is a worker pinned to a CPU. On a multiqueue TAP
+//! (TUNSETSTEERINGEBPF) it puts the frames an app sends on the queue of the
 //! worker pinned to the CPU the app sends from; on a NIC's group of
 //! AF_PACKET sockets (PACKET_FANOUT_EBPF) it gives each received frame to
-//! the socket of the worker on the CPU that received it. The frame is then served
-//! on that CPU by a worker that preempts the app at once, the way the kernel
-//! bridge forwards in the sender's own context: no other CPU is woken, and a
-//! reply the receiving stack makes at once goes back before the app sleeps.
+//! the socket of the worker on the CPU that received it. A flow keeps its
+//! first queue while it is busy (`program`), so it stays in order. Served
+//! on the sender's own CPU, as the kernel bridge serves it in the sender's
+//! context, a frame needs no other CPU woken, and a reply the receiving
+//! stack makes at once goes back before the app sleeps.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::cvt;
 
+mod program;
+
+use program::{Insn, VALUE_SIZE};
+
+const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
-const BPF_FUNC_GET_SMP_PROCESSOR_ID: i32 = 8;
 const TUNSETSTEERINGEBPF: libc::c_ulong = 0x8004_54e0;
+/// Flows remembered (least recently used first out), for all ports.
+const FLOWS: u32 = 16_384;
 
-/// One eBPF instruction (`struct bpf_insn`).
+/// The first fields of `union bpf_attr` for BPF_MAP_CREATE.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Insn {
-    code: u8,
-    regs: u8,
-    off: i16,
-    imm: i32,
-}
-
-const fn insn(code: u8, off: i16, imm: i32) -> Insn {
-    Insn {
-        code,
-        regs: 0,
-        off,
-        imm,
-    }
-}
-
-/// `call imm` (the result in r0).
-const CALL: u8 = 0x85;
-/// `if r0 != imm goto +off`.
-const JNE_R0: u8 = 0x55;
-/// `r0 = imm`.
-const MOV_R0: u8 = 0xb7;
-const EXIT: u8 = 0x95;
-
-/// The program: r0 = this CPU; the queue of the worker pinned to it, or
-/// the CPU itself (the TAP takes it modulo its queues) when no worker is.
-fn program(cpus: &[usize]) -> Vec<Insn> {
-    let mut p = vec![insn(CALL, 0, BPF_FUNC_GET_SMP_PROCESSOR_ID)];
-    for (queue, &cpu) in cpus.iter().enumerate() {
-        p.push(insn(JNE_R0, 2, cpu as i32));
-        p.push(insn(MOV_R0, 0, queue as i32));
-        p.push(insn(EXIT, 0, 0));
-    }
-    p.push(insn(EXIT, 0, 0));
-    p
+struct MapCreate {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
 }
 
 /// The first fields of `union bpf_attr` for BPF_PROG_LOAD; the kernel takes
@@ -74,7 +52,27 @@ struct ProgLoad {
 /// A loaded steering program, attachable to any number of TAPs.
 pub struct CpuSteering {
     prog: OwnedFd,
+    /// The flows' queues (the program holds it too).
+    _flows: OwnedFd,
     queues: usize,
+}
+
+/// bpf(2) with `attr`; the descriptor it returns.
+fn bpf<T>(cmd: libc::c_long, attr: &T, what: &str) -> io::Result<OwnedFd> {
+    // SAFETY: bpf(2) reads `attr` (and what it points to, alive for the
+    // call), of its size.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *const T,
+            std::mem::size_of::<T>(),
+        )
+    };
+    let fd =
+        cvt(fd as libc::c_int).map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))?;
+    // SAFETY: the kernel just gave us this descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 impl CpuSteering {
@@ -87,7 +85,18 @@ impl CpuSteering {
                 "CPU number too large",
             ));
         }
-        let insns = program(cpus);
+        let flows = bpf(
+            BPF_MAP_CREATE,
+            &MapCreate {
+                map_type: BPF_MAP_TYPE_LRU_HASH,
+                key_size: 4,
+                value_size: VALUE_SIZE,
+                max_entries: FLOWS,
+                map_flags: 0,
+            },
+            "creating the steering program's flow map",
+        )?;
+        let insns: Vec<Insn> = program::program(cpus, flows.as_raw_fd());
         let license = c"GPL";
         let attr = ProgLoad {
             prog_type: BPF_PROG_TYPE_SOCKET_FILTER,
@@ -98,21 +107,10 @@ impl CpuSteering {
             log_size: 0,
             log_buf: 0,
         };
-        // SAFETY: bpf(2) reads `attr` and the instructions and license it
-        // points to, all alive for the call.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_LOAD,
-                &attr as *const ProgLoad,
-                std::mem::size_of::<ProgLoad>(),
-            )
-        };
-        let fd = cvt(fd as libc::c_int)
-            .map_err(|e| io::Error::new(e.kind(), format!("loading the steering program: {e}")))?;
-        // SAFETY: the kernel just gave us this descriptor.
+        let prog = bpf(BPF_PROG_LOAD, &attr, "loading the steering program")?;
         Ok(CpuSteering {
-            prog: unsafe { OwnedFd::from_raw_fd(fd) },
+            prog,
+            _flows: flows,
             queues: cpus.len(),
         })
     }
@@ -139,26 +137,5 @@ impl CpuSteering {
             )
         })?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cpu_with_a_worker_maps_to_its_queue_and_any_other_cpu_falls_through() {
-        let p = program(&[2, 5]);
-        assert_eq!(p.len(), 1 + 2 * 3 + 1);
-        assert_eq!(p[0], insn(CALL, 0, BPF_FUNC_GET_SMP_PROCESSOR_ID));
-        assert_eq!(
-            p[1..4],
-            [insn(JNE_R0, 2, 2), insn(MOV_R0, 0, 0), insn(EXIT, 0, 0)]
-        );
-        assert_eq!(
-            p[4..7],
-            [insn(JNE_R0, 2, 5), insn(MOV_R0, 0, 1), insn(EXIT, 0, 0)]
-        );
-        assert_eq!(p[7], insn(EXIT, 0, 0));
     }
 }
