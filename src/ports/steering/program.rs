@@ -1,10 +1,12 @@
-//! The steering program's bytecode. For a frame with a flow hash it keeps
-//! the queue the flow was first given, until the flow has been quiet for
-//! `IDLE_NS` (so a TCP sender's segments, sent both from the app and from
-//! the CPU that processes its ACKs, stay on one worker and in order); a new
-//! or idle flow, and a frame without a hash, gets the queue of the worker
-//! pinned to the CPU handling it (or that CPU's number, which the kernel
-//! takes modulo the queues, when no worker is pinned there).
+//! The steering program's bytecode. A TCP segment with a flow hash keeps
+//! the queue its flow was first given, until the flow has been quiet for
+//! `IDLE_NS`: a TCP sender sends both from the app and from the CPU that
+//! processes its ACKs, and its segments must stay on one worker to stay in
+//! order. A new or idle TCP flow, and every other frame (sent from its
+//! app's own context only, so following the app from CPU to CPU), gets the
+//! queue of the worker pinned to the CPU handling it (or that CPU's number,
+//! which the kernel takes modulo the queues, when no worker is pinned
+//! there).
 
 /// One eBPF instruction (`struct bpf_insn`).
 #[repr(C)]
@@ -32,6 +34,7 @@ const R1: u8 = 1;
 const R2: u8 = 2;
 const R3: u8 = 3;
 const R4: u8 = 4;
+const R5: u8 = 5;
 const R6: u8 = 6;
 const R7: u8 = 7;
 const R8: u8 = 8;
@@ -55,6 +58,9 @@ const fn load32(dst: u8, src: u8, off: i16) -> Insn {
 }
 const fn load64(dst: u8, src: u8, off: i16) -> Insn {
     op(0x79, dst, src, off, 0)
+}
+const fn load8(dst: u8, src: u8, off: i16) -> Insn {
+    op(0x71, dst, src, off, 0)
 }
 const fn store32(dst: u8, off: i16, src: u8) -> Insn {
     op(0x63, dst, src, off, 0)
@@ -92,6 +98,16 @@ const MAP_LOOKUP_ELEM: i32 = 1;
 const MAP_UPDATE_ELEM: i32 = 2;
 const KTIME_GET_NS: i32 = 5;
 const GET_SMP_PROCESSOR_ID: i32 = 8;
+const SKB_LOAD_BYTES_RELATIVE: i32 = 68;
+/// Offsets counted from the network header.
+const HDR_START_NET: i32 = 1;
+/// `__sk_buff.protocol`: the ethertype, in network order.
+const SKB_PROTOCOL: i16 = 16;
+const IPV4: i32 = u16::to_be(0x0800) as i32;
+const IPV6: i32 = u16::to_be(0x86dd) as i32;
+const TCP: i32 = 6;
+/// Where the protocol byte read from the network header goes.
+const PROTO_BYTE: i16 = -8;
 /// `__sk_buff.hash`.
 const SKB_HASH: i16 = 68;
 /// How long a flow keeps its queue without frames: far longer than any
@@ -154,19 +170,35 @@ pub fn program(cpus: &[usize], map_fd: i32) -> Vec<Insn> {
         load32(R0, R8, 0),
         EXIT,
     ];
-    let mut p = vec![mov(R6, R1), load32(R7, R6, SKB_HASH)];
-    // Past the lookup below (7 instructions), the known flow and the new
-    // one: the frame without a hash.
-    let lookup_len = 7;
-    p.push(jeq_imm(
-        R7,
-        0,
-        (lookup_len + known.len() + new.len()) as i16,
-    ));
+    // A jump from the prologue at `at` to the frame that is not a hashed
+    // TCP segment (past the prologue's `PROLOGUE` instructions, the known
+    // flow and the new one).
+    const PROLOGUE: usize = 24;
+    let to_local = |at: usize| (PROLOGUE - at - 1 + known.len() + new.len()) as i16;
+    let mut p = vec![
+        mov(R6, R1),
+        load32(R7, R6, SKB_HASH),
+        jeq_imm(R7, 0, to_local(2)),
+        load32(R8, R6, SKB_PROTOCOL),
+        mov_imm(R2, 9),
+        jeq_imm(R8, IPV4, 2),
+        mov_imm(R2, 6),
+        jne_imm(R8, IPV6, to_local(7)),
+        mov(R1, R6),
+        mov(R3, FP),
+        add_imm(R3, PROTO_BYTE as i32),
+        mov_imm(R4, 1),
+        mov_imm(R5, HDR_START_NET),
+        call(SKB_LOAD_BYTES_RELATIVE),
+        jne_imm(R0, 0, to_local(14)),
+        load8(R1, FP, PROTO_BYTE),
+        jne_imm(R1, TCP, to_local(16)),
+    ];
     p.push(store32(FP, KEY, R7));
     p.extend(load_map(R1, map_fd));
     p.extend([mov(R2, FP), add_imm(R2, KEY as i32), call(MAP_LOOKUP_ELEM)]);
     p.push(jeq_imm(R0, 0, known.len() as i16));
+    debug_assert_eq!(p.len(), PROLOGUE);
     p.extend(known);
     p.extend(new);
     p.extend(local);
@@ -197,11 +229,18 @@ mod tests {
     #[test]
     fn the_branches_land_where_they_should() {
         let p = program(&[2, 5], 7);
-        // No hash: to the last block, which starts by asking for the CPU.
-        assert_eq!(p[2], jeq_imm(R7, 0, p[2].off));
+        // No hash, not IP, no protocol byte, not TCP: to the last block,
+        // which starts by asking for the CPU.
         let local = target(&p, 2);
         assert_eq!(p[local], call(GET_SMP_PROCESSOR_ID));
         assert_eq!(p.len() - local, 1 + 2 * 3 + 1);
+        for at in [7, 14, 16] {
+            assert_eq!(target(&p, at), local, "jump at {at}");
+        }
+        assert_eq!(p[16], jne_imm(R1, TCP, p[16].off));
+        // IPv4 past the IPv6 check, to the read of the protocol byte.
+        assert_eq!(target(&p, 5), 8);
+        assert_eq!(p[8], mov(R1, R6));
         // Not in the map: past the known flow, to the new one.
         let miss = p
             .iter()
