@@ -7,8 +7,9 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use super::queues::Queues;
 use super::steering::CpuSteering;
-use super::{PortIo, cvt, ifctl, last_err, queue_hint};
+use super::{PortIo, cvt, ifctl, last_err};
 use crate::frame::{VNET_HDR_LEN, shift_offsets};
 
 const PACKET_VNET_HDR: libc::c_int = 15;
@@ -25,7 +26,7 @@ const PACKET_FANOUT_FLAG_UNIQUEID: libc::c_int = 0x2000;
 
 pub struct AfPacket {
     /// One socket, or one per worker in a fanout group.
-    fds: Vec<OwnedFd>,
+    fds: Queues,
     pub ifindex: u32,
 }
 
@@ -52,7 +53,7 @@ impl AfPacket {
             io::Error::new(io::ErrorKind::NotFound, format!("no interface `{ifname}`"))
         })?;
         let fds = match steering.filter(|s| s.queues() > 1) {
-            None => vec![AfPacket::socket(ifname, ifindex)?],
+            None => Queues::new(AfPacket::socket(ifname, ifindex)?, Vec::new()),
             Some(s) => AfPacket::fanout(ifname, ifindex, s)?,
         };
         ifctl::set_up(ifname, true)?;
@@ -61,7 +62,7 @@ impl AfPacket {
 
     /// A socket per queue of `steering`, joined in one fanout group (in
     /// order, so socket i is member i) that `steering`'s program demuxes.
-    fn fanout(ifname: &str, ifindex: u32, steering: &CpuSteering) -> io::Result<Vec<OwnedFd>> {
+    fn fanout(ifname: &str, ifindex: u32, steering: &CpuSteering) -> io::Result<Queues> {
         let join = |fd: &OwnedFd, val: libc::c_int| {
             setopt(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_FANOUT, val)
                 .map_err(|e| io::Error::new(e.kind(), format!("fanout on `{ifname}`: {e}")))
@@ -78,13 +79,13 @@ impl AfPacket {
             steering.prog_fd(),
         )?;
         let id = getopt(first.as_raw_fd(), libc::SOL_PACKET, PACKET_FANOUT)? & 0xffff;
-        let mut fds = vec![first];
+        let mut more = Vec::new();
         for _ in 1..steering.queues() {
             let fd = AfPacket::socket(ifname, ifindex)?;
             join(&fd, id | (PACKET_FANOUT_EBPF << 16))?;
-            fds.push(fd);
+            more.push(fd);
         }
-        Ok(fds)
+        Ok(Queues::new(first, more))
     }
 
     /// One packet socket bound to `ifname`, promiscuous.
@@ -248,20 +249,17 @@ fn recv_on(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
 
 impl PortIo for AfPacket {
     fn fd(&self) -> Option<RawFd> {
-        Some(self.fds[0].as_raw_fd())
+        Some(self.fds.first().as_raw_fd())
     }
 
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        recv_on(&self.fds[0], buf)
+        recv_on(self.fds.first(), buf)
     }
 
     /// Sends on the calling worker's socket (any socket of the group sends
     /// on the NIC; this keeps each worker's sends on its own).
     fn send(&self, pkt: &[u8]) -> io::Result<()> {
-        let fd = match self.fds.len() {
-            1 => &self.fds[0],
-            n => &self.fds[queue_hint() % n],
-        };
+        let fd = self.fds.for_send();
         // SAFETY: sending from a buffer we borrow, bounded by its length.
         let n = unsafe {
             libc::send(
@@ -279,14 +277,11 @@ impl PortIo for AfPacket {
     }
 
     fn queue_fd(&self, q: usize) -> Option<RawFd> {
-        self.fds.get(q).map(|fd| fd.as_raw_fd())
+        self.fds.raw(q)
     }
 
     fn recv_queue(&self, q: usize, buf: &mut [u8]) -> io::Result<usize> {
-        match self.fds.get(q) {
-            Some(fd) => recv_on(fd, buf),
-            None => Err(io::Error::from(io::ErrorKind::WouldBlock)),
-        }
+        self.fds.read(q, |fd| recv_on(fd, buf))
     }
 }
 

@@ -10,6 +10,7 @@ pub mod linkwatch;
 pub mod memory;
 pub mod netns;
 pub mod pair;
+mod queues;
 pub mod route_table;
 pub mod rtnl;
 pub mod steering;

@@ -5,8 +5,9 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use super::queues::Queues;
 use super::steering::CpuSteering;
-use super::{PortIo, cvt, ifctl, last_err, queue_hint};
+use super::{PortIo, cvt, ifctl, last_err};
 use crate::config::Mac;
 use crate::frame::VNET_HDR_LEN;
 
@@ -45,8 +46,7 @@ pub struct TapOptions {
 }
 
 pub struct Tap {
-    /// One descriptor per queue.
-    fds: Vec<OwnedFd>,
+    fds: Queues,
     name: String,
 }
 
@@ -134,12 +134,12 @@ impl Tap {
         if let Some(len) = opts.txqueuelen {
             ifctl::set_txqueuelen(&opts.name, len)?;
         }
-        let mut fds = vec![fd];
-        if multi {
-            fds.extend(Tap::attach_more(&opts.name, opts.queues));
-        }
+        let more = match multi {
+            true => Tap::attach_more(&opts.name, opts.queues),
+            false => Vec::new(),
+        };
         Ok(Tap {
-            fds,
+            fds: Queues::new(fd, more),
             name: opts.name.clone(),
         })
     }
@@ -182,7 +182,7 @@ impl Tap {
     /// Steers the frames the app sends over the queues with `steering`
     /// instead of by their flow's hash.
     pub fn steer(&self, steering: &CpuSteering) -> io::Result<()> {
-        steering.attach(&self.fds[0])
+        steering.attach(self.fds.first())
     }
 
     /// Clears the persist flag, so the device goes away with the descriptors.
@@ -190,7 +190,7 @@ impl Tap {
         // SAFETY: TUNSETPERSIST takes an int by value.
         cvt(unsafe {
             libc::ioctl(
-                self.fds[0].as_raw_fd(),
+                self.fds.first().as_raw_fd(),
                 TUNSETPERSIST as _,
                 0 as libc::c_ulong,
             )
@@ -212,21 +212,18 @@ fn read(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
 
 impl PortIo for Tap {
     fn fd(&self) -> Option<RawFd> {
-        Some(self.fds[0].as_raw_fd())
+        Some(self.fds.first().as_raw_fd())
     }
 
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        read(&self.fds[0], buf)
+        read(self.fds.first(), buf)
     }
 
     /// Writes on the queue of the calling worker (of a multiqueue TAP), so
     /// that the kernel sends the app's frames of this flow to that worker's
     /// queue too.
     fn send(&self, pkt: &[u8]) -> io::Result<()> {
-        let fd = match self.fds.len() {
-            1 => &self.fds[0],
-            n => &self.fds[queue_hint() % n],
-        };
+        let fd = self.fds.for_send();
         // SAFETY: writing from a buffer we borrow, bounded by its length.
         let n = unsafe { libc::write(fd.as_raw_fd(), pkt.as_ptr().cast(), pkt.len()) };
         if n < 0 {
@@ -243,13 +240,10 @@ impl PortIo for Tap {
     }
 
     fn queue_fd(&self, q: usize) -> Option<RawFd> {
-        self.fds.get(q).map(|fd| fd.as_raw_fd())
+        self.fds.raw(q)
     }
 
     fn recv_queue(&self, q: usize, buf: &mut [u8]) -> io::Result<usize> {
-        match self.fds.get(q) {
-            Some(fd) => read(fd, buf),
-            None => Err(io::Error::from(io::ErrorKind::WouldBlock)),
-        }
+        self.fds.read(q, |fd| read(fd, buf))
     }
 }
