@@ -413,4 +413,32 @@ fn pinned_workers_serve_frames_on_the_cpu_that_sends_them() {
             .is_some_and(|(m, l)| *m >= 100 && l * 10 <= *m),
         "one connection from two CPUs: frames per worker {moved:?}"
     );
+
+    // A crash leaves the steered TAPs; a start with floating workers takes
+    // the program off (flows spread by hash again) and the queue back to 500.
+    l.sb.signal(l.d.pid, libc::SIGKILL);
+    l.sb.wait(l.d.pid, ten);
+    let cfg = std::fs::read_to_string(&l.d.config).expect("config");
+    std::fs::write(&l.d.config, cfg.replace("cpus: [1, 0]", "workers: 2")).expect("config");
+    let d = restart(&mut l.sb, &l.d, "nsw2.log", &[]);
+    assert!(
+        wait_until(ten, || ping(&l.sb, &l.ns[0], "10.9.0.2")),
+        "{}",
+        l.sb.log(&d.log)
+    );
+    let qlen =
+        l.sb.out(&l.ns[0], &format!("cat /sys/class/net/{p}-a/tx_queue_len"));
+    assert_eq!(qlen.trim(), "500");
+    let before = worker_frames(&d);
+    let send = format!("taskset -c 0 {FLOW_ORDER} send 10.9.0.2 9000 16 300");
+    assert!(l.sb.ok(&l.ns[0], &send));
+    let moved: Vec<u64> = worker_frames(&d)
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a - b)
+        .collect();
+    assert!(
+        moved.iter().all(|m| *m >= 200),
+        "16 flows spread by hash: {moved:?}"
+    );
 }

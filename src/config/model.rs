@@ -60,7 +60,11 @@ impl Serialize for Dataplane {
         let mut st = s.serialize_struct("Dataplane", 3)?;
         st.serialize_field("workers", &self.worker_count())?;
         st.serialize_field("busy_poll_us", &self.busy_poll_us)?;
-        st.serialize_field("cpus", &self.cpus)?;
+        if self.cpus.is_empty() {
+            st.skip_field("cpus")?;
+        } else {
+            st.serialize_field("cpus", &self.cpus)?;
+        }
         st.end()
     }
 }

@@ -281,7 +281,7 @@ impl Runtime {
             persist: true,
             exclusive,
             queues: self.workers.count(),
-            txqueuelen: self.workers.tap_txqueuelen(),
+            txqueuelen: Some(self.workers.tap_txqueuelen()),
         };
         netns::run_in_path(Path::new(&rec.netns), || Tap::open(&opts))
             .map(|t| {

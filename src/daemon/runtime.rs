@@ -191,13 +191,13 @@ impl Runtime {
     }
 
     /// Steers an app's or pod's multiqueue TAP by the sender's CPU when the
-    /// workers are pinned; without it the TAP spreads flows by their hash.
+    /// workers are pinned; otherwise the TAP spreads flows by their hash
+    /// (also when an earlier run left it steered).
     pub fn steer(&self, tap: &Tap) {
-        if let Some(s) = self.workers.steering()
-            && tap.queues() > 1
-            && let Err(e) = tap.steer(s)
+        if tap.queues() > 1
+            && let Err(e) = tap.steer(self.workers.steering())
         {
-            tracing::warn!(tap = tap.name(), error = %e, "cannot steer the TAP by CPU");
+            tracing::warn!(tap = tap.name(), error = %e, "cannot set how the TAP spreads flows");
         }
     }
 

@@ -418,7 +418,7 @@ impl Runtime {
             persist: true,
             exclusive: !reattach,
             queues: self.workers.count(),
-            txqueuelen: self.workers.tap_txqueuelen(),
+            txqueuelen: Some(self.workers.tap_txqueuelen()),
         };
         let tap_dev = match netns::run_in(vif.netns.as_deref(), || Tap::open(&topts)) {
             Ok(t) => {

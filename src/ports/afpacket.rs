@@ -23,6 +23,7 @@ const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_FANOUT_DATA: libc::c_int = 22;
 const PACKET_FANOUT_EBPF: libc::c_int = 7;
 const PACKET_FANOUT_FLAG_UNIQUEID: libc::c_int = 0x2000;
+const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: libc::c_int = 0x4000;
 
 pub struct AfPacket {
     /// One socket, or one per worker in a fanout group.
@@ -52,9 +53,21 @@ impl AfPacket {
         let ifindex = ifctl::index(ifname).ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, format!("no interface `{ifname}`"))
         })?;
+        let single = || {
+            Ok::<_, io::Error>(Queues::new(
+                AfPacket::socket(ifname, ifindex, false)?,
+                Vec::new(),
+            ))
+        };
         let fds = match steering.filter(|s| s.queues() > 1) {
-            None => Queues::new(AfPacket::socket(ifname, ifindex)?, Vec::new()),
-            Some(s) => AfPacket::fanout(ifname, ifindex, s)?,
+            None => single()?,
+            Some(s) => match AfPacket::fanout(ifname, ifindex, s) {
+                Ok(q) => q,
+                Err(e) => {
+                    tracing::warn!(nic = ifname, error = %e, "no socket per worker on the NIC (fanout): one socket serves it");
+                    single()?
+                }
+            },
         };
         ifctl::set_up(ifname, true)?;
         Ok(AfPacket { fds, ifindex })
@@ -62,16 +75,17 @@ impl AfPacket {
 
     /// A socket per queue of `steering`, joined in one fanout group (in
     /// order, so socket i is member i) that `steering`'s program demuxes.
+    /// The group ignores what is sent on the NIC, as a lone socket does
+    /// (Linux 6.2 and later); the sockets after the first receive nothing
+    /// until they have joined, so no frame is read twice.
     fn fanout(ifname: &str, ifindex: u32, steering: &CpuSteering) -> io::Result<Queues> {
-        let join = |fd: &OwnedFd, val: libc::c_int| {
+        let join = |fd: &OwnedFd, id: libc::c_int, flags: libc::c_int| {
+            let val =
+                id | ((PACKET_FANOUT_EBPF | PACKET_FANOUT_FLAG_IGNORE_OUTGOING | flags) << 16);
             setopt(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_FANOUT, val)
-                .map_err(|e| io::Error::new(e.kind(), format!("fanout on `{ifname}`: {e}")))
         };
-        let first = AfPacket::socket(ifname, ifindex)?;
-        join(
-            &first,
-            (PACKET_FANOUT_EBPF | PACKET_FANOUT_FLAG_UNIQUEID) << 16,
-        )?;
+        let first = AfPacket::socket(ifname, ifindex, false)?;
+        join(&first, 0, PACKET_FANOUT_FLAG_UNIQUEID)?;
         setopt(
             first.as_raw_fd(),
             libc::SOL_PACKET,
@@ -81,15 +95,17 @@ impl AfPacket {
         let id = getopt(first.as_raw_fd(), libc::SOL_PACKET, PACKET_FANOUT)? & 0xffff;
         let mut more = Vec::new();
         for _ in 1..steering.queues() {
-            let fd = AfPacket::socket(ifname, ifindex)?;
-            join(&fd, id | (PACKET_FANOUT_EBPF << 16))?;
+            let fd = AfPacket::socket(ifname, ifindex, true)?;
+            join(&fd, id, 0)?;
+            setopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_DETACH_FILTER, 0)?;
             more.push(fd);
         }
         Ok(Queues::new(first, more))
     }
 
-    /// One packet socket bound to `ifname`, promiscuous.
-    fn socket(ifname: &str, ifindex: u32) -> io::Result<OwnedFd> {
+    /// One packet socket bound to `ifname`, promiscuous; `quiet`: with a
+    /// filter that drops everything (until it is taken off).
+    fn socket(ifname: &str, ifindex: u32, quiet: bool) -> io::Result<OwnedFd> {
         // Protocol 0: receive nothing until bound to the one interface.
         // SAFETY: plain socket(2) call.
         let fd = cvt(unsafe {
@@ -103,6 +119,9 @@ impl AfPacket {
         // SAFETY: fd was just returned by socket(2).
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let raw = fd.as_raw_fd();
+        if quiet {
+            drop_all(raw)?;
+        }
         setopt(raw, libc::SOL_PACKET, PACKET_VNET_HDR, 1)?;
         setopt(raw, libc::SOL_PACKET, PACKET_QDISC_BYPASS, 1)?;
         // The kernel strips VLAN tags on receive; auxdata gives them back.
@@ -146,6 +165,31 @@ impl AfPacket {
         })?;
         Ok(fd)
     }
+}
+
+/// Attaches a classic filter that accepts nothing (`ret #0`).
+fn drop_all(fd: RawFd) -> io::Result<()> {
+    let mut nothing = [libc::sock_filter {
+        code: 0x06,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let prog = libc::sock_fprog {
+        len: 1,
+        filter: nothing.as_mut_ptr(),
+    };
+    // SAFETY: SO_ATTACH_FILTER copies the program we point to.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&prog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
 }
 
 fn getopt(fd: RawFd, level: libc::c_int, opt: libc::c_int) -> io::Result<libc::c_int> {

@@ -40,8 +40,9 @@ impl Queues {
         }
     }
 
-    /// The queue the calling thread sends on: its worker's (the kernel then
-    /// keeps a flow's frames from the other side on that queue too).
+    /// The queue the calling thread sends on: its worker's (a TAP spreading
+    /// flows by hash then keeps the flow's frames from the app on that
+    /// queue too).
     pub fn for_send(&self) -> &OwnedFd {
         match self.0.len() {
             1 => &self.0[0],

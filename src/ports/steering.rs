@@ -127,15 +127,24 @@ impl CpuSteering {
 
     /// Steers the TAP behind `tap_fd` (any of its queues) with the program.
     pub fn attach(&self, tap_fd: &impl AsRawFd) -> io::Result<()> {
-        let prog: libc::c_int = self.prog.as_raw_fd();
-        // SAFETY: TUNSETSTEERINGEBPF takes a pointer to the program's fd.
-        cvt(unsafe {
-            libc::ioctl(
-                tap_fd.as_raw_fd(),
-                TUNSETSTEERINGEBPF as _,
-                &prog as *const libc::c_int,
-            )
-        })?;
-        Ok(())
+        set_tap_program(tap_fd, self.prog.as_raw_fd())
     }
+}
+
+/// Takes any steering program off a TAP (one a persistent TAP kept from an
+/// earlier run with pinned workers), so the kernel spreads flows by hash.
+pub fn detach(tap_fd: &impl AsRawFd) -> io::Result<()> {
+    set_tap_program(tap_fd, -1)
+}
+
+fn set_tap_program(tap_fd: &impl AsRawFd, prog: libc::c_int) -> io::Result<()> {
+    // SAFETY: TUNSETSTEERINGEBPF takes a pointer to the program's fd.
+    cvt(unsafe {
+        libc::ioctl(
+            tap_fd.as_raw_fd(),
+            TUNSETSTEERINGEBPF as _,
+            &prog as *const libc::c_int,
+        )
+    })?;
+    Ok(())
 }

@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::queues::Queues;
-use super::steering::CpuSteering;
+use super::steering::{self, CpuSteering};
 use super::{PortIo, cvt, ifctl, last_err};
 use crate::config::Mac;
 use crate::frame::VNET_HDR_LEN;
@@ -179,10 +179,13 @@ impl Tap {
         &self.name
     }
 
-    /// Steers the frames the app sends over the queues with `steering`
-    /// instead of by their flow's hash.
-    pub fn steer(&self, steering: &CpuSteering) -> io::Result<()> {
-        steering.attach(self.fds.first())
+    /// Steers the frames the app sends over the queues with `steering`, or
+    /// (None) by their flow's hash, taking off a program an earlier run left.
+    pub fn steer(&self, steering: Option<&CpuSteering>) -> io::Result<()> {
+        match steering {
+            Some(s) => s.attach(self.fds.first()),
+            None => steering::detach(self.fds.first()),
+        }
     }
 
     /// Clears the persist flag, so the device goes away with the descriptors.

@@ -37,6 +37,8 @@ const RELEASE_WAIT: Duration = Duration::from_secs(2);
 /// sending at full speed, so the rest would be dropped while the worker
 /// waits for its turn, not because it is slow. 4096 hold a slice's worth.
 const PINNED_TXQUEUELEN: u32 = 4096;
+/// The kernel's own for a TAP, set again on one an earlier run made longer.
+const TXQUEUELEN: u32 = 500;
 /// The epoll token of a worker's own wake-up.
 const WAKE_TOKEN: u64 = u64::MAX;
 
@@ -159,10 +161,12 @@ impl Workers {
         self.shared.len()
     }
 
-    /// How many frames an app's TAP queue should hold for these workers
-    /// (None: the kernel's default).
-    pub fn tap_txqueuelen(&self) -> Option<u32> {
-        (!self.cpus.is_empty()).then_some(PINNED_TXQUEUELEN)
+    /// How many frames an app's TAP queue should hold for these workers.
+    pub fn tap_txqueuelen(&self) -> u32 {
+        match self.cpus.is_empty() {
+            true => TXQUEUELEN,
+            false => PINNED_TXQUEUELEN,
+        }
     }
 
     /// The CPU of each worker, when pinned (`Options::cpus`).
@@ -523,7 +527,7 @@ impl Worker {
 /// the workers are pinned. Without it (no CAP_BPF) the pinned workers still
 /// serve, and the TAPs spread flows by their hash.
 fn steering_for(cpus: &[usize]) -> Option<CpuSteering> {
-    if cpus.is_empty() {
+    if cpus.len() < 2 {
         return None;
     }
     CpuSteering::load(cpus)

@@ -76,9 +76,10 @@ const fn jeq_imm(dst: u8, imm: i32, off: i16) -> Insn {
 const fn jne_imm(dst: u8, imm: i32, off: i16) -> Insn {
     op(0x55, dst, 0, off, imm)
 }
-/// `if dst > imm goto +off` (unsigned).
-const fn jgt_imm(dst: u8, imm: i32, off: i16) -> Insn {
-    op(0x25, dst, 0, off, imm)
+/// `if dst > imm goto +off` (signed: a time a little in the future, from
+/// another CPU, is not a long quiet).
+const fn jsgt_imm(dst: u8, imm: i32, off: i16) -> Insn {
+    op(0x65, dst, 0, off, imm)
 }
 const fn ja(off: i16) -> Insn {
     op(0x05, 0, 0, off, 0)
@@ -112,7 +113,7 @@ const PROTO_BYTE: i16 = -8;
 const SKB_HASH: i16 = 68;
 /// How long a flow keeps its queue without frames: far longer than any
 /// frame waits in a queue, so a flow moved after it never passes itself.
-pub const IDLE_NS: i32 = 100_000_000;
+const IDLE_NS: i32 = 100_000_000;
 
 /// A map entry: the flow's queue and when it was last seen (stack offsets
 /// of the key and value while the program runs).
@@ -165,7 +166,7 @@ pub fn program(cpus: &[usize], map_fd: i32) -> Vec<Insn> {
         load64(R1, R8, 8),
         mov(R2, R0),
         sub(R2, R1),
-        jgt_imm(R2, IDLE_NS, 3),
+        jsgt_imm(R2, IDLE_NS, 3),
         store64(R8, 8, R0),
         load32(R0, R8, 0),
         EXIT,
@@ -217,7 +218,7 @@ mod tests {
     #[test]
     fn every_jump_lands_inside_the_program_and_every_path_exits() {
         let p = program(&[2, 5], 7);
-        let jumps = [0x15u8, 0x55, 0x25, 0x05];
+        let jumps = [0x15u8, 0x55, 0x65, 0x05];
         for (at, i) in p.iter().enumerate() {
             if jumps.contains(&i.code) {
                 assert!(target(&p, at) < p.len(), "jump at {at}");
@@ -250,7 +251,7 @@ mod tests {
         assert_eq!(p[new], call(GET_SMP_PROCESSOR_ID));
         assert_eq!(p[miss + 1], mov(R8, R0));
         // Idle too long: also to the new flow.
-        let idle = p.iter().position(|i| i.code == 0x25).expect("idle check");
+        let idle = p.iter().position(|i| i.code == 0x65).expect("idle check");
         assert_eq!(target(&p, idle), new);
         // Each CPU's match jumps past the others to what follows.
         let after = new + 1 + 2 * 3;
