@@ -32,14 +32,19 @@ pub struct AfPacket {
 }
 
 fn setopt(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
-    // SAFETY: setsockopt with a pointer to an int we own.
+    setopt_of(fd, level, opt, &val)
+}
+
+/// setsockopt(2) with a value of plain old data.
+fn setopt_of<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: &T) -> io::Result<()> {
+    // SAFETY: setsockopt reads `size_of::<T>()` bytes of a value we borrow.
     cvt(unsafe {
         libc::setsockopt(
             fd,
             level,
             opt,
-            (&val as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            (val as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     })?;
     Ok(())
@@ -153,16 +158,7 @@ impl AfPacket {
         let mut mr: libc::packet_mreq = unsafe { std::mem::zeroed() };
         mr.mr_ifindex = ifindex as i32;
         mr.mr_type = libc::PACKET_MR_PROMISC as u16;
-        // SAFETY: setsockopt with a packet_mreq we own.
-        cvt(unsafe {
-            libc::setsockopt(
-                raw,
-                libc::SOL_PACKET,
-                libc::PACKET_ADD_MEMBERSHIP,
-                (&mr as *const libc::packet_mreq).cast(),
-                std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
-            )
-        })?;
+        setopt_of(raw, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mr)?;
         Ok(fd)
     }
 }
@@ -179,17 +175,8 @@ fn drop_all(fd: RawFd) -> io::Result<()> {
         len: 1,
         filter: nothing.as_mut_ptr(),
     };
-    // SAFETY: SO_ATTACH_FILTER copies the program we point to.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            (&prog as *const libc::sock_fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    })?;
-    Ok(())
+    // SO_ATTACH_FILTER copies the program `prog` points to.
+    setopt_of(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
 }
 
 fn getopt(fd: RawFd, level: libc::c_int, opt: libc::c_int) -> io::Result<libc::c_int> {
