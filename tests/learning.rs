@@ -415,7 +415,7 @@ fn pinned_workers_serve_frames_on_the_cpu_that_sends_them() {
     );
 
     // A crash leaves the steered TAPs; a start with floating workers takes
-    // the program off (flows spread by hash again) and the queue back to 500.
+    // the program off (flows spread by hash again) and the queue back to 1000.
     l.sb.signal(l.d.pid, libc::SIGKILL);
     l.sb.wait(l.d.pid, ten);
     let cfg = std::fs::read_to_string(&l.d.config).expect("config");
@@ -428,7 +428,7 @@ fn pinned_workers_serve_frames_on_the_cpu_that_sends_them() {
     );
     let qlen =
         l.sb.out(&l.ns[0], &format!("cat /sys/class/net/{p}-a/tx_queue_len"));
-    assert_eq!(qlen.trim(), "500");
+    assert_eq!(qlen.trim(), "1000");
     let before = worker_frames(&d);
     let send = format!("taskset -c 0 {FLOW_ORDER} send 10.9.0.2 9000 16 300");
     assert!(l.sb.ok(&l.ns[0], &send));

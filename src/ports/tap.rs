@@ -41,7 +41,7 @@ pub struct TapOptions {
     /// Receive queues wanted (0 or 1: a plain TAP). The kernel puts each flow
     /// the app sends on one queue, by its hash.
     pub queues: usize,
-    /// Frames each queue holds for niswitch (None: the kernel's 500).
+    /// Frames each queue holds for niswitch (None: the kernel's 1000).
     pub txqueuelen: Option<u32>,
 }
 

@@ -33,12 +33,12 @@ const REST: Duration = Duration::from_millis(20);
 const RELEASE_WAIT: Duration = Duration::from_secs(2);
 /// Frames an app's TAP queue holds when its worker is pinned to the app's
 /// CPU. Such a worker takes the app's frames after the app's time slice
-/// (see `pin_to`); the kernel's 500 hold about half a millisecond of an app
+/// (see `pin_to`); the kernel's 1000 hold about a millisecond of an app
 /// sending at full speed, so the rest would be dropped while the worker
 /// waits for its turn, not because it is slow. 4096 hold a slice's worth.
 const PINNED_TXQUEUELEN: u32 = 4096;
 /// The kernel's own for a TAP, set again on one an earlier run made longer.
-const TXQUEUELEN: u32 = 500;
+const TXQUEUELEN: u32 = 1000;
 /// The epoll token of a worker's own wake-up.
 const WAKE_TOKEN: u64 = u64::MAX;
 
