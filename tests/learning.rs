@@ -250,6 +250,12 @@ fn worker_frames(d: &Daemon) -> Vec<u64> {
         .collect()
 }
 
+/// Frames each worker read since `before` (`worker_frames` then).
+fn frames_since(d: &Daemon, before: &[u64]) -> Vec<u64> {
+    let now = worker_frames(d);
+    now.iter().zip(before).map(|(a, b)| a - b).collect()
+}
+
 #[test]
 fn a_multiqueue_tap_spreads_an_apps_flows_over_workers_in_order() {
     if !root_or_skip("a_multiqueue_tap_spreads_an_apps_flows_over_workers_in_order") {
@@ -369,11 +375,7 @@ fn pinned_workers_serve_frames_on_the_cpu_that_sends_them() {
         let before = worker_frames(&l.d);
         let send = format!("taskset -c {cpu} {FLOW_ORDER} send {dst} 9000 16 300");
         assert!(l.sb.ok(ns, &send));
-        let moved: Vec<u64> = worker_frames(&l.d)
-            .iter()
-            .zip(&before)
-            .map(|(a, b)| a - b)
-            .collect();
+        let moved = frames_since(&l.d, &before);
         let (here, there) = (moved[worker], moved[1 - worker]);
         assert!(
             here >= 1000 && there * 20 <= here,
@@ -402,11 +404,7 @@ fn pinned_workers_serve_frames_on_the_cpu_that_sends_them() {
         "{}",
         l.sb.log("tcp.log")
     );
-    let moved: Vec<u64> = worker_frames(&l.d)
-        .iter()
-        .zip(&before)
-        .map(|(a, b)| a - b)
-        .collect();
+    let moved = frames_since(&l.d, &before);
     let (most, least) = (moved.iter().max(), moved.iter().min());
     assert!(
         most.zip(least)
@@ -432,11 +430,7 @@ fn pinned_workers_serve_frames_on_the_cpu_that_sends_them() {
     let before = worker_frames(&d);
     let send = format!("taskset -c 0 {FLOW_ORDER} send 10.9.0.2 9000 16 300");
     assert!(l.sb.ok(&l.ns[0], &send));
-    let moved: Vec<u64> = worker_frames(&d)
-        .iter()
-        .zip(&before)
-        .map(|(a, b)| a - b)
-        .collect();
+    let moved = frames_since(&d, &before);
     assert!(
         moved.iter().all(|m| *m >= 200),
         "16 flows spread by hash: {moved:?}"
