@@ -262,6 +262,24 @@ fn dataplane_tuning() {
         workers.is_some_and(|n| n >= 1),
         "this machine's count is shown:\n{out}"
     );
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus >= 2 {
+        let listed = out.lines().skip_while(|l| l.trim() != "cpus:").skip(1);
+        let listed = listed.take_while(|l| l.trim().starts_with("- ")).count();
+        assert_eq!(
+            (workers, listed),
+            (Some(cpus as u32), cpus),
+            "by default one worker is pinned to each CPU:\n{out}"
+        );
+    } else {
+        assert!(!out.contains("cpus:"), "one CPU: a floating worker:\n{out}");
+    }
+    let (ok, out, err) = check("version: 1\ndataplane: { workers: 1 }\n");
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("workers: 1") && !out.contains("cpus:"),
+        "with workers given they float:\n{out}"
+    );
     refused(
         "version: 1\ndataplane: { workers: 0 }\n",
         "dataplane.workers",

@@ -33,13 +33,14 @@ pub const MAX_CPU: u32 = 1023;
 /// How frames are served.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataplane {
-    /// Worker threads; None: half the CPUs the daemon may run on (at least
-    /// one), leaving the rest to the apps and the kernel's side of their TAPs.
+    /// Floating worker threads, when given; with `cpus`, it must match.
     pub workers: Option<u32>,
     /// How long a worker keeps polling without sleeping after traffic.
     pub busy_poll_us: u32,
     /// CPUs to pin one worker each to; empty: the workers float. With
     /// pinned workers an app's frames are served on the CPU it sends from.
+    /// With neither this nor `workers` given: every CPU the daemon may run
+    /// on (`default_cpus`).
     pub cpus: Vec<u32>,
 }
 
@@ -75,12 +76,29 @@ impl Dataplane {
         if !self.cpus.is_empty() {
             return self.cpus.len();
         }
-        match self.workers {
-            Some(n) => n as usize,
-            None => (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2)
-                .clamp(1, MAX_WORKERS as usize),
-        }
+        self.workers.map_or(1, |n| n as usize)
     }
+}
+
+/// The CPUs the workers are pinned to when the config names neither
+/// `workers` nor `cpus`: every CPU this process may run on (at most
+/// `MAX_WORKERS`), one worker each, so that each app's frames are served
+/// on the CPU it sends from, as the kernel bridge serves them. On a single
+/// CPU there is nothing to steer: none, and one worker floats.
+pub fn default_cpus() -> Vec<u32> {
+    // SAFETY: a zeroed cpu_set_t is empty; sched_getaffinity(2) fills the
+    // set we own, and CPU_ISSET reads it within CPU_SETSIZE.
+    let cpus: Vec<u32> = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..=MAX_CPU)
+            .filter(|&c| libc::CPU_ISSET(c as usize, &set))
+            .take(MAX_WORKERS as usize)
+            .collect()
+    };
+    if cpus.len() < 2 { Vec::new() } else { cpus }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

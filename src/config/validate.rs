@@ -101,14 +101,19 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
 
 fn dataplane(cx: &mut Ctx, raw: Option<&RawDataplane>) -> Dataplane {
     let mut d = Dataplane::default();
-    let Some(raw) = raw else { return d };
+    let Some(raw) = raw else {
+        d.cpus = default_cpus();
+        return d;
+    };
     if let Some(n) = raw.workers {
         if (1..=MAX_WORKERS).contains(&n) {
             d.workers = Some(n);
         } else {
             cx.err(
                 "dataplane.workers",
-                format!("{n} workers: give 1 to {MAX_WORKERS}, or leave it out for one per CPU"),
+                format!(
+                    "{n} workers: give 1 to {MAX_WORKERS}, or leave it out for one pinned to each CPU"
+                ),
             );
         }
     }
@@ -122,8 +127,10 @@ fn dataplane(cx: &mut Ctx, raw: Option<&RawDataplane>) -> Dataplane {
             );
         }
     }
-    if let Some(cpus) = &raw.cpus {
-        d.cpus = pinned_cpus(cx, cpus, raw.workers);
+    match (&raw.cpus, raw.workers) {
+        (Some(cpus), workers) => d.cpus = pinned_cpus(cx, cpus, workers),
+        (None, None) => d.cpus = default_cpus(),
+        (None, Some(_)) => {}
     }
     d
 }
@@ -134,7 +141,7 @@ fn pinned_cpus(cx: &mut Ctx, cpus: &[u32], workers: Option<u32>) -> Vec<u32> {
     if cpus.is_empty() || cpus.len() > MAX_WORKERS as usize {
         cx.err(
             "dataplane.cpus",
-            format!("give 1 to {MAX_WORKERS} CPUs, or leave it out for floating workers"),
+            format!("give 1 to {MAX_WORKERS} CPUs, or leave it out for one worker on each CPU"),
         );
         ok = false;
     }

@@ -70,12 +70,14 @@ struct Shared {
     /// Frames read, and times the worker went to sleep (for status).
     frames: AtomicU64,
     sleeps: AtomicU64,
+    /// Set once the worker is pinned to its CPU.
+    pinned: AtomicBool,
 }
 
 /// What one worker did so far.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WorkerCounts {
-    /// The CPU it is pinned to, if any.
+    /// The CPU it is pinned to, if any (None too where pinning failed).
     pub cpu: Option<usize>,
     /// Ports it polls (a multiqueue port counts at each worker polling one
     /// of its queues).
@@ -119,6 +121,7 @@ impl Workers {
         for index in 0..count {
             let cpu = opts.cpus.get(index).copied();
             let s = Arc::new(Shared::new()?);
+            let pinned = s.clone();
             let mut w = Worker {
                 index,
                 switch: switch.clone(),
@@ -133,7 +136,7 @@ impl Workers {
                     .name(format!("worker-{index}"))
                     .spawn(move || {
                         if let Some(cpu) = cpu {
-                            pin_to(cpu);
+                            pinned.pinned.store(pin_to(cpu), Relaxed);
                         }
                         w.run()
                     })?,
@@ -184,7 +187,7 @@ impl Workers {
             .iter()
             .enumerate()
             .map(|(i, s)| WorkerCounts {
-                cpu: self.cpus.get(i).copied(),
+                cpu: self.cpus.get(i).copied().filter(|_| s.pinned.load(Relaxed)),
                 ports: s.load.load(Relaxed),
                 frames: s.frames.load(Relaxed),
                 sleeps: s.sleeps.load(Relaxed),
@@ -289,6 +292,7 @@ impl Shared {
             load: AtomicUsize::new(0),
             frames: AtomicU64::new(0),
             sleeps: AtomicU64::new(0),
+            pinned: AtomicBool::new(false),
         })
     }
 
@@ -537,14 +541,14 @@ fn steering_for(cpus: &[usize]) -> Option<CpuSteering> {
 
 /// Pins the calling worker thread to `cpu`, where it shares the CPU with
 /// the apps whose frames it serves; one the daemon may not use leaves it
-/// floating, with a warning.
+/// floating, with a warning, and false (status then shows no CPU).
 ///
 /// A pinned worker is SCHED_BATCH: woken by a frame, it does not preempt
 /// the app that sent it. An app that then waits for an answer (a ping, a
 /// request) hands the CPU over at once; one that keeps sending (a flood, a
 /// bulk transfer) runs on for its time slice and leaves the worker a batch,
 /// instead of a switch of tasks for every frame.
-fn pin_to(cpu: usize) {
+fn pin_to(cpu: usize) -> bool {
     // SAFETY: a zeroed cpu_set_t is empty; CPU_SET bounds-checks `cpu`, and
     // sched_setaffinity(2) on the calling thread reads the set we own.
     let r = unsafe {
@@ -554,13 +558,14 @@ fn pin_to(cpu: usize) {
     };
     if r != 0 {
         tracing::warn!(cpu, error = %io::Error::last_os_error(), "cannot pin a worker to its CPU");
-        return;
+        return false;
     }
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: sched_setscheduler(2) on the calling thread with a param we own.
     if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
         tracing::warn!(error = %io::Error::last_os_error(), "a pinned worker stays SCHED_OTHER");
     }
+    true
 }
 
 /// The nice value of the workers: frames are the device's first duty, and
