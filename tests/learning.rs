@@ -109,6 +109,15 @@ fn learned_unicast_is_not_flooded_but_broadcast_is() {
     let n = workers.len() as u64;
     let nic = if workers[0]["cpu"].is_u64() { n } else { 1 };
     assert_eq!(sum("ports"), nic + 4 * n, "{st}");
+    // With no dataplane section, a worker is pinned to each CPU.
+    let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let placed: Vec<_> = workers.iter().map(|w| w["cpu"].as_u64()).collect();
+    let want: Vec<_> = (0..cpus as u64).map(Some).collect();
+    if cpus >= 2 {
+        assert_eq!(placed, want, "{st}");
+    } else {
+        assert_eq!(placed, [None], "{st}");
+    }
     assert!(sum("frames") >= 10, "{st}");
     assert_eq!(st["dataplane"]["busy_poll_us"], 0, "{st}");
 }
@@ -333,6 +342,28 @@ fn thread_placement(pid: u32, name: &str) -> Option<(String, String)> {
         field("status", "Cpus_allowed_list")?,
         field("sched", "policy")?,
     ))
+}
+
+#[test]
+fn a_worker_that_cannot_be_pinned_floats_and_status_says_so() {
+    if !root_or_skip("a_worker_that_cannot_be_pinned_floats_and_status_says_so") {
+        return;
+    }
+    need(&["ping"]);
+    // CPU 1023 is valid in a config but not on this machine.
+    let l = lab_with("pf", "dataplane: { cpus: [0, 1023] }\n");
+    let st = l.d.status();
+    assert_eq!(st["dataplane"]["workers"][0]["cpu"], 0, "{st}");
+    assert!(st["dataplane"]["workers"][1]["cpu"].is_null(), "{st}");
+    let floating = thread_placement(l.d.pid, "worker-1").map(|(_, policy)| policy);
+    assert_eq!(floating.as_deref(), Some("0"), "SCHED_OTHER, as any thread");
+    let log = std::fs::read_to_string(l.sb.path(&l.d.log)).unwrap_or_default();
+    assert!(log.contains("cannot pin a worker to its CPU"), "{log}");
+    // Both workers serve: pings from each CPU cross.
+    for cpu in 0..2 {
+        let cmd = format!("taskset -c {cpu} ping -c 3 -i 0.2 -W 1 10.9.0.2");
+        assert!(l.sb.ok(&l.ns[0], &cmd), "from CPU {cpu}");
+    }
 }
 
 #[test]
