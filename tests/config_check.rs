@@ -3,6 +3,9 @@
 
 use std::process::Command;
 
+mod common;
+use common::allowed_cpus;
+
 const BIN: &str = env!("CARGO_BIN_EXE_niswitch");
 
 fn check(yaml: &str) -> (bool, String, String) {
@@ -262,24 +265,34 @@ fn dataplane_tuning() {
         workers.is_some_and(|n| n >= 1),
         "this machine's count is shown:\n{out}"
     );
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cpus >= 2 {
-        let listed = out.lines().skip_while(|l| l.trim() != "cpus:").skip(1);
-        let listed = listed.take_while(|l| l.trim().starts_with("- ")).count();
-        assert_eq!(
-            (workers, listed),
-            (Some(cpus as u32), cpus),
-            "by default one worker is pinned to each CPU:\n{out}"
-        );
-    } else {
-        assert!(!out.contains("cpus:"), "one CPU: a floating worker:\n{out}");
-    }
-    let (ok, out, err) = check("version: 1\ndataplane: { workers: 1 }\n");
+    // By default one worker is pinned to each CPU this process may use,
+    // also with a dataplane section that names neither workers nor cpus.
+    let cpus = allowed_cpus();
+    let (ok, tuned, err) = check("version: 1\ndataplane: { busy_poll_us: 10 }\n");
     assert!(ok, "{err}");
-    assert!(
-        out.contains("workers: 1") && !out.contains("cpus:"),
-        "with workers given they float:\n{out}"
-    );
+    for out in [&out, &tuned] {
+        let listed: Vec<u64> = out
+            .lines()
+            .skip_while(|l| l.trim() != "cpus:")
+            .skip(1)
+            .map_while(|l| l.trim().strip_prefix("- ")?.parse().ok())
+            .collect();
+        if cpus.len() >= 2 {
+            assert_eq!(listed, cpus, "a worker pinned to each CPU:\n{out}");
+            let n = format!("workers: {}", cpus.len());
+            assert!(out.contains(&n), "{out}");
+        } else {
+            assert!(!out.contains("cpus:"), "one CPU: a floating worker:\n{out}");
+        }
+    }
+    for n in [1, 2] {
+        let (ok, out, err) = check(&format!("version: 1\ndataplane: {{ workers: {n} }}\n"));
+        assert!(ok, "{err}");
+        assert!(
+            out.contains(&format!("workers: {n}")) && !out.contains("cpus:"),
+            "with workers given they float:\n{out}"
+        );
+    }
     refused(
         "version: 1\ndataplane: { workers: 0 }\n",
         "dataplane.workers",

@@ -47,7 +47,15 @@ fn unit_has_the_key_directives() {
         .split_whitespace()
         .collect();
     caps.sort_unstable();
-    assert_eq!(caps, ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN"]);
+    assert_eq!(
+        caps,
+        [
+            "CAP_NET_ADMIN",
+            "CAP_NET_RAW",
+            "CAP_SYS_ADMIN",
+            "CAP_SYS_NICE"
+        ]
+    );
     assert!(
         d.get("AmbientCapabilities")
             .is_none_or(|v| v.iter().all(|v| v.is_empty()))

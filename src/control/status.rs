@@ -31,7 +31,8 @@ pub struct DataplaneStatus {
 /// went to sleep (few sleeps per frame: busy polling catches the traffic).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerStatus {
-    /// The CPU it is pinned to (`dataplane.cpus`).
+    /// The CPU it is pinned to (`dataplane.cpus`, by default every CPU),
+    /// once it is; none for a floating worker or where pinning failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<usize>,
     pub ports: usize,

@@ -52,14 +52,15 @@ pub struct RunOptions {
     pub metrics: Option<std::net::SocketAddr>,
 }
 
-/// A config with nothing in it: where a start begins and a stop ends.
-pub(crate) fn empty_config() -> Config {
+/// A config with nothing in it but the running `dataplane` (which only a
+/// new start changes): where a start begins and a stop ends.
+pub(crate) fn empty_config(dataplane: &config::Dataplane) -> Config {
     Config {
         version: 1,
         ports: Vec::new(),
         network_instances: Vec::new(),
         apps: Vec::new(),
-        dataplane: Default::default(),
+        dataplane: dataplane.clone(),
     }
 }
 
@@ -114,7 +115,7 @@ pub fn run(opts: RunOptions) -> Result<()> {
     ledger.clean_up(&cfg);
     let mut rt = Runtime::new(opts.state_dir.clone(), ledger, &cfg.dataplane)
         .context("starting the data plane's workers")?;
-    let start = plan::diff(&empty_config(), &cfg, &Default::default());
+    let start = plan::diff(&empty_config(&cfg.dataplane), &cfg, &Default::default());
     let errors = rt.execute(&start, &cfg);
     if let Some(e) = errors.first() {
         rt.shutdown();

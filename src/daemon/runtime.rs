@@ -119,7 +119,7 @@ impl Runtime {
                 cpus: dataplane.cpus.iter().map(|&c| c as usize).collect(),
             },
         )?);
-        let cfg = super::empty_config();
+        let cfg = super::empty_config(dataplane);
         let published = Arc::new(ArcSwap::from_pointee(State::empty(cfg.clone())));
         Ok(Runtime {
             switch,
@@ -213,14 +213,13 @@ impl Runtime {
 
     /// Takes everything down: apps, NIs, ports; names given back to NICs.
     pub fn shutdown(mut self) {
-        let plan = super::plan::diff(&self.cfg, &super::empty_config(), &Default::default());
+        let empty = super::empty_config(&self.cfg.dataplane);
+        let plan = super::plan::diff(&self.cfg, &empty, &Default::default());
         self.leave_pods();
-        let empty = super::empty_config();
         for e in self.execute(&plan, &empty) {
             tracing::warn!(step = %e.step, error = %e.error, "during shutdown");
         }
         self.workers.shutdown();
-        self.published
-            .store(Arc::new(State::empty(super::empty_config())));
+        self.published.store(Arc::new(State::empty(empty)));
     }
 }

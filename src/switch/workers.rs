@@ -535,7 +535,9 @@ fn steering_for(cpus: &[usize]) -> Option<CpuSteering> {
         return None;
     }
     CpuSteering::load(cpus)
-        .inspect_err(|e| tracing::error!(error = %e, "app TAPs are not steered by CPU"))
+        .inspect_err(
+            |e| tracing::warn!(error = %e, "app TAPs are steered by flow hash, not by CPU"),
+        )
         .ok()
 }
 

@@ -340,3 +340,21 @@ pub fn flow_records(state: &Path) -> Vec<Value> {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
+
+/// The CPUs this process may run on (`Cpus_allowed_list`), at most the 64
+/// that niswitch gives a worker each by default.
+pub fn allowed_cpus() -> Vec<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap_or_default();
+    let range = |r: &str| -> Vec<u64> {
+        let (a, b) = r.trim().split_once('-').unwrap_or((r.trim(), r.trim()));
+        match (a.parse::<u64>(), b.parse::<u64>()) {
+            (Ok(a), Ok(b)) => (a..=b).collect(),
+            _ => Vec::new(),
+        }
+    };
+    list.split(',').flat_map(range).take(64).collect()
+}
