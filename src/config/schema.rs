@@ -20,7 +20,7 @@ pub struct RawConfig {
 }
 
 /// How frames are served (tuning; the defaults suit most machines).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDataplane {
     pub workers: Option<u32>,

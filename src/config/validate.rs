@@ -101,10 +101,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
 
 fn dataplane(cx: &mut Ctx, raw: Option<&RawDataplane>) -> Dataplane {
     let mut d = Dataplane::default();
-    let Some(raw) = raw else {
-        d.cpus = default_cpus();
-        return d;
-    };
+    let none = RawDataplane::default();
+    let raw = raw.unwrap_or(&none);
     if let Some(n) = raw.workers {
         if (1..=MAX_WORKERS).contains(&n) {
             d.workers = Some(n);
