@@ -57,6 +57,23 @@ fn lab_with(prefix_suffix: &str, extra: &str) -> Lab {
     Lab { sb, d, ns, up }
 }
 
+/// Kills the lab's daemon (kill -9), changes `from` to `to` in its config,
+/// starts it again and waits until a reaches b: the new daemon.
+fn crash_and_restart(l: &mut Lab, from: &str, to: &str) -> Daemon {
+    let ten = std::time::Duration::from_secs(10);
+    l.sb.signal(l.d.pid, libc::SIGKILL);
+    l.sb.wait(l.d.pid, ten);
+    let cfg = std::fs::read_to_string(&l.d.config).expect("config");
+    std::fs::write(&l.d.config, cfg.replace(from, to)).expect("config");
+    let d = restart(&mut l.sb, &l.d, "nsw2.log", &[]);
+    assert!(
+        wait_until(ten, || ping(&l.sb, &l.ns[0], "10.9.0.2")),
+        "{}",
+        l.sb.log(&d.log)
+    );
+    d
+}
+
 #[test]
 fn learned_unicast_is_not_flooded_but_broadcast_is() {
     if !root_or_skip("learned_unicast_is_not_flooded_but_broadcast_is") {
@@ -315,17 +332,7 @@ fn a_multiqueue_tap_spreads_an_apps_flows_over_workers_in_order() {
 
     // A crash leaves the TAPs; a start with one worker takes them over
     // although they were made multiqueue.
-    let ten = std::time::Duration::from_secs(10);
-    l.sb.signal(l.d.pid, libc::SIGKILL);
-    l.sb.wait(l.d.pid, ten);
-    let cfg = std::fs::read_to_string(&l.d.config).expect("config");
-    std::fs::write(&l.d.config, cfg.replace("workers: 2", "workers: 1")).expect("config");
-    let d = restart(&mut l.sb, &l.d, "nsw2.log", &[]);
-    assert!(
-        wait_until(ten, || ping(&l.sb, &l.ns[0], "10.9.0.2")),
-        "{}",
-        l.sb.log(&d.log)
-    );
+    let d = crash_and_restart(&mut l, "workers: 2", "workers: 1");
     assert_eq!(worker_frames(&d).len(), 1);
 }
 
@@ -472,16 +479,7 @@ fn pinned_workers_serve_frames_on_the_cpu_that_sends_them() {
 
     // A crash leaves the steered TAPs; a start with floating workers takes
     // the program off (flows spread by hash again) and the queue back to 1000.
-    l.sb.signal(l.d.pid, libc::SIGKILL);
-    l.sb.wait(l.d.pid, ten);
-    let cfg = std::fs::read_to_string(&l.d.config).expect("config");
-    std::fs::write(&l.d.config, cfg.replace("cpus: [1, 0]", "workers: 2")).expect("config");
-    let d = restart(&mut l.sb, &l.d, "nsw2.log", &[]);
-    assert!(
-        wait_until(ten, || ping(&l.sb, &l.ns[0], "10.9.0.2")),
-        "{}",
-        l.sb.log(&d.log)
-    );
+    let d = crash_and_restart(&mut l, "cpus: [1, 0]", "workers: 2");
     let qlen =
         l.sb.out(&l.ns[0], &format!("cat /sys/class/net/{p}-a/tx_queue_len"));
     assert_eq!(qlen.trim(), "1000");

@@ -121,7 +121,7 @@ impl Workers {
         for index in 0..count {
             let cpu = opts.cpus.get(index).copied();
             let s = Arc::new(Shared::new()?);
-            let pinned = s.clone();
+            let own = s.clone();
             let mut w = Worker {
                 index,
                 switch: switch.clone(),
@@ -136,7 +136,7 @@ impl Workers {
                     .name(format!("worker-{index}"))
                     .spawn(move || {
                         if let Some(cpu) = cpu {
-                            pinned.pinned.store(pin_to(cpu), Relaxed);
+                            own.pinned.store(pin_to(cpu), Relaxed);
                         }
                         w.run()
                     })?,
