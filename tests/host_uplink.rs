@@ -49,6 +49,9 @@ apps:
     )
 }
 
+/// The iperf3 servers' ports, one per run of `apps_reach_…`.
+const IPERF_PORTS: [u16; 3] = [5201, 5202, 5203];
+
 /// The L3-only upstream: a TUN link from `dev` (100.64.0.2, its default
 /// route, no gateway) to `up` (100.64.0.1), where an HTTP server, an
 /// iperf3 server and dnsmasq answer on 203.0.113.10 and 100.64.0.1.
@@ -80,13 +83,19 @@ fn tunnel(sb: &mut Sandbox, dev: &str) -> String {
         "http.log",
     )
     .unwrap();
-    sb.spawn(
-        &up,
-        Path::new("/usr/bin/iperf3"),
-        &["-s", "-p", "5201"],
-        "iperf.log",
-    )
-    .unwrap();
+    // One iperf3 server per run below (a server just done with a run may
+    // still call itself busy), bound to the server's address: its UDP
+    // answers must come from the address the host's connected socket
+    // sent to.
+    for port in IPERF_PORTS {
+        sb.spawn(
+            &up,
+            Path::new("/usr/bin/iperf3"),
+            &["-s", "-B", SERVER, "-p", &port.to_string()],
+            &format!("iperf-{port}.log"),
+        )
+        .unwrap();
+    }
     let leases = sb.path("up.leases");
     sb.spawn(
         &up,
@@ -246,16 +255,9 @@ fn apps_reach_an_l3_only_upstream_through_the_host() {
     );
 
     // iperf3 TCP both ways and UDP (its datagrams and the control connection).
-    for args in ["-t 2", "-t 2 -R", "-u -b 20M -l 1200 -t 2"] {
-        let cmd = format!(
-            "iperf3 -c {SERVER} -p 5201 {args} -J > /tmp/{}-iperf.json",
-            sb.prefix()
-        );
-        assert!(
-            sb.ok(&l.a, &cmd),
-            "iperf3 {args}: {}",
-            sb.out(&l.a, &format!("cat /tmp/{}-iperf.json", sb.prefix()))
-        );
+    let runs = ["-t 2", "-t 2 -R", "-u -b 20M -l 1200 -t 2"];
+    for (args, port) in runs.into_iter().zip(IPERF_PORTS) {
+        iperf3_moves_data(sb, &l.a, &format!("-c {SERVER} -p {port} {args}"));
     }
     let st = d.status();
     let counters = &st["network_instances"][0]["router"]["counters"];
@@ -302,6 +304,24 @@ fn apps_reach_an_l3_only_upstream_through_the_host() {
         &format!("python3 -c \"{UDP_ASK}\" {SERVER} 7008 | wc -c"),
     );
     assert_eq!(got, "3001", "the large answer (and a newline)");
+}
+
+/// Runs an iperf3 client in `ns` and asserts that its report has no error
+/// and that the receiver got data (iperf3 3.12 exits 0 on an error with
+/// `-J`, so the exit code alone proves nothing).
+fn iperf3_moves_data(sb: &Sandbox, ns: &str, args: &str) {
+    let out = sb.out(ns, &format!("iperf3 {args} -J"));
+    let report: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("iperf3 {args}: not JSON ({e}): {out}"));
+    assert!(report["error"].is_null(), "iperf3 {args}: {out}");
+    let end = &report["end"];
+    let received = if args.contains("-u") {
+        (end["sum"]["packets"].as_u64().unwrap_or(0))
+            .saturating_sub(end["sum"]["lost_packets"].as_u64().unwrap_or(0))
+    } else {
+        end["sum_received"]["bytes"].as_u64().unwrap_or(0)
+    };
+    assert!(received > 0, "iperf3 {args}: nothing arrived: {out}");
 }
 
 /// An upstream UDP server on 203.0.113.10:7008 that answers anything with
