@@ -819,6 +819,7 @@ apps:
     assert!(!d.state.join("apply-in-progress").exists());
     // The ledger holds only what runs now.
     let taps = std::fs::read_to_string(d.state.join("taps.json")).unwrap_or_default();
+    assert!(taps.contains(&format!("\"{p}-a\"")), "{taps}");
     for n in &apps[1..] {
         assert!(!taps.contains(&format!("\"{p}-{n}\"")), "{taps}");
     }

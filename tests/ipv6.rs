@@ -175,9 +175,20 @@ fn apps_get_ipv6_by_slaac_and_reach_the_router_and_each_other() {
     );
     let a4 = ipv4_of(&sb, &a, &ta);
     assert!(
+        sb.ok(&b, &format!("ping -c 2 -i 0.2 -W 2 {a4}")),
+        "IPv4 between apps without rules"
+    );
+    let denied = || -> u64 {
+        let v = &d.status()["apps"][2]["interfaces"][0];
+        assert_eq!(v["tap"], tc.as_str(), "{v}");
+        v["drops"]["acl_denied"].as_u64().unwrap_or(0)
+    };
+    let before = denied();
+    assert!(
         !sb.ok(&c, &format!("ping -c 2 -i 0.2 -W 1 {a4}")),
         "IPv4: no rule"
     );
+    assert!(denied() > before, "the rules dropped c's IPv4 ping");
     assert!(
         sb.out(
             &c,
@@ -332,6 +343,12 @@ apps:
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // No router is known until one advertises itself.
+    assert!(
+        wait_until(Duration::from_secs(5), || uplink(&d)["gateway6"].is_null()),
+        "the configured router is forgotten: {}",
+        uplink(&d)
     );
     let mac = sb.out(&up, &format!("cat /sys/class/net/{lan}/address"));
     sb.spawn(

@@ -59,9 +59,11 @@ fn mtu_ipv6_and_name_come_back_after_a_crash() {
     sb.wait(d.pid, Duration::from_secs(5));
     let d = restart(&mut sb, &d, "nsw2.log", &[]);
     sb.signal(d.pid, libc::SIGTERM);
-    assert!(
-        sb.wait(d.pid, Duration::from_secs(10)).is_some(),
-        "clean exit"
+    assert_eq!(
+        sb.wait(d.pid, Duration::from_secs(10)),
+        Some(0),
+        "clean exit\n{}",
+        sb.log("nsw2.log")
     );
     assert_eq!(
         mtu(&sb, &dev, &nic),
@@ -78,8 +80,10 @@ fn mtu_ipv6_and_name_come_back_after_a_crash() {
     sb.wait(d.pid, Duration::from_secs(5));
     std::fs::write(&d.config, config(p, false)).unwrap();
     let d = restart(&mut sb, &d, "nsw4.log", &[]);
+    // The NIC itself (not the host TAP left from the crash, which has its
+    // name while niswitch runs).
     let back = wait_until(Duration::from_secs(5), || {
-        sb.ok(&dev, &format!("ip link show {nic}"))
+        has_link(&sb, &dev, &nic) && !is_tap(&sb, &dev, &nic) && !has_link(&sb, &dev, &knic)
     });
     assert!(back, "the NIC has its name back\n{}", sb.log("nsw4.log"));
     assert_eq!(

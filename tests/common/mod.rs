@@ -54,7 +54,8 @@ impl Daemon {
     pub fn status(&self) -> Value {
         control::call(&self.ctl, &Request::Status).unwrap_or(Value::Null)
     }
-    /// A drop counter of a VIF (by TAP name) or port (by name).
+    /// A drop counter of a VIF (by TAP name) or port (by name); panics when
+    /// status has no such port or reason.
     pub fn drops(&self, port: &str, reason: &str) -> u64 {
         let s = self.status();
         let mut all: Vec<&Value> = Vec::new();
@@ -68,9 +69,9 @@ impl Daemon {
                 }
             }
         }
-        all.first()
-            .and_then(|v| v["drops"][reason].as_u64())
-            .unwrap_or(0)
+        let found = all.first().and_then(|v| v["drops"][reason].as_u64());
+        // A missing port or reason must not read as "no drops".
+        found.unwrap_or_else(|| panic!("no drop count {reason} for {port}: {s}"))
     }
 }
 
