@@ -86,19 +86,42 @@ impl Dataplane {
 /// on the CPU it sends from, as the kernel bridge serves them. On a single
 /// CPU there is nothing to steer: none, and one worker floats.
 pub fn default_cpus() -> Vec<u32> {
+    let cpus: Vec<u32> = (allowed_cpus().unwrap_or_default().into_iter())
+        .take(MAX_WORKERS as usize)
+        .collect();
+    if cpus.len() < 2 { Vec::new() } else { cpus }
+}
+
+/// Every CPU this process may run on (taskset and cpusets narrow it); None
+/// when the kernel will not say.
+pub fn allowed_cpus() -> Option<Vec<u32>> {
     // SAFETY: a zeroed cpu_set_t is empty; sched_getaffinity(2) fills the
     // set we own, and CPU_ISSET reads it within CPU_SETSIZE.
-    let cpus: Vec<u32> = unsafe {
+    unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Vec::new();
+            return None;
         }
-        (0..=MAX_CPU)
-            .filter(|&c| libc::CPU_ISSET(c as usize, &set))
-            .take(MAX_WORKERS as usize)
-            .collect()
-    };
-    if cpus.len() < 2 { Vec::new() } else { cpus }
+        Some(
+            (0..=MAX_CPU)
+                .filter(|&c| libc::CPU_ISSET(c as usize, &set))
+                .collect(),
+        )
+    }
+}
+
+/// What the default leaves out, given the allowed CPUs: the operator is
+/// told when some CPUs get no worker, or when the list could not be read.
+pub fn default_cpus_shortfall(allowed: Option<&[u32]>) -> Option<String> {
+    match allowed {
+        None => Some("cannot read the CPUs niswitch may run on: one worker, not pinned".into()),
+        Some(c) if c.len() > MAX_WORKERS as usize => Some(format!(
+            "{} CPUs: workers are pinned to the first {MAX_WORKERS} only; \
+             name others in dataplane.cpus",
+            c.len()
+        )),
+        Some(_) => None,
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -426,5 +449,35 @@ impl Config {
     }
     pub fn port(&self, name: &str) -> Option<&Port> {
         self.ports.iter().find(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_says_what_it_leaves_out() {
+        assert_eq!(default_cpus_shortfall(Some(&[0, 1])), None);
+        let many: Vec<u32> = (0..MAX_WORKERS).collect();
+        assert_eq!(default_cpus_shortfall(Some(&many)), None);
+        let more: Vec<u32> = (0..=MAX_WORKERS).collect();
+        let note = default_cpus_shortfall(Some(&more)).unwrap_or_default();
+        assert!(
+            note.starts_with("65 CPUs: workers are pinned to the first 64"),
+            "{note}"
+        );
+        let none = default_cpus_shortfall(None).unwrap_or_default();
+        assert!(none.contains("one worker, not pinned"), "{none}");
+    }
+
+    #[test]
+    fn the_default_pins_one_worker_to_each_allowed_cpu() {
+        let allowed = allowed_cpus().unwrap_or_default();
+        let want: Vec<u32> = allowed.iter().copied().take(MAX_WORKERS as usize).collect();
+        match want.len() {
+            0 | 1 => assert!(default_cpus().is_empty()),
+            _ => assert_eq!(default_cpus(), want),
+        }
     }
 }
