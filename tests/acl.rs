@@ -135,7 +135,14 @@ fn acls_allow_only_what_they_say_and_flows_are_recorded() {
         "/usr/bin/python3 -c \"import socket; s = socket.socket(2, 2)\n\
          for i in range(200): s.sendto(b'x' * 32, ('192.0.2.1', 5001))\"",
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // Read once the server's count has been still for 300 ms.
+    let (mut last, mut still) = (usize::MAX, 0);
+    wait_until(Duration::from_secs(3), || {
+        let now = sb.log("udp.log").lines().count();
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+        still >= 3
+    });
     let got = sb.log("udp.log").lines().count();
     eprintln!("{got} of 200 datagrams passed the limit");
     assert!((3..=25).contains(&got), "{got} of 200 passed");

@@ -370,15 +370,16 @@ fn garbage_dhcp_and_dns_are_counted_and_survived() {
         "scapy: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    std::thread::sleep(Duration::from_millis(500));
-    let st = l.d.status();
-    let c = &st["network_instances"][0]["router"]["counters"];
-    let bad = c["dhcp_malformed"].as_u64().unwrap_or(0) + c["dhcp_ignored"].as_u64().unwrap_or(0);
+    let counters = || l.d.status()["network_instances"][0]["router"]["counters"].clone();
+    let n = |c: &serde_json::Value, k: &str| c[k].as_u64().unwrap_or(0);
+    let counted = |c: &serde_json::Value| {
+        n(c, "dhcp_malformed") + n(c, "dhcp_ignored") >= 40 && n(c, "dns_malformed") >= 30
+    };
+    wait_until(Duration::from_secs(5), || counted(&counters()));
+    let c = counters();
+    let bad = n(&c, "dhcp_malformed") + n(&c, "dhcp_ignored");
     assert!(bad >= 40, "garbage DHCP counted: {c}");
-    assert!(
-        c["dns_malformed"].as_u64().unwrap_or(0) >= 30,
-        "garbage DNS counted: {c}"
-    );
+    assert!(n(&c, "dns_malformed") >= 30, "garbage DNS counted: {c}");
     // Service goes on.
     assert_eq!(short(&l.sb, &l.ns[0], "router"), "10.50.0.1");
     assert!(l.sb.ok(

@@ -29,7 +29,9 @@ fn dhcp_clients_get_leases_and_traffic_flows() {
     if !root_or_skip("dhcp_clients_get_leases_and_traffic_flows") {
         return;
     }
-    need(&["dnsmasq", "dhcpcd", "udhcpc", "dhclient", "iperf3", "ping"]);
+    need(&[
+        "dnsmasq", "dhcpcd", "udhcpc", "dhclient", "iperf3", "ping", "ss",
+    ]);
     let mut sb = Sandbox::new(P).unwrap();
     let dev = sb.ns("dev").unwrap();
     let up = sb.ns("up").unwrap();
@@ -139,7 +141,7 @@ fn dhcp_clients_get_leases_and_traffic_flows() {
             "iperf-up.log",
         )
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_listening(&sb, &up, 5201);
     let out = sb.out(&apps[0], "iperf3 -c 192.0.2.1 -t 2 -J | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"end\"][\"sum_received\"][\"bits_per_second\"])'");
     let bps: f64 = out.parse().unwrap_or(0.0);
     assert!(
@@ -156,10 +158,19 @@ fn dhcp_clients_get_leases_and_traffic_flows() {
             "iperf-b.log",
         )
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_listening(&sb, &apps[1], 5201);
     let out = sb.out(&up, &format!("iperf3 -c {} -t 2 -R -J | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"end\"][\"sum_received\"][\"bits_per_second\"])'", ips[1]));
     let bps: f64 = out.parse().unwrap_or(0.0);
     assert!(bps > 50e6, "TCP upstream<->app {out}");
     sb.wait(srv, std::time::Duration::from_secs(5));
     assert_eq!(d.drops("lan", "too_big"), 0, "{}", d.status());
+}
+
+/// Waits (5 s at most) until a TCP listener on `port` is up in `ns`.
+fn wait_listening(sb: &Sandbox, ns: &str, port: u16) {
+    let cmd = format!("ss -Hltn 'sport = :{port}' | grep -q .");
+    assert!(
+        wait_until(std::time::Duration::from_secs(5), || sb.ok(ns, &cmd)),
+        "nothing listens on {port} in {ns}"
+    );
 }
