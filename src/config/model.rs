@@ -86,10 +86,18 @@ impl Dataplane {
 /// on the CPU it sends from, as the kernel bridge serves them. On a single
 /// CPU there is nothing to steer: none, and one worker floats.
 pub fn default_cpus() -> Vec<u32> {
-    let cpus: Vec<u32> = (allowed_cpus().unwrap_or_default().into_iter())
-        .take(MAX_WORKERS as usize)
-        .collect();
-    if cpus.len() < 2 { Vec::new() } else { cpus }
+    default_cpus_of(allowed_cpus().as_deref())
+}
+
+/// `default_cpus` given the allowed CPUs.
+pub fn default_cpus_of(allowed: Option<&[u32]>) -> Vec<u32> {
+    let cpus = allowed.unwrap_or_default();
+    let cpus = &cpus[..cpus.len().min(MAX_WORKERS as usize)];
+    if cpus.len() < 2 {
+        Vec::new()
+    } else {
+        cpus.to_vec()
+    }
 }
 
 /// Every CPU this process may run on (taskset and cpusets narrow it); None
@@ -472,7 +480,13 @@ mod tests {
     }
 
     #[test]
-    fn the_default_pins_one_worker_to_each_allowed_cpu() {
+    fn the_default_pins_one_worker_to_each_allowed_cpu_up_to_the_cap() {
+        assert!(default_cpus_of(None).is_empty());
+        assert!(default_cpus_of(Some(&[3])).is_empty(), "one CPU: floating");
+        assert_eq!(default_cpus_of(Some(&[0, 2, 5])), [0, 2, 5]);
+        let more: Vec<u32> = (0..100).collect();
+        assert_eq!(default_cpus_of(Some(&more)), more[..MAX_WORKERS as usize]);
+        // And on this machine.
         let allowed = allowed_cpus().unwrap_or_default();
         let want: Vec<u32> = allowed.iter().copied().take(MAX_WORKERS as usize).collect();
         match want.len() {

@@ -110,11 +110,12 @@ pub(super) struct StepError {
 impl Runtime {
     /// An empty data plane whose ports `dataplane`'s workers will serve.
     pub fn new(state_dir: PathBuf, ledger: Ledger, dataplane: &Dataplane) -> std::io::Result<Self> {
-        if dataplane.workers.is_none() && dataplane.cpus == config::default_cpus() {
-            let allowed = config::allowed_cpus();
-            if let Some(note) = config::default_cpus_shortfall(allowed.as_deref()) {
-                tracing::warn!("{note}");
-            }
+        let allowed = config::allowed_cpus();
+        if dataplane.workers.is_none()
+            && dataplane.cpus == config::default_cpus_of(allowed.as_deref())
+            && let Some(note) = config::default_cpus_shortfall(allowed.as_deref())
+        {
+            tracing::warn!("{note}");
         }
         let switch = Switch::new();
         let workers = Arc::new(Workers::start(
