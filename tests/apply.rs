@@ -301,12 +301,7 @@ fn nat_transfer_of_an_unchanged_app_survives_an_apply() {
     lease(&sb, &a_ns, &a_tap);
     let index_before = ifindex(&sb, &a_ns, &a_tap);
     assert!(!index_before.is_empty());
-    assert!(
-        wait_until(Duration::from_secs(5), || sb
-            .ok(&up, "ss -ltn | grep -q 192.0.2.1:5201")),
-        "iperf3 server listening: {}",
-        sb.log("iperf3-server.log")
-    );
+    wait_listening(&sb, &up, 5201);
     let new_file = write_file(&sb, "new.yaml", &new);
 
     // Let the transfer get going before the apply.

@@ -56,6 +56,7 @@ const IPERF_PORTS: [u16; 3] = [5201, 5202, 5203];
 /// route, no gateway) to `up` (100.64.0.1), where an HTTP server, an
 /// iperf3 server and dnsmasq answer on 203.0.113.10 and 100.64.0.1.
 fn tunnel(sb: &mut Sandbox, dev: &str) -> String {
+    need(&["iperf3", "ss"]);
     let p = sb.prefix().to_string();
     let up = sb.ns("up").unwrap();
     let (near, far) = (format!("{p}-t0"), format!("{p}-t1"));
@@ -95,6 +96,7 @@ fn tunnel(sb: &mut Sandbox, dev: &str) -> String {
             &format!("iperf-{port}.log"),
         )
         .unwrap();
+        wait_listening(sb, &up, port);
     }
     let leases = sb.path("up.leases");
     sb.spawn(

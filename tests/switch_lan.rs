@@ -165,12 +165,3 @@ fn dhcp_clients_get_leases_and_traffic_flows() {
     sb.wait(srv, std::time::Duration::from_secs(5));
     assert_eq!(d.drops("lan", "too_big"), 0, "{}", d.status());
 }
-
-/// Waits (5 s at most) until a TCP listener on `port` is up in `ns`.
-fn wait_listening(sb: &Sandbox, ns: &str, port: u16) {
-    let cmd = format!("ss -Hltn 'sport = :{port}' | grep -q .");
-    assert!(
-        wait_until(std::time::Duration::from_secs(5), || sb.ok(ns, &cmd)),
-        "nothing listens on {port} in {ns}"
-    );
-}

@@ -359,3 +359,12 @@ pub fn allowed_cpus() -> Vec<u64> {
     };
     list.split(',').flat_map(range).take(64).collect()
 }
+
+/// Waits (5 s at most) until a TCP listener on `port` is up in `ns`.
+pub fn wait_listening(sb: &Sandbox, ns: &str, port: u16) {
+    let cmd = format!("ss -Hltn 'sport = :{port}' | grep -q .");
+    assert!(
+        wait_until(Duration::from_secs(5), || sb.ok(ns, &cmd)),
+        "nothing listens on {port} in {ns}"
+    );
+}
