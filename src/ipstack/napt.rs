@@ -1,7 +1,9 @@
 //! The NAT fast path of one local NI. The router's ports hand it the
 //! frames addressed to the router's MACs on the receiving thread; it
-//! translates them in place and switches them on at once into the uplink's
-//! or the NI's domain: no queue and no thread hop per packet. What it does
+//! translates them and hands them back to the switch as received on the
+//! router's port in the uplink's or the NI's domain; the same thread switches
+//! them there as soon as the frame at hand is done: no thread hop, no
+//! nested pass (`Switch::inject`). What it does
 //! not translate (DHCP, DNS to the gateway, ARP, probe replies) goes on to
 //! the router's control thread, which also feeds it the uplinks' addresses,
 //! the apps' leases, and resolves next hops it does not know yet.
@@ -535,7 +537,10 @@ impl Nat {
         true
     }
 
-    fn send(&self, out: Out, pkt: &[u8]) {
+    /// Hands a translated packet to the switch, as received on the
+    /// router's port `out` (switched after the frame being switched now,
+    /// not inside it); takes `pkt`'s buffer.
+    fn send(&self, out: Out, pkt: &mut Vec<u8>) {
         let w = self.wiring.load();
         let Some(w) = w.as_ref() else { return };
         let entry = match out {
@@ -543,7 +548,7 @@ impl Nat {
             Out::Uplink(i) => w.uplinks.get(i),
         };
         if let Some(e) = entry {
-            w.switch.process(e, pkt, now_secs());
+            w.switch.inject(e, pkt, now_secs());
         }
     }
 
@@ -628,12 +633,12 @@ impl Nat {
             }
             st.asked.retain(|_, t| now.saturating_sub(*t) < PENDING_MS);
         }
-        for (via, pkt) in ask {
-            self.send(Out::Uplink(via), &pkt);
+        for (via, mut pkt) in ask {
+            self.send(Out::Uplink(via), &mut pkt);
         }
-        for (via, pkt) in ready {
+        for (via, mut pkt) in ready {
             self.counters.nat_out.fetch_add(1, Relaxed);
-            self.send(Out::Uplink(via), &pkt);
+            self.send(Out::Uplink(via), &mut pkt);
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod guard;
 pub mod iplearn;
 pub mod mactable;
+mod recirc;
 pub mod rstp;
 pub mod stats;
 pub mod stp;
@@ -479,9 +480,61 @@ impl Switch {
         self.ports.get(id as usize).and_then(|p| p.load_full())
     }
 
-    /// Switches one packet (virtio-net header + frame) received on `from`.
+    /// Switches one packet (virtio-net header + frame) received on `from`,
+    /// then whatever the ports handed back meanwhile (`recirc`). Called
+    /// while this thread switches another frame (a router answering from
+    /// inside its port's `send`), it queues the packet behind that one.
     #[inline]
     pub fn process(&self, from: &PortEntry, buf: &[u8], now: u32) {
+        match recirc::enter() {
+            Some(pass) => {
+                self.switch_one(from, buf, now);
+                self.finish(pass, now);
+            }
+            None => {
+                // The queue holds the port's Arc: this port, if still attached.
+                let from_arc = self.port(from.id).filter(|p| std::ptr::eq(&**p, from));
+                if let Some(arc) = from_arc
+                    && !recirc::hand_back(arc, recirc::Frame::Borrowed(buf))
+                {
+                    from.stats.drop(DropReason::TxFull);
+                }
+            }
+        }
+    }
+
+    /// `process` for a frame in a buffer the caller hands over (a router's
+    /// translated packet): switched now, or queued without a copy behind
+    /// the frame this thread is switching; `frame` is left empty.
+    pub fn inject(&self, from: &Arc<PortEntry>, frame: &mut Vec<u8>, now: u32) {
+        match recirc::enter() {
+            Some(pass) => {
+                self.switch_one(from, frame, now);
+                frame.clear();
+                self.finish(pass, now);
+            }
+            None => {
+                if !recirc::hand_back(from.clone(), recirc::Frame::Owned(frame)) {
+                    from.stats.drop(DropReason::TxFull);
+                    frame.clear();
+                }
+            }
+        }
+    }
+
+    /// Switches the frames handed back during a pass, in order, then ends it.
+    fn finish(&self, pass: recirc::InPass, now: u32) {
+        while let Some((from, frame)) = recirc::next() {
+            if !from.is_closing() {
+                self.switch_one(&from, &frame, now);
+            }
+            recirc::recycle(frame);
+        }
+        drop(pass);
+    }
+
+    #[inline]
+    fn switch_one(&self, from: &PortEntry, buf: &[u8], now: u32) {
         from.stats.rx(buf.len().saturating_sub(VNET_HDR_LEN));
         let pkt = match Packet::new_checked(buf) {
             Ok(p) => p,
@@ -567,12 +620,8 @@ impl Switch {
             let mut forms = Forms::new(pkt, vid, s);
             self.forward(from, (&pkt, vid), table, now, |out| send(&mut forms, out))
         };
-        // Re-entered on this thread (a router switching a reply): a buffer
-        // of its own.
-        let flooded = SCRATCH.with(|c| match c.try_borrow_mut() {
-            Ok(mut s) => run(&mut s),
-            Err(_) => run(&mut Scratch::default()),
-        });
+        // Never re-entered: a frame handed back waits for the pass to end.
+        let flooded = SCRATCH.with(|c| run(&mut c.borrow_mut()));
         if flooded {
             v.note_flood();
         }

@@ -224,3 +224,158 @@ fn a_bpdu_from_an_app_interface_disables_it_and_no_control_frame_is_forwarded() 
     );
     assert!(p2.0.bpdu_guard_tripped());
 }
+
+/// A router-like port: what is sent to it it hands back to the switch as
+/// received on `out` (another port), readdressed to `to`, and it notes
+/// whether that frame had already been switched when `inject` returned.
+struct Reflector {
+    sw: Arc<Switch>,
+    out: std::sync::OnceLock<Arc<PortEntry>>,
+    to: Mac,
+    seen_before_return: Arc<MemoryPort>,
+    nested: std::sync::atomic::AtomicBool,
+}
+
+struct ReflectorIo(Arc<Reflector>);
+
+impl PortIo for ReflectorIo {
+    fn fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+    fn recv(&self, _buf: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+    fn send(&self, pkt: &[u8]) -> io::Result<()> {
+        let r = &self.0;
+        let Some(out) = r.out.get() else {
+            return Ok(());
+        };
+        let mut f = pkt.to_vec();
+        f[VNET_HDR_LEN..VNET_HDR_LEN + 6].copy_from_slice(&r.to.0);
+        f[VNET_HDR_LEN + 6..VNET_HDR_LEN + 12].copy_from_slice(&out.own_mac.unwrap_or(mac(99)).0);
+        let before = r.seen_before_return.count();
+        r.sw.inject(out, &mut f, 1);
+        assert!(f.is_empty(), "inject takes the buffer");
+        if r.seen_before_return.count() != before {
+            r.nested.store(true, Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Two domains joined by a reflector: its inside port in `d1` (with p0),
+/// its outside port in `d2` (with the capturing port p1).
+fn reflected(to: Mac) -> (Arc<Switch>, Arc<Reflector>, Arc<PortEntry>, Arc<MemoryPort>) {
+    let sw = Switch::new();
+    let (d1, d2) = (Domain::new("d1"), Domain::new("d2"));
+    let m0 = MemoryPort::sink();
+    let p0 = sw
+        .add_port(
+            &d1,
+            PortSpec::new("p0", PortRole::Other, Box::new(Shared(m0)), 1500),
+        )
+        .unwrap();
+    let m1 = MemoryPort::capturing();
+    sw.add_port(
+        &d2,
+        PortSpec::new("p1", PortRole::Other, Box::new(Shared(m1.clone())), 1500),
+    )
+    .unwrap();
+    let r = Arc::new(Reflector {
+        sw: sw.clone(),
+        out: std::sync::OnceLock::new(),
+        to,
+        seen_before_return: m1.clone(),
+        nested: Default::default(),
+    });
+    let io = Box::new(ReflectorIo(r.clone()));
+    sw.add_port(
+        &d1,
+        PortSpec::new("in", PortRole::Other, io, 1500).own_mac(mac(50)),
+    )
+    .unwrap();
+    let null = Box::new(Shared(MemoryPort::sink()));
+    let out = sw
+        .add_port(
+            &d2,
+            PortSpec::new("out", PortRole::Other, null, 1500).own_mac(mac(51)),
+        )
+        .unwrap();
+    let _ = r.out.set(out);
+    (sw, r, p0, m1)
+}
+
+#[test]
+fn a_frame_handed_back_is_switched_after_the_pass_not_inside_it() {
+    let (sw, r, p0, m1) = reflected(mac(7));
+    for i in 0..3u8 {
+        let mut f = frame(mac(50), mac(1), 60);
+        f[VNET_HDR_LEN + 20] = i;
+        sw.process(&p0, &f, 1);
+    }
+    let got = m1.take();
+    assert_eq!(
+        got.len(),
+        3,
+        "every reflected frame reaches the other domain"
+    );
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(&g[VNET_HDR_LEN..VNET_HDR_LEN + 6], &mac(7).0);
+        assert_eq!(g[VNET_HDR_LEN + 20], i as u8, "in order");
+    }
+    assert!(
+        !r.nested.load(Relaxed),
+        "switched inside the reflector's send"
+    );
+    // Outside a pass (a control thread), inject switches at once.
+    let mut f = frame(mac(7), mac(51), 60);
+    let out = r.out.get().unwrap().clone();
+    sw.inject(&out, &mut f, 1);
+    assert_eq!(m1.take().len(), 1);
+}
+
+#[test]
+fn frames_going_round_in_circles_are_cut_off() {
+    // The reflector's outside port is in the same domain as its inside one
+    // and the frame is a broadcast: every hand-back comes back to it.
+    let sw = Switch::new();
+    let d = Domain::new("d");
+    let m0 = MemoryPort::sink();
+    let p0 = sw
+        .add_port(
+            &d,
+            PortSpec::new("p0", PortRole::Other, Box::new(Shared(m0.clone())), 1500),
+        )
+        .unwrap();
+    let r = Arc::new(Reflector {
+        sw: sw.clone(),
+        out: std::sync::OnceLock::new(),
+        to: Mac::BROADCAST,
+        seen_before_return: MemoryPort::sink(),
+        nested: Default::default(),
+    });
+    let io = Box::new(ReflectorIo(r.clone()));
+    let me = sw
+        .add_port(
+            &d,
+            PortSpec::new("in", PortRole::Other, io, 1500).own_mac(mac(50)),
+        )
+        .unwrap();
+    me.floods.set_limit(0);
+    let null = Box::new(Shared(MemoryPort::sink()));
+    let out = sw
+        .add_port(
+            &d,
+            PortSpec::new("out", PortRole::Other, null, 1500).own_mac(mac(51)),
+        )
+        .unwrap();
+    out.floods.set_limit(0);
+    let _ = r.out.set(out.clone());
+    sw.process(&p0, &frame(Mac::BROADCAST, mac(1), 60), 1);
+    assert_eq!(out.stats.drops(DropReason::TxFull), 1, "the loop is cut");
+    let passes = m0.count();
+    assert!((256..=300).contains(&passes), "bounded: {passes}");
+    // The next frame gets a pass of its own.
+    sw.process(&p0, &frame(Mac::BROADCAST, mac(1), 60), 1);
+    assert!(m0.count() > passes + 200);
+}

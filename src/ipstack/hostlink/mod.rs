@@ -237,11 +237,13 @@ impl HostLink {
         lock(&self.flows).list.len()
     }
 
+    /// Hands frames for the apps to the switch, as received on the router's
+    /// port (after the frame being switched, when called while switching one).
     fn send(&self, frames: Vec<Vec<u8>>) {
         let w = self.wiring.load();
         let Some(w) = w.as_ref() else { return };
-        for f in frames {
-            w.switch.process(&w.inside, &f, now_secs());
+        for mut f in frames {
+            w.switch.inject(&w.inside, &mut f, now_secs());
         }
     }
 
