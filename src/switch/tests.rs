@@ -263,51 +263,47 @@ impl PortIo for ReflectorIo {
     }
 }
 
-/// Two domains joined by a reflector: its inside port in `d1` (with p0),
-/// its outside port in `d2` (with the capturing port p1).
-fn reflected(to: Mac) -> (Arc<Switch>, Arc<Reflector>, Arc<PortEntry>, Arc<MemoryPort>) {
-    let sw = Switch::new();
-    let (d1, d2) = (Domain::new("d1"), Domain::new("d2"));
-    let m0 = MemoryPort::sink();
-    let p0 = sw
-        .add_port(
-            &d1,
-            PortSpec::new("p0", PortRole::Other, Box::new(Shared(m0)), 1500),
-        )
-        .unwrap();
-    let m1 = MemoryPort::capturing();
-    sw.add_port(
-        &d2,
-        PortSpec::new("p1", PortRole::Other, Box::new(Shared(m1.clone())), 1500),
-    )
-    .unwrap();
+fn port_on(sw: &Switch, d: &Arc<Domain>, name: &str, m: &Arc<MemoryPort>) -> Arc<PortEntry> {
+    let io = Box::new(Shared(m.clone()));
+    sw.add_port(d, PortSpec::new(name, PortRole::Other, io, 1500))
+        .unwrap()
+}
+
+/// A reflector with its inside port in `inside` and its outside one in
+/// `outside` (neither storm-limited), watching `watch`.
+fn reflector(
+    sw: &Arc<Switch>,
+    (inside, outside): (&Arc<Domain>, &Arc<Domain>),
+    to: Mac,
+    watch: Arc<MemoryPort>,
+) -> Arc<Reflector> {
     let r = Arc::new(Reflector {
         sw: sw.clone(),
         out: std::sync::OnceLock::new(),
         to,
-        seen_before_return: m1.clone(),
+        seen_before_return: watch,
         nested: Default::default(),
     });
     let io = Box::new(ReflectorIo(r.clone()));
-    sw.add_port(
-        &d1,
-        PortSpec::new("in", PortRole::Other, io, 1500).own_mac(mac(50)),
-    )
-    .unwrap();
+    let spec = PortSpec::new("in", PortRole::Other, io, 1500).own_mac(mac(50));
+    sw.add_port(inside, spec).unwrap().floods.set_limit(0);
     let null = Box::new(Shared(MemoryPort::sink()));
-    let out = sw
-        .add_port(
-            &d2,
-            PortSpec::new("out", PortRole::Other, null, 1500).own_mac(mac(51)),
-        )
-        .unwrap();
+    let spec = PortSpec::new("out", PortRole::Other, null, 1500).own_mac(mac(51));
+    let out = sw.add_port(outside, spec).unwrap();
+    out.floods.set_limit(0);
     let _ = r.out.set(out);
-    (sw, r, p0, m1)
+    r
 }
 
 #[test]
 fn a_frame_handed_back_is_switched_after_the_pass_not_inside_it() {
-    let (sw, r, p0, m1) = reflected(mac(7));
+    // p0 and the reflector's inside port in d1; its outside port and p1 in d2.
+    let sw = Switch::new();
+    let (d1, d2) = (Domain::new("d1"), Domain::new("d2"));
+    let p0 = port_on(&sw, &d1, "p0", &MemoryPort::sink());
+    let m1 = MemoryPort::capturing();
+    port_on(&sw, &d2, "p1", &m1);
+    let r = reflector(&sw, (&d1, &d2), mac(7), m1.clone());
     for i in 0..3u8 {
         let mut f = frame(mac(50), mac(1), 60);
         f[VNET_HDR_LEN + 20] = i;
@@ -341,36 +337,9 @@ fn frames_going_round_in_circles_are_cut_off() {
     let sw = Switch::new();
     let d = Domain::new("d");
     let m0 = MemoryPort::sink();
-    let p0 = sw
-        .add_port(
-            &d,
-            PortSpec::new("p0", PortRole::Other, Box::new(Shared(m0.clone())), 1500),
-        )
-        .unwrap();
-    let r = Arc::new(Reflector {
-        sw: sw.clone(),
-        out: std::sync::OnceLock::new(),
-        to: Mac::BROADCAST,
-        seen_before_return: MemoryPort::sink(),
-        nested: Default::default(),
-    });
-    let io = Box::new(ReflectorIo(r.clone()));
-    let me = sw
-        .add_port(
-            &d,
-            PortSpec::new("in", PortRole::Other, io, 1500).own_mac(mac(50)),
-        )
-        .unwrap();
-    me.floods.set_limit(0);
-    let null = Box::new(Shared(MemoryPort::sink()));
-    let out = sw
-        .add_port(
-            &d,
-            PortSpec::new("out", PortRole::Other, null, 1500).own_mac(mac(51)),
-        )
-        .unwrap();
-    out.floods.set_limit(0);
-    let _ = r.out.set(out.clone());
+    let p0 = port_on(&sw, &d, "p0", &m0);
+    let r = reflector(&sw, (&d, &d), Mac::BROADCAST, MemoryPort::sink());
+    let out = r.out.get().unwrap().clone();
     sw.process(&p0, &frame(Mac::BROADCAST, mac(1), 60), 1);
     assert_eq!(out.stats.drops(DropReason::TxFull), 1, "the loop is cut");
     let passes = m0.count();
