@@ -348,3 +348,42 @@ fn frames_going_round_in_circles_are_cut_off() {
     sw.process(&p0, &frame(Mac::BROADCAST, mac(1), 60), 1);
     assert!(m0.count() > passes + 200);
 }
+
+/// Panics on every frame it is asked about.
+struct Panics;
+
+impl PortHook for Panics {
+    fn egress(&self, _p: &Packet) -> Result<(), DropReason> {
+        panic!("injected panic");
+    }
+    fn ingress(&self, _p: &Packet) -> Result<(), DropReason> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_panic_on_a_handed_back_frame_ends_the_pass() {
+    let sw = Switch::new();
+    let (d1, d2) = (Domain::new("d1"), Domain::new("d2"));
+    let p0 = port_on(&sw, &d1, "p0", &MemoryPort::sink());
+    let m1 = MemoryPort::capturing();
+    port_on(&sw, &d2, "p1", &m1);
+    let r = reflector(&sw, (&d1, &d2), mac(7), m1.clone());
+    let out = r.out.get().unwrap().clone();
+    out.set_hook(Some(Box::new(Panics)));
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let f = frame(mac(50), mac(1), 60);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        sw.process(&p0, &f, 1);
+    }));
+    std::panic::set_hook(hook);
+    assert!(
+        caught.is_err(),
+        "the hook panicked on the handed-back frame"
+    );
+    // The thread is out of the pass: the next frame is switched, not queued.
+    out.set_hook(None);
+    sw.process(&p0, &f, 1);
+    assert_eq!(m1.take().len(), 1);
+}
