@@ -295,15 +295,21 @@ fn reflector(
     r
 }
 
-#[test]
-fn a_frame_handed_back_is_switched_after_the_pass_not_inside_it() {
-    // p0 and the reflector's inside port in d1; its outside port and p1 in d2.
+/// p0 and a reflector's inside port in one domain; its outside port and
+/// the capturing p1 (the reflector watches it) in another.
+fn across() -> (Arc<Switch>, Arc<Reflector>, Arc<PortEntry>, Arc<MemoryPort>) {
     let sw = Switch::new();
     let (d1, d2) = (Domain::new("d1"), Domain::new("d2"));
     let p0 = port_on(&sw, &d1, "p0", &MemoryPort::sink());
     let m1 = MemoryPort::capturing();
     port_on(&sw, &d2, "p1", &m1);
     let r = reflector(&sw, (&d1, &d2), mac(7), m1.clone());
+    (sw, r, p0, m1)
+}
+
+#[test]
+fn a_frame_handed_back_is_switched_after_the_pass_not_inside_it() {
+    let (sw, r, p0, m1) = across();
     for i in 0..3u8 {
         let mut f = frame(mac(50), mac(1), 60);
         f[VNET_HDR_LEN + 20] = i;
@@ -363,12 +369,7 @@ impl PortHook for Panics {
 
 #[test]
 fn a_panic_on_a_handed_back_frame_ends_the_pass() {
-    let sw = Switch::new();
-    let (d1, d2) = (Domain::new("d1"), Domain::new("d2"));
-    let p0 = port_on(&sw, &d1, "p0", &MemoryPort::sink());
-    let m1 = MemoryPort::capturing();
-    port_on(&sw, &d2, "p1", &m1);
-    let r = reflector(&sw, (&d1, &d2), mac(7), m1.clone());
+    let (sw, r, p0, m1) = across();
     let out = r.out.get().unwrap().clone();
     out.set_hook(Some(Box::new(Panics)));
     let hook = std::panic::take_hook();
