@@ -234,6 +234,8 @@ struct Reflector {
     to: Mac,
     seen_before_return: Arc<MemoryPort>,
     nested: std::sync::atomic::AtomicBool,
+    /// Hands back with `process` (a borrowed frame) instead of `inject`.
+    by_process: std::sync::atomic::AtomicBool,
 }
 
 struct ReflectorIo(Arc<Reflector>);
@@ -254,8 +256,12 @@ impl PortIo for ReflectorIo {
         f[VNET_HDR_LEN..VNET_HDR_LEN + 6].copy_from_slice(&r.to.0);
         f[VNET_HDR_LEN + 6..VNET_HDR_LEN + 12].copy_from_slice(&out.own_mac.unwrap_or(mac(99)).0);
         let before = r.seen_before_return.count();
-        r.sw.inject(out, &mut f, 1);
-        assert!(f.is_empty(), "inject takes the buffer");
+        if r.by_process.load(Relaxed) {
+            r.sw.process(out, &f, 1);
+        } else {
+            r.sw.inject(out, &mut f, 1);
+            assert!(f.is_empty(), "inject takes the buffer");
+        }
         if r.seen_before_return.count() != before {
             r.nested.store(true, Relaxed);
         }
@@ -283,6 +289,7 @@ fn reflector(
         to,
         seen_before_return: watch,
         nested: Default::default(),
+        by_process: Default::default(),
     });
     let io = Box::new(ReflectorIo(r.clone()));
     let spec = PortSpec::new("in", PortRole::Other, io, 1500).own_mac(mac(50));
@@ -310,25 +317,29 @@ fn across() -> (Arc<Switch>, Arc<Reflector>, Arc<PortEntry>, Arc<MemoryPort>) {
 #[test]
 fn a_frame_handed_back_is_switched_after_the_pass_not_inside_it() {
     let (sw, r, p0, m1) = across();
-    for i in 0..3u8 {
-        let mut f = frame(mac(50), mac(1), 60);
-        f[VNET_HDR_LEN + 20] = i;
-        sw.process(&p0, &f, 1);
+    // Handed back with `inject` (taken), then with `process` (copied).
+    for by_process in [false, true] {
+        r.by_process.store(by_process, Relaxed);
+        for i in 0..3u8 {
+            let mut f = frame(mac(50), mac(1), 60);
+            f[VNET_HDR_LEN + 20] = i;
+            sw.process(&p0, &f, 1);
+        }
+        let got = m1.take();
+        assert_eq!(
+            got.len(),
+            3,
+            "every reflected frame reaches the other domain"
+        );
+        for (i, g) in got.iter().enumerate() {
+            assert_eq!(&g[VNET_HDR_LEN..VNET_HDR_LEN + 6], &mac(7).0);
+            assert_eq!(g[VNET_HDR_LEN + 20], i as u8, "in order");
+        }
+        assert!(
+            !r.nested.load(Relaxed),
+            "switched inside the reflector's send"
+        );
     }
-    let got = m1.take();
-    assert_eq!(
-        got.len(),
-        3,
-        "every reflected frame reaches the other domain"
-    );
-    for (i, g) in got.iter().enumerate() {
-        assert_eq!(&g[VNET_HDR_LEN..VNET_HDR_LEN + 6], &mac(7).0);
-        assert_eq!(g[VNET_HDR_LEN + 20], i as u8, "in order");
-    }
-    assert!(
-        !r.nested.load(Relaxed),
-        "switched inside the reflector's send"
-    );
     // Outside a pass (a control thread), inject switches at once.
     let mut f = frame(mac(7), mac(51), 60);
     let out = r.out.get().unwrap().clone();
