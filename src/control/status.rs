@@ -27,8 +27,10 @@ pub struct DataplaneStatus {
     pub workers: Vec<WorkerStatus>,
 }
 
-/// One worker: the ports it serves, the frames it read, and how often it
-/// went to sleep (few sleeps per frame: busy polling catches the traffic).
+/// One worker: the ports it serves, the frames it read, how many of them
+/// it handed to the next worker to switch while it was saturated, and how
+/// often it went to sleep (few sleeps per frame: busy polling catches the
+/// traffic).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerStatus {
     /// The CPU it is pinned to (`dataplane.cpus`, by default every CPU),
@@ -37,6 +39,8 @@ pub struct WorkerStatus {
     pub cpu: Option<usize>,
     pub ports: usize,
     pub frames: u64,
+    #[serde(default)]
+    pub spilled: u64,
     pub sleeps: u64,
 }
 
@@ -314,8 +318,8 @@ pub fn render(s: &Status) -> String {
         let cpu = w.cpu.map(|c| format!(" (CPU {c})")).unwrap_or_default();
         let _ = writeln!(
             o,
-            "  worker {i}{cpu}  ports {}  frames {}  sleeps {}",
-            w.ports, w.frames, w.sleeps
+            "  worker {i}{cpu}  ports {}  frames {}  handed over {}  sleeps {}",
+            w.ports, w.frames, w.spilled, w.sleeps
         );
     }
     let _ = writeln!(o, "NETWORK INSTANCES");

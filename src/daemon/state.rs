@@ -273,6 +273,7 @@ impl State {
                     cpu: c.cpu,
                     ports: c.ports,
                     frames: c.frames,
+                    spilled: c.spilled,
                     sleeps: c.sleeps,
                 })
                 .collect(),

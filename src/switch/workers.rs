@@ -1,20 +1,28 @@
 //! Run-to-completion workers: a few threads (by default one per core), each
 //! owning some ports and polling their descriptors with one epoll set. A
 //! worker reads a batch from every ready port and switches each frame to its
-//! end on its own thread. After traffic it keeps polling without sleeping for
-//! `busy_poll_us`, so that a request and its reply (which the kernel often
-//! produces while the request is being written) cross without a thread
-//! wake-up. A port goes to the least loaded worker, except that the queues
-//! of a multiqueue port go one to each worker (queue i to worker i, which
-//! also writes on queue i, so that both directions of a flow meet on one
-//! worker); releasing a port is a handshake, after which no worker touches it.
+//! end on its own thread, unless the port keeps it busy while its partner
+//! idles: then it hands the port's frames to the partner (`spill`). After
+//! traffic it keeps polling without sleeping for `busy_poll_us`, so that a
+//! request and its reply (which the kernel often produces while the request
+//! is being written) cross without a thread wake-up. A port goes to the
+//! least loaded worker, except that the queues of a multiqueue port go one
+//! to each worker (queue i to worker i, which also writes on queue i, so
+//! that both directions of a flow meet on one worker); releasing a port is
+//! a handshake, after which no worker touches it.
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use spare::SpareMeter;
+use spill::SpillRing;
+
+mod spare;
+mod spill;
 
 use super::{DropReason, PortEntry, Switch, now_secs, stats};
 use crate::frame::MAX_PACKET;
@@ -29,6 +37,17 @@ const BATCH: usize = 32;
 const ERRORS_TO_REST: u32 = 8;
 /// How long a port that keeps failing is left alone.
 const REST: Duration = Duration::from_millis(20);
+/// How long a port waits when its partner's spill ring is full (the ring
+/// holds a few milliseconds of frames).
+const SPILL_REST: Duration = Duration::from_millis(1);
+/// Frames handed over that a worker switches before it turns to its own
+/// ports again.
+const SPILL_BATCH: usize = 64;
+/// The share of its CPU (percent) a partner must have had to spare, idle
+/// or running itself, to be handed frames. Set high: with half a CPU to
+/// spare the partner's CPU often runs the receiving app, and frames handed
+/// over then starve it (64-byte UDP fell from about 120 to 95 kpps here).
+const SPARE_TO_SPILL: u8 = 90;
 /// How long `release` waits for a worker to let go of a port.
 const RELEASE_WAIT: Duration = Duration::from_secs(2);
 /// Frames an app's TAP queue holds when its worker is pinned to the app's
@@ -41,6 +60,8 @@ const PINNED_TXQUEUELEN: u32 = 4096;
 const TXQUEUELEN: u32 = 1000;
 /// The epoll token of a worker's own wake-up.
 const WAKE_TOKEN: u64 = u64::MAX;
+/// The epoll token of the wake-up for frames handed over.
+const SPILL_TOKEN: u64 = u64::MAX - 1;
 
 /// How the data plane is served.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,9 +88,16 @@ struct Shared {
     issued: AtomicU64,
     done: AtomicU64,
     load: AtomicUsize,
-    /// Frames read, and times the worker went to sleep (for status).
+    /// Frames read, frames handed to the partner, and times the worker went
+    /// to sleep (for status).
     frames: AtomicU64,
+    spilled: AtomicU64,
     sleeps: AtomicU64,
+    /// Frames the partner hands this worker.
+    spill: SpillRing,
+    /// The share of its CPU the worker could have lately (`spare`); 100 for
+    /// a floating worker.
+    spare: AtomicU8,
     /// Set once the worker is pinned to its CPU.
     pinned: AtomicBool,
 }
@@ -83,6 +111,8 @@ pub struct WorkerCounts {
     /// of its queues).
     pub ports: usize,
     pub frames: u64,
+    /// Frames it read and handed to its partner to switch.
+    pub spilled: u64,
     pub sleeps: u64,
 }
 
@@ -118,30 +148,37 @@ impl Workers {
             opts.cpus.len()
         };
         let steering = steering_for(&opts.cpus);
-        for index in 0..count {
+        let all = (0..count)
+            .map(|_| Shared::new().map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()?;
+        for (index, s) in all.iter().enumerate() {
             let cpu = opts.cpus.get(index).copied();
-            let s = Arc::new(Shared::new()?);
             let own = s.clone();
             let mut w = Worker {
                 index,
                 switch: switch.clone(),
                 shared: s.clone(),
+                partner: (count > 1).then(|| all[(index + 1) % count].clone()),
                 stop: stop.clone(),
                 busy_poll_us: busy_poll_us.clone(),
                 slots: Vec::new(),
                 resting: Vec::new(),
+                meter: None,
             };
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("worker-{index}"))
                     .spawn(move || {
-                        if let Some(cpu) = cpu {
-                            own.pinned.store(pin_to(cpu), Relaxed);
+                        if let Some(cpu) = cpu
+                            && pin_to(cpu)
+                        {
+                            own.pinned.store(true, Relaxed);
+                            w.meter = Some(SpareMeter::new(cpu));
                         }
                         w.run()
                     })?,
             );
-            shared.push(s);
+            shared.push(s.clone());
         }
         Ok(Workers {
             shared,
@@ -190,6 +227,7 @@ impl Workers {
                 cpu: self.cpus.get(i).copied().filter(|_| s.pinned.load(Relaxed)),
                 ports: s.load.load(Relaxed),
                 frames: s.frames.load(Relaxed),
+                spilled: s.spilled.load(Relaxed),
                 sleeps: s.sleeps.load(Relaxed),
             })
             .collect()
@@ -283,6 +321,8 @@ impl Shared {
         let epoll = Epoll::new()?;
         let wake = Waker::new()?;
         epoll.add(wake.fd(), WAKE_TOKEN, epoll::IN)?;
+        let spill = SpillRing::new()?;
+        epoll.add(spill.wake_fd(), SPILL_TOKEN, epoll::IN)?;
         Ok(Shared {
             epoll,
             wake,
@@ -291,7 +331,10 @@ impl Shared {
             done: AtomicU64::new(0),
             load: AtomicUsize::new(0),
             frames: AtomicU64::new(0),
+            spilled: AtomicU64::new(0),
             sleeps: AtomicU64::new(0),
+            spill,
+            spare: AtomicU8::new(100),
             pinned: AtomicBool::new(false),
         })
     }
@@ -309,11 +352,18 @@ impl Shared {
     }
 }
 
-/// A port's queue a worker holds, and its run of receive errors.
+/// A port's queue a worker holds, its run of receive errors, and whether
+/// its frames go to the partner.
 struct Slot {
     port: Arc<PortEntry>,
     queue: usize,
     errors: u32,
+    /// The last batch read was a whole one: the port may keep this worker
+    /// busy.
+    full: bool,
+    /// Frames handed to the partner are not all switched yet: the partner's
+    /// `pushed` count after the last of them.
+    spilling: Option<u64>,
 }
 
 impl Slot {
@@ -326,12 +376,16 @@ struct Worker {
     index: usize,
     switch: Arc<Switch>,
     shared: Arc<Shared>,
+    /// The worker this one hands frames to when it is saturated.
+    partner: Option<Arc<Shared>>,
     stop: Arc<AtomicBool>,
     busy_poll_us: Arc<AtomicU32>,
     /// Ports by epoll token (the index).
     slots: Vec<Option<Slot>>,
     /// Ports taken out of the epoll set until the given time.
     resting: Vec<(usize, Instant)>,
+    /// Measures the CPU of a pinned worker.
+    meter: Option<SpareMeter>,
 }
 
 impl Worker {
@@ -343,9 +397,12 @@ impl Worker {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
         let mut spin_until: Option<Instant> = None;
         while !self.stop.load(Relaxed) {
-            let timeout = self.timeout(spin_until);
+            let mut timeout = self.timeout(spin_until);
             if timeout != 0 {
-                self.shared.sleeps.fetch_add(1, Relaxed);
+                match self.shared.spill.may_sleep() {
+                    true => drop(self.shared.sleeps.fetch_add(1, Relaxed)),
+                    false => timeout = 0,
+                }
             }
             // SAFETY: epoll_wait into an array we own, bounded by its length.
             let n = unsafe {
@@ -356,21 +413,25 @@ impl Worker {
                     timeout,
                 )
             };
+            self.shared.spill.awake();
             let mut frames = 0;
             for ev in events.iter().take(n.max(0) as usize) {
-                let token = ev.u64;
-                if token == WAKE_TOKEN {
-                    self.commands();
-                } else {
-                    frames += self.serve(token as usize, &mut buf);
+                match ev.u64 {
+                    WAKE_TOKEN => self.commands(),
+                    SPILL_TOKEN => self.shared.spill.woken(),
+                    token => frames += self.serve(token as usize, &mut buf),
                 }
             }
+            let taken = self.take_spilled();
             self.wake_rested();
+            if let Some(spare) = self.meter.as_mut().and_then(|m| m.sample(Instant::now())) {
+                self.shared.spare.store(spare, Relaxed);
+            }
             if frames > 0 {
                 self.shared.frames.fetch_add(frames as u64, Relaxed);
             }
             let busy = self.busy_poll_us.load(Relaxed);
-            if frames > 0 && busy > 0 {
+            if frames + taken > 0 && busy > 0 {
                 spin_until = Some(Instant::now() + Duration::from_micros(busy.into()));
             } else if spin_until.is_some_and(|t| Instant::now() >= t) {
                 spin_until = None;
@@ -378,8 +439,9 @@ impl Worker {
         }
     }
 
-    /// 0 while busy polling; otherwise until the next rested port is due
-    /// (or a second, to notice a stop).
+    /// 0 while busy polling; otherwise until the next rested port is due,
+    /// or the next measure of a pinned worker's CPU (or a second, to notice
+    /// a stop).
     fn timeout(&self, spin_until: Option<Instant>) -> i32 {
         if spin_until.is_some() {
             return 0;
@@ -389,7 +451,10 @@ impl Worker {
             .iter()
             .map(|(_, t)| t.saturating_duration_since(now).as_millis() as i32 + 1)
             .min()
-            .unwrap_or(1000)
+            .unwrap_or(match self.meter {
+                Some(_) => spare::INTERVAL.as_millis() as i32,
+                None => 1000,
+            })
     }
 
     /// Takes the queued attach and release commands, in order.
@@ -428,6 +493,8 @@ impl Worker {
             port,
             queue,
             errors: 0,
+            full: false,
+            spilling: None,
         });
     }
 
@@ -438,74 +505,99 @@ impl Worker {
             if held.is_none_or(|s| key(&s.port) != k) {
                 continue;
             }
-            if let Some(slot) = self.slots[token].take()
-                && let Some(fd) = slot.fd()
-            {
+            let Some(slot) = self.slots[token].take() else {
+                continue;
+            };
+            if let Some(fd) = slot.fd() {
                 self.shared.epoll.delete(fd);
             }
             self.resting.retain(|(t, _)| *t != token);
         }
     }
 
-    /// Reads up to a batch from one port and switches each frame; returns
-    /// how many frames it read.
+    /// Reads up to a batch from one port and switches each frame, or hands
+    /// it to the partner (see `spill`); returns how many frames it read.
     fn serve(&mut self, token: usize, buf: &mut [u8]) -> usize {
         let Some(Some(slot)) = self.slots.get_mut(token) else {
             return 0;
         };
-        let port = &slot.port;
-        if port.is_closing() {
+        if slot.port.is_closing() {
             return 0;
         }
-        let now = now_secs();
-        let mut frames = 0;
-        let mut failing = false;
-        for _ in 0..BATCH {
-            match port.io.recv_queue(slot.queue, buf) {
-                Ok(n) => {
-                    frames += 1;
-                    slot.errors = 0;
-                    let frame = &buf[..n];
-                    // A bug triggered by one frame must not end the worker.
-                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        self.switch.process(port, frame, now)
-                    }))
-                    .is_err()
-                    {
-                        port.stats.drop(DropReason::Internal);
-                    }
+        let partner = self.partner.as_deref();
+        let ring = partner.map(|p| &p.spill);
+        // A worker that is handed frames does not hand its own back.
+        let partner_free = self.shared.spill.is_empty()
+            && partner
+                .is_some_and(|p| p.spill.owner_idle() && p.spare.load(Relaxed) >= SPARE_TO_SPILL);
+        // The partner has switched all it was given: this worker may again.
+        if slot
+            .spilling
+            .is_some_and(|last| ring.is_none_or(|r| r.done() >= last))
+        {
+            slot.spilling = None;
+        }
+        let batch = match ring {
+            // Still handing over, or busy while the partner has time.
+            Some(ring) if slot.spilling.is_some() || (slot.full && partner_free) => {
+                let b = read_batch(
+                    slot,
+                    buf,
+                    || ring.has_room(),
+                    |p, f| {
+                        if !ring.push(p, f) {
+                            p.stats.drop(DropReason::TxFull);
+                        }
+                    },
+                );
+                if b.frames > 0 {
+                    slot.spilling = Some(ring.pushed());
+                    ring.kick();
+                    self.shared.spilled.fetch_add(b.frames as u64, Relaxed);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                    // One bad frame (too large): counted, the next is read.
-                    port.stats.drop(DropReason::RxError);
-                }
-                Err(e) => {
-                    port.stats.drop(DropReason::RxError);
-                    slot.errors += 1;
-                    tracing::debug!(port = %port.name, error = %e, "receive failed");
-                    failing = slot.errors >= ERRORS_TO_REST;
-                    break;
-                }
+                b
             }
+            _ => {
+                let (switch, now) = (&self.switch, now_secs());
+                read_batch(slot, buf, || true, |p, f| switch_guarded(switch, p, f, now))
+            }
+        };
+        slot.full = batch.stop == Stop::Batch;
+        match batch.stop {
+            Stop::Failing => self.rest(token, REST),
+            Stop::NoRoom => self.rest(token, SPILL_REST),
+            Stop::Batch | Stop::Empty => {}
         }
-        if failing {
-            self.rest(token);
-        }
-        frames
+        batch.frames
     }
 
-    /// Leaves a port that keeps failing alone for a while, instead of
-    /// spinning on its error.
-    fn rest(&mut self, token: usize) {
+    /// Switches frames the partner handed over, a batch at most.
+    fn take_spilled(&self) -> usize {
+        let ring = &self.shared.spill;
+        let now = now_secs();
+        let mut n = 0;
+        while n < SPILL_BATCH
+            && let Some(s) = ring.pop()
+        {
+            if !s.port.is_closing() {
+                switch_guarded(&self.switch, &s.port, &s.frame, now);
+            }
+            ring.finish(s);
+            n += 1;
+        }
+        n
+    }
+
+    /// Leaves a port alone for a while: one that keeps failing, instead of
+    /// spinning on its error, or one whose partner's ring is full.
+    fn rest(&mut self, token: usize, time: Duration) {
         let Some(Some(slot)) = self.slots.get_mut(token) else {
             return;
         };
         slot.errors = 0;
         if let Some(fd) = slot.fd() {
             self.shared.epoll.delete(fd);
-            self.resting.push((token, Instant::now() + REST));
+            self.resting.push((token, Instant::now() + time));
         }
     }
 
@@ -524,6 +616,85 @@ impl Worker {
                 let _ = self.shared.epoll.add(fd, token as u64, epoll::IN);
             }
         }
+    }
+}
+
+/// Why a batch of reads ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stop {
+    /// A whole batch was read: the port may have more.
+    Batch,
+    /// The port had no more.
+    Empty,
+    /// Receive errors in a row: the port rests.
+    Failing,
+    /// `room` said no: the partner's ring is full.
+    NoRoom,
+}
+
+struct Batch {
+    frames: usize,
+    stop: Stop,
+}
+
+/// Reads up to `BATCH` frames from a slot's queue while `room` allows,
+/// giving each to `each`; counts receive errors.
+fn read_batch(
+    slot: &mut Slot,
+    buf: &mut [u8],
+    room: impl Fn() -> bool,
+    mut each: impl FnMut(&Arc<PortEntry>, &[u8]),
+) -> Batch {
+    let port = &slot.port;
+    let mut frames = 0;
+    for _ in 0..BATCH {
+        if !room() {
+            return Batch {
+                frames,
+                stop: Stop::NoRoom,
+            };
+        }
+        match port.io.recv_queue(slot.queue, buf) {
+            Ok(n) => {
+                frames += 1;
+                slot.errors = 0;
+                each(port, &buf[..n]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Batch {
+                    frames,
+                    stop: Stop::Empty,
+                };
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                // One bad frame (too large): counted, the next is read.
+                port.stats.drop(DropReason::RxError);
+            }
+            Err(e) => {
+                port.stats.drop(DropReason::RxError);
+                slot.errors += 1;
+                tracing::debug!(port = %port.name, error = %e, "receive failed");
+                let stop = match slot.errors >= ERRORS_TO_REST {
+                    true => Stop::Failing,
+                    false => Stop::Empty,
+                };
+                return Batch { frames, stop };
+            }
+        }
+    }
+    Batch {
+        frames,
+        stop: Stop::Batch,
+    }
+}
+
+/// Switches one frame; a bug triggered by it is counted and must not end
+/// the worker.
+fn switch_guarded(switch: &Switch, port: &PortEntry, frame: &[u8], now: u32) {
+    let run = std::panic::AssertUnwindSafe(|| switch.process(port, frame, now));
+    if std::panic::catch_unwind(run).is_err() {
+        port.stats.drop(DropReason::Internal);
     }
 }
 

@@ -335,3 +335,88 @@ fn workers_run_ahead_of_the_apps_when_allowed() {
     }
     drop(lab);
 }
+
+/// Waits up to 5 s for `cond`.
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_busy_port_hands_its_frames_to_the_idle_partner_in_order() {
+    let sw = Switch::new();
+    let d = Domain::new("d");
+    let opts = Options {
+        workers: 2,
+        busy_poll_us: 0,
+        cpus: Vec::new(),
+    };
+    let w = Workers::start(&sw, opts).expect("workers");
+    let (a, a_peer) = PairPort::new().expect("socketpair");
+    let (b, b_peer) = PairPort::new().expect("socketpair");
+    let spec = |name: &str, io: PairPort, m: u8| {
+        PortSpec::new(name, PortRole::Other, Box::new(io), 1500).pinned(mac(m))
+    };
+    let pa = sw.add_port(&d, spec("a", a, 1)).expect("port a");
+    let pb = sw.add_port(&d, spec("b", b, 2)).expect("port b");
+    pa.set_hook(Some(Box::new(PanicOnMarker)));
+    // Frames wait in a's queue before a worker polls it, so that the first
+    // batch read is a whole one; one frame in the middle panics.
+    let mut sent = Vec::new();
+    for n in 0..120u8 {
+        if n == 60 {
+            pair::send(&a_peer, &frame(mac(2), mac(1), 0xee)).expect("send");
+        }
+        let f = frame(mac(2), mac(1), n);
+        pair::send(&a_peer, &f).expect("send");
+        sent.push(f);
+    }
+    // b goes to worker 0, which then sleeps; a to worker 1, whose partner
+    // is worker 0.
+    w.attach(&pb).expect("attach b");
+    wait_for("worker 0 sleeps with b", || w.counts()[0].sleeps >= 2);
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    w.attach(&pa).expect("attach a");
+    let mut buf = vec![0u8; 2048];
+    let mut got = Vec::new();
+    while let Ok(n) = pair::recv(&b_peer, &mut buf, 1000) {
+        got.push(buf[..n].to_vec());
+        if got.len() == sent.len() {
+            break;
+        }
+    }
+    std::panic::set_hook(hook);
+    assert!(
+        got == sent,
+        "all {} frames in order, got {}",
+        sent.len(),
+        got.len()
+    );
+    let spilled = w.counts()[1].spilled;
+    assert!(
+        spilled > 0 && spilled < 121,
+        "worker 1 handed over {spilled}"
+    );
+    assert_eq!(
+        pa.stats.drops(DropReason::Internal),
+        1,
+        "the panic is counted"
+    );
+    // Once the partner has switched them all, worker 1 switches again.
+    let f = frame(mac(2), mac(1), 200);
+    pair::send(&a_peer, &f).expect("send");
+    assert_eq!(pair::recv(&b_peer, &mut buf, 1000).ok(), Some(f.len()));
+    assert_eq!(
+        w.counts()[1].spilled,
+        spilled,
+        "a lone frame is not handed over"
+    );
+    // The ring let go of the port with its frames.
+    sw.remove_port(&pa);
+    w.release(std::slice::from_ref(&pa));
+    assert_eq!(Arc::strong_count(&pa), 1);
+}

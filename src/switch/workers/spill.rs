@@ -1,0 +1,163 @@
+//! Spilling: the frames a saturated worker hands to its partner. A worker
+//! that reads a full batch from a queue while its partner sleeps stops
+//! switching that queue's frames itself and copies them into the partner's
+//! ring instead; the partner switches and writes them on its own CPU. A
+//! frame's write into a TAP runs the receiving namespace's stack, about
+//! two thirds of a small frame's cost, so an app flooding from a CPU it
+//! shares with its worker gets the other CPU's help instead of waiting for
+//! a balancer. One producer and one consumer per ring, so a queue's frames
+//! stay in order as long as the producer switches nothing of that queue
+//! itself before the partner has done everything it handed over (`done`).
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*, fence};
+
+use crossbeam_queue::ArrayQueue;
+
+use super::super::PortEntry;
+use crate::frame::MAX_PACKET;
+use crate::ports::waker::Waker;
+
+/// Frames a ring holds: about ten milliseconds of a flood, longer than a
+/// producer rests when the ring is full (`SPILL_REST`, rounded up to the
+/// next millisecond by epoll).
+const DEPTH: usize = 4096;
+/// Used buffers kept for reuse.
+const SPARES: usize = 256;
+/// Bytes a ring holds at most (a GSO frame is up to 64 KiB).
+const MAX_BYTES: usize = 4 << 20;
+/// A used buffer up to this size is kept for the next frame; a larger
+/// one (a GSO frame's) is freed.
+const SPARE_CAPACITY: usize = 2048;
+
+/// A frame handed over, with the port it came from.
+pub(super) struct Spilled {
+    pub port: Arc<PortEntry>,
+    pub frame: Vec<u8>,
+}
+
+/// The frames one worker's partner handed it, in order.
+pub(super) struct SpillRing {
+    queue: ArrayQueue<Spilled>,
+    spares: ArrayQueue<Vec<u8>>,
+    bytes: AtomicUsize,
+    /// Frames pushed so far (by the one producer).
+    pushed: AtomicU64,
+    /// Frames taken off and switched so far (by the owner).
+    done: AtomicU64,
+    /// The owner sleeps or is about to: the producer must ring `wake`.
+    asleep: AtomicBool,
+    wake: Waker,
+}
+
+impl SpillRing {
+    pub fn new() -> io::Result<SpillRing> {
+        Ok(SpillRing {
+            queue: ArrayQueue::new(DEPTH),
+            spares: ArrayQueue::new(SPARES),
+            bytes: AtomicUsize::new(0),
+            pushed: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            asleep: AtomicBool::new(false),
+            wake: Waker::new()?,
+        })
+    }
+
+    /// The descriptor the owner polls to be woken.
+    pub fn wake_fd(&self) -> RawFd {
+        self.wake.fd()
+    }
+
+    /// Producer: whether a frame of any size fits now.
+    pub fn has_room(&self) -> bool {
+        !self.queue.is_full() && self.bytes.load(Relaxed) + MAX_PACKET <= MAX_BYTES
+    }
+
+    /// Producer: copies a frame in; false when there was no room (only
+    /// after `has_room` said there was none).
+    pub fn push(&self, port: &Arc<PortEntry>, frame: &[u8]) -> bool {
+        let mut buf = self.spares.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(frame);
+        self.bytes.fetch_add(frame.len(), Relaxed);
+        let item = Spilled {
+            port: port.clone(),
+            frame: buf,
+        };
+        if self.queue.push(item).is_err() {
+            self.bytes.fetch_sub(frame.len(), Relaxed);
+            return false;
+        }
+        self.pushed.fetch_add(1, Relaxed);
+        true
+    }
+
+    /// Producer: how many frames it has pushed so far.
+    pub fn pushed(&self) -> u64 {
+        self.pushed.load(Relaxed)
+    }
+
+    /// Producer, after pushing: wakes the owner if it sleeps.
+    pub fn kick(&self) {
+        fence(SeqCst);
+        if self.asleep.swap(false, SeqCst) {
+            self.wake.ring();
+        }
+    }
+
+    /// Producer: whether the owner sleeps (it has nothing else to do).
+    pub fn owner_idle(&self) -> bool {
+        self.asleep.load(Relaxed)
+    }
+
+    /// How many frames the owner has switched so far: once this reaches
+    /// what the producer pushed, it has nothing of the producer's left.
+    pub fn done(&self) -> u64 {
+        self.done.load(Acquire)
+    }
+
+    /// Whether frames handed over wait to be switched.
+    pub fn is_empty(&self) -> bool {
+        self.done.load(Relaxed) == self.pushed.load(Relaxed)
+    }
+
+    /// Owner: the next frame handed over.
+    pub fn pop(&self) -> Option<Spilled> {
+        self.queue.pop()
+    }
+
+    /// Owner: the frame is switched; its buffer is kept for reuse.
+    pub fn finish(&self, s: Spilled) {
+        let Spilled { port, frame } = s;
+        drop(port);
+        self.bytes.fetch_sub(frame.len(), Relaxed);
+        if frame.capacity() <= SPARE_CAPACITY {
+            let _ = self.spares.push(frame);
+        }
+        self.done.fetch_add(1, Release);
+    }
+
+    /// Owner, before a blocking wait: marks it asleep, unless frames wait
+    /// (then false, and it must not block).
+    pub fn may_sleep(&self) -> bool {
+        self.asleep.store(true, SeqCst);
+        fence(SeqCst);
+        if self.queue.is_empty() {
+            return true;
+        }
+        self.asleep.store(false, Relaxed);
+        false
+    }
+
+    /// Owner, after its wait.
+    pub fn awake(&self) {
+        self.asleep.store(false, Relaxed);
+    }
+
+    /// Owner: its wake-up descriptor fired.
+    pub fn woken(&self) {
+        self.wake.clear();
+    }
+}
