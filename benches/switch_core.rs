@@ -2,8 +2,8 @@
 //! frames, unicast to a learned MAC and flooded; 64 B IPv4 with and without
 //! port security on the sending interface), the MAC table under learning
 //! churn, a worker forwarding between real descriptors (socket pairs:
-//! the cost of epoll, the reads and the writes, without a kernel stack),
-//! and VLANs: 64 B unicast from an access port to a trunk (a tag put in)
+//! the cost of epoll, the reads and the writes, without a kernel stack;
+//! and a saturated port's frames handed to the other worker), and VLANs: 64 B unicast from an access port to a trunk (a tag put in)
 //! and back (a tag taken out), against the same ports without VLANs.
 
 use std::sync::Arc;
@@ -235,6 +235,51 @@ fn multiqueue(c: &mut Criterion) {
     workers.shutdown();
 }
 
+/// Bursts of 128 64-byte frames from one port to another, each port on its
+/// own floating worker: after a whole batch the sender's worker only reads
+/// and hands the frames to the receiver's worker, which switches and writes
+/// them (`spill`).
+fn spill(c: &mut Criterion) {
+    let sw = Switch::new();
+    let d = Domain::new("bench");
+    let opts = Options {
+        workers: 2,
+        busy_poll_us: 0,
+        cpus: Vec::new(),
+    };
+    let workers = Workers::start(&sw, opts).expect("workers");
+    let peers: Vec<_> = (0..2)
+        .map(|i| {
+            let (io, peer) = PairPort::new().expect("socketpair");
+            let spec = PortSpec::new(format!("p{i}"), PortRole::Other, Box::new(io), 1500);
+            workers
+                .attach(&sw.add_port(&d, spec).expect("port"))
+                .expect("attach");
+            peer
+        })
+        .collect();
+    let mut buf = vec![0u8; 2048];
+    pair::send(&peers[1], &frame(Mac::BROADCAST, mac(2), 64)).expect("send");
+    pair::recv(&peers[0], &mut buf, 1000).expect("flooded");
+    let f = frame(mac(2), mac(1), 64);
+    let mut g = c.benchmark_group("worker");
+    g.throughput(Throughput::Elements(128));
+    g.bench_function("spill_64B_burst_128", |b| {
+        b.iter(|| {
+            for _ in 0..128 {
+                pair::send(&peers[0], &f).expect("send");
+            }
+            for _ in 0..128 {
+                pair::recv(&peers[1], &mut buf, 1000).expect("forwarded");
+            }
+        })
+    });
+    g.finish();
+    let handed: u64 = workers.counts().iter().map(|w| w.spilled).sum();
+    assert!(handed > 0, "no frame was handed over");
+    workers.shutdown();
+}
+
 /// Port 0 on access VLAN 100 (or nothing with `vlans` false), port 1 a trunk.
 fn vlan(c: &mut Criterion) {
     let mut g = c.benchmark_group("vlan");
@@ -285,6 +330,7 @@ criterion_group!(
     table,
     worker,
     multiqueue,
+    spill,
     vlan
 );
 criterion_main!(benches);

@@ -424,7 +424,13 @@ impl Worker {
             }
             let taken = self.take_spilled();
             self.wake_rested();
-            if let Some(spare) = self.meter.as_mut().and_then(|m| m.sample(Instant::now())) {
+            // Measured only in a round that found nothing: a reply the
+            // kernel produced while this round wrote must not wait for it.
+            let slept = n == 0 && timeout != 0;
+            if frames + taken == 0
+                && let Some(spare) =
+                    (self.meter.as_mut()).and_then(|m| m.sample(Instant::now(), slept))
+            {
                 self.shared.spare.store(spare, Relaxed);
             }
             if frames > 0 {

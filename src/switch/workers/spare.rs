@@ -6,8 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-/// How often a worker measures its CPU.
+/// How often a worker measures its CPU when it sleeps through its timeout.
 pub(super) const INTERVAL: Duration = Duration::from_millis(100);
+/// How long a worker that keeps being woken goes unmeasured at most.
+const STALE: Duration = Duration::from_secs(1);
 
 /// Samples one CPU's time from /proc/stat and the calling thread's own.
 pub(super) struct SpareMeter {
@@ -28,9 +30,16 @@ impl SpareMeter {
     }
 
     /// Once an interval has passed: the percentage of it in which the CPU
-    /// was idle or ran this thread.
-    pub fn sample(&mut self, now: Instant) -> Option<u8> {
-        if now < self.next {
+    /// was idle or ran this thread. Reading /proc/stat takes tens of
+    /// microseconds, so a worker that did not sleep through its timeout
+    /// (`slept` false: a frame may come any moment) is measured only once
+    /// the last measure is stale.
+    pub fn sample(&mut self, now: Instant, slept: bool) -> Option<u8> {
+        let due = match slept {
+            true => self.next,
+            false => self.next + STALE,
+        };
+        if now < due {
             return None;
         }
         self.next = now + INTERVAL;
@@ -117,7 +126,7 @@ mod tests {
     fn a_busy_thread_counts_as_spare() {
         let mut m = SpareMeter::new(0);
         assert_eq!(
-            m.sample(Instant::now()),
+            m.sample(Instant::now(), true),
             None,
             "the first sample sets a base"
         );
@@ -127,6 +136,6 @@ mod tests {
         }
         // This thread ran (on CPU 0 or not): its time counts, so the share
         // is a number whether or not CPU 0 was busy.
-        assert!(m.sample(Instant::now()).is_some());
+        assert!(m.sample(Instant::now(), true).is_some());
     }
 }
