@@ -424,12 +424,10 @@ impl Worker {
             }
             let taken = self.take_spilled();
             self.wake_rested();
-            // Measured only in a round that found nothing: a reply the
-            // kernel produced while this round wrote must not wait for it.
+            // Measured mostly after a sleep through the timeout: a reply
+            // the kernel produced while this round wrote waits for it.
             let slept = n == 0 && timeout != 0;
-            if frames + taken == 0
-                && let Some(spare) =
-                    (self.meter.as_mut()).and_then(|m| m.sample(Instant::now(), slept))
+            if let Some(spare) = (self.meter.as_mut()).and_then(|m| m.sample(Instant::now(), slept))
             {
                 self.shared.spare.store(spare, Relaxed);
             }
@@ -530,22 +528,12 @@ impl Worker {
         if slot.port.is_closing() {
             return 0;
         }
-        let partner = self.partner.as_deref();
-        let ring = partner.map(|p| &p.spill);
-        // A worker that is handed frames does not hand its own back.
-        let partner_free = self.shared.spill.is_empty()
-            && partner
-                .is_some_and(|p| p.spill.owner_idle() && p.spare.load(Relaxed) >= SPARE_TO_SPILL);
-        // The partner has switched all it was given: this worker may again.
-        if slot
-            .spilling
-            .is_some_and(|last| ring.is_none_or(|r| r.done() >= last))
-        {
-            slot.spilling = None;
-        }
-        let batch = match ring {
-            // Still handing over, or busy while the partner has time.
-            Some(ring) if slot.spilling.is_some() || (slot.full && partner_free) => {
+        let ring = self.partner.as_deref().map(|p| &p.spill);
+        let batch = match (
+            ring,
+            spill_mode(slot, &self.shared, self.partner.as_deref()),
+        ) {
+            (Some(ring), Mode::Spill) => {
                 let b = read_batch(
                     slot,
                     buf,
@@ -563,6 +551,12 @@ impl Worker {
                 }
                 b
             }
+            // The partner's CPU is taken now: the port waits until the
+            // partner has switched what it was given, to keep the order.
+            (_, Mode::Wait) => Batch {
+                frames: 0,
+                stop: Stop::NoRoom,
+            },
             _ => {
                 let (switch, now) = (&self.switch, now_secs());
                 read_batch(slot, buf, || true, |p, f| switch_guarded(switch, p, f, now))
@@ -590,6 +584,12 @@ impl Worker {
             }
             ring.finish(s);
             n += 1;
+        }
+        if n == SPILL_BATCH {
+            // More waits: let an app this CPU also runs have its turn (a
+            // worker is nice -10), so that its time shows in `spare`.
+            // SAFETY: sched_yield(2) takes no arguments.
+            unsafe { libc::sched_yield() };
         }
         n
     }
@@ -622,6 +622,44 @@ impl Worker {
                 let _ = self.shared.epoll.add(fd, token as u64, epoll::IN);
             }
         }
+    }
+}
+
+/// What a worker does with a port's next frames.
+#[derive(PartialEq)]
+enum Mode {
+    /// Switches them itself.
+    Own,
+    /// Hands them to the partner.
+    Spill,
+    /// Leaves them queued until the partner has switched what it has.
+    Wait,
+}
+
+/// Hands a port's frames over while it keeps this worker busy and the
+/// partner's CPU has room: to start, the partner must also sleep, and this
+/// worker must not itself be handed frames (two busy workers would trade
+/// them); to go on, the partner's CPU must still have room, measured with
+/// the partner's own time as spare (it yields between batches, so an app
+/// it would starve shows up in that measure).
+fn spill_mode(slot: &mut Slot, own: &Shared, partner: Option<&Shared>) -> Mode {
+    let Some(partner) = partner else {
+        return Mode::Own;
+    };
+    if slot
+        .spilling
+        .is_some_and(|last| partner.spill.done() >= last)
+    {
+        slot.spilling = None;
+    }
+    let room = partner.spare.load(Relaxed) >= SPARE_TO_SPILL;
+    match slot.spilling {
+        Some(_) if room => Mode::Spill,
+        Some(_) => Mode::Wait,
+        None if slot.full && room && own.spill.is_empty() && partner.spill.owner_idle() => {
+            Mode::Spill
+        }
+        None => Mode::Own,
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 /// How often a worker measures its CPU when it sleeps through its timeout.
 pub(super) const INTERVAL: Duration = Duration::from_millis(100);
-/// How long a worker that keeps being woken goes unmeasured at most.
-const STALE: Duration = Duration::from_secs(1);
+/// How much longer a worker that keeps being woken goes unmeasured.
+const BUSY_DELAY: Duration = Duration::from_millis(200);
 
 /// Samples one CPU's time from /proc/stat and the calling thread's own.
 pub(super) struct SpareMeter {
@@ -32,12 +32,11 @@ impl SpareMeter {
     /// Once an interval has passed: the percentage of it in which the CPU
     /// was idle or ran this thread. Reading /proc/stat takes tens of
     /// microseconds, so a worker that did not sleep through its timeout
-    /// (`slept` false: a frame may come any moment) is measured only once
-    /// the last measure is stale.
+    /// (`slept` false: a frame may come any moment) is measured less often.
     pub fn sample(&mut self, now: Instant, slept: bool) -> Option<u8> {
         let due = match slept {
             true => self.next,
-            false => self.next + STALE,
+            false => self.next + BUSY_DELAY,
         };
         if now < due {
             return None;
