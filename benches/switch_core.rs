@@ -156,17 +156,21 @@ fn table(c: &mut Criterion) {
 /// 64-byte frames from one socket pair through a worker to another, sent
 /// in bursts of 32 and read back.
 fn worker(c: &mut Criterion) {
+    pairs_bench(c, 1, "socketpair_64B_burst_32", 32);
+}
+
+/// Two socket-pair ports on `workers` floating workers; bursts of `burst`
+/// 64-byte frames from the first to the second, read back. Returns the
+/// frames the workers handed over.
+fn pairs_bench(c: &mut Criterion, workers: usize, name: &str, burst: usize) -> u64 {
     let sw = Switch::new();
     let d = Domain::new("bench");
-    let workers = Workers::start(
-        &sw,
-        Options {
-            workers: 1,
-            busy_poll_us: 0,
-            cpus: Vec::new(),
-        },
-    )
-    .expect("workers");
+    let opts = Options {
+        workers,
+        busy_poll_us: 0,
+        cpus: Vec::new(),
+    };
+    let workers = Workers::start(&sw, opts).expect("workers");
     let peers: Vec<_> = (0..2)
         .map(|i| {
             let (io, peer) = PairPort::new().expect("socketpair");
@@ -182,19 +186,21 @@ fn worker(c: &mut Criterion) {
     pair::recv(&peers[0], &mut buf, 1000).expect("flooded");
     let f = frame(mac(2), mac(1), 64);
     let mut g = c.benchmark_group("worker");
-    g.throughput(Throughput::Elements(32));
-    g.bench_function("socketpair_64B_burst_32", |b| {
+    g.throughput(Throughput::Elements(burst as u64));
+    g.bench_function(name, |b| {
         b.iter(|| {
-            for _ in 0..32 {
+            for _ in 0..burst {
                 pair::send(&peers[0], &f).expect("send");
             }
-            for _ in 0..32 {
+            for _ in 0..burst {
                 pair::recv(&peers[1], &mut buf, 1000).expect("forwarded");
             }
         })
     });
     g.finish();
+    let handed = workers.counts().iter().map(|w| w.spilled).sum();
     workers.shutdown();
+    handed
 }
 
 /// 64-byte frames of two flows, one on each queue of a two-queue port, each
@@ -240,44 +246,8 @@ fn multiqueue(c: &mut Criterion) {
 /// and hands the frames to the receiver's worker, which switches and writes
 /// them (`spill`).
 fn spill(c: &mut Criterion) {
-    let sw = Switch::new();
-    let d = Domain::new("bench");
-    let opts = Options {
-        workers: 2,
-        busy_poll_us: 0,
-        cpus: Vec::new(),
-    };
-    let workers = Workers::start(&sw, opts).expect("workers");
-    let peers: Vec<_> = (0..2)
-        .map(|i| {
-            let (io, peer) = PairPort::new().expect("socketpair");
-            let spec = PortSpec::new(format!("p{i}"), PortRole::Other, Box::new(io), 1500);
-            workers
-                .attach(&sw.add_port(&d, spec).expect("port"))
-                .expect("attach");
-            peer
-        })
-        .collect();
-    let mut buf = vec![0u8; 2048];
-    pair::send(&peers[1], &frame(Mac::BROADCAST, mac(2), 64)).expect("send");
-    pair::recv(&peers[0], &mut buf, 1000).expect("flooded");
-    let f = frame(mac(2), mac(1), 64);
-    let mut g = c.benchmark_group("worker");
-    g.throughput(Throughput::Elements(128));
-    g.bench_function("spill_64B_burst_128", |b| {
-        b.iter(|| {
-            for _ in 0..128 {
-                pair::send(&peers[0], &f).expect("send");
-            }
-            for _ in 0..128 {
-                pair::recv(&peers[1], &mut buf, 1000).expect("forwarded");
-            }
-        })
-    });
-    g.finish();
-    let handed: u64 = workers.counts().iter().map(|w| w.spilled).sum();
+    let handed = pairs_bench(c, 2, "spill_64B_burst_128", 128);
     assert!(handed > 0, "no frame was handed over");
-    workers.shutdown();
 }
 
 /// Port 0 on access VLAN 100 (or nothing with `vlans` false), port 1 a trunk.
