@@ -574,6 +574,9 @@ impl Worker {
     /// Switches frames the partner handed over, a batch at most.
     fn take_spilled(&self) -> usize {
         let ring = &self.shared.spill;
+        if ring.is_empty() {
+            return 0;
+        }
         let now = now_secs();
         let mut n = 0;
         while n < SPILL_BATCH
@@ -626,7 +629,6 @@ impl Worker {
 }
 
 /// What a worker does with a port's next frames.
-#[derive(PartialEq)]
 enum Mode {
     /// Switches them itself.
     Own,
