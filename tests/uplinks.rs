@@ -126,6 +126,64 @@ network_instances:
     );
 }
 
+/// UDP datagrams to a broadcast address that no socket in `ns` took.
+fn broadcasts_nobody_took(sb: &Sandbox, ns: &str) -> u64 {
+    let out = sb.out(ns, "nstat -saz UdpIgnoredMulti");
+    (out.lines())
+        .filter_map(|l| l.strip_prefix("UdpIgnoredMulti"))
+        .find_map(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_dhcp_server_that_starts_late_is_found_within_seconds() {
+    if !root_or_skip("a_dhcp_server_that_starts_late_is_found_within_seconds") {
+        return;
+    }
+    need(&["dnsmasq", "nstat"]);
+    let p = "nswupd";
+    let mut sb = Sandbox::new(p).unwrap();
+    let dev = sb.ns("dev").unwrap();
+    let up = sb.ns("up").unwrap();
+    sb.veth(&dev, &format!("{p}-n"), &up, &format!("{p}-l"))
+        .unwrap();
+    let cfg = format!(
+        "version: 1
+ports: [{{ name: wan, device: {p}-n }}]
+network_instances:
+  - {{ name: lan, type: local, subnet: 10.50.0.0/24, uplinks: [wan], probe: {{ interval: 1, failures: 2 }} }}
+"
+    );
+    let d = start(&mut sb, &dev, &cfg, "nsw");
+    // The router's first DISCOVER reached the LAN while no server ran.
+    assert!(
+        wait_until(Duration::from_secs(5), || broadcasts_nobody_took(&sb, &up)
+            > 0),
+        "no DISCOVER reached the LAN"
+    );
+    lan_dnsmasq(
+        &mut sb,
+        &up,
+        &format!("{p}-l"),
+        "192.0.2",
+        "up",
+        &["--log-facility=-", "--log-dhcp"],
+    );
+    // The next DISCOVER goes out at most 4 s after the first; dnsmasq
+    // pings an address for up to 3 s before it offers it. A client that
+    // waits 10 s to ask again misses this bound.
+    let t0 = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(10), || uplinks(&d)[0]["address"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("192.0.2."))),
+        "no address 10 s after the server started: {}\n{}",
+        uplinks(&d),
+        sb.log("up.log")
+    );
+    eprintln!("address {:?} after the server started", t0.elapsed());
+}
+
 #[test]
 fn tcp_probe_target_follows_the_service() {
     if !root_or_skip("tcp_probe_target_follows_the_service") {

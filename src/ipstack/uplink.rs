@@ -78,6 +78,17 @@ pub struct Uplink {
     last_probe: u64,
 }
 
+/// The uplink's DHCP client. A lost DISCOVER is sent again after 4 s, the
+/// first retransmission RFC 2131 §4.1 gives (smoltcp waits 10 s), so an
+/// uplink whose server starts just after us comes up without a long gap.
+fn dhcp_client() -> dhcpv4::Socket<'static> {
+    let mut retry = dhcpv4::RetryConfig::default();
+    retry.discover_timeout = smoltcp::time::Duration::from_secs(4);
+    let mut s = dhcpv4::Socket::new();
+    s.set_retry_config(retry);
+    s
+}
+
 impl Uplink {
     pub fn new(setup: UplinkSetup, ident: u16) -> Uplink {
         let mut dev = QueueDevice::default();
@@ -88,7 +99,7 @@ impl Uplink {
         );
         let mut sockets = SocketSet::new(Vec::new());
         let dhcp = match setup.address {
-            UplinkAddress::Dhcp => Some(sockets.add(dhcpv4::Socket::new())),
+            UplinkAddress::Dhcp => Some(sockets.add(dhcp_client())),
             UplinkAddress::Static(_) => None,
         };
         let ibuf =

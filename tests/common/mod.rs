@@ -327,6 +327,9 @@ pub fn lan_dnsmasq(sb: &mut Sandbox, ns: &str, ifname: &str, net: &str, tag: &st
         &format!("{tag}.log"),
     )
     .expect("spawn dnsmasq");
+    // A DISCOVER sent before dnsmasq binds is lost, and a client waits
+    // seconds before it asks again.
+    wait_udp_bound(sb, ns, 67);
 }
 
 /// The flow records `niswitch flows` shows from a daemon's state directory.
@@ -362,7 +365,16 @@ pub fn allowed_cpus() -> Vec<u64> {
 
 /// Waits (5 s at most) until a TCP listener on `port` is up in `ns`.
 pub fn wait_listening(sb: &Sandbox, ns: &str, port: u16) {
-    let cmd = format!("ss -Hltn 'sport = :{port}' | grep -q .");
+    wait_socket(sb, ns, "-Hltn", port);
+}
+
+/// Waits (5 s at most) until a UDP socket is bound to `port` in `ns`.
+pub fn wait_udp_bound(sb: &Sandbox, ns: &str, port: u16) {
+    wait_socket(sb, ns, "-Hlun", port);
+}
+
+fn wait_socket(sb: &Sandbox, ns: &str, ss_flags: &str, port: u16) {
+    let cmd = format!("ss {ss_flags} 'sport = :{port}' | grep -q .");
     assert!(
         wait_until(Duration::from_secs(5), || sb.ok(ns, &cmd)),
         "nothing listens on {port} in {ns}"
