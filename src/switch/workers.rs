@@ -44,10 +44,12 @@ const SPILL_REST: Duration = Duration::from_millis(1);
 /// ports again.
 const SPILL_BATCH: usize = 64;
 /// The share of its CPU (percent) a partner must have had to spare, idle
-/// or running itself, to be handed frames. Set high: with half a CPU to
-/// spare the partner's CPU often runs the receiving app, and frames handed
-/// over then starve it (64-byte UDP fell from about 120 to 95 kpps here).
-const SPARE_TO_SPILL: u8 = 90;
+/// or running itself, to be handed frames. The receiving app often runs
+/// there; the partner yields between batches, so the app keeps its share
+/// and shows in the measure. At 90 a sender that moves between CPUs kept
+/// the partner below it, and 64-byte UDP got half the help it gets at 40
+/// (see docs/PERFORMANCE.md).
+const SPARE_TO_SPILL: u8 = 40;
 /// How long `release` waits for a worker to let go of a port.
 const RELEASE_WAIT: Duration = Duration::from_secs(2);
 /// Frames an app's TAP queue holds when its worker is pinned to the app's
@@ -95,6 +97,9 @@ struct Shared {
     sleeps: AtomicU64,
     /// Frames the partner hands this worker.
     spill: SpillRing,
+    /// Ports whose frames this worker hands to its partner (some not yet
+    /// switched).
+    handing: AtomicUsize,
     /// The share of its CPU the worker could have lately (`spare`); 100 for
     /// a floating worker.
     spare: AtomicU8,
@@ -334,6 +339,7 @@ impl Shared {
             spilled: AtomicU64::new(0),
             sleeps: AtomicU64::new(0),
             spill,
+            handing: AtomicUsize::new(0),
             spare: AtomicU8::new(100),
             pinned: AtomicBool::new(false),
         })
@@ -515,6 +521,9 @@ impl Worker {
             if let Some(fd) = slot.fd() {
                 self.shared.epoll.delete(fd);
             }
+            if slot.spilling.is_some() {
+                self.shared.handing.fetch_sub(1, Relaxed);
+            }
             self.resting.retain(|(t, _)| *t != token);
         }
     }
@@ -545,6 +554,9 @@ impl Worker {
                     },
                 );
                 if b.frames > 0 {
+                    if slot.spilling.is_none() {
+                        self.shared.handing.fetch_add(1, Relaxed);
+                    }
                     slot.spilling = Some(ring.pushed());
                     ring.kick();
                     self.shared.spilled.fetch_add(b.frames as u64, Relaxed);
@@ -639,11 +651,11 @@ enum Mode {
 }
 
 /// Hands a port's frames over while it keeps this worker busy and the
-/// partner's CPU has room: to start, the partner must also sleep, and this
-/// worker must not itself be handed frames (two busy workers would trade
-/// them); to go on, the partner's CPU must still have room, measured with
-/// the partner's own time as spare (it yields between batches, so an app
-/// it would starve shows up in that measure).
+/// partner's CPU has room, measured with the partner's own time as spare
+/// (it yields between batches, so an app it would starve shows up in that
+/// measure). Frames go one way at a time: neither worker hands over while
+/// the other does (two busy workers would trade them, each frame crossing
+/// twice). To start, the partner must also sleep.
 fn spill_mode(slot: &mut Slot, own: &Shared, partner: Option<&Shared>) -> Mode {
     let Some(partner) = partner else {
         return Mode::Own;
@@ -653,14 +665,15 @@ fn spill_mode(slot: &mut Slot, own: &Shared, partner: Option<&Shared>) -> Mode {
         .is_some_and(|last| partner.spill.done() >= last)
     {
         slot.spilling = None;
+        own.handing.fetch_sub(1, Relaxed);
     }
-    let room = partner.spare.load(Relaxed) >= SPARE_TO_SPILL;
+    let room = partner.spare.load(Relaxed) >= SPARE_TO_SPILL
+        && own.spill.is_empty()
+        && partner.handing.load(Relaxed) == 0;
     match slot.spilling {
         Some(_) if room => Mode::Spill,
         Some(_) => Mode::Wait,
-        None if slot.full && room && own.spill.is_empty() && partner.spill.owner_idle() => {
-            Mode::Spill
-        }
+        None if slot.full && room && partner.spill.owner_idle() => Mode::Spill,
         None => Mode::Own,
     }
 }

@@ -183,11 +183,10 @@ fn each_queue_of_a_multiqueue_port_has_its_own_worker() {
         let n = pair::recv(&tp, &mut buf, 1000).expect("flooded to p");
         assert_eq!(buf[VNET_HDR_LEN + 20..n][0], tag as u8);
     }
-    let counts = w.counts();
-    assert!(
-        counts.iter().all(|c| c.frames >= 1),
-        "both workers read: {counts:?}"
-    );
+    // A worker counts its frames after the round that wrote them out.
+    wait_for("both workers to count a frame", || {
+        w.counts().iter().all(|c| c.frames >= 1)
+    });
     // p is served by worker 0, which writes on queue 0.
     pair::send(&tp, &frame(mac(1), mac(2), 9)).expect("send");
     assert!(pair::recv(t0, &mut buf, 1000).is_ok(), "answer on queue 0");
@@ -419,4 +418,53 @@ fn a_busy_port_hands_its_frames_to_the_idle_partner_in_order() {
     sw.remove_port(&pa);
     w.release(std::slice::from_ref(&pa));
     assert_eq!(Arc::strong_count(&pa), 1);
+}
+
+#[test]
+fn frames_are_handed_over_one_way_at_a_time() {
+    let sw = Switch::new();
+    let (io, _peer) = PairPort::new().expect("socketpair");
+    let spec = PortSpec::new("a", PortRole::Other, Box::new(io), 1500);
+    let port = sw.add_port(&Domain::new("d"), spec).expect("port");
+    let (own, partner) = (Shared::new().expect("own"), Shared::new().expect("partner"));
+    let mut slot = Slot {
+        port: port.clone(),
+        queue: 0,
+        errors: 0,
+        full: true,
+        spilling: None,
+    };
+    assert!(partner.spill.may_sleep(), "the partner sleeps");
+    let mode = |slot: &mut Slot| spill_mode(slot, &own, Some(&partner));
+    partner.handing.store(1, Relaxed);
+    assert!(
+        matches!(mode(&mut slot), Mode::Own),
+        "the partner hands a port over: none goes back"
+    );
+    partner.handing.store(0, Relaxed);
+    assert!(matches!(mode(&mut slot), Mode::Spill), "an idle partner");
+    // Frames were handed over and are not all switched yet.
+    assert!(partner.spill.push(&port, &[0u8; 60]));
+    slot.spilling = Some(partner.spill.pushed());
+    own.handing.store(1, Relaxed);
+    assert!(
+        own.spill.push(&port, &[0u8; 60]),
+        "the partner hands one back"
+    );
+    assert!(
+        matches!(mode(&mut slot), Mode::Wait),
+        "handed frames, the worker hands none over and waits for its own"
+    );
+    let back = own.spill.pop().expect("the frame handed back");
+    own.spill.finish(back);
+    assert!(matches!(mode(&mut slot), Mode::Spill), "one way again");
+    let s = partner.spill.pop().expect("the frame handed over");
+    partner.spill.finish(s);
+    slot.full = false;
+    assert!(matches!(mode(&mut slot), Mode::Own), "all switched");
+    assert_eq!(
+        own.handing.load(Relaxed),
+        0,
+        "the port is no longer handed over"
+    );
 }
