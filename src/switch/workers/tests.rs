@@ -421,7 +421,7 @@ fn a_busy_port_hands_its_frames_to_the_idle_partner_in_order() {
 }
 
 #[test]
-fn frames_are_handed_over_one_way_at_a_time() {
+fn frames_are_handed_over_one_way_at_a_time_to_a_quiet_partner() {
     let sw = Switch::new();
     let (io, _peer) = PairPort::new().expect("socketpair");
     let spec = PortSpec::new("a", PortRole::Other, Box::new(io), 1500);
@@ -442,6 +442,12 @@ fn frames_are_handed_over_one_way_at_a_time() {
         "the partner hands a port over: none goes back"
     );
     partner.handing.store(0, Relaxed);
+    partner.full_at_ms.store(clock::mono_ms(), Relaxed);
+    assert!(
+        matches!(mode(&mut slot), Mode::Own),
+        "the partner was just kept busy by a port of its own"
+    );
+    partner.full_at_ms.store(0, Relaxed);
     assert!(matches!(mode(&mut slot), Mode::Spill), "an idle partner");
     // Frames were handed over and are not all switched yet.
     assert!(partner.spill.push(&port, &[0u8; 60]));
