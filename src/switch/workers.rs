@@ -51,10 +51,10 @@ const SPILL_BATCH: usize = 64;
 /// the partner below it, and 64-byte UDP got half the help it gets at 40
 /// (see docs/PERFORMANCE.md).
 const SPARE_TO_SPILL: u8 = 40;
-/// How long (ms) a partner must have read no whole batch from a port of
-/// its own to be handed a port's frames in the first place: where every
-/// worker is kept busy by its own apps, handing frames around only adds a
-/// copy (four flooding app pairs fell from about 1000 to 680 kpps).
+/// How long (ms) a partner must have switched no whole batch of its own to
+/// be handed a port's frames: where every worker is kept busy by its own
+/// apps, handing frames around only adds a copy (four flooding app pairs
+/// fell from about 1000 to 680 kpps).
 const QUIET_TO_SPILL_MS: u64 = 20;
 /// How long `release` waits for a worker to let go of a port.
 const RELEASE_WAIT: Duration = Duration::from_secs(2);
@@ -103,14 +103,11 @@ struct Shared {
     sleeps: AtomicU64,
     /// Frames the partner hands this worker.
     spill: SpillRing,
-    /// Ports whose frames this worker hands to its partner (some not yet
-    /// switched).
-    handing: AtomicUsize,
     /// The share of its CPU the worker could have lately (`spare`); 100 for
     /// a floating worker.
     spare: AtomicU8,
     /// When (`clock::mono_ms`) the worker last read a whole batch from a
-    /// port it serves itself.
+    /// port and switched it itself.
     full_at_ms: AtomicU64,
     /// Set once the worker is pinned to its CPU.
     pinned: AtomicBool,
@@ -348,7 +345,6 @@ impl Shared {
             spilled: AtomicU64::new(0),
             sleeps: AtomicU64::new(0),
             spill,
-            handing: AtomicUsize::new(0),
             spare: AtomicU8::new(100),
             full_at_ms: AtomicU64::new(0),
             pinned: AtomicBool::new(false),
@@ -531,9 +527,6 @@ impl Worker {
             if let Some(fd) = slot.fd() {
                 self.shared.epoll.delete(fd);
             }
-            if slot.spilling.is_some() {
-                self.shared.handing.fetch_sub(1, Relaxed);
-            }
             self.resting.retain(|(t, _)| *t != token);
         }
     }
@@ -564,9 +557,6 @@ impl Worker {
                     },
                 );
                 if b.frames > 0 {
-                    if slot.spilling.is_none() {
-                        self.shared.handing.fetch_add(1, Relaxed);
-                    }
                     slot.spilling = Some(ring.pushed());
                     ring.kick();
                     self.shared.spilled.fetch_add(b.frames as u64, Relaxed);
@@ -667,10 +657,10 @@ enum Mode {
 /// Hands a port's frames over while it keeps this worker busy and the
 /// partner's CPU has room, measured with the partner's own time as spare
 /// (it yields between batches, so an app it would starve shows up in that
-/// measure). Frames go one way at a time: neither worker hands over while
-/// the other does (two busy workers would trade them, each frame crossing
-/// twice). To start, the partner must also sleep and have been kept busy
-/// by none of its own ports lately.
+/// measure), no port of its own keeps it busy (`quiet`), and it has handed
+/// this worker nothing lately: frames go one way at a time (two busy
+/// workers traded a flood that moved between CPUs, each frame crossing
+/// twice). To start, the partner must also sleep.
 fn spill_mode(slot: &mut Slot, own: &Shared, partner: Option<&Shared>) -> Mode {
     let Some(partner) = partner else {
         return Mode::Own;
@@ -680,20 +670,18 @@ fn spill_mode(slot: &mut Slot, own: &Shared, partner: Option<&Shared>) -> Mode {
         .is_some_and(|last| partner.spill.done() >= last)
     {
         slot.spilling = None;
-        own.handing.fetch_sub(1, Relaxed);
     }
-    let room = partner.spare.load(Relaxed) >= SPARE_TO_SPILL
-        && own.spill.is_empty()
-        && partner.handing.load(Relaxed) == 0;
+    let handed = !own.spill.is_empty() || own.spill.pushed_lately();
+    let room = partner.spare.load(Relaxed) >= SPARE_TO_SPILL && !handed && quiet(partner);
     match slot.spilling {
         Some(_) if room => Mode::Spill,
         Some(_) => Mode::Wait,
-        None if slot.full && room && partner.spill.owner_idle() && quiet(partner) => Mode::Spill,
+        None if slot.full && room && partner.spill.owner_idle() => Mode::Spill,
         None => Mode::Own,
     }
 }
 
-/// Whether a worker has read no whole batch from its own ports lately.
+/// Whether a worker has switched no whole batch of its own lately.
 fn quiet(w: &Shared) -> bool {
     clock::mono_ms().saturating_sub(w.full_at_ms.load(Relaxed)) >= QUIET_TO_SPILL_MS
 }

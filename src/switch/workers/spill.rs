@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*, fence};
 use crossbeam_queue::ArrayQueue;
 
 use super::super::PortEntry;
+use crate::clock;
 use crate::frame::MAX_PACKET;
 use crate::ports::waker::Waker;
 
@@ -24,6 +25,9 @@ use crate::ports::waker::Waker;
 /// producer rests when the ring is full (`SPILL_REST`, rounded up to the
 /// next millisecond by epoll).
 const DEPTH: usize = 4096;
+/// How long (ms) after handing frames over a producer still counts as
+/// handing over (`pushed_lately`).
+const LATELY_MS: u64 = 2;
 /// Used buffers kept for reuse.
 const SPARES: usize = 256;
 /// Bytes a ring holds at most (a GSO frame is up to 64 KiB).
@@ -47,6 +51,8 @@ pub(super) struct SpillRing {
     pushed: AtomicU64,
     /// Frames taken off and switched so far (by the owner).
     done: AtomicU64,
+    /// When (`clock::mono_ms`) the producer last handed frames over.
+    pushed_at_ms: AtomicU64,
     /// The owner sleeps or is about to: the producer must ring `wake`.
     asleep: AtomicBool,
     wake: Waker,
@@ -60,6 +66,7 @@ impl SpillRing {
             bytes: AtomicUsize::new(0),
             pushed: AtomicU64::new(0),
             done: AtomicU64::new(0),
+            pushed_at_ms: AtomicU64::new(0),
             asleep: AtomicBool::new(false),
             wake: Waker::new()?,
         })
@@ -101,6 +108,7 @@ impl SpillRing {
 
     /// Producer, after pushing: wakes the owner if it sleeps.
     pub fn kick(&self) {
+        self.pushed_at_ms.store(clock::mono_ms(), Relaxed);
         fence(SeqCst);
         if self.asleep.swap(false, SeqCst) {
             self.wake.ring();
@@ -116,6 +124,12 @@ impl SpillRing {
     /// what the producer pushed, it has nothing of the producer's left.
     pub fn done(&self) -> u64 {
         self.done.load(Acquire)
+    }
+
+    /// Whether the producer handed frames over in the last millisecond or
+    /// two: it may be between batches.
+    pub fn pushed_lately(&self) -> bool {
+        clock::mono_ms().saturating_sub(self.pushed_at_ms.load(Relaxed)) < LATELY_MS
     }
 
     /// Whether frames handed over wait to be switched.

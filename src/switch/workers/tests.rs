@@ -436,23 +436,16 @@ fn frames_are_handed_over_one_way_at_a_time_to_a_quiet_partner() {
     };
     assert!(partner.spill.may_sleep(), "the partner sleeps");
     let mode = |slot: &mut Slot| spill_mode(slot, &own, Some(&partner));
-    partner.handing.store(1, Relaxed);
-    assert!(
-        matches!(mode(&mut slot), Mode::Own),
-        "the partner hands a port over: none goes back"
-    );
-    partner.handing.store(0, Relaxed);
     partner.full_at_ms.store(clock::mono_ms(), Relaxed);
     assert!(
         matches!(mode(&mut slot), Mode::Own),
-        "the partner was just kept busy by a port of its own"
+        "the partner just switched a whole batch of its own"
     );
     partner.full_at_ms.store(0, Relaxed);
     assert!(matches!(mode(&mut slot), Mode::Spill), "an idle partner");
     // Frames were handed over and are not all switched yet.
     assert!(partner.spill.push(&port, &[0u8; 60]));
     slot.spilling = Some(partner.spill.pushed());
-    own.handing.store(1, Relaxed);
     assert!(
         own.spill.push(&port, &[0u8; 60]),
         "the partner hands one back"
@@ -463,14 +456,21 @@ fn frames_are_handed_over_one_way_at_a_time_to_a_quiet_partner() {
     );
     let back = own.spill.pop().expect("the frame handed back");
     own.spill.finish(back);
+    own.spill.kick();
+    assert!(
+        matches!(mode(&mut slot), Mode::Wait),
+        "the partner handed a frame over just now: it may hand more"
+    );
+    wait_for("the hand-over to be a while ago", || {
+        !own.spill.pushed_lately()
+    });
     assert!(matches!(mode(&mut slot), Mode::Spill), "one way again");
+    partner.full_at_ms.store(clock::mono_ms(), Relaxed);
+    assert!(
+        matches!(mode(&mut slot), Mode::Wait),
+        "the partner is kept busy by a port of its own now"
+    );
     let s = partner.spill.pop().expect("the frame handed over");
     partner.spill.finish(s);
-    slot.full = false;
     assert!(matches!(mode(&mut slot), Mode::Own), "all switched");
-    assert_eq!(
-        own.handing.load(Relaxed),
-        0,
-        "the port is no longer handed over"
-    );
 }
