@@ -671,8 +671,12 @@ fn spill_mode(slot: &mut Slot, own: &Shared, partner: Option<&Shared>) -> Mode {
     {
         slot.spilling = None;
     }
-    let handed = !own.spill.is_empty() || own.spill.pushed_lately();
-    let room = partner.spare.load(Relaxed) >= SPARE_TO_SPILL && !handed && quiet(partner);
+    if slot.spilling.is_none() && !slot.full {
+        return Mode::Own;
+    }
+    let now = clock::mono_ms();
+    let handed = !own.spill.is_empty() || own.spill.pushed_lately(now);
+    let room = partner.spare.load(Relaxed) >= SPARE_TO_SPILL && !handed && quiet(partner, now);
     match slot.spilling {
         Some(_) if room => Mode::Spill,
         Some(_) => Mode::Wait,
@@ -681,9 +685,10 @@ fn spill_mode(slot: &mut Slot, own: &Shared, partner: Option<&Shared>) -> Mode {
     }
 }
 
-/// Whether a worker has switched no whole batch of its own lately.
-fn quiet(w: &Shared) -> bool {
-    clock::mono_ms().saturating_sub(w.full_at_ms.load(Relaxed)) >= QUIET_TO_SPILL_MS
+/// Whether a worker has switched no whole batch of its own lately (`now`
+/// from `clock::mono_ms`).
+fn quiet(w: &Shared, now: u64) -> bool {
+    now.saturating_sub(w.full_at_ms.load(Relaxed)) >= QUIET_TO_SPILL_MS
 }
 
 /// Why a batch of reads ended.

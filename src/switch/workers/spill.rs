@@ -127,9 +127,9 @@ impl SpillRing {
     }
 
     /// Whether the producer handed frames over in the last millisecond or
-    /// two: it may be between batches.
-    pub fn pushed_lately(&self) -> bool {
-        clock::mono_ms().saturating_sub(self.pushed_at_ms.load(Relaxed)) < LATELY_MS
+    /// two before `now` (`clock::mono_ms`): it may be between batches.
+    pub fn pushed_lately(&self, now: u64) -> bool {
+        now.saturating_sub(self.pushed_at_ms.load(Relaxed)) < LATELY_MS
     }
 
     /// Whether frames handed over wait to be switched.

@@ -405,7 +405,11 @@ fn a_busy_port_hands_its_frames_to_the_idle_partner_in_order() {
         1,
         "the panic is counted"
     );
-    // Once the partner has switched them all, worker 1 switches again.
+    // Once the partner has switched them all, worker 1 switches again. The
+    // partner counts a frame done after writing it out.
+    wait_for("the partner to finish what it was handed", || {
+        w.shared[0].spill.is_empty()
+    });
     let f = frame(mac(2), mac(1), 200);
     pair::send(&a_peer, &f).expect("send");
     assert_eq!(pair::recv(&b_peer, &mut buf, 1000).ok(), Some(f.len()));
@@ -462,7 +466,7 @@ fn frames_are_handed_over_one_way_at_a_time_to_a_quiet_partner() {
         "the partner handed a frame over just now: it may hand more"
     );
     wait_for("the hand-over to be a while ago", || {
-        !own.spill.pushed_lately()
+        !own.spill.pushed_lately(clock::mono_ms())
     });
     assert!(matches!(mode(&mut slot), Mode::Spill), "one way again");
     partner.full_at_ms.store(clock::mono_ms(), Relaxed);
