@@ -29,7 +29,9 @@ def send(dst, port, flows, count):
 def recv(port, seconds):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE, as root
+        # SO_RCVBUFFORCE, as root: room for a whole run (a datagram takes
+        # about 1 KiB of buffer) while a busy machine delays this reader.
+        s.setsockopt(socket.SOL_SOCKET, 33, 96 << 20)
     except OSError:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     s.bind(("0.0.0.0", port))
