@@ -546,17 +546,13 @@ impl Worker {
             spill_mode(slot, &self.shared, self.partner.as_deref()),
         ) {
             (Some(ring), Mode::Spill) => {
-                let b = read_batch(
-                    slot,
-                    buf,
-                    || ring.has_room(),
-                    |p, f| {
-                        if !ring.push(p, f) {
-                            p.stats.drop(DropReason::TxFull);
-                        }
-                    },
-                );
+                let mut frames = ring.frames();
+                let room = |n, bytes| ring.has_room(n, bytes);
+                let b = read_batch(slot, buf, room, |_, f| frames.add(f));
                 if b.frames > 0 {
+                    if let Err(lost) = ring.push(&slot.port, frames) {
+                        (0..lost.len()).for_each(|_| slot.port.stats.drop(DropReason::TxFull));
+                    }
                     slot.spilling = Some(ring.pushed());
                     ring.kick();
                     self.shared.spilled.fetch_add(b.frames as u64, Relaxed);
@@ -571,7 +567,12 @@ impl Worker {
             },
             _ => {
                 let (switch, now) = (&self.switch, now_secs());
-                let b = read_batch(slot, buf, || true, |p, f| switch_guarded(switch, p, f, now));
+                let b = read_batch(
+                    slot,
+                    buf,
+                    |_, _| true,
+                    |p, f| switch_guarded(switch, p, f, now),
+                );
                 if b.stop == Stop::Batch {
                     self.shared.full_at_ms.store(clock::mono_ms(), Relaxed);
                 }
@@ -587,7 +588,7 @@ impl Worker {
         batch.frames
     }
 
-    /// Switches frames the partner handed over, a batch at most.
+    /// Switches frames the partner handed over, about `SPILL_BATCH` at most.
     fn take_spilled(&self) -> usize {
         let ring = &self.shared.spill;
         if ring.is_empty() {
@@ -599,12 +600,13 @@ impl Worker {
             && let Some(s) = ring.pop()
         {
             if !s.port.is_closing() {
-                switch_guarded(&self.switch, &s.port, &s.frame, now);
+                let each = |f| switch_guarded(&self.switch, &s.port, f, now);
+                s.frames.iter().for_each(each);
             }
+            n += s.frames.len();
             ring.finish(s);
-            n += 1;
         }
-        if n == SPILL_BATCH {
+        if n >= SPILL_BATCH {
             // More waits: let an app this CPU also runs have its turn (a
             // worker is nice -10), so that its time shows in `spare`.
             // SAFETY: sched_yield(2) takes no arguments.
@@ -709,18 +711,19 @@ struct Batch {
     stop: Stop,
 }
 
-/// Reads up to `BATCH` frames from a slot's queue while `room` allows,
-/// giving each to `each`; counts receive errors.
+/// Reads up to `BATCH` frames from a slot's queue while `room` allows
+/// (given the frames and bytes read so far), giving each to `each`; counts
+/// receive errors.
 fn read_batch(
     slot: &mut Slot,
     buf: &mut [u8],
-    room: impl Fn() -> bool,
+    room: impl Fn(usize, usize) -> bool,
     mut each: impl FnMut(&Arc<PortEntry>, &[u8]),
 ) -> Batch {
     let port = &slot.port;
-    let mut frames = 0;
+    let (mut frames, mut bytes) = (0, 0);
     for _ in 0..BATCH {
-        if !room() {
+        if !room(frames, bytes) {
             return Batch {
                 frames,
                 stop: Stop::NoRoom,
@@ -729,6 +732,7 @@ fn read_batch(
         match port.io.recv_queue(slot.queue, buf) {
             Ok(n) => {
                 frames += 1;
+                bytes += n;
                 slot.errors = 0;
                 each(port, &buf[..n]);
             }

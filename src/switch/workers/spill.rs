@@ -1,13 +1,16 @@
 //! Spilling: the frames a saturated worker hands to its partner. A worker
 //! that reads a full batch from a queue while its partner sleeps stops
-//! switching that queue's frames itself and copies them into the partner's
-//! ring instead; the partner switches and writes them on its own CPU. A
-//! frame's write into a TAP runs the receiving namespace's stack, about
-//! two thirds of a small frame's cost, so an app flooding from a CPU it
-//! shares with its worker gets the other CPU's help instead of waiting for
-//! a balancer. One producer and one consumer per ring, so a queue's frames
-//! stay in order as long as the producer switches nothing of that queue
-//! itself before the partner has done everything it handed over (`done`).
+//! switching that queue's frames itself and copies each batch it reads into
+//! one buffer in the partner's ring instead; the partner switches and writes
+//! them on its own CPU. A frame's write into a TAP runs the receiving
+//! namespace's stack, about two thirds of a small frame's cost, so an app
+//! flooding from a CPU it shares with its worker gets the other CPU's help
+//! instead of waiting for a balancer. A batch crosses as one item, so the
+//! two CPUs touch the ring's counters and the port's reference count once a
+//! batch, not once a frame. One producer and one consumer per ring, so a
+//! queue's frames stay in order as long as the producer switches nothing of
+//! that queue itself before the partner has done everything it handed over
+//! (`done`).
 
 use std::io;
 use std::os::fd::RawFd;
@@ -24,28 +27,59 @@ use crate::ports::waker::Waker;
 /// Frames a ring holds: about ten milliseconds of a flood, longer than a
 /// producer rests when the ring is full (`SPILL_REST`, rounded up to the
 /// next millisecond by epoll).
-const DEPTH: usize = 4096;
+const DEPTH: u64 = 4096;
 /// How long (ms) after handing frames over a producer still counts as
 /// handing over (`pushed_lately`).
 const LATELY_MS: u64 = 2;
 /// Used buffers kept for reuse.
-const SPARES: usize = 256;
+const SPARES: usize = 64;
 /// Bytes a ring holds at most (a GSO frame is up to 64 KiB).
 const MAX_BYTES: usize = 4 << 20;
-/// A used buffer up to this size is kept for the next frame; a larger
-/// one (a GSO frame's) is freed.
-const SPARE_CAPACITY: usize = 2048;
+/// A used buffer up to this size is kept for the next batch; a larger one
+/// (GSO frames') is freed.
+const SPARE_CAPACITY: usize = 64 << 10;
 
-/// A frame handed over, with the port it came from.
+/// Frames back to back in one buffer, in order.
+#[derive(Default)]
+pub(super) struct Frames {
+    data: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Frames {
+    /// Copies a frame in after the others.
+    pub fn add(&mut self, frame: &[u8]) {
+        self.data.extend_from_slice(frame);
+        self.ends.push(self.data.len());
+    }
+
+    /// How many frames it holds.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The frames, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(a, &b)| &self.data[a..b])
+    }
+
+    fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+    }
+}
+
+/// A batch of one port's frames handed over.
 pub(super) struct Spilled {
     pub port: Arc<PortEntry>,
-    pub frame: Vec<u8>,
+    pub frames: Frames,
 }
 
 /// The frames one worker's partner handed it, in order.
 pub(super) struct SpillRing {
     queue: ArrayQueue<Spilled>,
-    spares: ArrayQueue<Vec<u8>>,
+    spares: ArrayQueue<Frames>,
     bytes: AtomicUsize,
     /// Frames pushed so far (by the one producer).
     pushed: AtomicU64,
@@ -61,7 +95,7 @@ pub(super) struct SpillRing {
 impl SpillRing {
     pub fn new() -> io::Result<SpillRing> {
         Ok(SpillRing {
-            queue: ArrayQueue::new(DEPTH),
+            queue: ArrayQueue::new(DEPTH as usize),
             spares: ArrayQueue::new(SPARES),
             bytes: AtomicUsize::new(0),
             pushed: AtomicU64::new(0),
@@ -77,28 +111,35 @@ impl SpillRing {
         self.wake.fd()
     }
 
-    /// Producer: whether a frame of any size fits now.
-    pub fn has_room(&self) -> bool {
-        !self.queue.is_full() && self.bytes.load(Relaxed) + MAX_PACKET <= MAX_BYTES
+    /// Producer: an empty buffer for the next batch.
+    pub fn frames(&self) -> Frames {
+        self.spares.pop().unwrap_or_default()
     }
 
-    /// Producer: copies a frame in; false when there was no room (only
-    /// after `has_room` said there was none).
-    pub fn push(&self, port: &Arc<PortEntry>, frame: &[u8]) -> bool {
-        let mut buf = self.spares.pop().unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(frame);
-        self.bytes.fetch_add(frame.len(), Relaxed);
+    /// Producer: whether a frame of any size fits after the `frames` frames
+    /// of `bytes` bytes it has read for the next batch.
+    pub fn has_room(&self, frames: usize, bytes: usize) -> bool {
+        let queued = (self.pushed.load(Relaxed)).saturating_sub(self.done.load(Relaxed));
+        queued + (frames as u64) < DEPTH
+            && !self.queue.is_full()
+            && self.bytes.load(Relaxed) + bytes + MAX_PACKET <= MAX_BYTES
+    }
+
+    /// Producer: hands a batch over; gives it back when there was no room
+    /// (only after `has_room` said there was none).
+    pub fn push(&self, port: &Arc<PortEntry>, frames: Frames) -> Result<(), Frames> {
+        let (n, bytes) = (frames.len() as u64, frames.data.len());
+        self.bytes.fetch_add(bytes, Relaxed);
         let item = Spilled {
             port: port.clone(),
-            frame: buf,
+            frames,
         };
-        if self.queue.push(item).is_err() {
-            self.bytes.fetch_sub(frame.len(), Relaxed);
-            return false;
+        if let Err(back) = self.queue.push(item) {
+            self.bytes.fetch_sub(bytes, Relaxed);
+            return Err(back.frames);
         }
-        self.pushed.fetch_add(1, Relaxed);
-        true
+        self.pushed.fetch_add(n, Relaxed);
+        Ok(())
     }
 
     /// Producer: how many frames it has pushed so far.
@@ -137,20 +178,21 @@ impl SpillRing {
         self.done.load(Relaxed) == self.pushed.load(Relaxed)
     }
 
-    /// Owner: the next frame handed over.
+    /// Owner: the next batch handed over.
     pub fn pop(&self) -> Option<Spilled> {
         self.queue.pop()
     }
 
-    /// Owner: the frame is switched; its buffer is kept for reuse.
+    /// Owner: the batch is switched; its buffer is kept for reuse.
     pub fn finish(&self, s: Spilled) {
-        let Spilled { port, frame } = s;
+        let Spilled { port, mut frames } = s;
         drop(port);
-        self.bytes.fetch_sub(frame.len(), Relaxed);
-        if frame.capacity() <= SPARE_CAPACITY {
-            let _ = self.spares.push(frame);
+        self.bytes.fetch_sub(frames.data.len(), Relaxed);
+        self.done.fetch_add(frames.len() as u64, Release);
+        if frames.data.capacity() <= SPARE_CAPACITY {
+            frames.clear();
+            let _ = self.spares.push(frames);
         }
-        self.done.fetch_add(1, Release);
     }
 
     /// Owner, before a blocking wait: marks it asleep, unless frames wait

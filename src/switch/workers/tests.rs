@@ -448,12 +448,9 @@ fn frames_are_handed_over_one_way_at_a_time_to_a_quiet_partner() {
     partner.full_at_ms.store(0, Relaxed);
     assert!(matches!(mode(&mut slot), Mode::Spill), "an idle partner");
     // Frames were handed over and are not all switched yet.
-    assert!(partner.spill.push(&port, &[0u8; 60]));
+    assert!(hand_one(&partner.spill, &port));
     slot.spilling = Some(partner.spill.pushed());
-    assert!(
-        own.spill.push(&port, &[0u8; 60]),
-        "the partner hands one back"
-    );
+    assert!(hand_one(&own.spill, &port), "the partner hands one back");
     assert!(
         matches!(mode(&mut slot), Mode::Wait),
         "handed frames, the worker hands none over and waits for its own"
@@ -477,4 +474,11 @@ fn frames_are_handed_over_one_way_at_a_time_to_a_quiet_partner() {
     let s = partner.spill.pop().expect("the frame handed over");
     partner.spill.finish(s);
     assert!(matches!(mode(&mut slot), Mode::Own), "all switched");
+}
+
+/// Hands one frame over through `ring`; whether there was room.
+fn hand_one(ring: &SpillRing, port: &Arc<PortEntry>) -> bool {
+    let mut frames = ring.frames();
+    frames.add(&[0u8; 60]);
+    ring.push(port, frames).is_ok()
 }
