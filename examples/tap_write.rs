@@ -3,14 +3,16 @@
 //! what `scripts/bench`'s floods carry: 64 bytes of UDP to a port nothing
 //! listens on, so the TAP's namespace runs its stack (and answers with a
 //! rate-limited port unreachable) inside each write, as it does inside a
-//! worker's. Run it in a namespace of its own; it makes TAP `tapw0`.
+//! worker's. With `stranger` the frame is addressed to another MAC, so the
+//! stack drops it at once: what the write alone costs. Run it in a
+//! namespace of its own; it makes TAP `tapw0`.
 //!
-//! Usage: ip netns exec NS tap_write write|uring FRAMES [BATCH]
+//! Usage: ip netns exec NS tap_write write|uring FRAMES [BATCH [stranger]]
 
 use std::io;
 use std::net::Ipv4Addr;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, opcode, types};
 use niswitch::config::Mac;
@@ -20,11 +22,26 @@ use niswitch::ports::tap::{Tap, TapOptions};
 
 const TAP_MAC: Mac = Mac([2, 0, 0, 0, 0, 1]);
 const PEER_MAC: Mac = Mac([2, 0, 0, 0, 0, 2]);
+const STRANGER_MAC: Mac = Mac([2, 0, 0, 0, 0, 3]);
 
 fn ip(args: &str) -> io::Result<()> {
     let ok = Command::new("ip").args(args.split(' ')).status()?.success();
     ok.then_some(())
         .ok_or_else(|| io::Error::other(format!("ip {args} failed")))
+}
+
+/// Opens the TAP, waiting a moment for the kernel to remove the one of a
+/// run that just ended.
+fn open(opts: &TapOptions) -> io::Result<Tap> {
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        match Tap::open(opts) {
+            Err(e) if e.kind() == io::ErrorKind::ResourceBusy && Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            r => return r,
+        }
+    }
 }
 
 /// Writes `frames` copies of `pkt`, BATCH per io_uring_enter.
@@ -51,7 +68,7 @@ fn by_uring(fd: i32, pkt: &[u8], frames: usize, batch: usize) -> io::Result<()> 
 
 fn main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = || io::Error::other("usage: tap_write write|uring FRAMES [BATCH]");
+    let usage = || io::Error::other("usage: tap_write write|uring FRAMES [BATCH [stranger]]");
     let mode = args.get(1).ok_or_else(usage)?.clone();
     let frames: usize = args.get(2).and_then(|a| a.parse().ok()).ok_or_else(usage)?;
     let batch: usize = args
@@ -64,11 +81,15 @@ fn main() -> io::Result<()> {
         mac: Some(TAP_MAC),
         ..Default::default()
     };
-    let tap = Tap::open(&opts)?;
+    let tap = open(&opts)?;
     ip("addr add 10.77.0.1/24 dev tapw0")?;
     ip("neigh replace 10.77.0.2 lladdr 02:00:00:00:00:02 dev tapw0")?;
     let (src, dst) = (Ipv4Addr::new(10, 77, 0, 2), Ipv4Addr::new(10, 77, 0, 1));
-    let pkt = udp_packet(PEER_MAC, TAP_MAC, (src, 40000), (dst, 9), &[0x61; 64]);
+    let to = match args.get(4).map(String::as_str) {
+        Some("stranger") => STRANGER_MAC,
+        _ => TAP_MAC,
+    };
+    let pkt = udp_packet(PEER_MAC, to, (src, 40000), (dst, 9), &[0x61; 64]);
     let fd = tap
         .fd()
         .ok_or_else(|| io::Error::other("the TAP has no descriptor"))?;
@@ -85,7 +106,7 @@ fn main() -> io::Result<()> {
         _ => "write(2)".to_string(),
     };
     println!(
-        "{how}: {:.0} ns a frame, {:.0} kpps; {} frames reached the stack",
+        "{how}: {:.0} ns a frame, {:.0} kpps; the TAP counted {} received",
         took.as_nanos() as f64 / frames as f64,
         frames as f64 / took.as_secs_f64() / 1e3,
         delivered.trim()
