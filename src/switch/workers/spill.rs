@@ -31,8 +31,9 @@ const DEPTH: u64 = 4096;
 /// How long (ms) after handing frames over a producer still counts as
 /// handing over (`pushed_lately`).
 const LATELY_MS: u64 = 2;
-/// Used buffers kept for reuse.
-const SPARES: usize = 64;
+/// Used buffers kept for reuse (a new one costs an allocation a batch, not
+/// a frame; 16 of up to `SPARE_CAPACITY` bound what a ring keeps to 1 MiB).
+const SPARES: usize = 16;
 /// Bytes a ring holds at most (a GSO frame is up to 64 KiB).
 const MAX_BYTES: usize = 4 << 20;
 /// A used buffer up to this size is kept for the next batch; a larger one
